@@ -1,0 +1,127 @@
+"""The only module that speaks libmilter: callbacks in, replies out.
+
+One :class:`OsfMilter` per SMTP connection, called from one libmilter thread.
+Each callback hands plain values to a :class:`~osfmilter.session.MilterSession`
+and maps the :class:`~osfmilter.replies.Reply` it returns onto the milter
+protocol. Callbacks that never refuse are ``@noreply`` so the MTA does not
+wait for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import Milter
+
+from osfmilter.replies import Reason, Refusal, Reply, reply_for
+from osfmilter.session import MilterSession, Services
+
+log = logging.getLogger(__name__)
+
+# What we ask of the MTA: choose our macros, and (later) add headers.
+FLAGS = Milter.SETSYMLIST | Milter.ADDHDRS | Milter.CHGHDRS
+
+_INTERNAL_ERROR = reply_for(Refusal(Reason.INTERNAL_ERROR))
+
+
+def _text(value: Any) -> str:
+    """Envelope values arrive as str (surrogate-escaped) or, for odd bytes, as bytes."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return str(value)
+
+
+class OsfMilter(Milter.Base):  # type: ignore[misc]
+    def __init__(self, services: Services) -> None:
+        self.session = MilterSession(services)
+        # Set when a callback that cannot reply failed; the next one tempfails.
+        self._fault = False
+
+    def _answer(self, reply: Reply | None, done: int = Milter.CONTINUE) -> int:
+        if reply is None:
+            return done
+        # libmilter drops a reply whose text has a single '%'.
+        self.setreply(str(reply.code), reply.dsn, reply.text.replace("%", "%%"))
+        return Milter.TEMPFAIL if reply.code < 500 else Milter.REJECT
+
+    def _safely(self, step: Callable[[], Reply | None], done: int = Milter.CONTINUE) -> int:
+        """Last line of defence: anything unexpected is 451 4.3.0, never a 5xx or accept."""
+        try:
+            if self._fault:
+                return self._answer(_INTERNAL_ERROR)
+            return self._answer(step(), done)
+        except Exception:
+            log.exception("milter callback failed")
+            return self._answer(_INTERNAL_ERROR)
+
+    def _note(self, step: Callable[[], None]) -> int:
+        """For @noreply callbacks: a failure is remembered and answered at the next reply."""
+        try:
+            step()
+        except Exception:
+            log.exception("milter callback failed")
+            self._fault = True
+        return Milter.CONTINUE
+
+    def _macro(self, name: str) -> str:
+        return _text(self.getsymval(name) or "")
+
+    @Milter.noreply
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        address = hostaddr[0] if isinstance(hostaddr, tuple) and hostaddr else ""
+        return self._note(lambda: self.session.connect(_text(address)))
+
+    @Milter.noreply
+    def hello(self, hostname: str) -> int:
+        return self._note(lambda: self.session.hello(_text(hostname)))
+
+    @Milter.symlist("i", "{auth_authen}")
+    def envfrom(self, mailfrom: str, *params: str) -> int:
+        self._fault = False
+        return self._safely(
+            lambda: self.session.mail(
+                _text(mailfrom),
+                [_text(p) for p in params],
+                login=self._macro("{auth_authen}").strip(),
+                queue_id=self._macro("i"),
+            )
+        )
+
+    @Milter.symlist("i")
+    def envrcpt(self, to: str, *params: str) -> int:
+        return self._safely(lambda: self.session.rcpt(_text(to), queue_id=self._macro("i")))
+
+    @Milter.noreply
+    def header(self, field: str, value: str) -> int:
+        return self._note(lambda: self.session.header(_text(field), _text(value)))
+
+    @Milter.noreply
+    def eoh(self) -> int:
+        return self._note(self.session.end_of_headers)
+
+    def body(self, chunk: bytes) -> int:
+        return self._safely(lambda: self.session.body(chunk))
+
+    @Milter.symlist("i")
+    def eom(self) -> int:
+        return self._safely(
+            lambda: self.session.end_of_message(queue_id=self._macro("i")), done=Milter.ACCEPT
+        )
+
+    def abort(self) -> int:
+        self.session.abort()
+        return Milter.CONTINUE
+
+    def close(self) -> int:
+        self.session.close()
+        return Milter.CONTINUE
+
+    @Milter.nocallback
+    def data(self) -> int:
+        return Milter.CONTINUE
+
+    @Milter.nocallback
+    def unknown(self, cmd: str) -> int:
+        return Milter.CONTINUE

@@ -1,0 +1,326 @@
+"""The ``osfmilter`` command line: run the milter and administer registrations.
+
+Every failure the user can act on is one line on stderr: exit status 2 for
+bad input or configuration, 1 when a dependency (the database) failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from osfmilter import __version__
+from osfmilter.clock import SystemClock
+from osfmilter.config import Config, PlanName, load_config
+from osfmilter.errors import DependencyError, OsfError
+from osfmilter.storage import admin
+from osfmilter.storage.db import make_engine, safe_url, schema_status, upgrade
+from osfmilter.storage.schema import Customer, SaslAccount, ScannedDomain, SmtpServer
+from osfmilter.storage.store import SqlStore
+
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        setup_logging(config)
+        handler: Handler = args.handler
+        return handler(args, config)
+    except DependencyError as exc:
+        print(f"osfmilter: {exc.backend} error: {exc}", file=sys.stderr)
+        return 1
+    except OsfError as exc:
+        print(f"osfmilter: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def setup_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=config.log.level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if config.log.level != "debug":
+        # Alembic narrates every migration context at INFO.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+# Helpers -------------------------------------------------------------------
+
+
+def _store(config: Config) -> SqlStore:
+    from osfmilter.runner import prepare_schema
+
+    store = SqlStore(make_engine(config.database_url, config.database.timeout))
+    prepare_schema(config, store)
+    return store
+
+
+@contextmanager
+def _transaction(config: Config) -> Iterator[Session]:
+    with _store(config).session() as session:
+        yield session
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    for row in [list(headers), *cells]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+# Commands ------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from osfmilter.runner import run
+
+    run(config)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace, config: Config) -> int:
+    engine = make_engine(config.database_url, config.database.timeout)
+    upgrade(engine, args.revision)
+    current, _ = schema_status(engine)
+    print(f"database {safe_url(config.database_url)} is at revision {current}")
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace, config: Config) -> int:
+    engine = make_engine(config.database_url, config.database.timeout)
+    current, head = schema_status(engine)
+    state = "up to date" if current == head else f"needs upgrade to {head}"
+    print(f"database {safe_url(config.database_url)}: revision {current or 'none'} ({state})")
+    return 0 if current == head else 1
+
+
+def cmd_customer_add(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        admin.add_customer(session, args.name, args.plan, SystemClock().now())
+    print(f"customer {args.name} added (plan {args.plan})")
+    return 0
+
+
+def cmd_customer_plan(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        admin.set_plan(session, args.name, args.plan)
+    print(f"customer {args.name} is now on plan {args.plan}")
+    return 0
+
+
+def cmd_customer_list(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        customers = session.scalars(select(Customer).order_by(Customer.name)).all()
+        rows = [
+            (c.name, c.plan, len(c.domains), len(c.servers), len(c.sasl_accounts))
+            for c in customers
+        ]
+    _table(("customer", "plan", "domains", "servers", "sasl"), rows)
+    return 0
+
+
+def cmd_customer_remove(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        admin.remove_customer(session, args.name)
+    print(f"customer {args.name} removed")
+    return 0
+
+
+def cmd_domain_add(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        row = admin.add_domain(session, args.domain, args.customer, SystemClock().now())
+        domain = row.domain
+    print(f"domain {domain} added to {args.customer}")
+    return 0
+
+
+def cmd_domain_list(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        query = select(ScannedDomain).join(Customer).order_by(ScannedDomain.domain)
+        if args.customer:
+            query = query.where(Customer.id == admin.get_customer(session, args.customer).id)
+        rows = [(d.domain, d.customer.name) for d in session.scalars(query)]
+    _table(("domain", "customer"), rows)
+    return 0
+
+
+def cmd_domain_remove(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        admin.remove_domain(session, args.domain)
+    print(f"domain {args.domain} removed")
+    return 0
+
+
+def cmd_server_add(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        server = admin.add_server(
+            session, args.network, args.customer, config.registration, SystemClock().now()
+        )
+        network = server.network
+    print(f"SMTP server {network} added to {args.customer}")
+    return 0
+
+
+def cmd_server_list(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        query = select(SmtpServer).join(Customer).order_by(
+            SmtpServer.family, SmtpServer.first_address, SmtpServer.prefix_len
+        )
+        if args.customer:
+            query = query.where(Customer.id == admin.get_customer(session, args.customer).id)
+        rows = [(s.network, s.customer.name, s.state) for s in session.scalars(query)]
+    _table(("server", "customer", "state"), rows)
+    return 0
+
+
+def cmd_server_show(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        server = admin.find_server(session, args.address)
+        limits = config.plans.limits(server.customer.plan)
+        fields = [
+            ("server", server.network),
+            ("customer", server.customer.name),
+            ("plan", server.customer.plan),
+            ("state", server.state),
+            ("state since", server.state_changed_at.isoformat(timespec="seconds")),
+            ("registered", server.created_at.isoformat(timespec="seconds")),
+            ("max message size", limits.max_message_size),
+            (
+                "recipients known/unknown",
+                f"{limits.max_recipients_known}/{limits.max_recipients_unknown}",
+            ),
+        ]
+    for key, value in fields:
+        print(f"{key + ':':<26} {value}")
+    return 0
+
+
+def cmd_server_remove(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        admin.remove_server(session, args.network)
+    print(f"SMTP server {args.network} removed")
+    return 0
+
+
+def cmd_sasl_add(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        admin.add_sasl(session, args.login, args.customer, SystemClock().now())
+    print(f"SASL login {args.login} added to {args.customer}")
+    return 0
+
+
+def cmd_sasl_list(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        query = select(SaslAccount).join(Customer).order_by(SaslAccount.login)
+        if args.customer:
+            query = query.where(Customer.id == admin.get_customer(session, args.customer).id)
+        rows = [(a.login, a.customer.name, a.state) for a in session.scalars(query)]
+    _table(("login", "customer", "state"), rows)
+    return 0
+
+
+def cmd_sasl_remove(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        admin.remove_sasl(session, args.login)
+    print(f"SASL login {args.login} removed")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
+    print("configuration is valid")
+    return 0
+
+
+# Parser --------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and still exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="osfmilter", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"osfmilter {__version__}")
+    parser.add_argument(
+        "--config", metavar="PATH", help="TOML config file (default: $OSFMILTER_CONFIG, else none)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(sub: argparse._SubParsersAction[_Parser], name: str, handler: Handler,
+                help_: str) -> _Parser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    def group(name: str, help_: str) -> argparse._SubParsersAction[_Parser]:
+        p = commands.add_parser(name, help=help_, description=help_)
+        return p.add_subparsers(dest=f"{name}_command", required=True, parser_class=_Parser)
+
+    command(commands, "run", cmd_run, "run the milter")
+    command(commands, "check-config", cmd_check_config, "validate the configuration and exit")
+
+    db = group("db", "database schema")
+    p = command(db, "upgrade", cmd_db_upgrade, "create or upgrade the schema")
+    p.add_argument("revision", nargs="?", default="head")
+    command(db, "status", cmd_db_status, "show the schema revision")
+
+    plans = [str(p) for p in PlanName]
+    customer = group("customer", "customers and their plans")
+    p = command(customer, "add", cmd_customer_add, "add a customer")
+    p.add_argument("name")
+    p.add_argument("--plan", choices=plans, default=PlanName.FREE)
+    p = command(customer, "plan", cmd_customer_plan, "change a customer's plan")
+    p.add_argument("name")
+    p.add_argument("plan", choices=plans)
+    command(customer, "list", cmd_customer_list, "list customers")
+    p = command(customer, "remove", cmd_customer_remove, "remove a customer with nothing left")
+    p.add_argument("name")
+
+    domain = group("domain", "scanned domains (they make a sender known)")
+    p = command(domain, "add", cmd_domain_add, "add a scanned domain")
+    p.add_argument("domain")
+    p.add_argument("--customer", required=True)
+    p = command(domain, "list", cmd_domain_list, "list scanned domains")
+    p.add_argument("--customer")
+    p = command(domain, "remove", cmd_domain_remove, "remove a scanned domain")
+    p.add_argument("domain")
+
+    server = group("server", "registered SMTP servers")
+    p = command(server, "add", cmd_server_add, "register an SMTP server (address or CIDR)")
+    p.add_argument("network", metavar="IP_OR_CIDR")
+    p.add_argument("--customer", required=True)
+    p = command(server, "list", cmd_server_list, "list registered SMTP servers")
+    p.add_argument("--customer")
+    p = command(server, "show", cmd_server_show, "show the registration an address falls under")
+    p.add_argument("address", metavar="IP")
+    p = command(server, "remove", cmd_server_remove, "remove a registration")
+    p.add_argument("network", metavar="IP_OR_CIDR")
+
+    sasl = group("sasl", "SASL accounts")
+    p = command(sasl, "add", cmd_sasl_add, "register a SASL login")
+    p.add_argument("login")
+    p.add_argument("--customer", required=True)
+    p = command(sasl, "list", cmd_sasl_list, "list SASL logins")
+    p.add_argument("--customer")
+    p = command(sasl, "remove", cmd_sasl_remove, "remove a SASL login")
+    p.add_argument("login")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

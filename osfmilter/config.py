@@ -1,0 +1,252 @@
+"""The one typed configuration object, read from one TOML file.
+
+Every key has a default, so ``osfmilter run`` works with no file at all;
+unknown keys are errors, and an invalid value is reported in one line that
+names the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tomllib
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from osfmilter.errors import ConfigError
+
+CONFIG_ENV = "OSFMILTER_CONFIG"
+
+MB = 1_000_000
+GB = 1_000_000_000
+
+Count = Annotated[int, Field(ge=0)]
+
+
+@dataclass(frozen=True)
+class SocketSpec:
+    family: Literal["inet", "inet6", "unix"]
+    port: int | None = None
+    host: str | None = None
+    path: str | None = None
+
+
+def parse_socket(spec: str) -> SocketSpec:
+    """Parse libmilter's socket syntax: inet:PORT@HOST, inet6:PORT@[HOST], unix:/path."""
+    kind, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise ValueError(f"{spec!r} is not inet:PORT@HOST, inet6:PORT@[HOST] or unix:/path")
+    if kind in ("unix", "local"):
+        if not rest.startswith("/"):
+            raise ValueError(f"{spec!r}: a unix socket needs an absolute path")
+        return SocketSpec(family="unix", path=rest)
+    if kind not in ("inet", "inet6"):
+        raise ValueError(f"{spec!r}: unknown socket type {kind!r}")
+    port_text, _, host = rest.partition("@")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{spec!r}: port must be 1-65535")
+    host = host.strip("[]") or ("::" if kind == "inet6" else "0.0.0.0")  # noqa: S104
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ValueError(f"{spec!r}: {host!r} is not an IP address") from None
+    else:
+        if (address.version == 6) != (kind == "inet6"):
+            raise ValueError(f"{spec!r}: address family does not match {kind}")
+    return SocketSpec(family=kind, port=int(port_text), host=host)  # type: ignore[arg-type]
+
+
+def _is_loopback(host: str) -> bool:
+    return host == "localhost" or ipaddress.ip_address(host).is_loopback
+
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Mode(StrEnum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class PlanName(StrEnum):
+    FREE = "free"
+    PAID = "paid"
+
+
+class PlanLimits(Section):
+    """The numbers of one plan (SPEC §3); the defaults are the free plan's."""
+
+    max_message_size: Annotated[int, Field(gt=0)] = 52_428_800
+    rate_known: Count = 100
+    rate_unknown: Count = 10
+    rate_suspicious: Count = 10
+    max_recipients_known: Annotated[int, Field(gt=0)] = 50
+    max_recipients_unknown: Annotated[int, Field(gt=0)] = 5
+    monthly_volume_limited: bool = True
+    monthly_volume_base: Count = GB
+    inbound_volume_factor: Annotated[float, Field(ge=0)] = 2.0
+
+
+PAID_DEFAULTS: dict[str, Any] = {
+    "rate_known": 1000,
+    "rate_unknown": 1000,
+    "max_recipients_known": 500,
+    "max_recipients_unknown": 500,
+    "monthly_volume_limited": False,
+}
+
+
+class Plans(Section):
+    free: PlanLimits = PlanLimits()
+    paid: PlanLimits = PlanLimits(**PAID_DEFAULTS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paid_keys_default_to_paid_numbers(cls, data: Any) -> Any:
+        # A partial [plans.paid] table must fill its gaps with the paid
+        # plan's numbers, not with the class defaults (the free plan's).
+        if isinstance(data, dict) and isinstance(data.get("paid"), dict):
+            data = {**data, "paid": {**PAID_DEFAULTS, **data["paid"]}}
+        return data
+
+    def limits(self, plan: str) -> PlanLimits:
+        return self.paid if plan == PlanName.PAID else self.free
+
+
+class MilterSection(Section):
+    socket: str = "inet:8894@127.0.0.1"
+    # libmilter's I/O timeout towards the MTA, in seconds.
+    timeout: Annotated[int, Field(gt=0)] = 600
+    # Binding a non-loopback address exposes the milter protocol to the network.
+    allow_public_bind: bool = False
+
+    @field_validator("socket")
+    @classmethod
+    def _socket_syntax(cls, value: str) -> str:
+        parse_socket(value)
+        return value
+
+    @model_validator(mode="after")
+    def _loopback_unless_opted_in(self) -> MilterSection:
+        host = parse_socket(self.socket).host
+        if host is not None and not self.allow_public_bind and not _is_loopback(host):
+            raise ValueError(
+                f"socket {self.socket!r} binds a non-loopback address; "
+                "set milter.allow_public_bind = true to do that on purpose"
+            )
+        return self
+
+
+class DatabaseSection(Section):
+    # Empty: an SQLite file in the state directory.
+    url: str = ""
+    # Seconds a statement (or SQLite's wait for a lock) may take before the
+    # message is tempfailed.
+    timeout: Annotated[float, Field(gt=0)] = 10.0
+
+
+class LogSection(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class MetricsSection(Section):
+    # HOST:PORT; empty switches the endpoint off.
+    listen: str = ""
+
+
+class RegistrationSection(Section):
+    """The widest networks the administration CLI lets anyone register."""
+
+    min_prefix_ipv4: Annotated[int, Field(ge=1, le=32)] = 16
+    min_prefix_ipv6: Annotated[int, Field(ge=1, le=128)] = 48
+
+
+class RepliesSection(Section):
+    """Texts that tell a refused customer what to do."""
+
+    register_hint: str = "register this server in the portal under SMTP servers > Add"
+    contact: str = "contact support"
+
+    @field_validator("register_hint", "contact")
+    @classmethod
+    def _single_line(cls, value: str) -> str:
+        if any(ch in value for ch in "\r\n%"):
+            raise ValueError("must be one line without '%'")
+        return value
+
+
+class Config(Section):
+    mode: Mode = Mode.OUTBOUND
+    # Where the embedded SQLite database lives; empty: $STATE_DIRECTORY,
+    # /var/lib/osfmilter for root, else ~/.local/state/osfmilter.
+    state_dir: str = ""
+    # Recorded with every event so an operator knows which relay decided;
+    # empty: the host name.
+    node_name: str = ""
+    milter: MilterSection = MilterSection()
+    database: DatabaseSection = DatabaseSection()
+    log: LogSection = LogSection()
+    metrics: MetricsSection = MetricsSection()
+    plans: Plans = Plans()
+    registration: RegistrationSection = RegistrationSection()
+    replies: RepliesSection = RepliesSection()
+
+    @property
+    def state_path(self) -> Path:
+        if self.state_dir:
+            return Path(self.state_dir)
+        if systemd_dir := os.environ.get("STATE_DIRECTORY"):
+            return Path(systemd_dir.split(":")[0])
+        if os.geteuid() == 0:
+            return Path("/var/lib/osfmilter")
+        xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(xdg) / "osfmilter"
+
+    @property
+    def node(self) -> str:
+        return self.node_name or socket.gethostname()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.state_path / 'osfmilter.sqlite3'}"
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate the config; ``None`` means $OSFMILTER_CONFIG or defaults."""
+    if path is None:
+        path = os.environ.get(CONFIG_ENV) or None
+    if path is None:
+        return Config()
+    try:
+        with Path(path).open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+    return config_from_dict(data, source=str(path))
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"] if part != "__root__")
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {key!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"key {key!r}: {message}" if key else message

@@ -1,0 +1,45 @@
+"""One log line per decision, ``key=value`` or JSON, carrying the queue id.
+
+An operator greps the Postfix log for a queue id and finds the same id here.
+Values come from the network, so control characters are escaped and every
+record stays on one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+
+log = logging.getLogger("osfmilter.decision")
+
+_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def escape(value: str) -> str:
+    """Control characters as \\xNN, so hostile input cannot forge a log line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+
+
+def format_fields(fields: Mapping[str, object], as_json: bool = False) -> str:
+    if as_json:
+        return json.dumps({k: v for k, v in fields.items() if v is not None}, ensure_ascii=True)
+    parts = []
+    for key, value in fields.items():
+        if value is None or value == "":
+            continue
+        text = str(value)
+        if _NEEDS_QUOTES.search(text) or _CONTROL.search(text):
+            text = '"' + escape(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+class DecisionLog:
+    def __init__(self, as_json: bool = False) -> None:
+        self.as_json = as_json
+
+    def decision(self, fields: Mapping[str, object]) -> None:
+        log.info("%s", format_fields(fields, self.as_json))

@@ -1,0 +1,72 @@
+"""Facts about a connection and a message, as plain frozen values.
+
+The milter adapter builds these from libmilter callbacks; the policy layer
+decides on them without knowing about libmilter, SQL or the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Stage(StrEnum):
+    CONNECT = "connect"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    BODY = "body"
+    EOM = "eom"
+
+
+class ServerState(StrEnum):
+    VEILIG = "veilig"  # safe: plan limits
+    VERDACHT = "verdacht"  # suspicious: the low rate limit applies
+    ONVEILIG = "onveilig"  # unsafe: everything refused until an operator releases it
+
+
+class IdentityKind(StrEnum):
+    SERVER = "server"
+    SASL = "sasl"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The registered sender a transaction is attributed to (SPEC §2)."""
+
+    kind: IdentityKind
+    id: int
+    name: str  # canonical network ("192.0.2.0/24") or SASL login
+    customer_id: int
+    customer: str
+    plan: str
+    state: ServerState
+    scanned_domains: frozenset[str]
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """What MAIL FROM told us."""
+
+    sender: str  # envelope sender without brackets; "" for the null sender
+    declared_size: int | None  # the ESMTP SIZE= parameter, if any
+    login: str  # {auth_authen}; "" when not authenticated
+
+
+def domain_of(address: str) -> str:
+    """The lower-cased domain of an address, "" when it has none."""
+    local, at, domain = address.strip().strip("<>").rpartition("@")
+    if not at or not local:
+        return ""
+    return domain.strip().rstrip(".").lower()
+
+
+def is_known_sender(domain: str, scanned_domains: frozenset[str]) -> bool:
+    """True if domain is one of the customer's scanned domains or a subdomain of one."""
+    if not domain:
+        return False
+    labels = domain.split(".")
+    return any(".".join(labels[i:]) in scanned_domains for i in range(len(labels)))

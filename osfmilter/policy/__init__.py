@@ -1,0 +1,29 @@
+"""The pure policy layer: per SMTP stage, an ordered tuple of checks.
+
+A check looks at facts and returns a :class:`~osfmilter.replies.Refusal` or
+``None``; it never acts. The first refusal of a stage decides.
+"""
+
+from osfmilter.policy.checks import (
+    BODY_CHECKS,
+    EOM_CHECKS,
+    MAIL_CHECKS,
+    RCPT_CHECKS,
+    BodyFacts,
+    EomFacts,
+    MailFacts,
+    RcptFacts,
+    first_refusal,
+)
+
+__all__ = [
+    "BODY_CHECKS",
+    "EOM_CHECKS",
+    "MAIL_CHECKS",
+    "RCPT_CHECKS",
+    "BodyFacts",
+    "EomFacts",
+    "MailFacts",
+    "RcptFacts",
+    "first_refusal",
+]

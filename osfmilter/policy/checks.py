@@ -1,0 +1,140 @@
+"""The checks of SPEC §4, one small function each, grouped by SMTP stage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from osfmilter.config import PlanLimits, RepliesSection
+from osfmilter.model import Identity, ServerState, Transaction
+from osfmilter.replies import Reason, Refusal
+
+F = TypeVar("F")
+Check = Callable[[F], Refusal | None]
+
+
+def first_refusal(checks: Sequence[Check[F]], facts: F) -> Refusal | None:
+    for check in checks:
+        if (refusal := check(facts)) is not None:
+            return refusal
+    return None
+
+
+# MAIL FROM -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MailFacts:
+    client: str
+    transaction: Transaction
+    identity: Identity | None
+    limits: PlanLimits
+    replies: RepliesSection
+
+
+def relay_permitted(facts: MailFacts) -> Refusal | None:
+    if facts.identity is None:
+        return Refusal(
+            Reason.RELAY_DENIED,
+            {"client": facts.client, "register_hint": facts.replies.register_hint},
+        )
+    return None
+
+
+def not_blocked(facts: MailFacts) -> Refusal | None:
+    if facts.identity is not None and facts.identity.state is ServerState.ONVEILIG:
+        return Refusal(
+            Reason.BLOCKED,
+            {"identity": facts.identity.name, "contact": facts.replies.contact},
+        )
+    return None
+
+
+def declared_size(facts: MailFacts) -> Refusal | None:
+    size = facts.transaction.declared_size
+    if size is not None and size > facts.limits.max_message_size:
+        return Refusal(Reason.MESSAGE_SIZE, {"size": size, "limit": facts.limits.max_message_size})
+    return None
+
+
+MAIL_CHECKS: tuple[Check[MailFacts], ...] = (relay_permitted, not_blocked, declared_size)
+
+
+# RCPT TO -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RcptFacts:
+    accepted: int  # recipients accepted so far in this transaction
+    sender_known: bool  # by the envelope sender's domain; the header is not seen yet
+    limits: PlanLimits
+
+
+def _recipient_limit(limits: PlanLimits, known: bool) -> int:
+    return limits.max_recipients_known if known else limits.max_recipients_unknown
+
+
+def _sender_class(known: bool) -> str:
+    return "a known" if known else "an unknown"
+
+
+def recipients_within_limit(facts: RcptFacts) -> Refusal | None:
+    limit = _recipient_limit(facts.limits, facts.sender_known)
+    if facts.accepted >= limit:
+        return Refusal(
+            Reason.RECIPIENT_LIMIT,
+            {"limit": limit, "sender_class": _sender_class(facts.sender_known)},
+        )
+    return None
+
+
+RCPT_CHECKS: tuple[Check[RcptFacts], ...] = (recipients_within_limit,)
+
+
+# Body ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BodyFacts:
+    size: int  # bytes received so far, headers included
+    limits: PlanLimits
+
+
+def streamed_size(facts: BodyFacts) -> Refusal | None:
+    if facts.size > facts.limits.max_message_size:
+        limit = facts.limits.max_message_size
+        return Refusal(Reason.MESSAGE_SIZE, {"size": facts.size, "limit": limit})
+    return None
+
+
+BODY_CHECKS: tuple[Check[BodyFacts], ...] = (streamed_size,)
+
+
+# End of message ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EomFacts:
+    size: int
+    recipients: int
+    sender_known: bool  # now by the header From: domain
+    limits: PlanLimits
+
+
+def message_size(facts: EomFacts) -> Refusal | None:
+    return streamed_size(BodyFacts(facts.size, facts.limits))
+
+
+def recipients_for_header_sender(facts: EomFacts) -> Refusal | None:
+    """RCPT time trusted the envelope; the From: header may turn the sender unknown."""
+    limit = _recipient_limit(facts.limits, facts.sender_known)
+    if facts.recipients > limit:
+        return Refusal(
+            Reason.RECIPIENT_LIMIT,
+            {"limit": limit, "sender_class": _sender_class(facts.sender_known)},
+        )
+    return None
+
+
+EOM_CHECKS: tuple[Check[EomFacts], ...] = (message_size, recipients_for_header_sender)

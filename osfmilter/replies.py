@@ -1,0 +1,95 @@
+"""Every SMTP answer osfmilter gives: code, enhanced status code and text.
+
+A check only names a :class:`Reason`; this module is the one place that turns
+it into a reply. The reply's class (4xx delays, 5xx refuses) is fixed here per
+reason, so a limit can never accidentally become permanent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a decision was made; also the event ``reason`` and the metric label."""
+
+    ACCEPTED = "accepted"
+    RELAY_DENIED = "relay_denied"
+    BLOCKED = "blocked"
+    MESSAGE_SIZE = "message_size"
+    RECIPIENT_LIMIT = "recipient_limit"
+    INTERNAL_ERROR = "internal_error"
+    DATABASE_ERROR = "database_error"
+
+
+class Action(StrEnum):
+    ACCEPT = "accept"
+    TEMPFAIL = "tempfail"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A check's finding: the reason, and values for the reply text."""
+
+    reason: Reason
+    params: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    dsn: str
+    text: str
+
+    @property
+    def action(self) -> Action:
+        return Action.TEMPFAIL if 400 <= self.code < 500 else Action.REJECT
+
+
+@dataclass(frozen=True)
+class _Template:
+    code: int
+    dsn: str
+    text: str
+
+
+_TEMPLATES: dict[Reason, _Template] = {
+    Reason.RELAY_DENIED: _Template(
+        550, "5.7.1", "relay not permitted for {client}: {register_hint}"
+    ),
+    Reason.BLOCKED: _Template(
+        554, "5.7.1", "sending server {identity} is blocked as unsafe; {contact}"
+    ),
+    Reason.MESSAGE_SIZE: _Template(
+        552, "5.3.4", "message size {size} exceeds the limit of {limit} bytes"
+    ),
+    Reason.RECIPIENT_LIMIT: _Template(
+        452, "4.5.3", "too many recipients for {sender_class} sender (at most {limit} "
+        "per message); send the rest in another message"
+    ),
+    Reason.INTERNAL_ERROR: _Template(
+        451, "4.3.0", "temporary internal error, please retry later"
+    ),
+    Reason.DATABASE_ERROR: _Template(
+        451, "4.3.0", "temporary database error, please retry later"
+    ),
+}
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
+_MAX_PARAM = 200
+
+
+def _clean(value: object) -> str:
+    """A parameter as one printable line of bounded length."""
+    text = _UNSAFE.sub("?", str(value))
+    return text if len(text) <= _MAX_PARAM else text[: _MAX_PARAM - 3] + "..."
+
+
+def reply_for(refusal: Refusal) -> Reply:
+    template = _TEMPLATES[refusal.reason]
+    params = {key: _clean(value) for key, value in refusal.params.items()}
+    return Reply(template.code, template.dsn, template.text.format_map(params))

@@ -1,0 +1,1 @@
+"""Everything osfmilter keeps in SQL: schema, engine, lookups and records."""

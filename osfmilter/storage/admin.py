@@ -1,0 +1,220 @@
+"""Administrative changes to registrations, as the command line makes them.
+
+Each function works inside the caller's transaction and raises
+:class:`~osfmilter.errors.UsageError` with one line naming the problem, so a
+bad command changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from osfmilter.addresses import Registration, address_key, normalize_client, parse_registration
+from osfmilter.config import PlanName, RegistrationSection
+from osfmilter.errors import UsageError
+from osfmilter.model import ServerState
+from osfmilter.storage.schema import Customer, SaslAccount, ScannedDomain, SmtpServer
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_CUSTOMER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+
+
+def normalize_domain(text: str) -> str:
+    """A domain in the form it is stored and compared: lower-case, A-labels, no final dot."""
+    raw = text.strip().rstrip(".")
+    try:
+        domain = raw.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise UsageError(f"{text!r} is not a valid domain name") from None
+    labels = domain.split(".")
+    if len(domain) > 253 or len(labels) < 2 or not all(_LABEL.match(lb) for lb in labels):
+        raise UsageError(f"{text!r} is not a valid domain name")
+    if labels[-1].isdigit():
+        raise UsageError(f"{text!r} is an address, not a domain name")
+    return domain
+
+
+def get_customer(session: Session, name: str) -> Customer:
+    customer = session.scalars(select(Customer).where(Customer.name == name)).one_or_none()
+    if customer is None:
+        raise UsageError(f"no customer named {name!r}")
+    return customer
+
+
+def add_customer(session: Session, name: str, plan: str, now: datetime) -> Customer:
+    if not _CUSTOMER_NAME.match(name):
+        raise UsageError(
+            f"{name!r} is not a valid customer name (letters, digits and . _ @ + -, "
+            "at most 100 characters)"
+        )
+    if plan not in tuple(PlanName):
+        raise UsageError(f"unknown plan {plan!r} (free or paid)")
+    if session.scalars(select(Customer.id).where(Customer.name == name)).first() is not None:
+        raise UsageError(f"customer {name!r} already exists")
+    customer = Customer(name=name, plan=plan, created_at=now)
+    session.add(customer)
+    session.flush()
+    return customer
+
+
+def set_plan(session: Session, name: str, plan: str) -> Customer:
+    if plan not in tuple(PlanName):
+        raise UsageError(f"unknown plan {plan!r} (free or paid)")
+    customer = get_customer(session, name)
+    customer.plan = plan
+    return customer
+
+
+def remove_customer(session: Session, name: str) -> None:
+    customer = get_customer(session, name)
+    held = [
+        f"{count} {what}"
+        for what, count in (
+            ("domain(s)", len(customer.domains)),
+            ("server(s)", len(customer.servers)),
+            ("SASL account(s)", len(customer.sasl_accounts)),
+        )
+        if count
+    ]
+    if held:
+        raise UsageError(f"customer {name!r} still has {', '.join(held)}; remove them first")
+    session.delete(customer)
+
+
+def add_domain(session: Session, domain: str, customer_name: str, now: datetime) -> ScannedDomain:
+    name = normalize_domain(domain)
+    customer = get_customer(session, customer_name)
+    existing = session.scalars(
+        select(ScannedDomain).where(ScannedDomain.domain == name)
+    ).one_or_none()
+    if existing is not None:
+        raise UsageError(f"domain {name} is already registered to {existing.customer.name!r}")
+    row = ScannedDomain(customer=customer, domain=name, created_at=now)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def remove_domain(session: Session, domain: str) -> None:
+    name = normalize_domain(domain)
+    row = session.scalars(select(ScannedDomain).where(ScannedDomain.domain == name)).one_or_none()
+    if row is None:
+        raise UsageError(f"domain {name} is not registered")
+    session.delete(row)
+
+
+def add_server(
+    session: Session, network: str, customer_name: str, rules: RegistrationSection, now: datetime
+) -> SmtpServer:
+    try:
+        registration = parse_registration(network, rules.min_prefix_ipv4, rules.min_prefix_ipv6)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    customer = get_customer(session, customer_name)
+    for other in _overlapping(session, registration):
+        if other.network == registration.text:
+            raise UsageError(f"{other.network} is already registered to {other.customer.name!r}")
+        if other.customer_id != customer.id:
+            raise UsageError(
+                f"{registration.text} overlaps {other.network} of customer {other.customer.name!r}"
+            )
+    server = SmtpServer(
+        customer=customer,
+        network=registration.text,
+        family=registration.network.version,
+        prefix_len=registration.network.prefixlen,
+        first_address=registration.first_key,
+        last_address=registration.last_key,
+        state=ServerState.VEILIG,
+        state_changed_at=now,
+        created_at=now,
+    )
+    session.add(server)
+    session.flush()
+    return server
+
+
+def _overlapping(session: Session, registration: Registration) -> list[SmtpServer]:
+    return list(
+        session.scalars(
+            select(SmtpServer).where(
+                SmtpServer.family == registration.network.version,
+                SmtpServer.first_address <= registration.last_key,
+                SmtpServer.last_address >= registration.first_key,
+            )
+        )
+    )
+
+
+def find_server(session: Session, text: str) -> SmtpServer:
+    """A registration by its exact network, else the longest prefix holding an address."""
+    try:
+        exact = parse_registration(text, 0, 0).text
+    except ValueError:
+        exact = None
+    if exact is not None:
+        server = session.scalars(select(SmtpServer).where(SmtpServer.network == exact)).first()
+        if server is not None:
+            return server
+    address = normalize_client(text)
+    if address is None:
+        raise UsageError(f"{text!r} is not an IP address or CIDR network")
+    key = address_key(address)
+    server = session.scalars(
+        select(SmtpServer)
+        .where(
+            SmtpServer.family == address.version,
+            SmtpServer.first_address <= key,
+            SmtpServer.last_address >= key,
+        )
+        .order_by(SmtpServer.prefix_len.desc())
+        .limit(1)
+    ).first()
+    if server is None:
+        raise UsageError(f"{text} is not covered by any registered SMTP server")
+    return server
+
+
+def remove_server(session: Session, network: str) -> None:
+    try:
+        text = parse_registration(network, 0, 0).text
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    server = session.scalars(select(SmtpServer).where(SmtpServer.network == text)).one_or_none()
+    if server is None:
+        raise UsageError(f"{text} is not registered")
+    session.delete(server)
+
+
+def add_sasl(session: Session, login: str, customer_name: str, now: datetime) -> SaslAccount:
+    login = login.strip()
+    if not login or len(login) > 255 or any(ch.isspace() or ord(ch) < 32 for ch in login):
+        raise UsageError(f"{login!r} is not a valid SASL login (1-255 characters, no spaces)")
+    customer = get_customer(session, customer_name)
+    existing = session.scalars(
+        select(SaslAccount).where(SaslAccount.login == login)
+    ).one_or_none()
+    if existing is not None:
+        owner = existing.customer.name
+        raise UsageError(f"SASL login {login!r} is already registered to {owner!r}")
+    account = SaslAccount(
+        customer=customer, login=login, state=ServerState.VEILIG,
+        state_changed_at=now, created_at=now,
+    )
+    session.add(account)
+    session.flush()
+    return account
+
+
+def remove_sasl(session: Session, login: str) -> None:
+    account = session.scalars(
+        select(SaslAccount).where(SaslAccount.login == login.strip())
+    ).one_or_none()
+    if account is None:
+        raise UsageError(f"SASL login {login!r} is not registered")
+    session.delete(account)
+

@@ -1,0 +1,101 @@
+"""Engines and schema migrations for SQLite (embedded) and PostgreSQL."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from osfmilter.errors import ConfigError, StorageError
+
+
+def make_engine(url: str, timeout: float = 10.0) -> Engine:
+    """An engine with bounded waits, so a slow or locked database tempfails mail."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database.url {safe_url(url)!r} is not an SQLAlchemy URL") from None
+    backend = parsed.get_backend_name()
+    connect_args: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {"timeout": timeout, "check_same_thread": False}
+    elif backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        connect_args = {
+            "connect_timeout": max(1, int(timeout)),
+            "options": f"-c statement_timeout={int(timeout * 1000)}",
+        }
+        options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    else:
+        raise ConfigError(f"database.url: unsupported database {backend!r} (sqlite or postgresql)")
+    try:
+        engine = create_engine(parsed, connect_args=connect_args, **options)
+    except (ArgumentError, ImportError) as exc:
+        raise ConfigError(f"database.url: {exc}") from None
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    # WAL lets readers go on while one writer commits; several milter
+    # processes share the file.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
+
+
+def _alembic_config(engine: Engine) -> AlembicConfig:
+    config = AlembicConfig()
+    location = importlib.resources.files("osfmilter.migrations")
+    config.set_main_option("script_location", str(location))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    try:
+        command.upgrade(_alembic_config(engine), revision)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"schema upgrade failed: {describe(exc)}") from None
+
+
+def schema_status(engine: Engine) -> tuple[str | None, str]:
+    """(the database's revision, the newest revision this version knows)."""
+    script = ScriptDirectory.from_config(_alembic_config(engine))
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the schema revision: {describe(exc)}") from None
+    return current, str(script.get_current_head())
+
+
+def describe(exc: SQLAlchemyError) -> str:
+    """One line about a database error, without the statement or a password."""
+    original = getattr(exc, "orig", None)
+    text = str(original if original is not None else exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,191 @@
+"""The SQL tables (SPEC §6), as SQLAlchemy 2 typed models.
+
+Operators query these tables directly: names and columns are an interface.
+Every timestamp is stored as UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+STATES = "'veilig', 'verdacht', 'onveilig'"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+EventId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (CheckConstraint("plan IN ('free', 'paid')", name="plan"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    plan: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    domains: Mapped[list[ScannedDomain]] = relationship(back_populates="customer")
+    servers: Mapped[list[SmtpServer]] = relationship(back_populates="customer")
+    sasl_accounts: Mapped[list[SaslAccount]] = relationship(back_populates="customer")
+
+
+class ScannedDomain(Base):
+    __tablename__ = "scanned_domains"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    domain: Mapped[str] = mapped_column(String(253), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    customer: Mapped[Customer] = relationship(back_populates="domains")
+
+
+class SmtpServer(Base):
+    """A customer's sending server: one address or a CIDR network."""
+
+    __tablename__ = "smtp_servers"
+    __table_args__ = (
+        CheckConstraint("family IN (4, 6)", name="family"),
+        CheckConstraint(f"state IN ({STATES})", name="state"),
+        # Longest-prefix match: a range scan on (family, first_address).
+        Index("ix_smtp_servers_lookup", "family", "first_address", "last_address"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    network: Mapped[str] = mapped_column(String(43), unique=True)
+    family: Mapped[int] = mapped_column(SmallInteger)
+    prefix_len: Mapped[int] = mapped_column(SmallInteger)
+    # Fixed-width hex of the first and last address (see osfmilter.addresses).
+    first_address: Mapped[str] = mapped_column(String(32))
+    last_address: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(10), default="veilig")
+    state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    customer: Mapped[Customer] = relationship(back_populates="servers")
+
+
+class SaslAccount(Base):
+    """A login for a customer whose sender runs on third-party hosting."""
+
+    __tablename__ = "sasl_accounts"
+    __table_args__ = (CheckConstraint(f"state IN ({STATES})", name="state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    login: Mapped[str] = mapped_column(String(255), unique=True)
+    state: Mapped[str] = mapped_column(String(10), default="veilig")
+    state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    customer: Mapped[Customer] = relationship(back_populates="sasl_accounts")
+
+
+class StateChange(Base):
+    """One row per state transition of a sender identity; never updated."""
+
+    __tablename__ = "state_history"
+    __table_args__ = (
+        CheckConstraint(
+            "(smtp_server_id IS NULL) <> (sasl_account_id IS NULL)", name="one_identity"
+        ),
+        CheckConstraint(f"new_state IN ({STATES})", name="new_state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    smtp_server_id: Mapped[int | None] = mapped_column(
+        ForeignKey("smtp_servers.id", ondelete="CASCADE"), index=True
+    )
+    sasl_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sasl_accounts.id", ondelete="CASCADE"), index=True
+    )
+    old_state: Mapped[str] = mapped_column(String(10))
+    new_state: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(500))
+    actor: Mapped[str] = mapped_column(String(100))
+
+
+class Event(Base):
+    """One row per decision the milter made (SPEC §6)."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_customer_at", "customer_id", "at"),)
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    node: Mapped[str] = mapped_column(String(64))
+    queue_id: Mapped[str] = mapped_column(String(32))
+    stage: Mapped[str] = mapped_column(String(8))
+    client_ip: Mapped[str] = mapped_column(String(45))
+    identity: Mapped[str] = mapped_column(String(300))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL")
+    )
+    smtp_server_id: Mapped[int | None] = mapped_column(
+        ForeignKey("smtp_servers.id", ondelete="SET NULL"), index=True
+    )
+    sasl_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sasl_accounts.id", ondelete="SET NULL"), index=True
+    )
+    envelope_sender: Mapped[str] = mapped_column(String(320))
+    header_from_domain: Mapped[str] = mapped_column(String(253))
+    rcpt_count: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(32))
+    smtp_code: Mapped[int | None] = mapped_column(SmallInteger)
+    enhanced_code: Mapped[str] = mapped_column(String(9))
+    spam_score: Mapped[float | None] = mapped_column(Float)
+    spam_rules: Mapped[str] = mapped_column(String(500), default="")
+    virus_name: Mapped[str] = mapped_column(String(200), default="")
+    spf_result: Mapped[str] = mapped_column(String(16), default="")

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from osfmilter import __version__
@@ -59,18 +59,25 @@ def setup_logging(config: Config) -> None:
 # Helpers -------------------------------------------------------------------
 
 
-def _store(config: Config) -> SqlStore:
-    from osfmilter.runner import prepare_schema
-
-    store = SqlStore(make_engine(config.database_url, config.database.timeout))
-    prepare_schema(config, store)
-    return store
+@contextmanager
+def _engine(config: Config) -> Iterator[Engine]:
+    engine = make_engine(config.database_url, config.database.timeout)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @contextmanager
 def _transaction(config: Config) -> Iterator[Session]:
-    with _store(config).session() as session:
-        yield session
+    """One transaction against a schema that is up to date; commits if no error."""
+    from osfmilter.runner import prepare_schema
+
+    with _engine(config) as engine:
+        store = SqlStore(engine)
+        prepare_schema(config, store)
+        with store.session() as session:
+            yield session
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -91,16 +98,16 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace, config: Config) -> int:
-    engine = make_engine(config.database_url, config.database.timeout)
-    upgrade(engine, args.revision)
-    current, _ = schema_status(engine)
+    with _engine(config) as engine:
+        upgrade(engine, args.revision)
+        current, _ = schema_status(engine)
     print(f"database {safe_url(config.database_url)} is at revision {current}")
     return 0
 
 
 def cmd_db_status(args: argparse.Namespace, config: Config) -> int:
-    engine = make_engine(config.database_url, config.database.timeout)
-    current, head = schema_status(engine)
+    with _engine(config) as engine:
+        current, head = schema_status(engine)
     state = "up to date" if current == head else f"needs upgrade to {head}"
     print(f"database {safe_url(config.database_url)}: revision {current or 'none'} ({state})")
     return 0 if current == head else 1

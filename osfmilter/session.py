@@ -172,9 +172,12 @@ class MilterSession:
         assert tx.spool is not None
         tx.spool.body(chunk)
         refusal = first_refusal(BODY_CHECKS, BodyFacts(tx.size, tx.limits))
-        if refusal is not None:
+        if refusal is None:
+            return None
+        try:
             return self._guarded(Stage.BODY, lambda: self._refuse(Stage.BODY, tx, refusal))
-        return None
+        finally:
+            self.abort()
 
     def end_of_message(self, queue_id: str) -> Reply | None:
         tx = self._require_tx()

@@ -1,0 +1,107 @@
+"""The administration CLI: one-line errors, exit status 2, nothing half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from osfmilter.cli import main
+
+
+@pytest.fixture
+def run(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n')
+
+    def run(*args: str) -> tuple[int, str, str]:
+        status = main(["--config", str(config), *args])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+def test_register_and_list(run) -> None:
+    assert run("customer", "add", "acme", "--plan", "paid")[0] == 0
+    assert run("domain", "add", "Example.COM.", "--customer", "acme")[0] == 0
+    assert run("server", "add", "192.0.2.0/24", "--customer", "acme")[0] == 0
+    assert run("server", "add", "2001:db8::10", "--customer", "acme")[0] == 0
+    assert run("sasl", "add", "alice", "--customer", "acme")[0] == 0
+    status, out, _ = run("customer", "list")
+    assert status == 0 and "acme" in out and "paid" in out
+    assert "example.com" in run("domain", "list")[1]
+    out = run("server", "list")[1]
+    assert "192.0.2.0/24" in out and "2001:db8::10/128" in out and "veilig" in out
+    assert "alice" in run("sasl", "list", "--customer", "acme")[1]
+    status, out, _ = run("server", "show", "192.0.2.77")
+    assert status == 0 and "192.0.2.0/24" in out and "acme" in out and "veilig" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("server", "add", "not-an-ip", "--customer", "acme"), "not an IP address"),
+        (("server", "add", "0.0.0.0/0", "--customer", "acme"), "too broad"),
+        (("server", "add", "192.0.2.9/24", "--customer", "acme"), "host bits"),
+        (("server", "add", "192.0.2.1", "--customer", "nobody"), "no customer named 'nobody'"),
+        (("server", "add", "192.0.2.0/24", "--customer", "acme"), "already registered"),
+        (("server", "add", "192.0.2.64/26", "--customer", "other"), "overlaps 192.0.2.0/24"),
+        (("domain", "add", "exa mple.com", "--customer", "acme"), "not a valid domain"),
+        (("domain", "add", "example.com", "--customer", "other"), "already registered"),
+        (("customer", "add", "acme"), "already exists"),
+        (("customer", "add", "bad name!"), "not a valid customer name"),
+        (("customer", "remove", "acme"), "remove them first"),
+        (("sasl", "add", "two words", "--customer", "acme"), "not a valid SASL login"),
+        (("server", "show", "203.0.113.1"), "not covered"),
+        (("server", "remove", "203.0.113.0/24"), "not registered"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(run, args: tuple[str, ...], message: str) -> None:
+    run("customer", "add", "acme")
+    run("customer", "add", "other")
+    run("domain", "add", "example.com", "--customer", "acme")
+    run("server", "add", "192.0.2.0/24", "--customer", "acme")
+    before = run("server", "list")[1], run("domain", "list")[1], run("customer", "list")[1]
+    status, _, err = run(*args)
+    assert status == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    after = run("server", "list")[1], run("domain", "list")[1], run("customer", "list")[1]
+    assert after == before
+
+
+def test_remove(run) -> None:
+    run("customer", "add", "acme")
+    run("server", "add", "192.0.2.1", "--customer", "acme")
+    run("domain", "add", "example.com", "--customer", "acme")
+    assert run("server", "remove", "192.0.2.1/32")[0] == 0
+    assert run("domain", "remove", "example.com")[0] == 0
+    assert run("customer", "remove", "acme")[0] == 0
+    assert "acme" not in run("customer", "list")[1]
+
+
+def test_usage_error_is_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["server", "add"])
+    assert info.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_unreachable_database_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(
+        '[database]\nurl = "postgresql://osf:s3cret@127.0.0.1:1/none"\ntimeout = 2\n'
+    )
+    status = main(["--config", str(config), "customer", "list"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("osfmilter: database error:")
+    assert err.count("\n") == 1 and "s3cret" not in err
+
+
+def test_bad_config_is_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text("[milter]\nsockett = 'x'\n")
+    assert main(["--config", str(config), "check-config"]) == 2
+    assert "unknown key 'milter.sockett'" in capsys.readouterr().err

@@ -1,0 +1,162 @@
+"""The pymilter adapter under pymilter's own harness (Milter.testctx)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import Milter
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from Milter import testctx
+
+from osfmilter.adapter import OsfMilter
+from tests.fakes import FakeDirectory, FakeRecorder, identity, services
+
+VALID = {Milter.CONTINUE, Milter.ACCEPT, Milter.REJECT, Milter.TEMPFAIL, Milter.NOREPLY}
+
+
+@pytest.fixture
+def recorder() -> FakeRecorder:
+    return FakeRecorder()
+
+
+@pytest.fixture
+def directory() -> FakeDirectory:
+    return FakeDirectory(by_address={"192.0.2.10": identity()}, by_login={"bob": identity("bob")})
+
+
+@pytest.fixture
+def ctx(directory: FakeDirectory, recorder: FakeRecorder) -> Iterator[testctx.TestCtx]:
+    Milter.factory = lambda: OsfMilter(services(directory, recorder))
+    context = testctx.TestCtx()
+    yield context
+    if context.getpriv() is not None:
+        context._close()
+
+
+def connect(ctx: testctx.TestCtx, ip: str) -> None:
+    """testctx's own _connect closes the connection on NOREPLY, which @noreply returns."""
+    ctx._negotiate()
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    ctx._stage = Milter.M_CONNECT
+    assert Milter.connect_callback(ctx, "client.example", family, (ip, 40000)) in {
+        Milter.CONTINUE, Milter.NOREPLY,
+    }
+    ctx._stage = Milter.M_HELO
+    assert ctx._priv.hello("client.example") in {Milter.CONTINUE, Milter.NOREPLY}
+    ctx._stage = None
+
+
+def feed(
+    ctx: testctx.TestCtx, sender: str, rcpts: list[str], headers: list[tuple[str, str]], body: bytes
+) -> int:
+    """Drive the callbacks as libmilter does; stop at the first answer that ends it."""
+    for step in (lambda: ctx._envfrom(sender), *[lambda r=r: ctx._envrcpt(r) for r in rcpts]):
+        rc = step()
+        if rc not in (Milter.CONTINUE, Milter.NOREPLY):
+            return rc
+    for name, value in headers:
+        ctx._header(name, value)
+    ctx._eoh()
+    rc = ctx._priv.body(body)
+    if rc != Milter.CONTINUE:
+        return rc
+    return ctx._eom()
+
+
+def test_registered_client_is_accepted(ctx: testctx.TestCtx, recorder: FakeRecorder) -> None:
+    ctx._setsymval("i", "4ABCDE")
+    connect(ctx, "192.0.2.10")
+    rc = feed(ctx, "<a@example.com>", ["<r@example.org>"], [("From", "a@example.com")], b"hi\r\n")
+    assert rc == Milter.ACCEPT
+    assert recorder.records[-1].queue_id == "4ABCDE"
+
+
+def test_unregistered_client_gets_setreply_550(ctx: testctx.TestCtx) -> None:
+    connect(ctx, "198.51.100.7")
+    rc = ctx._envfrom("<a@example.com>")
+    assert rc == Milter.REJECT
+    assert ctx._reply[:2] == ("550", "5.7.1")
+
+
+def test_auth_authen_macro_authorizes(ctx: testctx.TestCtx) -> None:
+    connect(ctx, "198.51.100.7")
+    ctx._setsymval("{auth_authen}", "bob")
+    assert ctx._envfrom("<a@example.com>") == Milter.CONTINUE
+
+
+def test_auth_author_is_not_authentication(ctx: testctx.TestCtx) -> None:
+    connect(ctx, "198.51.100.7")
+    ctx._setsymval("{auth_author}", "bob")
+    assert ctx._envfrom("<a@example.com>") == Milter.REJECT
+
+
+def test_recipient_limit_is_tempfail_452(ctx: testctx.TestCtx) -> None:
+    connect(ctx, "192.0.2.10")
+    assert ctx._envfrom("<a@other.example>") == Milter.CONTINUE
+    rcs = [ctx._envrcpt(f"<r{i}@example.org>") for i in range(6)]
+    assert rcs == [Milter.CONTINUE] * 5 + [Milter.TEMPFAIL]
+    assert ctx._reply[:2] == ("452", "4.5.3")
+
+
+def test_database_down_is_tempfail_451(ctx: testctx.TestCtx, directory: FakeDirectory) -> None:
+    directory.down = True
+    connect(ctx, "192.0.2.10")
+    assert ctx._envfrom("<a@example.com>") == Milter.TEMPFAIL
+    assert ctx._reply[:2] == ("451", "4.3.0")
+
+
+def test_percent_in_reply_text_is_doubled_for_libmilter(ctx: testctx.TestCtx) -> None:
+    connect(ctx, "198.51.100.7")
+    assert ctx._envfrom("<a%b@example.com>", "SIZE=99999999999") == Milter.REJECT
+    text = ctx._reply[2]
+    assert "%" not in text.replace("%%", "")
+
+
+text_or_bytes = st.one_of(st.text(max_size=200), st.binary(max_size=200))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    client=st.one_of(st.just("192.0.2.10"), st.ip_addresses().map(str)),
+    sender=text_or_bytes,
+    params=st.lists(text_or_bytes, max_size=3),
+    login=st.one_of(st.none(), st.text(max_size=50)),
+    rcpts=st.lists(text_or_bytes, max_size=8),
+    headers=st.lists(st.tuples(st.text(min_size=1, max_size=30), text_or_bytes), max_size=8),
+    body=st.binary(max_size=500),
+)
+def test_any_input_gets_a_valid_milter_response(
+    client: str,
+    sender: str | bytes,
+    params: list[str | bytes],
+    login: str | None,
+    rcpts: list[str | bytes],
+    headers: list[tuple[str, str | bytes]],
+    body: bytes,
+) -> None:
+    directory = FakeDirectory(by_address={"192.0.2.10": identity()})
+    Milter.factory = lambda: OsfMilter(services(directory, FakeRecorder()))
+    ctx = testctx.TestCtx()
+    try:
+        connect(ctx, client)
+        if login is not None:
+            ctx._setsymval("{auth_authen}", login)
+        milter = ctx._priv
+        ctx._stage = Milter.M_ENVFROM
+        results = [milter.envfrom(sender, *params)]
+        ctx._stage = Milter.M_ENVRCPT
+        results += [milter.envrcpt(r) for r in rcpts]
+        if results[0] == Milter.CONTINUE:
+            results += [milter.header(name, value) for name, value in headers]
+            results += [milter.eoh(), milter.body(body)]
+            ctx._stage = Milter.M_EOM
+            results.append(milter.eom())
+        assert set(results) <= VALID
+        if Milter.TEMPFAIL in results or Milter.REJECT in results:
+            assert ctx._reply is not None
+            assert str(ctx._reply[0])[0] in "45"
+    finally:
+        ctx._close()

@@ -1,0 +1,95 @@
+"""Config: defaults, one-line errors naming the key, unknown keys refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from osfmilter.config import CONFIG_ENV, Config, load_config, parse_socket
+from osfmilter.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "osfmilter.toml"
+    path.write_text(text)
+    return path
+
+
+def test_no_file_gives_working_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    config = load_config()
+    assert config.milter.socket == "inet:8894@127.0.0.1"
+    assert config.database_url.startswith("sqlite:///")
+    assert config.metrics.listen == ""
+    assert config.plans.free.max_message_size == 52_428_800
+    assert (config.plans.free.rate_known, config.plans.free.rate_unknown) == (100, 10)
+    assert (config.plans.paid.rate_known, config.plans.paid.rate_unknown) == (1000, 1000)
+    assert config.plans.paid.rate_suspicious == 10
+    assert (config.plans.free.max_recipients_known, config.plans.paid.max_recipients_known) == (
+        50,
+        500,
+    )
+
+
+def test_environment_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONFIG_ENV, str(write(tmp_path, '[milter]\nsocket = "unix:/run/o.sock"\n')))
+    assert load_config().milter.socket == "unix:/run/o.sock"
+
+
+def test_partial_paid_plan_keeps_paid_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[plans.paid]\nmax_recipients_known = 900\n"))
+    assert config.plans.paid.max_recipients_known == 900
+    assert config.plans.paid.rate_known == 1000
+    assert config.plans.free.max_recipients_known == 50
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[milter]\nsockett = 'x'\n", "unknown key 'milter.sockett'"),
+        ("bogus = 1\n", "unknown key 'bogus'"),
+        ("[milter]\nsocket = 'tcp:25'\n", "key 'milter.socket'"),
+        ("[milter]\nsocket = 'inet:8894@192.0.2.1'\n", "allow_public_bind"),
+        ("[plans.free]\nmax_recipients_known = 0\n", "key 'plans.free.max_recipients_known'"),
+        ("[plans.gold]\nrate_known = 1\n", "unknown key 'plans.gold'"),
+        ("[log]\nformat = 'xml'\n", "key 'log.format'"),
+        ("[replies]\ncontact = '100% sure'\n", "key 'replies.contact'"),
+        ("[milter\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nothere\.toml"):
+        load_config(tmp_path / "nothere.toml")
+
+
+def test_public_bind_needs_opt_in(tmp_path: Path) -> None:
+    path = write(tmp_path, "[milter]\nsocket = 'inet:8894@0.0.0.0'\nallow_public_bind = true\n")
+    assert load_config(path).milter.allow_public_bind
+
+
+@pytest.mark.parametrize(
+    ("spec", "family", "host", "port"),
+    [
+        ("inet:8894@127.0.0.1", "inet", "127.0.0.1", 8894),
+        ("inet6:8894@[::1]", "inet6", "::1", 8894),
+        ("unix:/run/osfmilter/milter.sock", "unix", None, None),
+    ],
+)
+def test_libmilter_socket_syntax(
+    spec: str, family: str, host: str | None, port: int | None
+) -> None:
+    parsed = parse_socket(spec)
+    assert (parsed.family, parsed.host, parsed.port) == (family, host, port)
+
+
+def test_example_config_in_contrib_is_valid() -> None:
+    example = Path(__file__).parents[2] / "contrib" / "osfmilter.toml"
+    assert isinstance(load_config(example), Config)

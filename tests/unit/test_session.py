@@ -1,0 +1,198 @@
+"""The session: facts in, one reply and one recorded decision out, faults as 4xx."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from osfmilter.model import ServerState
+from osfmilter.replies import Reply
+from osfmilter.session import MilterSession
+from tests.fakes import FakeDirectory, FakeRecorder, identity, services
+
+REGISTERED = "192.0.2.10"
+
+
+@pytest.fixture
+def directory() -> FakeDirectory:
+    return FakeDirectory(
+        by_address={REGISTERED: identity()},
+        by_login={"alice": identity("alice", plan="paid")},
+    )
+
+
+@pytest.fixture
+def recorder() -> FakeRecorder:
+    return FakeRecorder()
+
+
+@pytest.fixture
+def session(directory: FakeDirectory, recorder: FakeRecorder) -> Iterator[MilterSession]:
+    s = MilterSession(services(directory, recorder))
+    s.connect(REGISTERED)
+    s.hello("mail.example.com")
+    yield s
+    s.close()
+
+
+def code(reply: Reply | None) -> tuple[int, str] | None:
+    return None if reply is None else (reply.code, reply.dsn)
+
+
+def send(
+    session: MilterSession, sender: str, rcpts: int, from_header: str, body: bytes = b"hi\r\n"
+):
+    assert session.mail(sender, [], login="", queue_id="") is None
+    replies = [session.rcpt(f"<r{i}@example.org>", queue_id="QID1") for i in range(rcpts)]
+    session.header("From", from_header)
+    session.header("Subject", "test")
+    session.end_of_headers()
+    body_reply = session.body(body)
+    return replies, body_reply, session.end_of_message(queue_id="QID1")
+
+
+def test_registered_known_sender_is_accepted_and_recorded(
+    session: MilterSession, recorder: FakeRecorder
+) -> None:
+    rcpt_replies, body, eom = send(session, "<a@example.com>", 3, "A <a@example.com>")
+    assert rcpt_replies == [None] * 3 and body is None and eom is None
+    [event] = recorder.records
+    assert (event.action, event.reason, event.queue_id, event.rcpt_count) == (
+        "accept",
+        "accepted",
+        "QID1",
+        3,
+    )
+    assert event.header_from_domain == "example.com"
+    assert event.size == len(b"From: A <a@example.com>\r\nSubject: test\r\n\r\nhi\r\n")
+
+
+def test_unregistered_client_gets_550_and_one_event(
+    directory: FakeDirectory, recorder: FakeRecorder
+) -> None:
+    session = MilterSession(services(directory, recorder))
+    session.connect("198.51.100.1")
+    assert code(session.mail("<a@example.com>", [], login="", queue_id="")) == (550, "5.7.1")
+    [event] = recorder.records
+    assert (event.action, event.reason, event.client_ip, event.stage) == (
+        "reject",
+        "relay_denied",
+        "198.51.100.1",
+        "mail",
+    )
+
+
+def test_ipv4_mapped_client_matches_its_ipv4_registration(
+    directory: FakeDirectory, recorder: FakeRecorder
+) -> None:
+    session = MilterSession(services(directory, recorder))
+    session.connect("::ffff:" + REGISTERED)
+    assert session.mail("<a@example.com>", [], login="", queue_id="") is None
+    session.close()
+
+
+def test_sasl_login_authorizes_any_address(
+    directory: FakeDirectory, recorder: FakeRecorder
+) -> None:
+    session = MilterSession(services(directory, recorder))
+    session.connect("203.0.113.5")
+    assert session.mail("<a@example.com>", [], login="alice", queue_id="") is None
+    assert code(session.mail("<a@example.com>", [], login="mallory", queue_id="")) == (550, "5.7.1")
+    session.close()
+
+
+def test_declared_size_over_the_limit_is_552(session: MilterSession) -> None:
+    reply = session.mail("<a@example.com>", ["SIZE=52428801", "BODY=8BITMIME"], "", "")
+    assert code(reply) == (552, "5.3.4")
+    assert session.mail("<a@example.com>", ["size=52428800"], "", "") is None
+
+
+def test_streamed_size_over_the_limit_is_552(
+    session: MilterSession, recorder: FakeRecorder
+) -> None:
+    assert session.mail("<a@example.com>", [], "", "") is None
+    assert session.rcpt("<r@example.org>", "") is None
+    session.end_of_headers()
+    chunk = b"x" * 65536
+    sent, reply = 0, None
+    while reply is None and sent <= 52_428_800:
+        reply = session.body(chunk)
+        sent += len(chunk)
+    assert code(reply) == (552, "5.3.4")
+    assert sent == 52_428_800  # plus the blank line after the headers: one byte over
+    assert recorder.records[-1].reason == "message_size"
+
+
+def test_recipients_past_the_known_limit_get_452_and_one_event(
+    session: MilterSession, recorder: FakeRecorder
+) -> None:
+    replies, _, eom = send(session, "<a@example.com>", 53, "a@example.com")
+    assert replies[:50] == [None] * 50
+    assert [code(r) for r in replies[50:]] == [(452, "4.5.3")] * 3
+    assert eom is None
+    assert [(e.reason, e.rcpt_count) for e in recorder.records] == [
+        ("recipient_limit", 50),
+        ("accepted", 50),
+    ]
+
+
+def test_unknown_envelope_sender_gets_five_recipients(session: MilterSession) -> None:
+    replies, _, _ = send(session, "<a@other.example>", 6, "a@other.example")
+    assert replies[:5] == [None] * 5
+    assert code(replies[5]) == (452, "4.5.3")
+
+
+def test_unknown_header_from_rechecks_the_recipients_at_end_of_message(
+    session: MilterSession, recorder: FakeRecorder
+) -> None:
+    _, _, eom = send(session, "<a@example.com>", 6, "Spoof <ceo@other.example>")
+    assert code(eom) == (452, "4.5.3")
+    assert recorder.records[-1].header_from_domain == "other.example"
+
+
+def test_second_unknown_from_header_makes_the_sender_unknown(session: MilterSession) -> None:
+    assert session.mail("<a@example.com>", [], "", "") is None
+    for i in range(6):
+        assert session.rcpt(f"<r{i}@example.org>", "") is None
+    session.header("From", "a@example.com")
+    session.header("From", "b@other.example")
+    session.end_of_headers()
+    assert code(session.end_of_message("Q")) == (452, "4.5.3")
+
+
+def test_blocked_server_gets_554(directory: FakeDirectory, recorder: FakeRecorder) -> None:
+    directory.by_address[REGISTERED] = identity(state=ServerState.ONVEILIG)
+    session = MilterSession(services(directory, recorder))
+    session.connect(REGISTERED)
+    assert code(session.mail("<a@example.com>", [], "", "")) == (554, "5.7.1")
+
+
+def test_database_down_at_mail_is_451_430(session: MilterSession, directory: FakeDirectory) -> None:
+    directory.down = True
+    reply = session.mail("<a@example.com>", [], "", "")
+    assert code(reply) == (451, "4.3.0") and reply is not None and reply.action == "tempfail"
+
+
+def test_accept_that_cannot_be_recorded_is_tempfailed(
+    session: MilterSession, recorder: FakeRecorder
+) -> None:
+    assert session.mail("<a@example.com>", [], "", "") is None
+    assert session.rcpt("<r@example.org>", "") is None
+    session.end_of_headers()
+    recorder.down = True
+    assert code(session.end_of_message("Q")) == (451, "4.3.0")
+
+
+def test_unexpected_exception_is_451_430(session: MilterSession, directory: FakeDirectory) -> None:
+    def broken(*args: object) -> None:
+        raise ZeroDivisionError
+
+    directory.find_identity = broken  # type: ignore[method-assign,assignment]
+    assert code(session.mail("<a@example.com>", [], "", "")) == (451, "4.3.0")
+
+
+def test_a_new_transaction_forgets_the_previous_one(session: MilterSession) -> None:
+    send(session, "<a@example.com>", 50, "a@example.com")
+    replies, _, eom = send(session, "<a@example.com>", 50, "a@example.com")
+    assert replies == [None] * 50 and eom is None

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from osfmilter.storage.db import make_engine, upgrade
+from osfmilter.storage.db import make_engine
+from tests.harness.database import reset_database
 
 # PostgreSQL runs on this kind of machine at 127.0.0.1:5432 with trust auth.
 PG_ADMIN_URL = os.environ.get(
@@ -50,15 +51,6 @@ def pg_server_url() -> Iterator[str]:
         admin.dispose()
 
 
-def _reset(engine: Engine) -> None:
-    """An empty schema at the current revision."""
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("DROP SCHEMA public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
-    upgrade(engine)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
     """A freshly migrated database URL, once per backend."""
@@ -67,7 +59,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
     else:
         url = request.getfixturevalue("pg_server_url")
     engine = make_engine(url)
-    _reset(engine)
+    reset_database(engine)
     engine.dispose()
     yield url
 

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from osfmilter import __version__
 from osfmilter.clock import SystemClock
 from osfmilter.config import Config, PlanName, load_config
-from osfmilter.errors import DependencyError, OsfError
+from osfmilter.errors import DependencyError, OsfError, UsageError
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine, safe_url, schema_status, upgrade
 from osfmilter.storage.schema import Customer, SaslAccount, ScannedDomain, SmtpServer
@@ -245,6 +246,18 @@ def cmd_sasl_remove(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_inbound_import(args: argparse.Namespace, config: Config) -> int:
+    try:
+        with Path(args.file).open(newline="", encoding="utf-8") as handle:
+            rows = admin.parse_inbound_csv(handle)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {args.file}: {exc}") from None
+    with _transaction(config) as session:
+        count = admin.import_inbound(session, rows)
+    print(f"imported inbound volume for {count} domain-month(s) from {args.file}")
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     print("configuration is valid")
     return 0
@@ -326,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--customer")
     p = command(sasl, "remove", cmd_sasl_remove, "remove a SASL login")
     p.add_argument("login")
+
+    inbound = group("inbound", "inbound volume (it raises a free domain's allowance)")
+    p = command(inbound, "import", cmd_inbound_import,
+                "set inbound volume from a CSV file of domain,month,bytes rows")
+    p.add_argument("file", metavar="FILE.csv")
     return parser
 
 

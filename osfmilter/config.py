@@ -153,6 +153,20 @@ class DatabaseSection(Section):
     timeout: Annotated[float, Field(gt=0)] = 10.0
 
 
+class RatesSection(Section):
+    """Where and how the 5-minute windows are counted."""
+
+    # Seconds in the sliding window the plans' rate_* numbers apply to.
+    window: Annotated[float, Field(gt=0)] = 300.0
+    # How long a slot reserved at MAIL FROM is held for a transaction that
+    # never ends (its milter died); then it is free again.
+    reservation_ttl: Annotated[float, Field(gt=0)] = 900.0
+    # "sql": the database above (every node sharing it sees one window);
+    # "redis": one Redis for the whole fleet, at redis_url.
+    backend: Literal["sql", "redis"] = "sql"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+
 class LogSection(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -194,6 +208,7 @@ class Config(Section):
     node_name: str = ""
     milter: MilterSection = MilterSection()
     database: DatabaseSection = DatabaseSection()
+    rates: RatesSection = RatesSection()
     log: LogSection = LogSection()
     metrics: MetricsSection = MetricsSection()
     plans: Plans = Plans()

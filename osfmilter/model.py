@@ -64,9 +64,15 @@ def domain_of(address: str) -> str:
     return domain.strip().rstrip(".").lower()
 
 
+def matching_domain(domain: str, scanned_domains: frozenset[str]) -> str | None:
+    """The scanned domain that domain is, or is the closest subdomain of; None if none."""
+    labels = domain.split(".") if domain else []
+    for i in range(len(labels)):
+        if (candidate := ".".join(labels[i:])) in scanned_domains:
+            return candidate
+    return None
+
+
 def is_known_sender(domain: str, scanned_domains: frozenset[str]) -> bool:
     """True if domain is one of the customer's scanned domains or a subdomain of one."""
-    if not domain:
-        return False
-    labels = domain.split(".")
-    return any(".".join(labels[i:]) in scanned_domains for i in range(len(labels)))
+    return matching_domain(domain, scanned_domains) is not None

@@ -21,6 +21,8 @@ class Reason(StrEnum):
     BLOCKED = "blocked"
     MESSAGE_SIZE = "message_size"
     RECIPIENT_LIMIT = "recipient_limit"
+    RATE_LIMIT = "rate_limit"
+    VOLUME_LIMIT = "volume_limit"
     INTERNAL_ERROR = "internal_error"
     DATABASE_ERROR = "database_error"
 
@@ -70,6 +72,14 @@ _TEMPLATES: dict[Reason, _Template] = {
     Reason.RECIPIENT_LIMIT: _Template(
         452, "4.5.3", "too many recipients for {sender_class} sender (at most {limit} "
         "per message); send the rest in another message"
+    ),
+    Reason.RATE_LIMIT: _Template(
+        451, "4.7.1", "too many messages from {identity}: at most {limit} per {window} "
+        "for {sender_class}; retry in {retry_after} seconds"
+    ),
+    Reason.VOLUME_LIMIT: _Template(
+        451, "4.7.1", "monthly volume limit reached for {domain}: {used} of {allowance} "
+        "bytes used this month; upgrade the plan or retry next month"
     ),
     Reason.INTERNAL_ERROR: _Template(
         451, "4.3.0", "temporary internal error, please retry later"

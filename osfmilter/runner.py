@@ -9,10 +9,12 @@ import Milter
 
 from osfmilter import __version__
 from osfmilter.adapter import FLAGS, OsfMilter
-from osfmilter.clock import SystemClock
+from osfmilter.clock import Clock, SystemClock
 from osfmilter.config import Config, parse_socket
 from osfmilter.decisionlog import DecisionLog
 from osfmilter.errors import ConfigError
+from osfmilter.limits.rate import RateLimiter
+from osfmilter.limits.sqlrate import SqlRateLimiter
 from osfmilter.session import Services
 from osfmilter.storage.db import make_engine, safe_url, schema_status, upgrade
 from osfmilter.storage.store import SqlStore
@@ -39,14 +41,27 @@ def prepare_schema(config: Config, store: SqlStore) -> None:
     )
 
 
+def build_limiter(config: Config, store: SqlStore, clock: Clock) -> RateLimiter:
+    rates = config.rates
+    if rates.backend == "redis":
+        from osfmilter.limits.redisrate import RedisRateLimiter
+
+        log.info("rate windows in Redis at %s", safe_url(rates.redis_url))
+        return RedisRateLimiter(rates.redis_url, clock, rates.window, rates.reservation_ttl,
+                                timeout=config.database.timeout)
+    return SqlRateLimiter(store.engine, clock, rates.window, rates.reservation_ttl)
+
+
 def build_services(config: Config) -> Services:
     store = SqlStore(make_engine(config.database_url, config.database.timeout))
     prepare_schema(config, store)
+    clock = SystemClock()
     return Services(
         config=config,
         directory=store,
         recorder=store,
-        clock=SystemClock(),
+        limiter=build_limiter(config, store, clock),
+        clock=clock,
         decisions=DecisionLog(as_json=config.log.format == "json"),
         node=config.node,
     )

@@ -10,27 +10,41 @@ from __future__ import annotations
 
 import email.utils
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from osfmilter.addresses import IPAddress, normalize_client
 from osfmilter.clock import Clock
-from osfmilter.config import Config, PlanLimits
+from osfmilter.config import Config, Mode, PlanLimits
 from osfmilter.decisionlog import DecisionLog
-from osfmilter.errors import StorageError
-from osfmilter.model import Identity, Stage, Transaction, domain_of, is_known_sender
+from osfmilter.errors import DependencyError, StorageError
+from osfmilter.limits.rate import Bucket, RateLimiter, Reservation
+from osfmilter.limits.volume import VolumeCharge, VolumeDenied, month_of
+from osfmilter.model import (
+    Identity,
+    Stage,
+    Transaction,
+    domain_of,
+    is_known_sender,
+    matching_domain,
+)
 from osfmilter.policy import (
     BODY_CHECKS,
     EOM_CHECKS,
     MAIL_CHECKS,
+    RATE_CHECKS,
     RCPT_CHECKS,
+    VOLUME_CHECKS,
     BodyFacts,
     EomFacts,
     MailFacts,
+    RateFacts,
     RcptFacts,
+    VolumeFacts,
     first_refusal,
 )
+from osfmilter.policy.checks import UNKNOWN_SENDERS, rate_buckets
 from osfmilter.replies import Action, Reason, Refusal, Reply, reply_for
 from osfmilter.spool import Spool
 from osfmilter.storage.store import EventRecord
@@ -45,9 +59,17 @@ _FROM_PARSE_LIMIT = 4096
 class Directory(Protocol):
     def find_identity(self, client: IPAddress | None, login: str) -> Identity | None: ...
 
+    def find_scanned_domain(self, domain: str) -> tuple[int, str] | None: ...
+
 
 class Recorder(Protocol):
     def record(self, record: EventRecord) -> None: ...
+
+    def record_accept(
+        self, record: EventRecord, charge: VolumeCharge | None
+    ) -> VolumeDenied | None: ...
+
+    def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,6 +79,7 @@ class Services:
     config: Config
     directory: Directory
     recorder: Recorder
+    limiter: RateLimiter
     clock: Clock
     decisions: DecisionLog
     node: str
@@ -68,10 +91,13 @@ class _Transaction:
     identity: Identity | None
     limits: PlanLimits
     queue_id: str
-    recipients: int = 0
+    recipients: list[str] = field(default_factory=list)
     recipients_refused: int = 0
     header_from_domains: list[str] = field(default_factory=list)
     spool: Spool | None = None
+    # Rate slots held for this message until it is accepted or given up.
+    reservations: list[Reservation] = field(default_factory=list)
+    counted_as_unknown: bool = False
 
     @property
     def size(self) -> int:
@@ -81,12 +107,20 @@ class _Transaction:
     def header_from_domain(self) -> str:
         return self.header_from_domains[0] if self.header_from_domains else ""
 
+    def envelope_sender_known(self) -> bool:
+        assert self.identity is not None
+        return is_known_sender(domain_of(self.facts.sender), self.identity.scanned_domains)
+
+    def sending_domains(self) -> list[str]:
+        """The From: domains, or the envelope sender's when there is no From: header."""
+        return self.header_from_domains or [domain_of(self.facts.sender)]
+
     def header_sender_known(self) -> bool:
         """Known only if every From: domain is (a forged second From: makes it unknown)."""
         if self.identity is None:
             return False
-        domains = self.header_from_domains or [domain_of(self.facts.sender)]
-        return all(is_known_sender(d, self.identity.scanned_domains) for d in domains)
+        scanned = self.identity.scanned_domains
+        return all(is_known_sender(d, scanned) for d in self.sending_domains())
 
 
 class MilterSession:
@@ -96,6 +130,10 @@ class MilterSession:
         self.address: IPAddress | None = None
         self.helo = ""
         self._tx: _Transaction | None = None
+
+    @property
+    def inbound(self) -> bool:
+        return self.services.config.mode is Mode.INBOUND
 
     # Connection ------------------------------------------------------------
 
@@ -114,40 +152,58 @@ class MilterSession:
         facts = Transaction(
             sender=sender.strip().strip("<>"), declared_size=_size_param(params), login=login
         )
-        config = self.services.config
-        tx = _Transaction(facts, None, config.plans.free, queue_id)
+        tx = _Transaction(facts, None, self.services.config.plans.free, queue_id)
         self._tx = tx
+        if self.inbound:
+            tx.spool = Spool()
+            return None
         return self._guarded(Stage.MAIL, lambda: self._mail(tx))
 
     def _mail(self, tx: _Transaction) -> Reply | None:
-        config = self.services.config
-        tx.identity = self.services.directory.find_identity(self.address, tx.facts.login)
+        services = self.services
+        tx.identity = services.directory.find_identity(self.address, tx.facts.login)
         if tx.identity is not None:
-            tx.limits = config.plans.limits(tx.identity.plan)
+            tx.limits = services.config.plans.limits(tx.identity.plan)
         facts = MailFacts(
             client=str(self.address or self.client or "unknown"),
             transaction=tx.facts,
             identity=tx.identity,
             limits=tx.limits,
-            replies=config.replies,
+            replies=services.config.replies,
         )
         refusal = first_refusal(MAIL_CHECKS, facts)
+        if refusal is None:
+            assert tx.identity is not None
+            known = tx.envelope_sender_known()
+            tx.counted_as_unknown = not known
+            refusal = self._reserve(tx, rate_buckets(tx.limits, tx.identity.state, known))
         if refusal is not None:
             return self._refuse(Stage.MAIL, tx, refusal)
         tx.spool = Spool()
         return None
 
+    def _reserve(self, tx: _Transaction, buckets: Sequence[Bucket]) -> Refusal | None:
+        assert tx.identity is not None
+        outcome = self.services.limiter.reserve(tx.identity.label, buckets)
+        if isinstance(outcome, Reservation):
+            tx.reservations.append(outcome)
+        window = self.services.config.rates.window
+        return first_refusal(RATE_CHECKS, RateFacts(outcome, tx.identity, window))
+
     def rcpt(self, recipient: str, queue_id: str) -> Reply | None:
         tx = self._require_tx()
         tx.queue_id = queue_id or tx.queue_id
-        return self._guarded(Stage.RCPT, lambda: self._rcpt(tx))
+        if self.inbound:
+            tx.recipients.append(recipient)
+            return None
+        return self._guarded(Stage.RCPT, lambda: self._rcpt(tx, recipient))
 
-    def _rcpt(self, tx: _Transaction) -> Reply | None:
-        assert tx.identity is not None  # MAIL refused everyone else
-        known = is_known_sender(domain_of(tx.facts.sender), tx.identity.scanned_domains)
-        refusal = first_refusal(RCPT_CHECKS, RcptFacts(tx.recipients, known, tx.limits))
+    def _rcpt(self, tx: _Transaction, recipient: str) -> Reply | None:
+        known = tx.envelope_sender_known()
+        facts = RcptFacts(len(tx.recipients), known, tx.limits)
+        refusal = first_refusal(RCPT_CHECKS, facts)
         if refusal is None:
-            tx.recipients += 1
+            tx.recipients.append(recipient)
             return None
         tx.recipients_refused += 1
         if tx.recipients_refused == 1:
@@ -171,6 +227,8 @@ class MilterSession:
         tx = self._require_tx()
         assert tx.spool is not None
         tx.spool.body(chunk)
+        if self.inbound:
+            return None
         refusal = first_refusal(BODY_CHECKS, BodyFacts(tx.size, tx.limits))
         if refusal is None:
             return None
@@ -183,23 +241,93 @@ class MilterSession:
         tx = self._require_tx()
         tx.queue_id = queue_id or tx.queue_id
         try:
+            if self.inbound:
+                self._record_inbound(tx)
+                return None
             return self._guarded(Stage.EOM, lambda: self._end_of_message(tx))
         finally:
             self.abort()
 
     def _end_of_message(self, tx: _Transaction) -> Reply | None:
-        facts = EomFacts(tx.size, tx.recipients, tx.header_sender_known(), tx.limits)
+        assert tx.identity is not None
+        known = tx.header_sender_known()
+        facts = EomFacts(tx.size, len(tx.recipients), known, tx.limits)
         refusal = first_refusal(EOM_CHECKS, facts)
+        if refusal is None and not known and not tx.counted_as_unknown:
+            # RCPT time trusted the envelope; the header says unknown sender,
+            # so the message must also fit the unknown senders' window.
+            buckets = [b for b in rate_buckets(tx.limits, tx.identity.state, False)
+                       if b.name == UNKNOWN_SENDERS]
+            refusal = self._reserve(tx, buckets)
         if refusal is not None:
             return self._refuse(Stage.EOM, tx, refusal)
-        self._decide(Stage.EOM, tx, Reason.ACCEPTED, ACCEPTED, must_record=True)
+
+        charge = self._volume_charge(tx, known)
+        record = self._event(Stage.EOM, tx, Reason.ACCEPTED, ACCEPTED)
+        denied = self.services.recorder.record_accept(record, charge)
+        refusal = first_refusal(VOLUME_CHECKS, VolumeFacts(denied, charge.domain))
+        if refusal is not None:
+            return self._refuse(Stage.EOM, tx, refusal)
+        self._log(record, tx)
+        self._commit_reservations(tx)
         return None
+
+    def _volume_charge(self, tx: _Transaction, known: bool) -> VolumeCharge:
+        assert tx.identity is not None
+        domain = ""
+        if known:
+            domain = matching_domain(tx.sending_domains()[0], tx.identity.scanned_domains) or ""
+        return VolumeCharge(
+            customer_id=tx.identity.customer_id,
+            domain=domain,
+            month=month_of(self.services.clock.now()),
+            volume=tx.size * len(tx.recipients),
+            limited=tx.limits.monthly_volume_limited,
+            base=tx.limits.monthly_volume_base,
+            inbound_factor=tx.limits.inbound_volume_factor,
+        )
+
+    def _commit_reservations(self, tx: _Transaction) -> None:
+        """The message is accepted and recorded: its rate slots now count.
+
+        A failure here must not turn the accept into a refusal (the customer
+        would retry a message already counted); the slot's reservation
+        expires instead, and that is logged.
+        """
+        try:
+            for reservation in tx.reservations:
+                self.services.limiter.commit(reservation)
+        except DependencyError as exc:
+            log.error("rate slots of qid=%s not committed: %s", tx.queue_id or "-", exc)
+        tx.reservations.clear()
+
+    def _record_inbound(self, tx: _Transaction) -> None:
+        """Inbound mode enforces nothing: it counts bytes × recipients per scanned domain."""
+        volumes: dict[tuple[int, str], int] = {}
+        try:
+            for recipient in tx.recipients:
+                found = self.services.directory.find_scanned_domain(domain_of(recipient))
+                if found is not None:
+                    volumes[found] = volumes.get(found, 0) + tx.size
+            if volumes:
+                self.services.recorder.record_inbound(month_of(self.services.clock.now()), volumes)
+        except DependencyError as exc:
+            # Counting must not hold up inbound mail, which this milter does not judge.
+            log.error("inbound volume of qid=%s not counted: %s", tx.queue_id or "-", exc)
 
     def abort(self) -> None:
         """The transaction ended (RSET, a new MAIL, a refusal, the end of the message)."""
-        if self._tx is not None and self._tx.spool is not None:
-            self._tx.spool.close()
-        self._tx = None
+        tx, self._tx = self._tx, None
+        if tx is None:
+            return
+        if tx.spool is not None:
+            tx.spool.close()
+        for reservation in tx.reservations:
+            try:
+                self.services.limiter.release(reservation)
+            except DependencyError as exc:
+                # The reservation expires by itself; the window is only fuller meanwhile.
+                log.warning("rate slot of qid=%s not released: %s", tx.queue_id or "-", exc)
 
     def close(self) -> None:
         self.abort()
@@ -219,13 +347,15 @@ class MilterSession:
         except StorageError as exc:
             log.error("database error at %s: %s", stage, exc)
             reason = Reason.DATABASE_ERROR
+        except DependencyError as exc:
+            log.error("%s error at %s: %s", exc.backend, stage, exc)
+            reason = Reason.INTERNAL_ERROR
         except Exception:
             log.exception("internal error at %s", stage)
             reason = Reason.INTERNAL_ERROR
-        tx = self._tx
         reply = reply_for(Refusal(reason))
-        if tx is not None:
-            self._decide(stage, tx, reason, reply, must_record=False)
+        if self._tx is not None:
+            self._decide(stage, self._tx, reason, reply, must_record=False)
         return reply
 
     def _refuse(self, stage: Stage, tx: _Transaction, refusal: Refusal) -> Reply:
@@ -236,46 +366,50 @@ class MilterSession:
     def _decide(
         self, stage: Stage, tx: _Transaction, reason: Reason, reply: Reply, *, must_record: bool
     ) -> None:
-        """Log and record one decision. An accept that cannot be recorded must not stand."""
-        services = self.services
-        action = Action.ACCEPT if reply is ACCEPTED else reply.action
-        record = EventRecord(
-            at=services.clock.now(),
-            node=services.node,
+        """Record and log one refusal; one that must be recorded fails loudly if it cannot be."""
+        record = self._event(stage, tx, reason, reply)
+        try:
+            self.services.recorder.record(record)
+        except StorageError as exc:
+            if must_record:
+                raise
+            log.error("event for qid=%s not stored: %s", tx.queue_id or "-", exc)
+        self._log(record, tx)
+
+    def _event(self, stage: Stage, tx: _Transaction, reason: Reason, reply: Reply) -> EventRecord:
+        return EventRecord(
+            at=self.services.clock.now(),
+            node=self.services.node,
             queue_id=tx.queue_id,
             stage=stage,
             client_ip=str(self.address or self.client),
             identity=tx.identity,
             envelope_sender=tx.facts.sender,
             header_from_domain=tx.header_from_domain,
-            rcpt_count=tx.recipients,
+            rcpt_count=len(tx.recipients),
             size=tx.size or (tx.facts.declared_size or 0),
-            action=action,
+            action=Action.ACCEPT if reply is ACCEPTED else reply.action,
             reason=reason,
             smtp_code=reply.code,
             enhanced_code=reply.dsn,
         )
-        try:
-            services.recorder.record(record)
-        except StorageError as exc:
-            if must_record:
-                raise
-            log.error("event for qid=%s not stored: %s", tx.queue_id or "-", exc)
-        services.decisions.decision(
+
+    def _log(self, record: EventRecord, tx: _Transaction) -> None:
+        self.services.decisions.decision(
             {
-                "qid": tx.queue_id or "-",
-                "stage": stage,
-                "action": action,
-                "reason": reason,
-                "code": reply.code,
-                "dsn": reply.dsn,
+                "qid": record.queue_id or "-",
+                "stage": record.stage,
+                "action": record.action,
+                "reason": record.reason,
+                "code": record.smtp_code,
+                "dsn": record.enhanced_code,
                 "client": record.client_ip,
                 "helo": self.helo,
                 "identity": tx.identity.label if tx.identity else "",
                 "customer": tx.identity.customer if tx.identity else "",
                 "from": f"<{tx.facts.sender}>",
                 "header_from": tx.header_from_domain,
-                "rcpts": tx.recipients,
+                "rcpts": record.rcpt_count,
                 "size": record.size,
             }
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -9,7 +11,9 @@ from osfmilter.addresses import IPAddress
 from osfmilter.config import Config
 from osfmilter.decisionlog import DecisionLog
 from osfmilter.errors import StorageError
-from osfmilter.model import Identity, IdentityKind, ServerState
+from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, slot_key
+from osfmilter.limits.volume import VolumeCharge, VolumeDenied
+from osfmilter.model import Identity, IdentityKind, ServerState, matching_domain
 from osfmilter.session import Services
 from osfmilter.storage.store import EventRecord
 
@@ -55,10 +59,21 @@ class FakeDirectory:
             return self.by_login.get(login)
         return self.by_address.get(str(client))
 
+    def find_scanned_domain(self, domain: str) -> tuple[int, str] | None:
+        if self.down:
+            raise StorageError("connection refused")
+        for ident in [*self.by_address.values(), *self.by_login.values()]:
+            if (found := matching_domain(domain, ident.scanned_domains)) is not None:
+                return ident.customer_id, found
+        return None
+
 
 @dataclass
 class FakeRecorder:
+    """Events and volume in memory, with the same all-or-nothing accept as the database."""
+
     records: list[EventRecord] = field(default_factory=list)
+    volume: dict[tuple[str, str, int, str], int] = field(default_factory=dict)
     down: bool = False
 
     def record(self, record: EventRecord) -> None:
@@ -66,15 +81,88 @@ class FakeRecorder:
             raise StorageError("connection refused")
         self.records.append(record)
 
+    def record_accept(
+        self, record: EventRecord, charge: VolumeCharge | None
+    ) -> VolumeDenied | None:
+        if self.down:
+            raise StorageError("connection refused")
+        if charge is not None:
+            key = (charge.month, "outbound", charge.customer_id, charge.domain)
+            used = self.volume.get(key, 0)
+            inbound = sum(v for (m, d, _, dom), v in self.volume.items()
+                          if (m, d, dom) == (charge.month, "inbound", charge.domain))
+            allowance = charge.allowance(inbound)
+            if allowance is not None and used + charge.volume > allowance:
+                return VolumeDenied(used, allowance)
+            self.volume[key] = used + charge.volume
+        self.records.append(record)
+        return None
+
+    def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None:
+        if self.down:
+            raise StorageError("connection refused")
+        for (customer_id, domain), volume in volumes.items():
+            key = (month, "inbound", customer_id, domain)
+            self.volume[key] = self.volume.get(key, 0) + volume
+
+
+class MemoryLimiter:
+    """The sliding window with reservations, in memory, on the given clock."""
+
+    def __init__(self, clock: FixedClock, window: float = 300.0, ttl: float = 900.0) -> None:
+        self.clock, self.window, self.ttl = clock, window, ttl
+        self.slots: dict[str, dict[str, tuple[bool, float]]] = {}
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise StorageError("connection refused")
+
+    def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
+        self._check()
+        now = self.clock.now().timestamp()
+        keys = [slot_key(identity, b.name) for b in buckets]
+        for bucket, key in zip(buckets, keys, strict=True):
+            slots = self.slots.setdefault(key, {})
+            for rid, (pending, at) in list(slots.items()):
+                if (pending and at < now) or (not pending and at <= now - self.window):
+                    del slots[rid]
+            if len(slots) >= bucket.limit:
+                counting = [at for pending, at in slots.values() if not pending]
+                return RateDenied(bucket.name, bucket.limit,
+                                  retry_after(min(counting, default=None), now, self.window))
+        rid = uuid.uuid4().hex
+        for key in keys:
+            self.slots[key][rid] = (True, now + self.ttl)
+        return Reservation(rid, tuple(keys))
+
+    def commit(self, reservation: Reservation) -> None:
+        self._check()
+        now = self.clock.now().timestamp()
+        for key in reservation.keys:
+            self.slots.setdefault(key, {})[reservation.id] = (False, now)
+
+    def release(self, reservation: Reservation) -> None:
+        self._check()
+        for key in reservation.keys:
+            self.slots.get(key, {}).pop(reservation.id, None)
+
+    def counting(self, identity: str, bucket: str = "all") -> int:
+        return sum(1 for pending, _ in self.slots.get(slot_key(identity, bucket), {}).values()
+                   if not pending)
+
 
 def services(
-    directory: FakeDirectory, recorder: FakeRecorder, config: Config | None = None
+    directory: FakeDirectory, recorder: FakeRecorder, config: Config | None = None,
+    clock: FixedClock | None = None, limiter: MemoryLimiter | None = None,
 ) -> Services:
+    clock = clock or FixedClock()
     return Services(
         config=config or Config(),
         directory=directory,
         recorder=recorder,
-        clock=FixedClock(),
+        limiter=limiter or MemoryLimiter(clock),
+        clock=clock,
         decisions=DecisionLog(),
         node="test-node",
     )

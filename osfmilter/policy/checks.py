@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from osfmilter.config import PlanLimits, RepliesSection
+from osfmilter.limits.rate import Bucket, RateDenied, Reservation
+from osfmilter.limits.volume import VolumeDenied
 from osfmilter.model import Identity, ServerState, Transaction
 from osfmilter.replies import Reason, Refusal
 
@@ -138,3 +140,77 @@ def recipients_for_header_sender(facts: EomFacts) -> Refusal | None:
 
 
 EOM_CHECKS: tuple[Check[EomFacts], ...] = (message_size, recipients_for_header_sender)
+
+
+# Rate (MAIL FROM, and again at the end for a From: header that turned unknown)
+
+
+ALL_MAIL = "all"
+UNKNOWN_SENDERS = "unknown"
+
+
+def rate_buckets(limits: PlanLimits, state: ServerState, known: bool) -> tuple[Bucket, ...]:
+    """The windows a message counts in: all of the identity's mail, and unknown senders'."""
+    everything = limits.rate_suspicious if state is ServerState.VERDACHT else limits.rate_known
+    buckets: tuple[Bucket, ...] = (Bucket(ALL_MAIL, everything),)
+    if not known:
+        buckets += (Bucket(UNKNOWN_SENDERS, limits.rate_unknown),)
+    return buckets
+
+
+@dataclass(frozen=True)
+class RateFacts:
+    outcome: Reservation | RateDenied
+    identity: Identity
+    window: float
+
+
+def within_rate(facts: RateFacts) -> Refusal | None:
+    denied = facts.outcome
+    if not isinstance(denied, RateDenied):
+        return None
+    if denied.bucket == UNKNOWN_SENDERS:
+        what = "mail from unknown senders"
+    elif facts.identity.state is ServerState.VERDACHT:
+        what = "a server in state verdacht (suspicious)"
+    else:
+        what = "all mail"
+    minutes = facts.window / 60
+    return Refusal(
+        Reason.RATE_LIMIT,
+        {
+            "identity": facts.identity.name,
+            "limit": denied.limit,
+            "window": f"{minutes:g} minutes" if minutes >= 1 else f"{facts.window:g} seconds",
+            "sender_class": what,
+            "retry_after": denied.retry_after,
+        },
+    )
+
+
+RATE_CHECKS: tuple[Check[RateFacts], ...] = (within_rate,)
+
+
+# Monthly volume (end of message) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class VolumeFacts:
+    denied: VolumeDenied | None
+    domain: str
+
+
+def within_volume(facts: VolumeFacts) -> Refusal | None:
+    if facts.denied is None:
+        return None
+    return Refusal(
+        Reason.VOLUME_LIMIT,
+        {
+            "domain": facts.domain or "unknown senders",
+            "used": facts.denied.used,
+            "allowance": facts.denied.allowance,
+        },
+    )
+
+
+VOLUME_CHECKS: tuple[Check[VolumeFacts], ...] = (within_volume,)

@@ -7,7 +7,10 @@ bad command changes nothing.
 
 from __future__ import annotations
 
+import csv
 import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -17,7 +20,13 @@ from osfmilter.addresses import Registration, address_key, normalize_client, par
 from osfmilter.config import PlanName, RegistrationSection
 from osfmilter.errors import UsageError
 from osfmilter.model import ServerState
-from osfmilter.storage.schema import Customer, SaslAccount, ScannedDomain, SmtpServer
+from osfmilter.storage.schema import (
+    Customer,
+    MonthlyVolume,
+    SaslAccount,
+    ScannedDomain,
+    SmtpServer,
+)
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _CUSTOMER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
@@ -218,3 +227,75 @@ def remove_sasl(session: Session, login: str) -> None:
         raise UsageError(f"SASL login {login!r} is not registered")
     session.delete(account)
 
+
+
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+@dataclass(frozen=True)
+class InboundRow:
+    line: int
+    domain: str
+    month: str
+    bytes: int
+
+
+def parse_inbound_csv(lines: Iterable[str]) -> list[InboundRow]:
+    """Rows of ``domain,month,bytes``; every bad row is reported, by line number, at once."""
+    rows: list[InboundRow] = []
+    problems: list[str] = []
+    for number, fields in enumerate(csv.reader(lines), start=1):
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue
+        if number == 1 and [f.strip().lower() for f in fields] == ["domain", "month", "bytes"]:
+            continue
+        if len(fields) != 3:
+            problems.append(f"line {number}: expected domain,month,bytes, got {len(fields)} fields")
+            continue
+        domain_text, month, size = (f.strip() for f in fields)
+        try:
+            domain = normalize_domain(domain_text)
+        except UsageError as exc:
+            problems.append(f"line {number}: {exc}")
+            continue
+        if not _MONTH.match(month):
+            problems.append(f"line {number}: {month!r} is not a month (YYYY-MM)")
+            continue
+        if not size.isdigit():
+            problems.append(f"line {number}: {size!r} is not a whole number of bytes")
+            continue
+        rows.append(InboundRow(number, domain, month, int(size)))
+    if problems:
+        raise UsageError("; ".join(problems) + "; nothing imported")
+    return rows
+
+
+def import_inbound(session: Session, rows: Sequence[InboundRow]) -> int:
+    """Set each domain's inbound volume for the month (a re-import replaces, never adds)."""
+    domains = {
+        d.domain: d
+        for d in session.scalars(
+            select(ScannedDomain).where(ScannedDomain.domain.in_({r.domain for r in rows}))
+        )
+    }
+    unknown = [f"line {r.line}: {r.domain} is not a scanned domain" for r in rows
+               if r.domain not in domains]
+    if unknown:
+        raise UsageError("; ".join(unknown) + "; nothing imported")
+    for row in rows:
+        customer_id = domains[row.domain].customer_id
+        existing = session.scalars(
+            select(MonthlyVolume).where(
+                MonthlyVolume.month == row.month,
+                MonthlyVolume.direction == "inbound",
+                MonthlyVolume.customer_id == customer_id,
+                MonthlyVolume.domain == row.domain,
+            )
+        ).one_or_none()
+        if existing is None:
+            session.add(MonthlyVolume(month=row.month, direction="inbound",
+                                      customer_id=customer_id, domain=row.domain,
+                                      messages=0, bytes=row.bytes))
+        else:
+            existing.bytes = row.bytes
+    return len(rows)

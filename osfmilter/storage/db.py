@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -47,10 +47,15 @@ def make_engine(url: str, timeout: float = 10.0) -> Engine:
         raise ConfigError(f"database.url: {exc}") from None
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    # pysqlite's own transaction handling cannot say BEGIN IMMEDIATE, which
+    # a counter needs so that two processes cannot both read, then write:
+    # turn it off and let _sqlite_begin open every transaction.
+    dbapi_connection.isolation_level = None
     # WAL lets readers go on while one writer commits; several milter
     # processes share the file.
     cursor = dbapi_connection.cursor()
@@ -58,6 +63,11 @@ def _sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def safe_url(url: str) -> str:

@@ -21,12 +21,13 @@ from sqlalchemy import (
     SmallInteger,
     String,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
@@ -189,3 +190,47 @@ class Event(Base):
     spam_rules: Mapped[str] = mapped_column(String(500), default="")
     virus_name: Mapped[str] = mapped_column(String(200), default="")
     spf_result: Mapped[str] = mapped_column(String(16), default="")
+
+
+class RateSlot(Base):
+    """One message in a sender's 5-minute window: reserved at MAIL, committed at accept.
+
+    A pending slot holds capacity until it is committed, released, or its
+    reservation expires (a milter that died mid-transaction). A committed
+    slot counts until ``at`` + the window. Rows older than that are deleted
+    on the next admission for the same key, so a key holds at most its limit.
+    """
+
+    __tablename__ = "rate_slots"
+    __table_args__ = (Index("ix_rate_slots_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(340))
+    reservation: Mapped[str] = mapped_column(String(32), index=True)
+    pending: Mapped[bool] = mapped_column()
+    # Epoch seconds: for a pending slot when its reservation expires, for a
+    # committed one when the message was accepted.
+    at: Mapped[float] = mapped_column(Float)
+
+
+class MonthlyVolume(Base):
+    """Bytes × recipients per domain and calendar month (UTC), outbound and inbound.
+
+    ``domain`` is the customer's scanned domain the mail was attributed to;
+    the empty domain is the customer's bucket for unknown senders. Totals
+    survive the purging of old events.
+    """
+
+    __tablename__ = "monthly_volume"
+    __table_args__ = (
+        UniqueConstraint("month", "direction", "customer_id", "domain"),
+        CheckConstraint("direction IN ('outbound', 'inbound')", name="direction"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    direction: Mapped[str] = mapped_column(String(8))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    domain: Mapped[str] = mapped_column(String(253))
+    messages: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)

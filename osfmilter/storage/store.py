@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from osfmilter.addresses import IPAddress, address_key
 from osfmilter.errors import StorageError
+from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import Identity, IdentityKind, ServerState
 from osfmilter.storage.db import describe
-from osfmilter.storage.schema import Customer, Event, SaslAccount, ScannedDomain, SmtpServer
+from osfmilter.storage.schema import (
+    Customer,
+    Event,
+    MonthlyVolume,
+    SaslAccount,
+    ScannedDomain,
+    SmtpServer,
+)
 
 
 @dataclass(frozen=True)
@@ -111,9 +122,108 @@ class SqlStore:
             scanned_domains=frozenset(domains),
         )
 
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction that serialises with other writers of the same counters.
+
+        SQLite takes its write lock up front (BEGIN IMMEDIATE); PostgreSQL
+        locks the rows it reads with FOR UPDATE.
+        """
+        try:
+            with self.engine.connect() as plain:
+                connection = plain.execution_options(sqlite_begin="IMMEDIATE")
+                with connection.begin():
+                    yield connection
+        except SQLAlchemyError as exc:
+            raise StorageError(describe(exc)) from exc
+
     def record(self, record: EventRecord) -> None:
+        with self._write() as connection:
+            connection.execute(insert(Event).values(**event_values(record)))
+
+    def record_accept(
+        self, record: EventRecord, charge: VolumeCharge | None
+    ) -> VolumeDenied | None:
+        """Charge the month's volume and record the accept, in one transaction or not at all."""
+        with self._write() as connection:
+            if charge is not None:
+                used = self._locked_volume(connection, charge.month, "outbound",
+                                           charge.customer_id, charge.domain)
+                inbound = self._inbound_bytes(connection, charge) if charge.domain else 0
+                allowance = charge.allowance(inbound)
+                if allowance is not None and used + charge.volume > allowance:
+                    return VolumeDenied(used, allowance)
+                row = _volume_row(charge.month, "outbound", charge.customer_id, charge.domain)
+                connection.execute(
+                    update(MonthlyVolume)
+                    .where(*row)
+                    .values(bytes=MonthlyVolume.bytes + charge.volume,
+                            messages=MonthlyVolume.messages + 1)
+                )
+            connection.execute(insert(Event).values(**event_values(record)))
+        return None
+
+    def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None:
+        """Add received bytes × recipients per (customer id, scanned domain)."""
+        with self._write() as connection:
+            for (customer_id, domain), volume in sorted(volumes.items()):
+                self._locked_volume(connection, month, "inbound", customer_id, domain)
+                connection.execute(
+                    update(MonthlyVolume)
+                    .where(*_volume_row(month, "inbound", customer_id, domain))
+                    .values(bytes=MonthlyVolume.bytes + volume,
+                            messages=MonthlyVolume.messages + 1)
+                )
+
+    def find_scanned_domain(self, domain: str) -> tuple[int, str] | None:
+        """(customer id, scanned domain) for a recipient domain or its parent domains."""
+        labels = domain.split(".")
+        candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+        if not candidates:
+            return None
         with self.session() as session:
-            session.add(event_row(record))
+            rows = session.execute(
+                select(ScannedDomain.customer_id, ScannedDomain.domain)
+                .where(ScannedDomain.domain.in_(candidates))
+            ).all()
+        if not rows:
+            return None
+        # The longest match: a subdomain registered on its own wins.
+        customer_id, found = max(rows, key=lambda row: len(row[1]))
+        return customer_id, found
+
+    @staticmethod
+    def _locked_volume(connection: Connection, month: str, direction: str, customer_id: int,
+                       domain: str) -> int:
+        """The row's bytes, creating the row if needed and locking it until commit."""
+        values = {"month": month, "direction": direction, "customer_id": customer_id,
+                  "domain": domain, "messages": 0, "bytes": 0}
+        dialect_insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+        connection.execute(dialect_insert(MonthlyVolume).values(**values).on_conflict_do_nothing())
+        return int(connection.execute(
+            select(MonthlyVolume.bytes)
+            .where(*_volume_row(month, direction, customer_id, domain))
+            .with_for_update()
+        ).scalar_one())
+
+    @staticmethod
+    def _inbound_bytes(connection: Connection, charge: VolumeCharge) -> int:
+        return int(connection.execute(
+            select(func.coalesce(func.sum(MonthlyVolume.bytes), 0)).where(
+                MonthlyVolume.month == charge.month,
+                MonthlyVolume.direction == "inbound",
+                MonthlyVolume.domain == charge.domain,
+            )
+        ).scalar_one())
+
+
+def _volume_row(month: str, direction: str, customer_id: int, domain: str) -> tuple[Any, ...]:
+    return (
+        MonthlyVolume.month == month,
+        MonthlyVolume.direction == direction,
+        MonthlyVolume.customer_id == customer_id,
+        MonthlyVolume.domain == domain,
+    )
 
 
 def _fit(value: str, column_length: int) -> str:
@@ -121,9 +231,10 @@ def _fit(value: str, column_length: int) -> str:
     return value.replace("\x00", "\\0")[:column_length]
 
 
-def event_row(record: EventRecord) -> Event:
+def event_values(record: EventRecord) -> dict[str, object]:
+    """The events row for a record, every text cut to fit its column."""
     identity = record.identity
-    return Event(
+    return dict(
         at=record.at,
         node=_fit(record.node, 64),
         queue_id=_fit(record.queue_id, 32),

@@ -15,6 +15,11 @@ PARAMS = {
     "size": 1,
     "limit": 1,
     "sender_class": "a known",
+    "window": "5 minutes",
+    "retry_after": 10,
+    "domain": "example.com",
+    "used": 1,
+    "allowance": 2,
 }
 
 

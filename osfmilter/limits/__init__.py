@@ -1,0 +1,1 @@
+"""Shared, exact counters: 5-minute rate windows and monthly volume."""

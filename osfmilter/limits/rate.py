@@ -1,0 +1,59 @@
+"""The 5-minute rate limit: a true sliding window with reservations.
+
+A message takes a slot at MAIL FROM (so parallel transactions cannot all slip
+under the limit) and keeps it until it is accepted, when the slot starts to
+count for one window from that moment, or until it is refused or aborted,
+when the slot is given back. A key never holds more than its limit of
+pending plus counting slots, so at no instant have more than *limit*
+messages been accepted in the preceding window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One window a message counts in: ``all`` messages, or those of ``unknown`` senders."""
+
+    name: str
+    limit: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: str
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RateDenied:
+    bucket: str
+    limit: int
+    retry_after: int  # seconds until a slot frees up, at the earliest
+
+
+class RateLimiter(Protocol):
+    def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
+        """Take one slot in every bucket, or none if any bucket is full."""
+
+    def commit(self, reservation: Reservation) -> None:
+        """The message was accepted: its slots count from now for one window."""
+
+    def release(self, reservation: Reservation) -> None:
+        """The message was not accepted: give its slots back."""
+
+
+def slot_key(identity: str, bucket: str) -> str:
+    return f"{identity}|{bucket}"
+
+
+def retry_after(oldest_counting: float | None, now: float, window: float) -> int:
+    """When the oldest counting slot leaves the window; a minute if only pending ones fill it."""
+    if oldest_counting is None:
+        return 60
+    return max(1, math.ceil(oldest_counting + window - now))

@@ -1,0 +1,223 @@
+"""Rate and volume limits as the session applies them, on a clock the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from osfmilter.config import Config, Mode, config_from_dict
+from osfmilter.model import ServerState
+from osfmilter.replies import Reply
+from osfmilter.session import MilterSession
+from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, MemoryLimiter, identity, services
+
+SERVER = "192.0.2.10"
+LABEL = "server:192.0.2.0/24"
+
+
+class Relay:
+    """A session factory over shared fakes: many connections, one window."""
+
+    def __init__(self, ident=None, config: Config | None = None) -> None:
+        self.directory = FakeDirectory(by_address={SERVER: ident or identity()})
+        self.recorder = FakeRecorder()
+        self.clock = FixedClock()
+        self.limiter = MemoryLimiter(self.clock)
+        self.services = services(self.directory, self.recorder, config, self.clock, self.limiter)
+
+    def session(self) -> MilterSession:
+        session = MilterSession(self.services)
+        session.connect(SERVER)
+        return session
+
+    def send(self, sender: str = "a@example.com", from_header: str = "a@example.com",
+             rcpts: int = 1, body: bytes = b"hello\r\n") -> Reply | None:
+        """One message on a new connection; the first refusal, or None when accepted."""
+        session = self.session()
+        try:
+            if (reply := session.mail(f"<{sender}>", [], "", "")) is not None:
+                return reply
+            for i in range(rcpts):
+                if (reply := session.rcpt(f"<r{i}@example.org>", "Q")) is not None:
+                    return reply
+            session.header("From", from_header)
+            session.end_of_headers()
+            if (reply := session.body(body)) is not None:
+                return reply
+            return session.end_of_message("Q")
+        finally:
+            session.close()
+
+
+def codes(reply: Reply | None) -> tuple[int, str] | None:
+    return None if reply is None else (reply.code, reply.dsn)
+
+
+@pytest.fixture
+def relay() -> Relay:
+    return Relay()
+
+
+def test_101st_known_message_in_five_minutes_is_451_and_says_when_to_retry(relay: Relay) -> None:
+    assert [relay.send() for _ in range(100)] == [None] * 100
+    relay.clock.advance(60)
+    reply = relay.send()
+    assert codes(reply) == (451, "4.7.1")
+    assert reply is not None and "at most 100 per 5 minutes" in reply.text
+    assert "retry in 240 seconds" in reply.text
+    assert relay.recorder.records[-1].reason == "rate_limit"
+    relay.clock.advance(240)
+    assert relay.send() is None
+
+
+def test_11th_unknown_sender_message_is_451(relay: Relay) -> None:
+    unknown = {"sender": "x@other.example", "from_header": "x@other.example"}
+    assert [relay.send(**unknown) for _ in range(10)] == [None] * 10
+    reply = relay.send(**unknown)
+    assert codes(reply) == (451, "4.7.1") and reply and "unknown senders" in reply.text
+    assert relay.send() is None  # known-sender mail still flows
+
+
+def test_unknown_header_from_counts_in_the_unknown_window_at_end_of_message(relay: Relay) -> None:
+    spoof = {"from_header": "ceo@other.example"}
+    assert [relay.send(**spoof) for _ in range(10)] == [None] * 10
+    assert codes(relay.send(**spoof)) == (451, "4.7.1")
+    assert relay.limiter.counting(LABEL, "unknown") == 10
+
+
+def test_verdacht_server_gets_ten_per_window_whatever_the_plan() -> None:
+    relay = Relay(identity(plan="paid", state=ServerState.VERDACHT))
+    assert [relay.send() for _ in range(10)] == [None] * 10
+    reply = relay.send()
+    assert codes(reply) == (451, "4.7.1") and reply and "verdacht" in reply.text
+
+
+def test_paid_plan_admits_a_thousand() -> None:
+    relay = Relay(identity(plan="paid"))
+    assert all(relay.send() is None for _ in range(1000))
+    assert codes(relay.send()) == (451, "4.7.1")
+
+
+def test_refused_and_aborted_messages_give_their_slot_back(relay: Relay) -> None:
+    config_limit = 100
+    # Refused at end of message (too many recipients for the From: header).
+    for _ in range(30):
+        assert codes(relay.send(from_header="x@other.example", rcpts=6)) == (452, "4.5.3")
+    # Aborted after RCPT (the client gave up).
+    for _ in range(30):
+        session = relay.session()
+        assert session.mail("<a@example.com>", [], "", "") is None
+        assert session.rcpt("<r@example.org>", "") is None
+        session.abort()
+        session.close()
+    assert relay.limiter.counting(LABEL) == 0
+    assert all(relay.send() is None for _ in range(config_limit))
+
+
+def test_a_message_tempfailed_five_times_counts_once(relay: Relay) -> None:
+    relay.recorder.down = True
+    for _ in range(5):
+        assert codes(relay.send()) == (451, "4.3.0")
+    relay.recorder.down = False
+    assert relay.send() is None
+    assert relay.limiter.counting(LABEL) == 1
+
+
+def test_rate_backend_down_is_451_430(relay: Relay) -> None:
+    relay.limiter.down = True
+    assert codes(relay.send()) == (451, "4.3.0")
+
+
+# Monthly volume ----------------------------------------------------------------------
+
+MB = 1_000_000
+
+
+def small_config() -> Config:
+    """1 MB base allowance so the arithmetic stays readable."""
+    return config_from_dict({"plans": {"free": {"monthly_volume_base": 1 * MB}}})
+
+
+def message_of(size: int) -> bytes:
+    header = len(b"From: a@example.com\r\n\r\n")
+    return b"x" * (size - header)
+
+
+def test_volume_is_size_times_recipients_and_stops_at_the_allowance() -> None:
+    relay = Relay(config=small_config())
+    assert relay.send(rcpts=4, body=message_of(200_000)) is None  # 800 kB
+    reply = relay.send(rcpts=2, body=message_of(200_000))  # would be 1.2 MB
+    assert codes(reply) == (451, "4.7.1") and reply and "monthly volume" in reply.text
+    assert relay.send(rcpts=1, body=message_of(200_000)) is None  # exactly 1 MB
+    assert relay.recorder.records[-2].reason == "volume_limit"
+
+
+def test_inbound_volume_earns_twice_its_size() -> None:
+    relay = Relay(config=small_config())
+    relay.recorder.record_inbound("2026-11", {(7, "example.com"): 100_000})
+    # 1 MB + 2 × 100 kB = 1.2 MB
+    assert relay.send(rcpts=6, body=message_of(200_000)) is None
+    assert codes(relay.send(body=message_of(1000))) == (451, "4.7.1")
+
+
+def test_unknown_senders_share_one_bucket_with_the_base_allowance_only() -> None:
+    relay = Relay(config=small_config())
+    relay.recorder.record_inbound("2026-11", {(7, "example.com"): 10 * MB})
+    unknown = {"sender": "x@other.example", "from_header": "x@other.example"}
+    assert relay.send(rcpts=4, body=message_of(200_000), **unknown) is None
+    assert codes(relay.send(body=message_of(300_000), **unknown)) == (451, "4.7.1")
+    assert relay.send(body=message_of(1000)) is None  # the known domain has its own
+
+
+def test_month_rollover_resets_the_volume() -> None:
+    relay = Relay(config=small_config())
+    relay.clock.current = relay.clock.current.replace(day=30, hour=23, minute=59)
+    assert relay.send(rcpts=5, body=message_of(200_000)) is None
+    assert codes(relay.send(body=message_of(1000))) == (451, "4.7.1")
+    relay.clock.advance(120)  # 2026-12-01 00:01
+    assert relay.send(rcpts=5, body=message_of(200_000)) is None
+
+
+def test_paid_volume_is_counted_but_unlimited() -> None:
+    relay = Relay(identity(plan="paid"), config=small_config())
+    for _ in range(3):
+        assert relay.send(rcpts=5, body=message_of(200_000)) is None
+    assert relay.recorder.volume[("2026-11", "outbound", 7, "example.com")] == 3 * MB
+
+
+# Inbound mode -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def inbound() -> Iterator[Relay]:
+    relay = Relay(config=Config(mode=Mode.INBOUND))
+    yield relay
+
+
+def test_inbound_mode_counts_per_scanned_recipient_domain_and_refuses_nothing(
+    inbound: Relay,
+) -> None:
+    session = MilterSession(inbound.services)
+    session.connect("203.0.113.99")  # not registered: inbound mail comes from anywhere
+    assert session.mail("<x@sender.example>", ["SIZE=999999999999"], "", "") is None
+    for rcpt in ("<a@example.com>", "<b@mail.example.com>", "<c@elsewhere.example>"):
+        assert session.rcpt(rcpt, "Q") is None
+    session.header("From", "x@sender.example")
+    session.end_of_headers()
+    assert session.body(b"x" * 100) is None
+    assert session.end_of_message("Q") is None
+    size = len(b"From: x@sender.example\r\n\r\n") + 100
+    assert inbound.recorder.volume == {("2026-11", "inbound", 7, "example.com"): 2 * size}
+    session.close()
+
+
+def test_inbound_mode_accepts_when_the_database_is_down(inbound: Relay) -> None:
+    inbound.recorder.down = True
+    session = MilterSession(inbound.services)
+    session.connect("203.0.113.99")
+    assert session.mail("<x@sender.example>", [], "", "") is None
+    assert session.rcpt("<a@example.com>", "Q") is None
+    session.end_of_headers()
+    assert session.end_of_message("Q") is None
+    session.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_101st_known_message_in_five_minutes_is_451_and_says_when_to_retry(relay
 
 
 def test_11th_unknown_sender_message_is_451(relay: Relay) -> None:
-    unknown = {"sender": "x@other.example", "from_header": "x@other.example"}
+    unknown: dict[str, Any] = {"sender": "x@other.example", "from_header": "x@other.example"}
     assert [relay.send(**unknown) for _ in range(10)] == [None] * 10
     reply = relay.send(**unknown)
     assert codes(reply) == (451, "4.7.1") and reply and "unknown senders" in reply.text
@@ -80,7 +81,7 @@ def test_11th_unknown_sender_message_is_451(relay: Relay) -> None:
 
 
 def test_unknown_header_from_counts_in_the_unknown_window_at_end_of_message(relay: Relay) -> None:
-    spoof = {"from_header": "ceo@other.example"}
+    spoof: dict[str, Any] = {"from_header": "ceo@other.example"}
     assert [relay.send(**spoof) for _ in range(10)] == [None] * 10
     assert codes(relay.send(**spoof)) == (451, "4.7.1")
     assert relay.limiter.counting(LABEL, "unknown") == 10
@@ -164,7 +165,7 @@ def test_inbound_volume_earns_twice_its_size() -> None:
 def test_unknown_senders_share_one_bucket_with_the_base_allowance_only() -> None:
     relay = Relay(config=small_config())
     relay.recorder.record_inbound("2026-11", {(7, "example.com"): 10 * MB})
-    unknown = {"sender": "x@other.example", "from_header": "x@other.example"}
+    unknown: dict[str, Any] = {"sender": "x@other.example", "from_header": "x@other.example"}
     assert relay.send(rcpts=4, body=message_of(200_000), **unknown) is None
     assert codes(relay.send(body=message_of(300_000), **unknown)) == (451, "4.7.1")
     assert relay.send(body=message_of(1000)) is None  # the known domain has its own

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from osfmilter.config import RegistrationSection
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
-from osfmilter.storage.schema import Event
+from osfmilter.storage.schema import Event, RateSlot
 from osfmilter.storage.store import SqlStore
 from tests.harness.database import reset_database
 from tests.harness.milter import MilterProcess
@@ -55,6 +55,13 @@ class Relay:
             for login in logins:
                 admin.add_sasl(session, login, customer, now)
 
+    def age_rate_windows(self, seconds: float) -> None:
+        """Let time pass for the 5-minute windows: every counting slot grows older."""
+        with self.store.session() as session:
+            session.execute(
+                update(RateSlot).where(RateSlot.pending.is_(False)).values(at=RateSlot.at - seconds)
+            )
+
     def events(self, **where: object) -> list[Event]:
         with self.store.session() as session:
             query = select(Event).order_by(Event.id)
@@ -86,13 +93,20 @@ def message_id(data: bytes) -> str:
 
 
 @contextmanager
-def running_relay(database_url: str, milter_database_url: str | None = None) -> Iterator[Relay]:
-    """Start sink, milter and Postfix; ``milter_database_url`` lets a proxy sit in between."""
+def running_relay(
+    database_url: str, milter_database_url: str | None = None, *, reset: bool = True,
+    name: str = "osf-e2e",
+) -> Iterator[Relay]:
+    """Start sink, milter and Postfix on an emptied database (``reset``).
+
+    ``milter_database_url`` lets a proxy sit between the milter and the database.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="osfe2e-", dir="/tmp"))
     workdir.chmod(0o755)  # Postfix's unprivileged daemons must reach their queue
     (workdir / "postfix").mkdir()
     engine = make_engine(database_url)
-    reset_database(engine)
+    if reset:
+        reset_database(engine)
     try:
         with (
             Sink() as sink,
@@ -101,7 +115,7 @@ def running_relay(database_url: str, milter_database_url: str | None = None) -> 
                 workdir / "postfix",
                 relay_port=sink.port,
                 milter=milter.socket_spec,
-                name="osf-e2e",
+                name=name,
             ) as postfix,
         ):
             yield Relay(postfix, milter, sink, SqlStore(engine))

@@ -1,0 +1,185 @@
+"""Virus and spam scanning through a real Postfix with real clamd, spamd and rspamd.
+
+clamd runs on a signature database the tests generate; spamd and rspamd run
+offline (no DNS, no network rules). Faults are real too: clamd is stopped or
+frozen under the running relay.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+
+import pytest
+
+from tests.harness.clamd import EICAR, ClamdProcess
+from tests.harness.rspamd import RspamdProcess
+from tests.harness.smtpclient import Reply, make_message, send
+from tests.harness.spamd import GTUBE, SpamdProcess
+from tests.integration.conftest import Relay, message_id, running_relay
+
+pytestmark = pytest.mark.integration
+
+SERVER = "192.0.2.30"
+SCAN_TIMEOUT = 5
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="osfscan-", dir="/tmp"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def clamd(scratch: Path) -> Iterator[ClamdProcess]:
+    with ClamdProcess(scratch / "clamd") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def spamd(scratch: Path) -> Iterator[SpamdProcess]:
+    with SpamdProcess(scratch / "spamd") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def scanning_relay(scratch: Path, clamd: ClamdProcess, spamd: SpamdProcess) -> Iterator[Relay]:
+    config = (
+        f'[clamav]\naddress = "{clamd.socket_path}"\ntimeout = {SCAN_TIMEOUT}\n'
+        f'[spam]\nbackend = "spamassassin"\naddress = "{spamd.address}"\ntimeout = 20\n'
+        "reject_score = 10.0\n"
+    )
+    with running_relay(f"sqlite:///{scratch}/scan.sqlite3", milter_config=config) as relay:
+        relay.register("scanned", "free", domains=("scanned.example",), servers=(SERVER,))
+        yield relay
+
+
+def assert_reply(reply: Reply | None, code: int, dsn: str) -> None:
+    assert reply is not None
+    assert (reply.code, reply.text.split(" ", 1)[0]) == (code, dsn), str(reply)
+
+
+def eicar_attachment() -> bytes:
+    message = EmailMessage()
+    message["From"] = "news@scanned.example"
+    message["To"] = "bob@example.org"
+    message["Subject"] = "the report"
+    message["Message-ID"] = make_msgid(domain="scanned.example")
+    message.set_content("See the attachment.\n")
+    message.add_attachment(EICAR, maintype="application", subtype="octet-stream",
+                           filename="report.com")
+    data = message.as_bytes().replace(b"\n", b"\r\n")
+    assert base64.b64encode(EICAR) in data.replace(b"\r\n", b"")  # really base64-wrapped
+    return data
+
+
+def relay_send(relay: Relay, data: bytes) -> tuple[str, object]:
+    result = send(relay.port, "news@scanned.example", ["bob@example.org"], data,
+                  client_addr=SERVER)
+    return message_id(data), result
+
+
+def test_eicar_attachment_is_554_naming_the_signature(scanning_relay: Relay) -> None:
+    data = eicar_attachment()
+    result = send(scanning_relay.port, "news@scanned.example", ["bob@example.org"], data,
+                  client_addr=SERVER)
+    assert_reply(result.data, 554, "5.7.1")
+    assert result.data is not None and "Osf.Test.EICAR" in result.data.text
+    [event] = scanning_relay.events(reason="virus")
+    assert event.virus_name.startswith("Osf.Test.EICAR")
+    assert scanning_relay.sink.count_message_id(message_id(data)) == 0
+
+
+def test_clean_message_is_delivered_with_its_spam_score(scanning_relay: Relay) -> None:
+    data = make_message("news@scanned.example", ["bob@example.org"], "lunch",
+                        "Shall we have lunch tomorrow at noon?\r\n")
+    result = send(scanning_relay.port, "news@scanned.example", ["bob@example.org"], data,
+                  client_addr=SERVER)
+    assert result.accepted, result
+    scanning_relay.sink.wait_for_message_id(message_id(data))
+    event = scanning_relay.events(reason="accepted")[-1]
+    assert event.spam_score is not None and event.spam_score < 10 and event.virus_name == ""
+
+
+def test_gtube_is_550(scanning_relay: Relay) -> None:
+    data = make_message("news@scanned.example", ["bob@example.org"], "offer",
+                        GTUBE.decode() + "\r\n")
+    result = send(scanning_relay.port, "news@scanned.example", ["bob@example.org"], data,
+                  client_addr=SERVER)
+    assert_reply(result.data, 550, "5.7.1")
+    [event] = scanning_relay.events(reason="spam")
+    assert event.spam_score is not None and event.spam_score >= 1000
+    assert "GTUBE" in event.spam_rules
+
+
+def test_clamd_frozen_is_451_within_the_timeout(scanning_relay: Relay,
+                                                clamd: ClamdProcess) -> None:
+    data = make_message("news@scanned.example", ["bob@example.org"], "frozen", "Hi.\r\n")
+    clamd.pause()
+    try:
+        started = time.monotonic()
+        result = send(scanning_relay.port, "news@scanned.example", ["bob@example.org"], data,
+                      client_addr=SERVER)
+        elapsed = time.monotonic() - started
+    finally:
+        clamd.resume()
+    assert_reply(result.data, 451, "4.7.1")
+    assert elapsed < SCAN_TIMEOUT + 5, elapsed  # bounded by the scanner timeout, not by clamd
+    assert scanning_relay.sink.count_message_id(message_id(data)) == 0
+
+
+def test_clamd_stopped_is_451_and_the_message_is_delivered_after_it_is_back(
+    scanning_relay: Relay, clamd: ClamdProcess
+) -> None:
+    data = make_message("news@scanned.example", ["bob@example.org"], "retry me", "Hi.\r\n")
+    clamd.stop()
+    try:
+        result = send(scanning_relay.port, "news@scanned.example", ["bob@example.org"], data,
+                      client_addr=SERVER)
+        assert_reply(result.data, 451, "4.7.1")
+        assert "clamav" in result.data.text if result.data else False
+    finally:
+        clamd.start()
+    again = send(scanning_relay.port, "news@scanned.example", ["bob@example.org"], data,
+                 client_addr=SERVER)
+    assert again.accepted, again
+    assert len(scanning_relay.sink.wait_for_message_id(message_id(data))) == 1
+    # The outage was logged once, and its end.
+    log = scanning_relay.milter.log()
+    assert log.count("clamav failed") == 1 and "clamav is answering again" in log
+
+
+# rspamd ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rspamd_relay(scratch: Path) -> Iterator[Relay]:
+    with RspamdProcess(scratch / "rspamd") as rspamd:
+        config = f'[spam]\nbackend = "rspamd"\naddress = "{rspamd.url}"\nreject_score = 15.0\n'
+        with running_relay(f"sqlite:///{scratch}/rspamd.sqlite3", milter_config=config,
+                           name="osf-rspamd") as relay:
+            relay.register("scanned", "free", domains=("scanned.example",), logins=("carol",))
+            yield relay
+
+
+def test_rspamd_rejects_gtube_and_passes_ham(rspamd_relay: Relay) -> None:
+    spam = make_message("news@scanned.example", ["bob@example.org"], "offer",
+                        GTUBE.decode() + "\r\n")
+    result = send(rspamd_relay.port, "news@scanned.example", ["bob@example.org"], spam,
+                  client_addr="203.0.113.40", login="carol")
+    assert_reply(result.data, 550, "5.7.1")
+    ham = make_message("news@scanned.example", ["bob@example.org"], "lunch",
+                       "Shall we have lunch tomorrow at noon?\r\n")
+    result = send(rspamd_relay.port, "news@scanned.example", ["bob@example.org"], ham,
+                  client_addr="203.0.113.40", login="carol")
+    assert result.accepted, result
+    event = rspamd_relay.events(reason="accepted")[-1]
+    assert event.spam_score is not None and event.spam_score < 15

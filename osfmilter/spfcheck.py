@@ -1,0 +1,194 @@
+"""SPF of the customer's domain, evaluated for the relay's own outbound addresses.
+
+The question is not "may this client send for the domain" but "will the
+world accept this domain's mail once *we* relay it": pyspf evaluates the
+envelope sender's domain for each of the relay's outbound IPs. Lookups go
+through a dnspython resolver of osfmilter's own (configurable nameservers,
+bounded time); results are cached per (domain, outbound IP) for the
+smallest TTL the evaluation saw, in a bounded cache.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dns.exception
+import dns.resolver
+import spf
+
+# Worst first: the result recorded for a domain is the worst over the relay's IPs.
+SEVERITY = ("fail", "temperror", "permerror", "softfail", "neutral", "none", "pass")
+# Macros that make a result depend on the local part or the HELO, not only the domain.
+_SENDER_MACROS = re.compile(rb"%\{[slh]", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SpfOutcome:
+    domain: str
+    result: str  # the worst over the outbound IPs
+    explanation: str
+    per_ip: tuple[tuple[str, str, str], ...]  # (ip, result, explanation)
+
+    @property
+    def failing_ip(self) -> str:
+        return next((ip for ip, result, _ in self.per_ip if result == self.result), "")
+
+
+def resolver_for(nameservers: Sequence[str], timeout: float) -> dns.resolver.Resolver:
+    """The system resolver, or one that asks exactly the given ``IP`` / ``IP:PORT`` servers."""
+    if not nameservers:
+        resolver = dns.resolver.Resolver()
+    else:
+        resolver = dns.resolver.Resolver(configure=False)
+        addresses, ports = [], {}
+        for server in nameservers:
+            address, port = split_nameserver(server)
+            addresses.append(address)
+            ports[address] = port
+        resolver.nameservers = addresses
+        resolver.nameserver_ports = ports
+    resolver.lifetime = timeout
+    resolver.timeout = timeout
+    return resolver
+
+
+# Answers are shared by every outbound IP's evaluation and every connection.
+DNS_CACHE_SIZE = 10_000
+
+
+def split_nameserver(text: str) -> tuple[str, int]:
+    """``192.0.2.1``, ``192.0.2.1:5353``, ``2001:db8::1``, ``[2001:db8::1]:5353``."""
+    if text.startswith("["):
+        address, _, port = text[1:].partition("]:")
+        return str(ipaddress.ip_address(address.rstrip("]"))), int(port or 53)
+    if text.count(":") == 1:
+        address, port = text.split(":")
+        return str(ipaddress.ip_address(address)), int(port)
+    return str(ipaddress.ip_address(text)), 53
+
+
+class _Lookups(threading.local):
+    """What one evaluation on this thread saw: the smallest TTL, sender-dependent macros."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.ttl: float = float("inf")
+        self.sender_dependent = False
+        self.deadline = float("inf")
+
+
+class SpfChecker:
+    def __init__(self, outbound_ips: Sequence[str], resolver: dns.resolver.Resolver,
+                 timeout: float, cache_size: int = 10_000, max_ttl: float = 3600.0) -> None:
+        self.outbound_ips = tuple(outbound_ips)
+        self.resolver = resolver
+        self.timeout = timeout
+        self.cache_size = cache_size
+        self.max_ttl = max_ttl
+        self._cache: OrderedDict[tuple[str, ...], tuple[float, tuple[str, str]]] = OrderedDict()
+        self._sender_dependent: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._seen = _Lookups()
+        self.resolver.cache = dns.resolver.LRUCache(DNS_CACHE_SIZE)
+        # pyspf looks names up through a module-level function; this process's
+        # only SPF user puts its own resolver there.
+        spf.DNSLookup = self._lookup
+
+    def check(self, sender: str, helo: str) -> SpfOutcome:
+        """Evaluate the sender's domain (the null sender: the HELO name) for each outbound IP."""
+        if not sender:
+            sender = f"postmaster@{helo}"
+        local, _, domain = sender.rpartition("@")
+        domain = domain.lower().rstrip(".")
+        # One time budget for the whole check, however many outbound IPs.
+        deadline = time.monotonic() + self.timeout
+        per_ip = tuple(
+            (ip, *self._check_ip(ip, local, domain, helo, deadline)) for ip in self.outbound_ips
+        )
+        worst = min(per_ip, key=lambda item: SEVERITY.index(item[1]))
+        return SpfOutcome(domain, worst[1], worst[2], per_ip)
+
+    def _check_ip(
+        self, ip: str, local: str, domain: str, helo: str, deadline: float
+    ) -> tuple[str, str]:
+        now = time.monotonic()
+        with self._lock:
+            dependent = self._sender_dependent.get(domain, 0.0) > now
+        key = (domain, ip, local.lower(), helo.lower()) if dependent else (domain, ip)
+        if (hit := self._cached(key, now)) is not None:
+            return hit
+        remaining = deadline - now
+        if remaining <= 0:
+            return "temperror", f"DNS: no answer within {self.timeout:g} s"
+        self._seen.reset()
+        self._seen.deadline = deadline
+        result, _, explanation = spf.query(
+            i=ip, s=f"{local}@{domain}", h=helo, timeout=remaining, querytime=remaining
+        ).check()
+        ttl = min(self._seen.ttl, self.max_ttl)
+        if result == "temperror":
+            ttl = 0  # a DNS failure is not a fact about the domain
+        if self._seen.sender_dependent:
+            with self._lock:
+                self._sender_dependent[domain] = now + max(ttl, 60)
+            key = (domain, ip, local.lower(), helo.lower())
+        self._store(key, now + ttl, (result, explanation))
+        return result, explanation
+
+    def _cached(self, key: tuple[str, ...], now: float) -> tuple[str, str] | None:
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= now:
+                del self._cache[key]
+                return None
+            self._cache.move_to_end(key)
+            return entry[1]
+
+    def _store(self, key: tuple[str, ...], expires: float, value: tuple[str, str]) -> None:
+        if expires <= time.monotonic():
+            return
+        with self._lock:
+            self._cache[key] = (expires, value)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    def _lookup(self, name: str, qtype: str, strict: Any = True, timeout: float = 3.0) -> list[Any]:
+        """pyspf's DNSLookup contract, on our resolver, noting TTLs and macros."""
+        remaining = min(timeout, self._seen.deadline - time.monotonic())
+        if remaining <= 0:
+            raise spf.TempError(f"DNS: no answer within {self.timeout:g} s")
+        try:
+            answer = self.resolver.resolve(name, qtype, lifetime=remaining,
+                                           raise_on_no_answer=False, search=False)
+        except dns.resolver.NXDOMAIN:
+            return []
+        except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+            raise spf.TempError(f"DNS {exc}") from None
+        if answer.rrset is None:
+            return []
+        self._seen.ttl = min(self._seen.ttl, answer.rrset.ttl)
+        values: list[Any] = []
+        for rdata in answer.rrset:
+            if qtype in ("A", "AAAA"):
+                values.append(((name, qtype), rdata.address))
+            elif qtype == "MX":
+                values.append(((name, qtype), (rdata.preference, rdata.exchange)))
+            elif qtype == "PTR":
+                values.append(((name, qtype), rdata.target.to_text(True)))
+            elif qtype in ("TXT", "SPF"):
+                if any(_SENDER_MACROS.search(s) for s in rdata.strings):
+                    self._seen.sender_dependent = True
+                values.append(((name, qtype), rdata.strings))
+        return values

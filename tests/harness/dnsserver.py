@@ -1,0 +1,100 @@
+"""An authoritative DNS server on loopback for SPF tests, built on dnslib.
+
+Zones are given as BIND-style text. It counts the queries it answers (so a
+test can prove caching), and names listed in ``silent`` get no answer at all
+(a nameserver that does not respond: SPF temperror).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import Counter
+from types import TracebackType
+from typing import Any, Self
+
+from dnslib import QTYPE, RCODE, RR
+from dnslib.server import BaseResolver, DNSHandler, DNSServer
+
+from tests.harness.ports import free_port
+
+
+class _ZoneResolver(BaseResolver):  # type: ignore[misc]
+    def __init__(self, zone: str, silent: set[str], queries: Counter[tuple[str, str]],
+                 lock: threading.Lock) -> None:
+        self.records = RR.fromZone(zone)
+        self.silent = silent
+        self.queries = queries
+        self.lock = lock
+
+    def resolve(self, request: Any, handler: Any) -> Any:
+        question = request.q
+        name = str(question.qname).rstrip(".").lower()
+        qtype = QTYPE[question.qtype]
+        with self.lock:
+            self.queries[(name, qtype)] += 1
+        if any(name == s or name.endswith("." + s) for s in self.silent):
+            return None  # dnslib sends nothing back
+        reply = request.reply()
+        reply.header.aa = 1
+        exists = False
+        for record in self.records:
+            if str(record.rname).rstrip(".").lower() == name:
+                exists = True
+                if record.rtype == question.qtype:
+                    reply.add_answer(record)
+        if not exists:
+            reply.header.rcode = RCODE.NXDOMAIN
+        return reply
+
+
+class _Handler(DNSHandler):  # type: ignore[misc]
+    def handle(self) -> None:
+        # A silent name: the resolver returned no reply, so none is sent.
+        with contextlib.suppress(AttributeError):
+            super().handle()
+
+
+class DnsServer:
+    def __init__(self, zone: str, silent: set[str] | None = None) -> None:
+        self.port = free_port()
+        self.queries: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        resolver = _ZoneResolver(zone, silent or set(), self.queries, self._lock)
+        self._servers = [
+            DNSServer(resolver, port=self.port, address="127.0.0.1", tcp=tcp, logger=_Quiet(),
+                      handler=_Handler)
+            for tcp in (False, True)
+        ]
+
+    @property
+    def nameserver(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def count(self, name: str, qtype: str = "TXT") -> int:
+        with self._lock:
+            return self.queries[(name, qtype)]
+
+    def start(self) -> None:
+        for server in self._servers:
+            server.start_thread()
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.stop()
+            server.server.server_close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class _Quiet:
+    """dnslib logs every request by default."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None

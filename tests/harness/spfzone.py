@@ -1,0 +1,30 @@
+"""The DNS zone the SPF tests serve: one domain per case the issue names."""
+
+RELAY_V4 = "198.51.100.7"
+RELAY_V6 = "2001:db8:99::7"
+INCLUDE = "_spf.relay.example"
+
+# 11 DNS-querying mechanisms: one more than RFC 7208 allows (the Office 365 trap),
+# in two TXT strings because one string holds at most 255 characters.
+_INCLUDES = [f"include:l{i}.toomany.example" for i in range(11)]
+_ELEVEN = " ".join(_INCLUDES[:6]) + '" " ' + " ".join(_INCLUDES[6:])
+
+ZONE = f"""
+{INCLUDE}. 300 IN TXT "v=spf1 ip4:198.51.100.0/24 ip6:2001:db8:99::/48 -all"
+pass.example. 300 IN TXT "v=spf1 include:{INCLUDE} -all"
+fail.example. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"
+soft.example. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 ~all"
+neutral.example. 300 IN TXT "v=spf1 ?all"
+v6only.example. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 ip6:2001:db8:99::/48 -all"
+split.example. 300 IN TXT "v=spf1 ip4:198.51.100.0/24 -all"
+toomany.example. 300 IN TXT "v=spf1 {_ELEVEN} -all"
+macro.example. 300 IN TXT "v=spf1 exists:%{{l}}.allow.macro.example -all"
+alice.allow.macro.example. 300 IN A 127.0.0.2
+multi.example. 300 IN TXT "v=spf1 include:{INCLUDE}" " -all"
+helo.example. 300 IN TXT "v=spf1 include:{INCLUDE} -all"
+"""
+ZONE += "".join(f'l{i}.toomany.example. 300 IN TXT "v=spf1 ip4:203.0.113.{i} -all"\n'
+                for i in range(11))
+
+# No answer at all from the nameserver for these.
+SILENT = {"silent.example"}

@@ -1,0 +1,80 @@
+"""SPF through a real Postfix: the milter asks a DNS server the test runs on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.dnsserver import DnsServer
+from tests.harness.smtpclient import Result, make_message, send
+from tests.harness.spfzone import INCLUDE, RELAY_V4, RELAY_V6, SILENT, ZONE
+from tests.integration.conftest import Relay, message_id, running_relay
+
+pytestmark = pytest.mark.integration
+
+SERVER = "192.0.2.40"
+TIMEOUT = 2
+
+
+@pytest.fixture(scope="module")
+def spf_relay() -> Iterator[Relay]:
+    scratch = Path(tempfile.mkdtemp(prefix="osfspf-", dir="/tmp"))
+    try:
+        with DnsServer(ZONE, silent=SILENT) as dns:
+            config = (f'[spf]\noutbound_ips = ["{RELAY_V4}", "{RELAY_V6}"]\n'
+                      f'include = "{INCLUDE}"\nnameservers = ["{dns.nameserver}"]\n'
+                      f"timeout = {TIMEOUT}\n")
+            with running_relay(f"sqlite:///{scratch}/spf.sqlite3", milter_config=config,
+                               name="osf-spf") as relay:
+                relay.register("spfco", "free", servers=(SERVER,),
+                               domains=("pass.example", "fail.example", "soft.example",
+                                        "silent.example", "toomany.example"))
+                yield relay
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def deliver(relay: Relay, domain: str) -> tuple[bytes, Result]:
+    sender = f"news@{domain}"
+    data = make_message(sender, ["bob@example.org"], f"spf {domain}", "Hello.\r\n")
+    return data, send(relay.port, sender, ["bob@example.org"], data, client_addr=SERVER)
+
+
+def test_domain_that_includes_the_relay_is_delivered(spf_relay: Relay) -> None:
+    data, result = deliver(spf_relay, "pass.example")
+    assert result.accepted, result
+    spf_relay.sink.wait_for_message_id(message_id(data))
+    assert spf_relay.events(reason="accepted")[-1].spf_result == "pass"
+
+
+def test_domain_that_excludes_the_relay_is_550_5_7_23(spf_relay: Relay) -> None:
+    _, result = deliver(spf_relay, "fail.example")
+    assert (result.mail.code, result.mail.text.split(" ", 1)[0]) == (550, "5.7.23")
+    assert f"include:{INCLUDE}" in result.mail.text
+    assert spf_relay.events(reason="spf_fail")[-1].spf_result == "fail"
+
+
+def test_softfail_is_delivered_and_recorded(spf_relay: Relay) -> None:
+    data, result = deliver(spf_relay, "soft.example")
+    assert result.accepted, result
+    spf_relay.sink.wait_for_message_id(message_id(data))
+    assert spf_relay.events(header_from_domain="soft.example")[-1].spf_result == "softfail"
+
+
+def test_permerror_is_recorded_and_accepted_with_a_log_line(spf_relay: Relay) -> None:
+    _, result = deliver(spf_relay, "toomany.example")
+    assert result.accepted, result
+    assert spf_relay.events(header_from_domain="toomany.example")[-1].spf_result == "permerror"
+    assert "SPF permerror for toomany.example" in spf_relay.milter.log()
+
+
+def test_silent_nameserver_is_451_4_7_24_within_the_timeout(spf_relay: Relay) -> None:
+    started = time.monotonic()
+    _, result = deliver(spf_relay, "silent.example")
+    assert (result.mail.code, result.mail.text.split(" ", 1)[0]) == (451, "4.7.24")
+    assert time.monotonic() - started < TIMEOUT + 3

@@ -1,0 +1,190 @@
+"""SPF against a real DNS server on loopback: every result, the cache, the answers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from osfmilter.cli import main
+from osfmilter.config import SpfSection
+from osfmilter.policy import SPF_CHECKS, SpfFacts, first_refusal
+from osfmilter.replies import reply_for
+from osfmilter.spfadvisor import Advice, advise, render_json, render_text
+from osfmilter.spfcheck import SpfChecker, SpfOutcome, resolver_for, split_nameserver
+from tests.harness.dnsserver import DnsServer
+from tests.harness.spfzone import INCLUDE, RELAY_V4, RELAY_V6, SILENT, ZONE
+
+
+@pytest.fixture(scope="module")
+def dns() -> Iterator[DnsServer]:
+    with DnsServer(ZONE, silent=SILENT) as server:
+        yield server
+
+
+def checker(dns: DnsServer, ips: tuple[str, ...] = (RELAY_V4,), timeout: float = 2.0) -> SpfChecker:
+    return SpfChecker(ips, resolver_for([dns.nameserver], timeout), timeout)
+
+
+@pytest.mark.parametrize(
+    ("sender", "result"),
+    [
+        ("news@pass.example", "pass"),
+        ("news@fail.example", "fail"),
+        ("news@soft.example", "softfail"),
+        ("news@neutral.example", "neutral"),
+        ("news@nospf.example", "none"),
+        ("news@toomany.example", "permerror"),
+        ("news@multi.example", "pass"),  # a TXT record in several strings
+        ("alice@macro.example", "pass"),
+        ("bob@macro.example", "fail"),
+    ],
+)
+def test_results(dns: DnsServer, sender: str, result: str) -> None:
+    assert checker(dns).check(sender, "mx.customer.example").result == result
+
+
+def test_null_sender_is_checked_for_the_helo_domain(dns: DnsServer) -> None:
+    outcome = checker(dns).check("", "helo.example")
+    assert (outcome.domain, outcome.result) == ("helo.example", "pass")
+
+
+def test_every_outbound_ip_must_pass_and_the_worst_is_reported(dns: DnsServer) -> None:
+    both = checker(dns, (RELAY_V4, RELAY_V6))
+    assert both.check("a@pass.example", "h").result == "pass"
+    outcome = both.check("a@split.example", "h")  # authorizes only the IPv4 address
+    assert (outcome.result, outcome.failing_ip) == ("fail", RELAY_V6)
+    assert checker(dns, (RELAY_V6,)).check("a@v6only.example", "h").result == "pass"
+
+
+def test_unanswered_dns_is_temperror_within_the_timeout(dns: DnsServer) -> None:
+    started = time.monotonic()
+    outcome = checker(dns, (RELAY_V4, RELAY_V6), timeout=1.0).check("a@silent.example", "h")
+    assert outcome.result == "temperror"
+    assert time.monotonic() - started < 1.0 + 1.5  # one budget for all IPs and lookups
+
+
+def test_one_dns_query_per_ttl_for_many_messages(dns: DnsServer) -> None:
+    spf = checker(dns, (RELAY_V4, RELAY_V6))
+    before = dns.count("pass.example")
+    for _ in range(50):
+        assert spf.check("news@pass.example", "h").result == "pass"
+    assert dns.count("pass.example") - before == 1
+
+
+def test_sender_dependent_macros_are_not_cached_across_local_parts(dns: DnsServer) -> None:
+    spf = checker(dns)
+    results = [spf.check(f"{who}@macro.example", "h").result for who in ("alice", "bob") * 3]
+    assert results == ["pass", "fail"] * 3
+
+
+def test_cache_is_bounded(dns: DnsServer) -> None:
+    spf = SpfChecker((RELAY_V4,), resolver_for([dns.nameserver], 2), 2, cache_size=2)
+    for domain in ("pass.example", "fail.example", "soft.example", "neutral.example"):
+        spf.check(f"a@{domain}", "h")
+    assert len(spf._cache) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [("192.0.2.1", ("192.0.2.1", 53)), ("192.0.2.1:5353", ("192.0.2.1", 5353)),
+     ("2001:db8::1", ("2001:db8::1", 53)), ("[2001:db8::1]:5353", ("2001:db8::1", 5353))],
+)
+def test_nameserver_syntax(text: str, parsed: tuple[str, int]) -> None:
+    assert split_nameserver(text) == parsed
+
+
+# What each result answers -------------------------------------------------------------
+
+
+def outcome(result: str) -> SpfOutcome:
+    return SpfOutcome("fail.example", result, "why", ((RELAY_V4, result, "why"),))
+
+
+@pytest.mark.parametrize(
+    ("result", "settings", "expected"),
+    [
+        ("fail", {}, (550, "5.7.23")),
+        ("fail", {"on_fail": "tempfail"}, (451, "4.7.24")),
+        ("fail", {"on_fail": "record"}, None),
+        ("temperror", {}, (451, "4.7.24")),
+        ("temperror", {"on_temperror": "record"}, None),
+        ("permerror", {}, None),
+        ("permerror", {"on_permerror": "tempfail"}, (451, "4.7.24")),
+        ("permerror", {"on_permerror": "reject"}, (550, "5.7.24")),
+        ("softfail", {}, None),
+        ("neutral", {}, None),
+        ("none", {}, None),
+        ("pass", {}, None),
+    ],
+)
+def test_answers(result: str, settings: dict[str, str], expected: tuple[int, str] | None) -> None:
+    config = SpfSection.model_validate(
+        {"outbound_ips": [RELAY_V4], "include": "_spf.relay.example", **settings}
+    )
+    refusal = first_refusal(SPF_CHECKS, SpfFacts(outcome(result), config))
+    reply = reply_for(refusal) if refusal else None
+    assert (None if reply is None else (reply.code, reply.dsn)) == expected
+    if reply is not None and result == "fail":
+        assert "include:_spf.relay.example" in reply.text and RELAY_V4 in reply.text
+
+
+# The advisor --------------------------------------------------------------------------
+
+
+def advice_for(dns: DnsServer, domain: str) -> Advice:
+    resolver = resolver_for([dns.nameserver], 2)
+    return advise(domain, checker(dns, (RELAY_V4, RELAY_V6)), resolver, INCLUDE,
+                  [RELAY_V4, RELAY_V6])
+
+
+def test_advisor_on_a_passing_domain(dns: DnsServer) -> None:
+    advice = advice_for(dns, "pass.example")
+    assert advice.passes and advice.lookups == 1
+    assert advice.relay == ((RELAY_V4, "pass"), (RELAY_V6, "pass"))
+    text = render_text(advice)
+    assert f'record:   v=spf1 include:{INCLUDE} -all' in text
+    assert "lookups:  1 of 10 (OK)" in text
+    assert f"  strict: v=spf1 include:{INCLUDE} -all" in text
+    assert f"  loose:  v=spf1 include:{INCLUDE} ~all" in text
+    assert "NOT authorized" not in text
+
+
+def test_advisor_on_a_failing_domain_tells_what_to_publish(dns: DnsServer) -> None:
+    advice = advice_for(dns, "fail.example")
+    assert not advice.passes and advice.relay[0] == (RELAY_V4, "fail")
+    assert "=> the relay is NOT authorized" in render_text(advice)
+
+
+def test_advisor_counts_lookups_through_the_include_tree(dns: DnsServer) -> None:
+    advice = advice_for(dns, "toomany.example")
+    assert advice.lookups == 11
+    assert [child.domain for child in advice.tree.children] == [
+        f"l{i}.toomany.example" for i in range(11)
+    ]
+    assert "lookups:  11 of 10 (TOO MANY" in render_text(advice)
+    assert advice.relay[0] == (RELAY_V4, "permerror")
+
+
+def test_advisor_json(dns: DnsServer) -> None:
+    data = json.loads(render_json(advice_for(dns, "nospf.example")))
+    assert data["record"] == "" and data["passes"] is False and data["lookups"] == 0
+    assert data["relay"] == [{"ip": RELAY_V4, "result": "none"}, {"ip": RELAY_V6, "result": "none"}]
+    assert data["strict"] == f"v=spf1 include:{INCLUDE} -all"
+    assert data["tree"]["problem"] == "no SPF record"
+
+
+def test_spf_check_command(dns: DnsServer, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(f'[spf]\noutbound_ips = ["{RELAY_V4}"]\ninclude = "{INCLUDE}"\n'
+                      f'nameservers = ["{dns.nameserver}"]\n')
+    assert main(["--config", str(config), "spf", "check", "pass.example"]) == 0
+    assert f"relay {RELAY_V4}: pass" in capsys.readouterr().out
+    assert main(["--config", str(config), "spf", "check", "fail.example", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["relay"] == [{"ip": RELAY_V4, "result": "fail"}]
+    assert main(["--config", str(config), "spf", "check", "not a domain"]) == 2
+    assert "not a valid domain" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -20,6 +21,9 @@ from osfmilter import __version__
 from osfmilter.clock import SystemClock
 from osfmilter.config import Config, PlanName, load_config
 from osfmilter.errors import DependencyError, OsfError, UsageError
+from osfmilter.model import IdentityKind, ServerState
+from osfmilter.reputation import SYSTEM, OperatorActionKind, Rules, Standing, Transition
+from osfmilter.reputation.store import ReputationStore
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine, safe_url, schema_status, upgrade
 from osfmilter.storage.schema import Customer, SaslAccount, ScannedDomain, SmtpServer
@@ -79,6 +83,31 @@ def _transaction(config: Config) -> Iterator[Session]:
         prepare_schema(config, store)
         with store.session() as session:
             yield session
+
+
+@contextmanager
+def _reputation(config: Config) -> Iterator[tuple[SqlStore, ReputationStore]]:
+    """The stores behind the state commands, against a schema that is up to date."""
+    from osfmilter.runner import prepare_schema
+
+    with _engine(config) as engine:
+        store = SqlStore(engine)
+        prepare_schema(config, store)
+        rules = Rules.from_config(config.reputation)
+        yield store, ReputationStore(engine, SystemClock(), rules)
+
+
+def _sender(store: SqlStore, text: str) -> admin.Sender:
+    with store.session() as session:
+        return admin.find_sender(session, text)
+
+
+def _describe(sender: admin.Sender) -> str:
+    return f"{'SMTP server' if sender.kind is IdentityKind.SERVER else 'SASL login'} {sender.name}"
+
+
+def _when(at: datetime) -> str:
+    return at.isoformat(timespec="seconds")
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -202,7 +231,8 @@ def cmd_server_show(args: argparse.Namespace, config: Config) -> int:
             ("customer", server.customer.name),
             ("plan", server.customer.plan),
             ("state", server.state),
-            ("state since", server.state_changed_at.isoformat(timespec="seconds")),
+            ("state since", _when(server.state_changed_at)),
+            ("last incident", _when(server.last_incident_at) if server.last_incident_at else "-"),
             ("registered", server.created_at.isoformat(timespec="seconds")),
             ("max message size", limits.max_message_size),
             (
@@ -210,6 +240,10 @@ def cmd_server_show(args: argparse.Namespace, config: Config) -> int:
                 f"{limits.max_recipients_known}/{limits.max_recipients_unknown}",
             ),
         ]
+        standing = Standing(ServerState(server.state), server.state_changed_at,
+                            server.last_incident_at)
+        if (due := standing.recovery_due(Rules.from_config(config.reputation))) is not None:
+            fields.insert(6, ("veilig again at", _when(due)))
     for key, value in fields:
         print(f"{key + ':':<26} {value}")
     return 0
@@ -219,6 +253,39 @@ def cmd_server_remove(args: argparse.Namespace, config: Config) -> int:
     with _transaction(config) as session:
         admin.remove_server(session, args.network)
     print(f"SMTP server {args.network} removed")
+    return 0
+
+
+def _operator_command(action: OperatorActionKind) -> Handler:
+    target = ServerState.VEILIG if action is OperatorActionKind.RELEASE else ServerState.ONVEILIG
+
+    def handler(args: argparse.Namespace, config: Config) -> int:
+        with _reputation(config) as (store, reputation):
+            sender = _sender(store, args.identity)
+            changes = reputation.operator(sender.kind, sender.id, action, args.by, args.reason)
+        for change in changes:
+            print(f"{_describe(sender)}: {change.old} → {change.new} at {_when(change.at)} "
+                  f"by {change.actor}: {change.reason}")
+        if all(change.actor == SYSTEM for change in changes):
+            print(f"{_describe(sender)} is already {target}: nothing to {action}")
+        return 0
+
+    return handler
+
+
+def cmd_server_history(args: argparse.Namespace, config: Config) -> int:
+    with _reputation(config) as (store, reputation):
+        sender = _sender(store, args.identity)
+        # Looking is observing: a recovery that fell due is recorded (at its due time).
+        reputation.observe(sender.kind, sender.id)
+        standing = reputation.standing(sender.kind, sender.id)
+        changes: list[Transition] = reputation.history(sender.kind, sender.id)
+    print(f"{_describe(sender)}: {standing.state} since {_when(standing.changed_at)}")
+    rows = [(_when(c.at), f"{c.old} → {c.new}", c.actor, c.reason) for c in changes]
+    if rows:
+        _table(("at", "change", "actor", "reason"), rows)
+    else:
+        print("no state changes recorded")
     return 0
 
 
@@ -256,6 +323,21 @@ def cmd_inbound_import(args: argparse.Namespace, config: Config) -> int:
         count = admin.import_inbound(session, rows)
     print(f"imported inbound volume for {count} domain-month(s) from {args.file}")
     return 0
+
+
+def cmd_spf_check(args: argparse.Namespace, config: Config) -> int:
+    from osfmilter.spfadvisor import advise, render_json, render_text
+    from osfmilter.spfcheck import SpfChecker, resolver_for
+
+    settings = config.spf
+    if not settings.outbound_ips:
+        raise UsageError("[spf] outbound_ips is empty: there is no relay address to check")
+    domain = admin.normalize_domain(args.domain)
+    resolver = resolver_for(settings.nameservers, settings.timeout)
+    checker = SpfChecker(settings.outbound_ips, resolver, settings.timeout)
+    advice = advise(domain, checker, resolver, settings.include, settings.outbound_ips)
+    print(render_json(advice) if args.json else render_text(advice))
+    return 0 if advice.passes else 1
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
@@ -320,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(domain, "remove", cmd_domain_remove, "remove a scanned domain")
     p.add_argument("domain")
 
-    server = group("server", "registered SMTP servers")
+    server = group("server", "registered SMTP servers; the state of servers and SASL logins")
     p = command(server, "add", cmd_server_add, "register an SMTP server (address or CIDR)")
     p.add_argument("network", metavar="IP_OR_CIDR")
     p.add_argument("--customer", required=True)
@@ -330,6 +412,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("address", metavar="IP")
     p = command(server, "remove", cmd_server_remove, "remove a registration")
     p.add_argument("network", metavar="IP_OR_CIDR")
+    for action, help_ in (
+        (OperatorActionKind.RELEASE, "make a verdacht or onveilig server or SASL login veilig"),
+        (OperatorActionKind.BLOCK, "make a server or SASL login onveilig (all mail refused)"),
+    ):
+        p = command(server, action, _operator_command(action), help_)
+        p.add_argument("identity", metavar="IP|LOGIN")
+        p.add_argument("--by", required=True, metavar="NAME", help="the operator, for the history")
+        p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the history")
+    p = command(server, "history", cmd_server_history,
+                "the state changes of a server or SASL login")
+    p.add_argument("identity", metavar="IP|LOGIN")
 
     sasl = group("sasl", "SASL accounts")
     p = command(sasl, "add", cmd_sasl_add, "register a SASL login")
@@ -339,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--customer")
     p = command(sasl, "remove", cmd_sasl_remove, "remove a SASL login")
     p.add_argument("login")
+
+    spf = group("spf", "SPF of customers' domains")
+    p = command(spf, "check", cmd_spf_check,
+                "show a domain's SPF record, whether the relay passes, and what to publish")
+    p.add_argument("domain")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     inbound = group("inbound", "inbound volume (it raises a free domain's allowance)")
     p = command(inbound, "import", cmd_inbound_import,

@@ -28,3 +28,7 @@ class StorageError(DependencyError):
     """The database could not be reached or refused the statement."""
 
     backend = "database"
+
+
+class UnknownIdentity(OsfError):
+    """A sender identity that is not, or no longer, registered."""

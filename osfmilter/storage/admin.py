@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from osfmilter.addresses import Registration, address_key, normalize_client, parse_registration
 from osfmilter.config import PlanName, RegistrationSection
 from osfmilter.errors import UsageError
-from osfmilter.model import ServerState
+from osfmilter.model import IdentityKind, ServerState
 from osfmilter.storage.schema import (
     Customer,
     MonthlyVolume,
@@ -186,6 +186,28 @@ def find_server(session: Session, text: str) -> SmtpServer:
     if server is None:
         raise UsageError(f"{text} is not covered by any registered SMTP server")
     return server
+
+
+@dataclass(frozen=True)
+class Sender:
+    """A sender identity an operator named: its kind, row id and canonical name."""
+
+    kind: IdentityKind
+    id: int
+    name: str
+
+
+def find_sender(session: Session, text: str) -> Sender:
+    """An SMTP server by address or network (as :func:`find_server`), else a SASL login."""
+    if normalize_client(text.partition("/")[0]) is not None:
+        server = find_server(session, text)
+        return Sender(IdentityKind.SERVER, server.id, server.network)
+    account = session.scalars(
+        select(SaslAccount).where(SaslAccount.login == text.strip())
+    ).one_or_none()
+    if account is None:
+        raise UsageError(f"{text!r} is neither a registered SMTP server nor a SASL login")
+    return Sender(IdentityKind.SASL, account.id, account.login)
 
 
 def remove_server(session: Session, network: str) -> None:

@@ -110,6 +110,8 @@ class SmtpServer(Base):
     last_address: Mapped[str] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(10), default="veilig")
     state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The latest spam, virus or usage incident: verdacht recovers from it.
+    last_incident_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     customer: Mapped[Customer] = relationship(back_populates="servers")
@@ -126,6 +128,8 @@ class SaslAccount(Base):
     login: Mapped[str] = mapped_column(String(255), unique=True)
     state: Mapped[str] = mapped_column(String(10), default="veilig")
     state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The latest spam, virus or usage incident: verdacht recovers from it.
+    last_incident_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     customer: Mapped[Customer] = relationship(back_populates="sasl_accounts")
@@ -234,3 +238,32 @@ class MonthlyVolume(Base):
     domain: Mapped[str] = mapped_column(String(253))
     messages: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReputationEvidence(Base):
+    """What the reputation rules still count for an identity (SPEC §5).
+
+    ``detection``: a spam or virus detection inside the auto-block window;
+    ``refusal``: a limit refusal inside the usage window, not yet part of a
+    usage incident. Rows are deleted as they stop counting, so an identity
+    holds at most ``[reputation] auto_block_detections + usage_refusals`` of
+    them; the lasting record is ``state_history`` and ``events``.
+    """
+
+    __tablename__ = "reputation_evidence"
+    __table_args__ = (
+        CheckConstraint(
+            "(smtp_server_id IS NULL) <> (sasl_account_id IS NULL)", name="one_identity"
+        ),
+        CheckConstraint("kind IN ('detection', 'refusal')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    smtp_server_id: Mapped[int | None] = mapped_column(
+        ForeignKey("smtp_servers.id", ondelete="CASCADE"), index=True
+    )
+    sasl_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sasl_accounts.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(10))

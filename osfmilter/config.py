@@ -167,6 +167,106 @@ class RatesSection(Section):
     redis_url: str = "redis://127.0.0.1:6379/0"
 
 
+OnError = Literal["tempfail", "accept"]
+
+
+def _host_port(value: str) -> bool:
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+class ClamavSection(Section):
+    """clamd, reached by INSTREAM; an empty address leaves virus scanning off."""
+
+    # A unix socket path (/run/clamav/clamd.ctl) or HOST:PORT.
+    address: str = ""
+    timeout: Annotated[float, Field(gt=0)] = 60.0
+    # What a clamd fault (down, timeout, garbage, message over its
+    # StreamMaxLength) means: "tempfail" answers 451 4.7.1 and the customer's
+    # queue retries; "accept" lets the message through unscanned.
+    on_error: OnError = "tempfail"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value and not value.startswith("/") and not _host_port(value):
+            raise ValueError(f"{value!r} is neither a unix socket path nor HOST:PORT")
+        return value
+
+
+class SpamSection(Section):
+    """The spam scorer: SpamAssassin's spamd or rspamd."""
+
+    backend: Literal["none", "spamassassin", "rspamd"] = "none"
+    # spamassassin: HOST:PORT of spamd; rspamd: http://HOST:PORT (or HOST:PORT)
+    # of its normal worker.
+    address: str = ""
+    # A score at or above this rejects the message with 550 5.7.1.
+    reject_score: float = 10.0
+    # Per-plan thresholds that replace reject_score, e.g. { paid = 12.0 }.
+    plan_reject_scores: dict[PlanName, float] = Field(default_factory=dict)
+    timeout: Annotated[float, Field(gt=0)] = 30.0
+    on_error: OnError = "tempfail"
+    # Larger messages are not scored (spam engines take seconds per MB, and
+    # bulk spam is small); they are still virus-scanned.
+    max_size: Annotated[int, Field(ge=0)] = 2_000_000
+
+    @model_validator(mode="after")
+    def _address_for_backend(self) -> SpamSection:
+        if self.backend == "none":
+            return self
+        if not self.address:
+            raise ValueError(f"backend {self.backend!r} needs an address")
+        valid = _host_port(self.address.removeprefix("http://").rstrip("/"))
+        if not valid or (self.backend == "spamassassin" and "://" in self.address):
+            raise ValueError(f"address {self.address!r} does not suit backend {self.backend!r}")
+        return self
+
+    def reject_score_for(self, plan: str) -> float:
+        return self.plan_reject_scores.get(PlanName(plan), self.reject_score)
+
+
+class SpfSection(Section):
+    """SPF of the customers' domains, evaluated for the relay's own outbound addresses."""
+
+    # The addresses the relay sends from (IPv4 and IPv6). Empty: no SPF check.
+    outbound_ips: list[str] = Field(default_factory=list)
+    # The operator's include domain, which customers add to their SPF record
+    # (the advisor suggests "v=spf1 include:<this> -all").
+    include: str = ""
+    # Resolvers to ask ("IP" or "IP:PORT", "[IPv6]:PORT"); empty: the system's.
+    nameservers: list[str] = Field(default_factory=list)
+    # Seconds for one whole check, every outbound IP and lookup included.
+    timeout: Annotated[float, Field(gt=0)] = 3.0
+    # "fail": reject (550 5.7.23), tempfail (451 4.7.24) or record (accept).
+    on_fail: Literal["reject", "tempfail", "record"] = "reject"
+    on_temperror: Literal["tempfail", "record"] = "tempfail"
+    # permerror (a broken record, e.g. more than 10 DNS lookups).
+    on_permerror: Literal["record", "tempfail", "reject"] = "record"
+    # Bounds of the result cache (entries live for the record's TTL, at most max_ttl).
+    cache_size: Annotated[int, Field(ge=0)] = 10_000
+    cache_max_ttl: Annotated[float, Field(ge=0)] = 3600.0
+
+    @field_validator("outbound_ips")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ipaddress.ip_address(value)
+        return values
+
+    @field_validator("nameservers")
+    @classmethod
+    def _nameservers(cls, values: list[str]) -> list[str]:
+        from osfmilter.spfcheck import split_nameserver
+
+        for value in values:
+            try:
+                split_nameserver(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not IP, IP:PORT or [IPv6]:PORT") from None
+        return values
+
+
 class LogSection(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -198,6 +298,21 @@ class RepliesSection(Section):
         return value
 
 
+class ReputationSection(Section):
+    """When a sender identity becomes verdacht, recovers, or is blocked (SPEC §5)."""
+
+    # A verdacht identity is veilig again this long after its last incident.
+    recovery_hours: Annotated[float, Field(gt=0)] = 48.0
+    # More than this many limit refusals (rate or volume) within an hour are
+    # a usage incident.
+    usage_refusals: Count = 20
+    # Block (onveilig) on auto_block_detections spam/virus detections within
+    # auto_block_window_hours; false leaves blocking to operators.
+    auto_block: bool = True
+    auto_block_detections: Annotated[int, Field(gt=0)] = 50
+    auto_block_window_hours: Annotated[float, Field(gt=0)] = 24.0
+
+
 class Config(Section):
     mode: Mode = Mode.OUTBOUND
     # Where the embedded SQLite database lives; empty: $STATE_DIRECTORY,
@@ -209,11 +324,15 @@ class Config(Section):
     milter: MilterSection = MilterSection()
     database: DatabaseSection = DatabaseSection()
     rates: RatesSection = RatesSection()
+    clamav: ClamavSection = ClamavSection()
+    spam: SpamSection = SpamSection()
+    spf: SpfSection = SpfSection()
     log: LogSection = LogSection()
     metrics: MetricsSection = MetricsSection()
     plans: Plans = Plans()
     registration: RegistrationSection = RegistrationSection()
     replies: RepliesSection = RepliesSection()
+    reputation: ReputationSection = ReputationSection()
 
     @property
     def state_path(self) -> Path:

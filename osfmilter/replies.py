@@ -22,6 +22,14 @@ class Reason(StrEnum):
     MESSAGE_SIZE = "message_size"
     RECIPIENT_LIMIT = "recipient_limit"
     RATE_LIMIT = "rate_limit"
+    SPF_FAIL = "spf_fail"
+    SPF_FAIL_DEFERRED = "spf_fail_deferred"
+    SPF_TEMPERROR = "spf_temperror"
+    SPF_PERMERROR = "spf_permerror"
+    SPF_PERMERROR_DEFERRED = "spf_permerror_deferred"
+    VIRUS = "virus"
+    SPAM = "spam"
+    SCANNER_ERROR = "scanner_error"
     VOLUME_LIMIT = "volume_limit"
     INTERNAL_ERROR = "internal_error"
     DATABASE_ERROR = "database_error"
@@ -80,6 +88,32 @@ _TEMPLATES: dict[Reason, _Template] = {
     Reason.VOLUME_LIMIT: _Template(
         451, "4.7.1", "monthly volume limit reached for {domain}: {used} of {allowance} "
         "bytes used this month; upgrade the plan or retry next month"
+    ),
+    Reason.SPF_FAIL: _Template(
+        550, "5.7.23", "SPF of {domain} does not allow this relay ({ip}) to send its mail; "
+        "{advice}"
+    ),
+    Reason.SPF_FAIL_DEFERRED: _Template(
+        451, "4.7.24", "SPF of {domain} does not allow this relay ({ip}) to send its mail; "
+        "{advice}"
+    ),
+    Reason.SPF_TEMPERROR: _Template(
+        451, "4.7.24", "SPF of {domain} could not be checked (DNS error); please retry later"
+    ),
+    Reason.SPF_PERMERROR: _Template(
+        550, "5.7.24", "SPF record of {domain} is broken ({cause}); please fix it"
+    ),
+    Reason.SPF_PERMERROR_DEFERRED: _Template(
+        451, "4.7.24", "SPF record of {domain} is broken ({cause}); please fix it"
+    ),
+    Reason.VIRUS: _Template(
+        554, "5.7.1", "message contains a virus ({virus}); it was not sent"
+    ),
+    Reason.SPAM: _Template(
+        550, "5.7.1", "message rejected as spam (score {score}, limit {threshold})"
+    ),
+    Reason.SCANNER_ERROR: _Template(
+        451, "4.7.1", "message could not be scanned ({scanner} unavailable); please retry later"
     ),
     Reason.INTERNAL_ERROR: _Template(
         451, "4.3.0", "temporary internal error, please retry later"

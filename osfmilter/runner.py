@@ -13,9 +13,17 @@ from osfmilter.clock import Clock, SystemClock
 from osfmilter.config import Config, parse_socket
 from osfmilter.decisionlog import DecisionLog
 from osfmilter.errors import ConfigError
+from osfmilter.health import BackendHealth
 from osfmilter.limits.rate import RateLimiter
 from osfmilter.limits.sqlrate import SqlRateLimiter
+from osfmilter.reputation.store import ReputationStore
+from osfmilter.reputation.transitions import Rules
+from osfmilter.scanners.clamav import ClamavScanner
+from osfmilter.scanners.rspamd import RspamdScanner
+from osfmilter.scanners.spamassassin import SpamassassinScanner
+from osfmilter.scanning import ConfiguredScanner, ScanService
 from osfmilter.session import Services
+from osfmilter.spfcheck import SpfChecker, resolver_for
 from osfmilter.storage.db import make_engine, safe_url, schema_status, upgrade
 from osfmilter.storage.store import SqlStore
 
@@ -52,15 +60,53 @@ def build_limiter(config: Config, store: SqlStore, clock: Clock) -> RateLimiter:
     return SqlRateLimiter(store.engine, clock, rates.window, rates.reservation_ttl)
 
 
+def build_scans(config: Config, health: BackendHealth) -> ScanService:
+    """The configured scanners; one not configured is not called, and the log says so."""
+    virus = spam = None
+    if config.clamav.address:
+        virus = ConfiguredScanner(ClamavScanner(config.clamav.address), config.clamav.timeout)
+        log.info("virus scanning: clamd at %s (on error: %s)", config.clamav.address,
+                 config.clamav.on_error)
+    else:
+        log.warning("virus scanning is off: [clamav] address is not set")
+    if config.spam.backend == "spamassassin":
+        spam = ConfiguredScanner(SpamassassinScanner(config.spam.address), config.spam.timeout)
+    elif config.spam.backend == "rspamd":
+        spam = ConfiguredScanner(RspamdScanner(config.spam.address), config.spam.timeout)
+    if spam is None:
+        log.warning("spam scoring is off: [spam] backend is \"none\"")
+    else:
+        log.info("spam scoring: %s at %s, reject at score %g (on error: %s)",
+                 config.spam.backend, config.spam.address, config.spam.reject_score,
+                 config.spam.on_error)
+    return ScanService(virus, spam, health)
+
+
+def build_spf(config: Config) -> SpfChecker | None:
+    settings = config.spf
+    if not settings.outbound_ips:
+        log.warning("SPF check is off: [spf] outbound_ips is empty")
+        return None
+    log.info("SPF: evaluating senders' domains for %s (resolvers: %s, timeout %g s)",
+             ", ".join(settings.outbound_ips), ", ".join(settings.nameservers) or "system",
+             settings.timeout)
+    return SpfChecker(settings.outbound_ips, resolver_for(settings.nameservers, settings.timeout),
+                      settings.timeout, settings.cache_size, settings.cache_max_ttl)
+
+
 def build_services(config: Config) -> Services:
     store = SqlStore(make_engine(config.database_url, config.database.timeout))
     prepare_schema(config, store)
     clock = SystemClock()
+    health = BackendHealth()
     return Services(
         config=config,
         directory=store,
         recorder=store,
         limiter=build_limiter(config, store, clock),
+        scans=build_scans(config, health),
+        spf=build_spf(config),
+        reputation=ReputationStore(store.engine, clock, Rules.from_config(config.reputation)),
         clock=clock,
         decisions=DecisionLog(as_json=config.log.format == "json"),
         node=config.node,

@@ -11,18 +11,20 @@ from __future__ import annotations
 import email.utils
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from osfmilter.addresses import IPAddress, normalize_client
 from osfmilter.clock import Clock
 from osfmilter.config import Config, Mode, PlanLimits
 from osfmilter.decisionlog import DecisionLog
-from osfmilter.errors import DependencyError, StorageError
-from osfmilter.limits.rate import Bucket, RateLimiter, Reservation
+from osfmilter.errors import DependencyError, StorageError, UnknownIdentity
+from osfmilter.limits.rate import Bucket, RateDenied, RateLimiter, Reservation
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied, month_of
 from osfmilter.model import (
     Identity,
+    IdentityKind,
+    ServerState,
     Stage,
     Transaction,
     domain_of,
@@ -35,17 +37,25 @@ from osfmilter.policy import (
     MAIL_CHECKS,
     RATE_CHECKS,
     RCPT_CHECKS,
+    SCAN_CHECKS,
+    SPF_CHECKS,
     VOLUME_CHECKS,
     BodyFacts,
     EomFacts,
     MailFacts,
     RateFacts,
     RcptFacts,
+    ScanFacts,
+    SpfFacts,
     VolumeFacts,
     first_refusal,
 )
-from osfmilter.policy.checks import UNKNOWN_SENDERS, rate_buckets
+from osfmilter.policy.checks import ALL_MAIL, UNKNOWN_SENDERS, rate_buckets
 from osfmilter.replies import Action, Reason, Refusal, Reply, reply_for
+from osfmilter.reputation.transitions import IncidentKind
+from osfmilter.scanners import ScanContext
+from osfmilter.scanning import ScanReport, ScanService
+from osfmilter.spfcheck import SpfChecker, SpfOutcome
 from osfmilter.spool import Spool
 from osfmilter.storage.store import EventRecord
 
@@ -60,6 +70,15 @@ class Directory(Protocol):
     def find_identity(self, client: IPAddress | None, login: str) -> Identity | None: ...
 
     def find_scanned_domain(self, domain: str) -> tuple[int, str] | None: ...
+
+
+class Reputation(Protocol):
+    def observe(self, kind: IdentityKind, identity_id: int) -> ServerState: ...
+
+    def record_incident(self, kind: IdentityKind, identity_id: int,
+                        incident_kind: IncidentKind, detail: str = "") -> ServerState: ...
+
+    def record_limit_refusal(self, kind: IdentityKind, identity_id: int) -> ServerState: ...
 
 
 class Recorder(Protocol):
@@ -80,6 +99,9 @@ class Services:
     directory: Directory
     recorder: Recorder
     limiter: RateLimiter
+    scans: ScanService
+    spf: SpfChecker | None
+    reputation: Reputation
     clock: Clock
     decisions: DecisionLog
     node: str
@@ -98,6 +120,9 @@ class _Transaction:
     # Rate slots held for this message until it is accepted or given up.
     reservations: list[Reservation] = field(default_factory=list)
     counted_as_unknown: bool = False
+    scan: ScanReport = field(default_factory=ScanReport)
+    spf: SpfOutcome | None = None
+    rate_denied: RateDenied | None = None
 
     @property
     def size(self) -> int:
@@ -164,6 +189,11 @@ class MilterSession:
         tx.identity = services.directory.find_identity(self.address, tx.facts.login)
         if tx.identity is not None:
             tx.limits = services.config.plans.limits(tx.identity.plan)
+            if tx.identity.state is ServerState.VERDACHT:
+                # Recovery is due 48 h after the last incident, whether or not
+                # anyone was looking; observing records it at its due time.
+                state = services.reputation.observe(tx.identity.kind, tx.identity.id)
+                tx.identity = replace(tx.identity, state=state)
         facts = MailFacts(
             client=str(self.address or self.client or "unknown"),
             transaction=tx.facts,
@@ -177,16 +207,27 @@ class MilterSession:
             known = tx.envelope_sender_known()
             tx.counted_as_unknown = not known
             refusal = self._reserve(tx, rate_buckets(tx.limits, tx.identity.state, known))
+        if refusal is None and services.spf is not None:
+            refusal = self._check_spf(tx, services.spf)
         if refusal is not None:
             return self._refuse(Stage.MAIL, tx, refusal)
         tx.spool = Spool()
         return None
+
+    def _check_spf(self, tx: _Transaction, checker: SpfChecker) -> Refusal | None:
+        tx.spf = checker.check(tx.facts.sender, self.helo)
+        if tx.spf.result == "permerror":
+            log.warning("qid=%s SPF permerror for %s: %s", tx.queue_id or "-", tx.spf.domain,
+                        tx.spf.explanation)
+        return first_refusal(SPF_CHECKS, SpfFacts(tx.spf, self.services.config.spf))
 
     def _reserve(self, tx: _Transaction, buckets: Sequence[Bucket]) -> Refusal | None:
         assert tx.identity is not None
         outcome = self.services.limiter.reserve(tx.identity.label, buckets)
         if isinstance(outcome, Reservation):
             tx.reservations.append(outcome)
+        else:
+            tx.rate_denied = outcome
         window = self.services.config.rates.window
         return first_refusal(RATE_CHECKS, RateFacts(outcome, tx.identity, window))
 
@@ -259,6 +300,8 @@ class MilterSession:
             buckets = [b for b in rate_buckets(tx.limits, tx.identity.state, False)
                        if b.name == UNKNOWN_SENDERS]
             refusal = self._reserve(tx, buckets)
+        if refusal is None:
+            refusal = self._scan(tx)
         if refusal is not None:
             return self._refuse(Stage.EOM, tx, refusal)
 
@@ -271,6 +314,28 @@ class MilterSession:
         self._log(record, tx)
         self._commit_reservations(tx)
         return None
+
+    def _scan(self, tx: _Transaction) -> Refusal | None:
+        assert tx.identity is not None and tx.spool is not None
+        config = self.services.config
+        context = ScanContext(
+            identity=tx.identity.label,
+            login=tx.facts.login,
+            client_ip=str(self.address or self.client),
+            helo=self.helo,
+            sender=tx.facts.sender,
+            recipients=tuple(tx.recipients),
+            queue_id=tx.queue_id,
+        )
+        tx.scan = self.services.scans.scan(
+            tx.spool, context, with_spam=tx.size <= config.spam.max_size
+        )
+        facts = ScanFacts(
+            report=tx.scan,
+            reject_score=config.spam.reject_score_for(tx.identity.plan),
+            on_error={"clamav": config.clamav.on_error, config.spam.backend: config.spam.on_error},
+        )
+        return first_refusal(SCAN_CHECKS, facts)
 
     def _volume_charge(self, tx: _Transaction, known: bool) -> VolumeCharge:
         assert tx.identity is not None
@@ -361,7 +426,38 @@ class MilterSession:
     def _refuse(self, stage: Stage, tx: _Transaction, refusal: Refusal) -> Reply:
         reply = reply_for(refusal)
         self._decide(stage, tx, refusal.reason, reply, must_record=True)
+        self._feed_reputation(tx, refusal)
         return reply
+
+    def _feed_reputation(self, tx: _Transaction, refusal: Refusal) -> None:
+        """Detections and usage-rule refusals count against the identity (SPEC §5)."""
+        identity = tx.identity
+        if identity is None:
+            return
+        reputation = self.services.reputation
+        try:
+            if refusal.reason is Reason.VIRUS:
+                reputation.record_incident(identity.kind, identity.id, IncidentKind.VIRUS,
+                                           tx.scan.virus)
+            elif refusal.reason is Reason.SPAM:
+                spam = tx.scan.spam
+                reputation.record_incident(identity.kind, identity.id, IncidentKind.SPAM,
+                                           f"score {spam.score:g}" if spam and spam.score else "")
+            elif refusal.reason is Reason.VOLUME_LIMIT or (
+                refusal.reason is Reason.RATE_LIMIT and not self._suspicion_limit(tx)
+            ):
+                reputation.record_limit_refusal(identity.kind, identity.id)
+        except (DependencyError, UnknownIdentity) as exc:
+            # The refusal stands; only its weight in the reputation is lost.
+            log.error("reputation of %s not updated after %s: %s", identity.label,
+                      refusal.reason, exc)
+
+    @staticmethod
+    def _suspicion_limit(tx: _Transaction) -> bool:
+        """The verdacht server's own low limit: counting it would keep the server verdacht."""
+        assert tx.identity is not None
+        return (tx.identity.state is ServerState.VERDACHT and tx.rate_denied is not None
+                and tx.rate_denied.bucket == ALL_MAIL)
 
     def _decide(
         self, stage: Stage, tx: _Transaction, reason: Reason, reply: Reply, *, must_record: bool
@@ -377,6 +473,7 @@ class MilterSession:
         self._log(record, tx)
 
     def _event(self, stage: Stage, tx: _Transaction, reason: Reason, reply: Reply) -> EventRecord:
+        spam = tx.scan.spam
         return EventRecord(
             at=self.services.clock.now(),
             node=self.services.node,
@@ -392,6 +489,10 @@ class MilterSession:
             reason=reason,
             smtp_code=reply.code,
             enhanced_code=reply.dsn,
+            spam_score=spam.score if spam else None,
+            spam_rules=",".join(spam.rules) if spam else "",
+            virus_name=tx.scan.virus,
+            spf_result=tx.spf.result if tx.spf else "",
         )
 
     def _log(self, record: EventRecord, tx: _Transaction) -> None:
@@ -411,6 +512,10 @@ class MilterSession:
                 "header_from": tx.header_from_domain,
                 "rcpts": record.rcpt_count,
                 "size": record.size,
+                "spf": record.spf_result,
+                "virus": record.virus_name,
+                "spam_score": record.spam_score,
+                "unscanned": ",".join(f.scanner for f in tx.scan.failures),
             }
         )
 

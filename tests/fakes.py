@@ -11,10 +11,24 @@ from osfmilter.addresses import IPAddress
 from osfmilter.config import Config
 from osfmilter.decisionlog import DecisionLog
 from osfmilter.errors import StorageError
+from osfmilter.health import BackendHealth
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, slot_key
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import Identity, IdentityKind, ServerState, matching_domain
+from osfmilter.reputation.transitions import (
+    Event,
+    Incident,
+    IncidentKind,
+    LimitRefusal,
+    Rules,
+    Standing,
+    Tick,
+    Transition,
+    apply,
+)
+from osfmilter.scanning import ScanService
 from osfmilter.session import Services
+from osfmilter.spfcheck import SpfChecker
 from osfmilter.storage.store import EventRecord
 
 
@@ -152,9 +166,46 @@ class MemoryLimiter:
                    if not pending)
 
 
+class MemoryReputation:
+    """The pure transition function over standings kept in memory."""
+
+    def __init__(self, clock: FixedClock, rules: Rules | None = None) -> None:
+        self.clock = clock
+        self.rules = rules or Rules()
+        self.standings: dict[tuple[IdentityKind, int], Standing] = {}
+        self.history: list[Transition] = []
+        self.down = False
+
+    def _apply(self, kind: IdentityKind, identity_id: int, event: Event) -> ServerState:
+        if self.down:
+            raise StorageError("connection refused")
+        key = (kind, identity_id)
+        standing = self.standings.get(key) or Standing(ServerState.VEILIG, self.clock.now())
+        outcome = apply(standing, event, self.rules)
+        self.standings[key] = outcome.standing
+        self.history += outcome.transitions
+        return outcome.standing.state
+
+    def state(self, kind: IdentityKind, identity_id: int) -> ServerState:
+        standing = self.standings.get((kind, identity_id))
+        return standing.state if standing else ServerState.VEILIG
+
+    def observe(self, kind: IdentityKind, identity_id: int) -> ServerState:
+        return self._apply(kind, identity_id, Tick(self.clock.now()))
+
+    def record_incident(self, kind: IdentityKind, identity_id: int,
+                        incident_kind: IncidentKind, detail: str = "") -> ServerState:
+        return self._apply(kind, identity_id, Incident(incident_kind, self.clock.now(), detail))
+
+    def record_limit_refusal(self, kind: IdentityKind, identity_id: int) -> ServerState:
+        return self._apply(kind, identity_id, LimitRefusal(self.clock.now()))
+
+
 def services(
     directory: FakeDirectory, recorder: FakeRecorder, config: Config | None = None,
     clock: FixedClock | None = None, limiter: MemoryLimiter | None = None,
+    scans: ScanService | None = None, spf: SpfChecker | None = None,
+    reputation: MemoryReputation | None = None,
 ) -> Services:
     clock = clock or FixedClock()
     return Services(
@@ -162,6 +213,9 @@ def services(
         directory=directory,
         recorder=recorder,
         limiter=limiter or MemoryLimiter(clock),
+        scans=scans or ScanService(None, None, BackendHealth()),
+        spf=spf,
+        reputation=reputation or MemoryReputation(clock),
         clock=clock,
         decisions=DecisionLog(),
         node="test-node",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from osfmilter.config import PlanLimits, RepliesSection
+from osfmilter.config import PlanLimits, RepliesSection, SpfSection
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation
 from osfmilter.limits.volume import VolumeDenied
 from osfmilter.model import Identity, ServerState, Transaction
 from osfmilter.replies import Reason, Refusal
+from osfmilter.scanning import ScanReport
+from osfmilter.spfcheck import SpfOutcome
 
 F = TypeVar("F")
 Check = Callable[[F], Refusal | None]
@@ -214,3 +216,76 @@ def within_volume(facts: VolumeFacts) -> Refusal | None:
 
 
 VOLUME_CHECKS: tuple[Check[VolumeFacts], ...] = (within_volume,)
+
+
+# Scanning (end of message) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanFacts:
+    report: ScanReport
+    reject_score: float
+    on_error: Mapping[str, str]  # scanner name -> "tempfail" | "accept"
+
+
+def no_virus(facts: ScanFacts) -> Refusal | None:
+    if virus := facts.report.virus:
+        return Refusal(Reason.VIRUS, {"virus": virus})
+    return None
+
+
+def not_spam(facts: ScanFacts) -> Refusal | None:
+    spam = facts.report.spam
+    if spam is not None and spam.score is not None and spam.score >= facts.reject_score:
+        return Refusal(Reason.SPAM, {"score": f"{spam.score:g}",
+                                     "threshold": f"{facts.reject_score:g}"})
+    return None
+
+
+def scanned(facts: ScanFacts) -> Refusal | None:
+    """A scanner that could not answer delays the message, unless configured to let it pass."""
+    for failure in facts.report.failures:
+        if facts.on_error.get(failure.scanner, "tempfail") == "tempfail":
+            return Refusal(Reason.SCANNER_ERROR, {"scanner": failure.scanner})
+    return None
+
+
+# A definite verdict from one scanner stands even if another one failed.
+SCAN_CHECKS: tuple[Check[ScanFacts], ...] = (no_virus, not_spam, scanned)
+
+
+# SPF (MAIL FROM) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpfFacts:
+    outcome: SpfOutcome
+    settings: SpfSection
+
+
+def spf_authorizes_relay(facts: SpfFacts) -> Refusal | None:
+    """fail, temperror and permerror answer as configured; softfail, neutral, none pass."""
+    outcome, settings = facts.outcome, facts.settings
+    include = f"include:{settings.include} " if settings.include else ""
+    params = {
+        "domain": outcome.domain,
+        "ip": outcome.failing_ip,
+        "cause": outcome.explanation,
+        "advice": f"publish \"v=spf1 {include}-all\" (or ~all)" if include
+        else "add the relay's addresses to the SPF record",
+    }
+    reason = {
+        ("fail", "reject"): Reason.SPF_FAIL,
+        ("fail", "tempfail"): Reason.SPF_FAIL_DEFERRED,
+        ("temperror", "tempfail"): Reason.SPF_TEMPERROR,
+        ("permerror", "reject"): Reason.SPF_PERMERROR,
+        ("permerror", "tempfail"): Reason.SPF_PERMERROR_DEFERRED,
+    }.get((outcome.result, {
+        "fail": settings.on_fail,
+        "temperror": settings.on_temperror,
+        "permerror": settings.on_permerror,
+    }.get(outcome.result, "record")))
+    return Refusal(reason, params) if reason is not None else None
+
+
+SPF_CHECKS: tuple[Check[SpfFacts], ...] = (spf_authorizes_relay,)

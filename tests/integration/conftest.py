@@ -95,7 +95,7 @@ def message_id(data: bytes) -> str:
 @contextmanager
 def running_relay(
     database_url: str, milter_database_url: str | None = None, *, reset: bool = True,
-    name: str = "osf-e2e",
+    name: str = "osf-e2e", milter_config: str = "",
 ) -> Iterator[Relay]:
     """Start sink, milter and Postfix on an emptied database (``reset``).
 
@@ -110,7 +110,9 @@ def running_relay(
     try:
         with (
             Sink() as sink,
-            MilterProcess(workdir / "milter", milter_database_url or database_url) as milter,
+            MilterProcess(
+                workdir / "milter", milter_database_url or database_url, extra_config=milter_config
+            ) as milter,
             PostfixInstance(
                 workdir / "postfix",
                 relay_port=sink.port,

@@ -20,6 +20,13 @@ PARAMS = {
     "domain": "example.com",
     "used": 1,
     "allowance": 2,
+    "virus": "Eicar",
+    "score": "12",
+    "threshold": "10",
+    "scanner": "clamav",
+    "ip": "198.51.100.7",
+    "advice": "publish an SPF record",
+    "cause": "too many DNS lookups",
 }
 
 

@@ -8,10 +8,19 @@ from typing import Any
 import pytest
 
 from osfmilter.config import Config, Mode, config_from_dict
-from osfmilter.model import ServerState
+from osfmilter.model import IdentityKind, ServerState
 from osfmilter.replies import Reply
+from osfmilter.reputation.transitions import Standing
 from osfmilter.session import MilterSession
-from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, MemoryLimiter, identity, services
+from tests.fakes import (
+    FakeDirectory,
+    FakeRecorder,
+    FixedClock,
+    MemoryLimiter,
+    MemoryReputation,
+    identity,
+    services,
+)
 
 SERVER = "192.0.2.10"
 LABEL = "server:192.0.2.0/24"
@@ -25,7 +34,14 @@ class Relay:
         self.recorder = FakeRecorder()
         self.clock = FixedClock()
         self.limiter = MemoryLimiter(self.clock)
-        self.services = services(self.directory, self.recorder, config, self.clock, self.limiter)
+        self.reputation = MemoryReputation(self.clock)
+        identity_ = self.directory.by_address[SERVER]
+        if identity_.state is not ServerState.VEILIG:
+            now = self.clock.now()
+            self.reputation.standings[(identity_.kind, identity_.id)] = Standing(
+                identity_.state, now, last_incident_at=now)
+        self.services = services(self.directory, self.recorder, config, self.clock, self.limiter,
+                                 reputation=self.reputation)
 
     def session(self) -> MilterSession:
         session = MilterSession(self.services)
@@ -222,3 +238,37 @@ def test_inbound_mode_accepts_when_the_database_is_down(inbound: Relay) -> None:
     session.end_of_headers()
     assert session.end_of_message("Q") is None
     session.close()
+
+
+# The reputation on the mail path ----------------------------------------------------
+
+
+def test_21_limit_refusals_within_an_hour_make_the_server_verdacht(relay: Relay) -> None:
+    unknown: dict[str, Any] = {"sender": "x@other.example", "from_header": "x@other.example"}
+    for _ in range(10):
+        assert relay.send(**unknown) is None
+    for _ in range(21):
+        assert codes(relay.send(**unknown)) == (451, "4.7.1")
+    assert relay.reputation.state(IdentityKind.SERVER, 1) is ServerState.VERDACHT
+    assert "usage" in relay.reputation.history[-1].reason
+
+
+def test_a_verdacht_server_is_veilig_again_48_hours_after_its_last_incident() -> None:
+    relay = Relay(identity(state=ServerState.VERDACHT))
+    relay.clock.advance(47 * 3600)
+    assert [relay.send() for _ in range(10)] == [None] * 10
+    assert codes(relay.send()) == (451, "4.7.1")  # still the 10-per-window limit
+    relay.clock.advance(3600 + 1)
+    assert [relay.send() for _ in range(50)] == [None] * 50  # plan limits again
+    [recovery] = relay.reputation.history
+    assert recovery.new is ServerState.VEILIG
+    assert recovery.at == relay.reputation.standings[(IdentityKind.SERVER, 1)].changed_at
+
+
+def test_the_verdacht_limit_does_not_prolong_verdacht() -> None:
+    relay = Relay(identity(state=ServerState.VERDACHT))
+    for _ in range(10):
+        relay.send()
+    for _ in range(40):
+        assert codes(relay.send()) == (451, "4.7.1")
+    assert relay.reputation.history == []  # no usage incident from its own limit

@@ -7,16 +7,24 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
+from osfmilter.cli import main
 from osfmilter.config import RegistrationSection
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
-from osfmilter.storage.schema import Event, RateSlot
+from osfmilter.storage.schema import (
+    Event,
+    RateSlot,
+    ReputationEvidence,
+    SaslAccount,
+    SmtpServer,
+    StateChange,
+)
 from osfmilter.storage.store import SqlStore
 from tests.harness.database import reset_database
 from tests.harness.milter import MilterProcess
@@ -61,6 +69,23 @@ class Relay:
             session.execute(
                 update(RateSlot).where(RateSlot.pending.is_(False)).values(at=RateSlot.at - seconds)
             )
+
+    def age_reputation(self, delta: timedelta) -> None:
+        """Let time pass for the reputation: incidents and state changes grow older."""
+        # In Python: SQLite has no date arithmetic on the stored text.
+        with self.store.session() as session:
+            for identity in [*session.scalars(select(SmtpServer)),
+                             *session.scalars(select(SaslAccount))]:
+                identity.state_changed_at -= delta
+                if identity.last_incident_at is not None:
+                    identity.last_incident_at -= delta
+            for row in [*session.scalars(select(ReputationEvidence)),
+                        *session.scalars(select(StateChange))]:
+                row.at -= delta
+
+    def cli(self, *args: str) -> int:
+        """Run an osfmilter command against this relay's database, as an operator would."""
+        return main(["--config", str(self.milter.config_path), *args])
 
     def events(self, **where: object) -> list[Event]:
         with self.store.session() as session:

@@ -12,15 +12,18 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from osfmilter.storage.schema import SmtpServer, StateChange
 from tests.harness.clamd import EICAR, ClamdProcess
 from tests.harness.rspamd import RspamdProcess
-from tests.harness.smtpclient import Reply, make_message, send
+from tests.harness.smtpclient import Reply, Result, make_message, send
 from tests.harness.spamd import GTUBE, SpamdProcess
 from tests.integration.conftest import Relay, message_id, running_relay
 
@@ -183,3 +186,60 @@ def test_rspamd_rejects_gtube_and_passes_ham(rspamd_relay: Relay) -> None:
     assert result.accepted, result
     event = rspamd_relay.events(reason="accepted")[-1]
     assert event.spam_score is not None and event.spam_score < 15
+
+
+# The reputation, end to end ---------------------------------------------------------------
+
+SUSPECT = "192.0.2.31"
+
+
+def server_state(relay: Relay, network: str) -> str:
+    with relay.store.session() as session:
+        return str(session.scalars(
+            select(SmtpServer.state).where(SmtpServer.network == network)).one())
+
+
+def test_spam_makes_a_server_verdacht_then_time_heals_and_operators_block_and_release(
+    scanning_relay: Relay,
+) -> None:
+    relay = scanning_relay
+    relay.register("suspect", "paid", domains=("suspect.example",), servers=(SUSPECT,))
+
+    def deliver(subject: str, body: str = "Hello.\r\n") -> Result:
+        data = make_message("news@suspect.example", ["bob@example.org"], subject, body)
+        return send(relay.port, "news@suspect.example", ["bob@example.org"], data,
+                    client_addr=SUSPECT)
+
+    assert_reply(deliver("offer", GTUBE.decode() + "\r\n").data, 550, "5.7.1")
+    assert server_state(relay, f"{SUSPECT}/32") == "verdacht"
+    # verdacht: 10 per 5 minutes, whatever the (paid) plan.
+    for i in range(10):
+        assert deliver(f"after spam {i}").accepted
+    refused = deliver("eleventh")
+    assert_reply(refused.mail, 451, "4.7.1")
+    assert "verdacht" in refused.mail.text
+
+    relay.age_rate_windows(301)
+    relay.age_reputation(timedelta(hours=48, seconds=1))
+    assert deliver("healed").accepted
+    assert server_state(relay, f"{SUSPECT}/32") == "veilig"
+    assert relay.cli("server", "history", SUSPECT) == 0
+
+    assert relay.cli("server", "block", SUSPECT, "--by", "ops", "--reason", "open relay") == 0
+    blocked = deliver("blocked")
+    assert_reply(blocked.mail, 554, "5.7.1")
+    assert relay.cli("server", "release", SUSPECT, "--by", "ops", "--reason", "fixed") == 0
+    assert deliver("released").accepted
+    with relay.store.session() as session:
+        history = session.execute(
+            select(StateChange.old_state, StateChange.new_state, StateChange.actor)
+            .join(SmtpServer, StateChange.smtp_server_id == SmtpServer.id)
+            .where(SmtpServer.network == f"{SUSPECT}/32")
+            .order_by(StateChange.at, StateChange.id)
+        ).all()
+    assert [tuple(row) for row in history] == [
+        ("veilig", "verdacht", "system"),
+        ("verdacht", "veilig", "system"),
+        ("veilig", "onveilig", "ops"),
+        ("onveilig", "veilig", "ops"),
+    ]

@@ -36,6 +36,8 @@ def _text(value: Any) -> str:
 class OsfMilter(Milter.Base):  # type: ignore[misc]
     def __init__(self, services: Services) -> None:
         self.session = MilterSession(services)
+        self.metrics = services.metrics
+        self._counted = False
         # Set when a callback that cannot reply failed; the next one tempfails.
         self._fault = False
 
@@ -46,12 +48,14 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
         self.setreply(str(reply.code), reply.dsn, reply.text.replace("%", "%%"))
         return Milter.TEMPFAIL if reply.code < 500 else Milter.REJECT
 
-    def _safely(self, step: Callable[[], Reply | None], done: int = Milter.CONTINUE) -> int:
+    def _safely(self, stage: str, step: Callable[[], Reply | None],
+                done: int = Milter.CONTINUE) -> int:
         """Last line of defence: anything unexpected is 451 4.3.0, never a 5xx or accept."""
         try:
             if self._fault:
                 return self._answer(_INTERNAL_ERROR)
-            return self._answer(step(), done)
+            with self.metrics.time_callback(stage):
+                return self._answer(step(), done)
         except Exception:
             log.exception("milter callback failed")
             return self._answer(_INTERNAL_ERROR)
@@ -71,6 +75,9 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
     @Milter.noreply
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         address = hostaddr[0] if isinstance(hostaddr, tuple) and hostaddr else ""
+        if not self._counted:
+            self.metrics.connections.inc()
+            self._counted = True
         return self._note(lambda: self.session.connect(_text(address)))
 
     @Milter.noreply
@@ -81,6 +88,7 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
     def envfrom(self, mailfrom: str, *params: str) -> int:
         self._fault = False
         return self._safely(
+            "mail",
             lambda: self.session.mail(
                 _text(mailfrom),
                 [_text(p) for p in params],
@@ -91,7 +99,9 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
 
     @Milter.symlist("i")
     def envrcpt(self, to: str, *params: str) -> int:
-        return self._safely(lambda: self.session.rcpt(_text(to), queue_id=self._macro("i")))
+        return self._safely(
+            "rcpt", lambda: self.session.rcpt(_text(to), queue_id=self._macro("i"))
+        )
 
     @Milter.noreply
     def header(self, field: str, value: str) -> int:
@@ -102,12 +112,13 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
         return self._note(self.session.end_of_headers)
 
     def body(self, chunk: bytes) -> int:
-        return self._safely(lambda: self.session.body(chunk))
+        return self._safely("body", lambda: self.session.body(chunk))
 
     @Milter.symlist("i")
     def eom(self) -> int:
         return self._safely(
-            lambda: self.session.end_of_message(queue_id=self._macro("i")), done=Milter.ACCEPT
+            "eom", lambda: self.session.end_of_message(queue_id=self._macro("i")),
+            done=Milter.ACCEPT,
         )
 
     def abort(self) -> int:
@@ -115,6 +126,9 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
         return Milter.CONTINUE
 
     def close(self) -> int:
+        if self._counted:
+            self.metrics.connections.dec()
+            self._counted = False
         self.session.close()
         return Milter.CONTINUE
 

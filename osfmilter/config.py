@@ -273,8 +273,29 @@ class LogSection(Section):
 
 
 class MetricsSection(Section):
-    # HOST:PORT; empty switches the endpoint off.
+    """The Prometheus endpoint (each milter process needs a port of its own)."""
+
+    # HOST:PORT, e.g. "127.0.0.1:9899"; empty switches the endpoint off.
     listen: str = ""
+    # Serving metrics on a non-loopback address needs this set on purpose.
+    allow_public_bind: bool = False
+
+    @model_validator(mode="after")
+    def _listen(self) -> MetricsSection:
+        if not self.listen:
+            return self
+        host, _, port = self.listen.rpartition(":")
+        host = host.strip("[]")
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"listen {self.listen!r} is not IP:PORT") from None
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"listen {self.listen!r}: port must be 1-65535")
+        if not address.is_loopback and not self.allow_public_bind:
+            raise ValueError(f"listen {self.listen!r} is not loopback; "
+                             "set metrics.allow_public_bind = true to do that on purpose")
+        return self
 
 
 class RegistrationSection(Section):

@@ -91,10 +91,17 @@ class _BackendCollector(Collector):
     def __init__(self, health: Callable[[], Mapping[str, bool]]) -> None:
         self.health = health
 
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily("osfmilter_backend_up",
+                                 "1 if the backend answered its last request, else 0.",
+                                 labels=["backend"])
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("osfmilter_backend_up",
-                                   "1 if the backend answered its last request, else 0.",
-                                   labels=["backend"])
+        family = self._family()
         for backend, up in sorted(self.health().items()):
             family.add_metric([backend], 1.0 if up else 0.0)
         yield family
@@ -109,6 +116,16 @@ class _StateCollector(Collector):
         self._lock = threading.Lock()
         self._cached: tuple[float, Mapping[str, int]] | None = None
 
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily("osfmilter_servers",
+                                 "Registered sender identities (servers and SASL accounts) "
+                                 "by state.", labels=["state"])
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Without this the registry would call collect() (a query) on registration.
+        yield self._family()
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:
             now = time.monotonic()
@@ -118,9 +135,7 @@ class _StateCollector(Collector):
                 except Exception as exc:  # noqa: BLE001 - a scrape must not fail with the database
                     log.warning("servers per state not read: %s", exc)
             counts = self._cached[1] if self._cached else {}
-        family = GaugeMetricFamily("osfmilter_servers",
-                                   "Registered sender identities (servers and SASL accounts) "
-                                   "by state.", labels=["state"])
+        family = self._family()
         for state in ServerState:
             family.add_metric([state.value], float(counts.get(state.value, 0)))
         yield family

@@ -16,6 +16,7 @@ from osfmilter.errors import ConfigError
 from osfmilter.health import BackendHealth
 from osfmilter.limits.rate import RateLimiter
 from osfmilter.limits.sqlrate import SqlRateLimiter
+from osfmilter.metrics import Metrics
 from osfmilter.reputation.store import ReputationStore
 from osfmilter.reputation.transitions import Rules
 from osfmilter.scanners.clamav import ClamavScanner
@@ -95,10 +96,13 @@ def build_spf(config: Config) -> SpfChecker | None:
 
 
 def build_services(config: Config) -> Services:
-    store = SqlStore(make_engine(config.database_url, config.database.timeout))
+    health = BackendHealth()
+    store = SqlStore(make_engine(config.database_url, config.database.timeout), health)
     prepare_schema(config, store)
     clock = SystemClock()
-    health = BackendHealth()
+    metrics = Metrics()
+    metrics.observe_backends(health.snapshot)
+    metrics.observe_states(store.count_states)
     return Services(
         config=config,
         directory=store,
@@ -107,6 +111,7 @@ def build_services(config: Config) -> Services:
         scans=build_scans(config, health),
         spf=build_spf(config),
         reputation=ReputationStore(store.engine, clock, Rules.from_config(config.reputation)),
+        metrics=metrics,
         clock=clock,
         decisions=DecisionLog(as_json=config.log.format == "json"),
         node=config.node,
@@ -124,7 +129,10 @@ def run(config: Config) -> None:
         __version__, config.mode, config.milter.socket, safe_url(config.database_url),
         services.node,
     )
-    log.info("metrics endpoint: %s", config.metrics.listen or "off")
+    if config.metrics.listen:
+        services.metrics.serve(config.metrics.listen)
+    else:
+        log.info("metrics endpoint is off: [metrics] listen is empty")
     Milter.factory = lambda: OsfMilter(services)
     Milter.set_flags(FLAGS)
     Milter.runmilter("osfmilter", config.milter.socket, config.milter.timeout)

@@ -21,6 +21,7 @@ from osfmilter.decisionlog import DecisionLog
 from osfmilter.errors import DependencyError, StorageError, UnknownIdentity
 from osfmilter.limits.rate import Bucket, RateDenied, RateLimiter, Reservation
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied, month_of
+from osfmilter.metrics import Metrics
 from osfmilter.model import (
     Identity,
     IdentityKind,
@@ -102,6 +103,7 @@ class Services:
     scans: ScanService
     spf: SpfChecker | None
     reputation: Reputation
+    metrics: Metrics
     clock: Clock
     decisions: DecisionLog
     node: str
@@ -216,6 +218,7 @@ class MilterSession:
 
     def _check_spf(self, tx: _Transaction, checker: SpfChecker) -> Refusal | None:
         tx.spf = checker.check(tx.facts.sender, self.helo)
+        self.services.metrics.spf_results.labels(tx.spf.result).inc()
         if tx.spf.result == "permerror":
             log.warning("qid=%s SPF permerror for %s: %s", tx.queue_id or "-", tx.spf.domain,
                         tx.spf.explanation)
@@ -330,12 +333,19 @@ class MilterSession:
         tx.scan = self.services.scans.scan(
             tx.spool, context, with_spam=tx.size <= config.spam.max_size
         )
+        metrics = self.services.metrics
+        for outcome in tx.scan.outcomes:
+            metrics.scan_seconds.labels(outcome.scanner).observe(outcome.seconds)
         facts = ScanFacts(
             report=tx.scan,
             reject_score=config.spam.reject_score_for(tx.identity.plan),
             on_error={"clamav": config.clamav.on_error, config.spam.backend: config.spam.on_error},
         )
-        return first_refusal(SCAN_CHECKS, facts)
+        refusal = first_refusal(SCAN_CHECKS, facts)
+        if refusal is None:
+            for failure in tx.scan.failures:  # let through unscanned, as configured
+                metrics.fail_open.labels(failure.scanner).inc()
+        return refusal
 
     def _volume_charge(self, tx: _Transaction, known: bool) -> VolumeCharge:
         assert tx.identity is not None
@@ -410,7 +420,8 @@ class MilterSession:
         try:
             return step()
         except StorageError as exc:
-            log.error("database error at %s: %s", stage, exc)
+            # The outage itself is logged once by the store's health record.
+            log.debug("database error at %s: %s", stage, exc)
             reason = Reason.DATABASE_ERROR
         except DependencyError as exc:
             log.error("%s error at %s: %s", exc.backend, stage, exc)
@@ -496,6 +507,11 @@ class MilterSession:
         )
 
     def _log(self, record: EventRecord, tx: _Transaction) -> None:
+        metrics = self.services.metrics
+        metrics.decisions.labels(record.action, record.reason).inc()
+        if record.action == Action.ACCEPT:
+            metrics.accepted_messages.inc()
+            metrics.accepted_bytes.inc(record.size * record.rcpt_count)
         self.services.decisions.decision(
             {
                 "qid": record.queue_id or "-",

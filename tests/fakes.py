@@ -14,6 +14,7 @@ from osfmilter.errors import StorageError
 from osfmilter.health import BackendHealth
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, slot_key
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
+from osfmilter.metrics import Metrics
 from osfmilter.model import Identity, IdentityKind, ServerState, matching_domain
 from osfmilter.reputation.transitions import (
     Event,
@@ -205,7 +206,7 @@ def services(
     directory: FakeDirectory, recorder: FakeRecorder, config: Config | None = None,
     clock: FixedClock | None = None, limiter: MemoryLimiter | None = None,
     scans: ScanService | None = None, spf: SpfChecker | None = None,
-    reputation: MemoryReputation | None = None,
+    reputation: MemoryReputation | None = None, metrics: Metrics | None = None,
 ) -> Services:
     clock = clock or FixedClock()
     return Services(
@@ -216,6 +217,7 @@ def services(
         scans=scans or ScanService(None, None, BackendHealth()),
         spf=spf,
         reputation=reputation or MemoryReputation(clock),
+        metrics=metrics or Metrics(),
         clock=clock,
         decisions=DecisionLog(),
         node="test-node",

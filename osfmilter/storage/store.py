@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from osfmilter.addresses import IPAddress, address_key
 from osfmilter.errors import StorageError
+from osfmilter.health import BackendHealth
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import Identity, IdentityKind, ServerState
 from osfmilter.storage.db import describe
@@ -53,11 +54,15 @@ class EventRecord:
     spf_result: str = ""
 
 
+HEALTH_NAME = "database"
+
+
 class SqlStore:
     """The database behind the milter: identity lookups and decision records."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, health: BackendHealth | None = None) -> None:
         self.engine = engine
+        self.health = health or BackendHealth()
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @contextmanager
@@ -67,7 +72,9 @@ class SqlStore:
             with self._sessions.begin() as session:
                 yield session
         except SQLAlchemyError as exc:
+            self.health.failed(HEALTH_NAME, describe(exc))
             raise StorageError(describe(exc)) from exc
+        self.health.ok(HEALTH_NAME)
 
     def find_identity(self, client: IPAddress | None, login: str) -> Identity | None:
         """The SASL account for a login, else the longest registered prefix holding client."""
@@ -135,7 +142,20 @@ class SqlStore:
                 with connection.begin():
                     yield connection
         except SQLAlchemyError as exc:
+            self.health.failed(HEALTH_NAME, describe(exc))
             raise StorageError(describe(exc)) from exc
+        self.health.ok(HEALTH_NAME)
+
+    def count_states(self) -> dict[str, int]:
+        """Registered identities per reputation state, servers and SASL accounts together."""
+        counts: dict[str, int] = {}
+        with self.session() as session:
+            for table in (SmtpServer, SaslAccount):
+                for state, count in session.execute(
+                    select(table.state, func.count()).group_by(table.state)
+                ):
+                    counts[state] = counts.get(state, 0) + int(count)
+        return counts
 
     def record(self, record: EventRecord) -> None:
         with self._write() as connection:

@@ -116,10 +116,18 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
 
     @Milter.symlist("i")
     def eom(self) -> int:
-        return self._safely(
-            "eom", lambda: self.session.end_of_message(queue_id=self._macro("i")),
-            done=Milter.ACCEPT,
-        )
+        return self._safely("eom", self._end_of_message, done=Milter.ACCEPT)
+
+    def _end_of_message(self) -> Reply | None:
+        reply = self.session.end_of_message(queue_id=self._macro("i"))
+        if reply is None:
+            changes = self.session.header_changes
+            for name, index in changes.remove:
+                # A None value deletes the header (smfi_chgheader).
+                self.chgheader(name, index, None)
+            for name, value in changes.add:
+                self.addheader(name, value)
+        return reply
 
     def abort(self) -> int:
         self.session.abort()

@@ -63,6 +63,16 @@ from osfmilter.storage.store import EventRecord
 log = logging.getLogger(__name__)
 
 ACCEPTED = Reply(250, "2.0.0", "accepted")
+# Our own header: any copy already in a message is a forgery and is removed.
+OWN_HEADER = "X-Osfmilter"
+
+
+@dataclass(frozen=True)
+class HeaderChanges:
+    """What the adapter must do to an accepted message's headers."""
+
+    remove: tuple[tuple[str, int], ...] = ()  # (name, 1-based occurrence), highest first
+    add: tuple[tuple[str, str], ...] = ()
 # Parsing a hostile From: header costs time; the address is near its start.
 _FROM_PARSE_LIMIT = 4096
 
@@ -125,6 +135,11 @@ class _Transaction:
     scan: ScanReport = field(default_factory=ScanReport)
     spf: SpfOutcome | None = None
     rate_denied: RateDenied | None = None
+    # Occurrences of our own header the client sent, by their name as sent.
+    forged_headers: list[tuple[str, int]] = field(default_factory=list)
+    header_counts: dict[str, int] = field(default_factory=dict)
+    # The answer that ended the transaction at MAIL; repeated if the MTA goes on anyway.
+    refused: Reply | None = None
 
     @property
     def size(self) -> int:
@@ -157,6 +172,8 @@ class MilterSession:
         self.address: IPAddress | None = None
         self.helo = ""
         self._tx: _Transaction | None = None
+        # Set when a message is accepted; the adapter applies it.
+        self.header_changes = HeaderChanges()
 
     @property
     def inbound(self) -> bool:
@@ -184,7 +201,9 @@ class MilterSession:
         if self.inbound:
             tx.spool = Spool()
             return None
-        return self._guarded(Stage.MAIL, lambda: self._mail(tx))
+        reply = self._guarded(Stage.MAIL, lambda: self._mail(tx))
+        tx.refused = reply
+        return reply
 
     def _mail(self, tx: _Transaction) -> Reply | None:
         services = self.services
@@ -237,6 +256,8 @@ class MilterSession:
     def rcpt(self, recipient: str, queue_id: str) -> Reply | None:
         tx = self._require_tx()
         tx.queue_id = queue_id or tx.queue_id
+        if tx.refused is not None:
+            return tx.refused
         if self.inbound:
             tx.recipients.append(recipient)
             return None
@@ -257,19 +278,25 @@ class MilterSession:
 
     def header(self, name: str, value: str) -> None:
         tx = self._require_tx()
-        assert tx.spool is not None
+        if tx.spool is None:  # refused at MAIL
+            return
         tx.spool.header(name, value)
-        if name.lower() == "from":
+        lowered = name.lower()
+        if lowered == "from":
             tx.header_from_domains.append(_header_from_domain(value))
+        elif lowered == OWN_HEADER.lower():
+            tx.header_counts[lowered] = tx.header_counts.get(lowered, 0) + 1
+            tx.forged_headers.append((name, tx.header_counts[lowered]))
 
     def end_of_headers(self) -> None:
         tx = self._require_tx()
-        assert tx.spool is not None
-        tx.spool.end_of_headers()
+        if tx.spool is not None:
+            tx.spool.end_of_headers()
 
     def body(self, chunk: bytes) -> Reply | None:
         tx = self._require_tx()
-        assert tx.spool is not None
+        if tx.refused is not None or tx.spool is None:
+            return tx.refused
         tx.spool.body(chunk)
         if self.inbound:
             return None
@@ -284,6 +311,10 @@ class MilterSession:
     def end_of_message(self, queue_id: str) -> Reply | None:
         tx = self._require_tx()
         tx.queue_id = queue_id or tx.queue_id
+        self.header_changes = HeaderChanges()
+        if tx.refused is not None:
+            self.abort()
+            return tx.refused
         try:
             if self.inbound:
                 self._record_inbound(tx)
@@ -316,7 +347,21 @@ class MilterSession:
             return self._refuse(Stage.EOM, tx, refusal)
         self._log(record, tx)
         self._commit_reservations(tx)
+        self.header_changes = HeaderChanges(
+            remove=tuple(sorted(tx.forged_headers, key=lambda h: -h[1])),
+            add=((OWN_HEADER, self._stamp(tx)),),
+        )
         return None
+
+    def _stamp(self, tx: _Transaction) -> str:
+        """Our header on accepted mail: who relayed it and what the scans said."""
+        spam = tx.scan.spam
+        virus = "unscanned" if any(f.scanner == "clamav" for f in tx.scan.failures) else (
+            "clean" if self.services.scans.virus is not None else "off")
+        parts = [f"node={self.services.node}", f"qid={tx.queue_id or '-'}", f"virus={virus}",
+                 f"spam={spam.score:g}" if spam and spam.score is not None else "spam=-",
+                 f"spf={tx.spf.result if tx.spf else '-'}"]
+        return "; ".join(parts)
 
     def _scan(self, tx: _Transaction) -> Refusal | None:
         assert tx.identity is not None and tx.spool is not None

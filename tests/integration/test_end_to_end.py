@@ -173,3 +173,16 @@ def test_unknown_header_from_with_too_many_recipients_is_452_for_the_message(
     assert all(r.code == 250 for r in result.rcpt)
     assert_reply(result.data, 452, "4.5.3")
     assert relay.sink.count_message_id(message_id(data)) == 0
+
+
+def test_forged_trust_headers_change_nothing_and_ours_replace_forgeries(relay: Relay) -> None:
+    data = message(extra_headers={"X-Osfmilter": "node=evil; virus=clean; spam=-100",
+                                  "X-Spam-Status": "No, score=-100.0",
+                                  "Authentication-Results": "relay.example; spf=pass"})
+    result = send(relay.port, "news@acme.example", ["bob@example.org"], data,
+                  client_addr=FREE_SERVER)
+    assert result.accepted, result
+    [delivered] = relay.sink.wait_for_message_id(message_id(data))
+    stamps = delivered.headers("X-Osfmilter")
+    assert len(stamps) == 1 and stamps[0].startswith("node=test-node; qid=")
+    assert "evil" not in delivered.data.decode(errors="replace")

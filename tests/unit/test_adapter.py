@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.message
+import io
 import socket
 from collections.abc import Iterator
 
@@ -57,8 +59,10 @@ def feed(
         rc = step()
         if rc not in (Milter.CONTINUE, Milter.NOREPLY):
             return rc
+    ctx._msg = email.message.Message()  # where testctx applies header changes
     for name, value in headers:
         ctx._header(name, value)
+        ctx._msg[name] = value
     ctx._eoh()
     rc = ctx._priv.body(body)
     if rc != Milter.CONTINUE:
@@ -72,6 +76,7 @@ def test_registered_client_is_accepted(ctx: testctx.TestCtx, recorder: FakeRecor
     rc = feed(ctx, "<a@example.com>", ["<r@example.org>"], [("From", "a@example.com")], b"hi\r\n")
     assert rc == Milter.ACCEPT
     assert recorder.records[-1].queue_id == "4ABCDE"
+    assert ctx._msg["X-Osfmilter"].startswith("node=test-node; qid=4ABCDE; virus=off")
 
 
 def test_unregistered_client_gets_setreply_550(ctx: testctx.TestCtx) -> None:
@@ -153,10 +158,13 @@ def test_any_input_gets_a_valid_milter_response(
             results += [milter.header(name, value) for name, value in headers]
             results += [milter.eoh(), milter.body(body)]
             ctx._stage = Milter.M_EOM
+            ctx._msg, ctx._body = email.message.Message(), io.BytesIO()
             results.append(milter.eom())
         assert set(results) <= VALID
         if Milter.TEMPFAIL in results or Milter.REJECT in results:
             assert ctx._reply is not None
             assert str(ctx._reply[0])[0] in "45"
+            # A deliberate answer, never the untrapped-exception one.
+            assert ctx._reply[1] != "4.3.0", ctx._reply
     finally:
         ctx._close()

@@ -99,6 +99,9 @@ def test_sasl_login_authorizes_any_address(
     session.connect("203.0.113.5")
     assert session.mail("<a@example.com>", [], login="alice", queue_id="") is None
     assert code(session.mail("<a@example.com>", [], login="mallory", queue_id="")) == (550, "5.7.1")
+    # No identity carries over to the next transaction; an empty login is no login.
+    assert session.mail("<a@example.com>", [], login="alice", queue_id="") is None
+    assert code(session.mail("<a@example.com>", [], login="", queue_id="")) == (550, "5.7.1")
     session.close()
 
 
@@ -196,3 +199,31 @@ def test_a_new_transaction_forgets_the_previous_one(session: MilterSession) -> N
     send(session, "<a@example.com>", 50, "a@example.com")
     replies, _, eom = send(session, "<a@example.com>", 50, "a@example.com")
     assert replies == [None] * 50 and eom is None
+
+
+def test_forged_own_headers_are_removed_and_ours_added(session: MilterSession) -> None:
+    assert session.mail("<a@example.com>", [], "", "") is None
+    assert session.rcpt("<r@example.org>", "") is None
+    session.header("X-Osfmilter", "node=evil; virus=clean")
+    session.header("X-Spam-Status", "No, score=-100")
+    session.header("x-osfmilter", "forged again")
+    session.end_of_headers()
+    assert session.end_of_message("Q7") is None
+    changes = session.header_changes
+    assert changes.remove == (("x-osfmilter", 2), ("X-Osfmilter", 1))
+    assert changes.add == (("X-Osfmilter", "node=test-node; qid=Q7; virus=off; spam=-; spf=-"),)
+
+
+def test_callbacks_after_a_refused_mail_repeat_the_refusal(
+    directory: FakeDirectory, recorder: FakeRecorder
+) -> None:
+    session = MilterSession(services(directory, recorder))
+    session.connect("198.51.100.1")
+    refusal = session.mail("<a@example.com>", [], login="", queue_id="")
+    assert code(refusal) == (550, "5.7.1")
+    assert session.rcpt("<r@example.org>", "") == refusal
+    session.header("From", "a@example.com")
+    assert session.body(b"x") == refusal
+    assert session.end_of_message("Q") == refusal
+    assert len(recorder.records) == 1
+    session.close()

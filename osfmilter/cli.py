@@ -7,29 +7,48 @@ bad input or configuration, 1 when a dependency (the database) failed.
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
+import json
 import logging
+import logging.handlers
+import os
+import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from osfmilter import __version__
+from osfmilter import __version__, reports
 from osfmilter.clock import SystemClock
-from osfmilter.config import Config, PlanName, load_config
+from osfmilter.config import CONFIG_ENV, Config, PlanName, load_config
 from osfmilter.errors import DependencyError, OsfError, UsageError
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.reputation import SYSTEM, OperatorActionKind, Rules, Standing, Transition
 from osfmilter.reputation.store import ReputationStore
-from osfmilter.storage import admin
-from osfmilter.storage.db import make_engine, safe_url, schema_status, upgrade
+from osfmilter.storage import admin, retention
+from osfmilter.storage.db import (
+    make_engine,
+    make_url_safe,
+    safe_url,
+    schema_status,
+    upgrade,
+)
 from osfmilter.storage.schema import Customer, SaslAccount, ScannedDomain, SmtpServer
 from osfmilter.storage.store import SqlStore
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 Handler = Callable[[argparse.Namespace, Config], int]
+
+log = logging.getLogger("osfmilter")
+CLAMD_CONFIG_HINT = "/etc/clamav/clamd.conf, when [clamav] address is set"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         setup_logging(config)
+        warn_about_exposed_secrets(config, args.config or os.environ.get(CONFIG_ENV))
         handler: Handler = args.handler
         return handler(args, config)
     except DependencyError as exc:
@@ -51,17 +71,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def setup_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.log.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler: logging.Handler
+    if config.log.target == "syslog":
+        address = config.log.syslog_address
+        handler = logging.handlers.SysLogHandler(
+            address=address if address.startswith("/") else _host_port(address),
+            facility=logging.handlers.SysLogHandler.facility_names[config.log.syslog_facility],
+        )
+        handler.setFormatter(logging.Formatter("osfmilter[%(process)d]: %(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=config.log.level.upper(), handlers=[handler])
     if config.log.level != "debug":
         # Alembic narrates every migration context at INFO.
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 # Helpers -------------------------------------------------------------------
+
+
+def warn_about_exposed_secrets(config: Config, path: str | None) -> None:
+    """A database password in a world-readable config file is everyone's password."""
+    if not path or make_url_safe(config.database_url).password is None:
+        return
+    if Path(path).stat().st_mode & 0o004:
+        log.warning("config file %s holds a database password and is world-readable; "
+                    "chmod o-r it", path)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 @contextmanager
@@ -117,6 +158,64 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+_DURATION = re.compile(r"^([1-9][0-9]{0,5})([dh])$")
+
+
+def _duration(text: str) -> timedelta:
+    """Nd or Nh (N from 1), e.g. 400d."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise UsageError(f"{text!r} is not a duration (Nd or Nh with N >= 1, e.g. 400d or 12h)")
+    amount = int(match[1])
+    return timedelta(days=amount) if match[2] == "d" else timedelta(hours=amount)
+
+
+def _since(text: str, now: datetime) -> datetime:
+    """A duration back from now (7d, 12h), a date (UTC midnight) or an ISO time (UTC if naive)."""
+    if _DURATION.match(text.strip()):
+        return now - _duration(text)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"{text!r} is neither a date (YYYY-MM-DD), a time (YYYY-MM-DDTHH:MM) "
+            "nor a duration (Nd or Nh)"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _positive(text: str) -> int:
+    """argparse type: a whole number from 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def _plain(value: object) -> object:
+    """A value as JSON and CSV carry it: times in ISO 8601."""
+    return _when(value) if isinstance(value, datetime) else value
+
+
+def _record(row: DataclassInstance, **extra: object) -> dict[str, object]:
+    fields = dataclasses.asdict(row)
+    return {key: _plain(value) for key, value in {**fields, **extra}.items()}
+
+
+def _print_csv(records: Sequence[Mapping[str, object]], fields: Sequence[str]) -> None:
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: "" if record[k] is None else record[k] for k in fields})
+
+
+def _print_json(document: object) -> None:
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _output(args: argparse.Namespace) -> str:
+    return "json" if args.json else "csv" if args.csv else "text"
+
+
 # Commands ------------------------------------------------------------------
 
 
@@ -141,6 +240,26 @@ def cmd_db_status(args: argparse.Namespace, config: Config) -> int:
     state = "up to date" if current == head else f"needs upgrade to {head}"
     print(f"database {safe_url(config.database_url)}: revision {current or 'none'} ({state})")
     return 0 if current == head else 1
+
+
+def cmd_db_purge(args: argparse.Namespace, config: Config) -> int:
+    age = _duration(args.older_than)
+    now = SystemClock().now()
+    events_before = now - age
+    slots_before = retention.slot_cutoff(now, config.rates.window, config.rates.reservation_ttl)
+    with _engine(config) as engine:
+        from osfmilter.runner import prepare_schema
+
+        prepare_schema(config, SqlStore(engine))
+        if args.dry_run:
+            result = retention.count(engine, events_before, slots_before)
+        else:
+            result = retention.purge(engine, events_before, slots_before, args.batch_size)
+    verb = "would remove" if args.dry_run else "removed"
+    batches = "" if args.dry_run else f" in {result.batches} batch(es)"
+    print(f"{verb} {result.events} event(s) older than {_when(events_before)} "
+          f"and {result.rate_slots} expired rate slot(s){batches}")
+    return 0
 
 
 def cmd_customer_add(args: argparse.Namespace, config: Config) -> int:
@@ -340,9 +459,101 @@ def cmd_spf_check(args: argparse.Namespace, config: Config) -> int:
     return 0 if advice.passes else 1
 
 
-def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
-    print("configuration is valid")
+def cmd_report_volume(args: argparse.Namespace, config: Config) -> int:
+    month = reports.parse_month(args.month or SystemClock().now().strftime("%Y-%m"))
+    with _transaction(config) as session:
+        rows = reports.volume(session, month, config.plans)
+    records = [_record(r, use_percent=r.use_percent) for r in rows]
+    output = _output(args)
+    if output == "json":
+        _print_json({"month": month, "rows": records})
+    elif output == "csv":
+        unlimited = {"allowance": "unlimited"}
+        _print_csv([{"month": month, **r, **(unlimited if r["allowance"] is None else {})}
+                    for r in records],
+                   ["month", *(f.name for f in dataclasses.fields(reports.VolumeRow)),
+                    "use_percent"])
+    else:
+        _table(
+            ("customer", "plan", "domain", "messages", "bytes", "inbound", "allowance", "use"),
+            [(r.customer, r.plan, r.domain or "(unknown senders)", r.messages, r.bytes,
+              r.inbound_bytes if r.domain else "-",
+              "unlimited" if r.allowance is None else r.allowance,
+              "-" if r.use_percent is None else f"{r.use_percent:.1f}%") for r in rows],
+        )
     return 0
+
+
+def cmd_report_bill(args: argparse.Namespace, config: Config) -> int:
+    month = reports.parse_month(args.month or SystemClock().now().strftime("%Y-%m"))
+    with _transaction(config) as session:
+        rows = reports.bill(session, month, config.billing)
+    records = [_record(r) for r in rows]
+    output = _output(args)
+    if output == "json":
+        _print_json({"month": month, "currency": config.billing.currency, "rows": records})
+    elif output == "csv":
+        _print_csv([{"month": month, **r} for r in records],
+                   ["month", *(f.name for f in dataclasses.fields(reports.BillRow))])
+    else:
+        currency = config.billing.currency
+        _table(("customer", "plan", "messages", "bytes", "extra GB", "amount"),
+               [(r.customer, r.plan, r.messages, r.bytes, r.extra_gb, f"{r.amount} {currency}")
+                for r in rows])
+        print(f"total {month}: {sum(r.amount for r in rows)} {currency}")
+    return 0
+
+
+def cmd_report_refused(args: argparse.Namespace, config: Config) -> int:
+    since = _since(args.since, SystemClock().now())
+    with _transaction(config) as session:
+        rows = reports.refusals(session, since, args.limit)
+    records = [_record(r) for r in rows]
+    output = _output(args)
+    if output == "json":
+        _print_json({"since": _when(since), "rows": records})
+    elif output == "csv":
+        _print_csv(records, [f.name for f in dataclasses.fields(reports.RefusalRow)])
+    else:
+        print(f"refusals since {_when(since)}")
+        _table(("identity", "customer", "reason", "count", "last seen"),
+               [(r.identity, r.customer or "-", r.reason, r.count, _when(r.last_at))
+                for r in rows])
+    return 0
+
+
+def cmd_report_states(args: argparse.Namespace, config: Config) -> int:
+    with _transaction(config) as session:
+        report = reports.states(session, Rules.from_config(config.reputation))
+    records = [_record(r) for r in report.identities]
+    output = _output(args)
+    if output == "json":
+        _print_json({"counts": report.counts, "identities": records})
+    elif output == "csv":
+        _print_csv(records, [f.name for f in dataclasses.fields(reports.StateRow)])
+    else:
+        _table(("state", "identities"), list(report.counts.items()))
+        if report.identities:
+            print()
+            _table(("identity", "customer", "state", "since", "veilig again at", "by",
+                    "last reason"),
+                   [(r.identity, r.customer, r.state, _when(r.since),
+                     _when(r.veilig_again_at) if r.veilig_again_at else "-",
+                     r.last_actor or "-", r.last_reason or "-") for r in report.identities])
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
+    from osfmilter.lint import lint
+
+    findings = lint(config, args.postfix_config,
+                    Path(args.clamd_config) if args.clamd_config else None)
+    for finding in findings:
+        print(finding)
+    errors = sum(1 for f in findings if f.severity == "error")
+    print(f"configuration is valid; {errors} problem(s) around it" if errors
+          else "configuration is valid")
+    return 2 if errors else 0
 
 
 # Parser --------------------------------------------------------------------
@@ -374,12 +585,24 @@ def build_parser() -> argparse.ArgumentParser:
         return p.add_subparsers(dest=f"{name}_command", required=True, parser_class=_Parser)
 
     command(commands, "run", cmd_run, "run the milter")
-    command(commands, "check-config", cmd_check_config, "validate the configuration and exit")
+    p = command(commands, "check-config", cmd_check_config,
+                "validate the configuration, and Postfix's and clamd's settings around it")
+    p.add_argument("--postfix-config", metavar="DIR",
+                   help="Postfix config directory to check (default: the system's)")
+    p.add_argument("--clamd-config", metavar="FILE",
+                   help=f"clamd.conf to check (default: {CLAMD_CONFIG_HINT})")
 
     db = group("db", "database schema")
     p = command(db, "upgrade", cmd_db_upgrade, "create or upgrade the schema")
     p.add_argument("revision", nargs="?", default="head")
     command(db, "status", cmd_db_status, "show the schema revision")
+    p = command(db, "purge", cmd_db_purge,
+                "delete old events and long-expired rate slots (monthly totals stay)")
+    p.add_argument("--older-than", required=True, metavar="Nd|Nh",
+                   help="delete events older than this, e.g. 400d")
+    p.add_argument("--dry-run", action="store_true", help="only count what would go")
+    p.add_argument("--batch-size", type=_positive, default=retention.BATCH_SIZE, metavar="N",
+                   help=f"rows per transaction (default {retention.BATCH_SIZE})")
 
     plans = [str(p) for p in PlanName]
     customer = group("customer", "customers and their plans")
@@ -443,6 +666,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(inbound, "import", cmd_inbound_import,
                 "set inbound volume from a CSV file of domain,month,bytes rows")
     p.add_argument("file", metavar="FILE.csv")
+
+    def formats(p: _Parser) -> None:
+        output = p.add_mutually_exclusive_group()
+        output.add_argument("--csv", action="store_true", help="CSV with a header line")
+        output.add_argument("--json", action="store_true", help="JSON")
+
+    report = group("report", "volume, bill, refusals and states (also SQL views report_*)")
+    p = command(report, "volume", cmd_report_volume,
+                "outbound volume per customer and domain, with the allowance and its use")
+    p.add_argument("--month", metavar="YYYY-MM", help="calendar month, UTC (default: this one)")
+    formats(p)
+    p = command(report, "bill", cmd_report_bill, "the price of each customer's month")
+    p.add_argument("--month", metavar="YYYY-MM", help="calendar month, UTC (default: this one)")
+    formats(p)
+    p = command(report, "refused", cmd_report_refused,
+                "the identities refused most often, per reason")
+    p.add_argument("--since", default="7d", metavar="DATE|DURATION",
+                   help="YYYY-MM-DD (UTC), an ISO time, or Nd/Nh back from now (default 7d)")
+    p.add_argument("--limit", type=_positive, default=20, metavar="N",
+                   help="at most N rows (default 20)")
+    formats(p)
+    p = command(report, "states", cmd_report_states,
+                "identities per state, and each one that is not veilig")
+    formats(p)
     return parser
 
 

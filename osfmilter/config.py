@@ -127,6 +127,12 @@ class MilterSection(Section):
     timeout: Annotated[int, Field(gt=0)] = 600
     # Binding a non-loopback address exposes the milter protocol to the network.
     allow_public_bind: bool = False
+    # For a unix socket: the group that may connect (the MTA's, e.g. "postfix").
+    # The socket is created 0660 in a directory that hands its group down.
+    socket_group: str = ""
+    # on_error = "accept" lets unscanned mail through; check-config refuses
+    # such a configuration unless this says it is meant.
+    fail_open_acknowledged: bool = False
 
     @field_validator("socket")
     @classmethod
@@ -269,7 +275,13 @@ class SpfSection(Section):
 
 class LogSection(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # Decision lines as key=value text or as one JSON object each.
     format: Literal["text", "json"] = "text"
+    # "stderr" (journald under systemd) or "syslog".
+    target: Literal["stderr", "syslog"] = "stderr"
+    syslog_address: str = "/dev/log"
+    syslog_facility: Literal["mail", "daemon", "local0", "local1", "local2", "local3",
+                             "local4", "local5", "local6", "local7"] = "mail"
 
 
 class MetricsSection(Section):
@@ -334,6 +346,19 @@ class ReputationSection(Section):
     auto_block_window_hours: Annotated[float, Field(gt=0)] = 24.0
 
 
+class BillingSection(Section):
+    """The paid plan's price (SPEC §3), for ``osfmilter report bill``; whole units of currency."""
+
+    currency: str = "EUR"
+    # A paid customer's month costs paid_base_price, which includes
+    # paid_included_bytes of outbound volume; every started gb beyond that
+    # costs paid_price_per_started_gb more.
+    paid_base_price: Count = 10
+    paid_included_bytes: Count = GB
+    paid_price_per_started_gb: Count = 10
+    gb: Annotated[int, Field(gt=0)] = GB
+
+
 class Config(Section):
     mode: Mode = Mode.OUTBOUND
     # Where the embedded SQLite database lives; empty: $STATE_DIRECTORY,
@@ -354,6 +379,7 @@ class Config(Section):
     registration: RegistrationSection = RegistrationSection()
     replies: RepliesSection = RepliesSection()
     reputation: ReputationSection = ReputationSection()
+    billing: BillingSection = BillingSection()
 
     @property
     def state_path(self) -> Path:

@@ -1,0 +1,97 @@
+"""Retention: old events and long-expired rate slots go; monthly totals and history stay.
+
+Rows are deleted in batches, each its own short transaction that selects ids
+and deletes by id, so the milter's own writes never wait long behind a purge.
+On PostgreSQL the ids are taken ``FOR UPDATE SKIP LOCKED``: a rate slot that
+a milter is pruning at that moment is left to it, and the purge never waits.
+``monthly_volume`` and ``state_history`` are never touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from osfmilter.errors import StorageError
+from osfmilter.storage.db import describe
+from osfmilter.storage.schema import Event, RateSlot
+
+BATCH_SIZE = 5000
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    events: int
+    rate_slots: int
+    batches: int  # transactions that deleted rows
+
+
+def slot_cutoff(now: datetime, window: float, reservation_ttl: float) -> float:
+    """Epoch seconds before which no rate slot can still count.
+
+    A committed slot counts until ``at`` + window, a pending one until its
+    ``at`` (its expiry); a slot older than both periods together is dead
+    however it is read.
+    """
+    return now.timestamp() - window - reservation_ttl
+
+
+def _conditions(events_before: datetime, slots_before: float) -> tuple[Any, Any]:
+    return Event.at < events_before, RateSlot.at < slots_before
+
+
+def count(engine: Engine, events_before: datetime, slots_before: float) -> PurgeResult:
+    """What :func:`purge` would remove now."""
+    old_events, dead_slots = _conditions(events_before, slots_before)
+    with _transaction(engine) as connection:
+        events = connection.execute(select(func.count()).where(old_events)).scalar_one()
+        slots = connection.execute(select(func.count()).where(dead_slots)).scalar_one()
+    return PurgeResult(int(events), int(slots), 0)
+
+
+def purge(engine: Engine, events_before: datetime, slots_before: float,
+          batch_size: int = BATCH_SIZE) -> PurgeResult:
+    """Delete events older than events_before and rate slots older than slots_before."""
+    old_events, dead_slots = _conditions(events_before, slots_before)
+    events, event_batches = _purge(engine, Event, old_events, batch_size)
+    slots, slot_batches = _purge(engine, RateSlot, dead_slots, batch_size)
+    return PurgeResult(events, slots, event_batches + slot_batches)
+
+
+def _purge(engine: Engine, table: type[Event] | type[RateSlot], condition: Any,
+           batch_size: int) -> tuple[int, int]:
+    removed = batches = 0
+    while True:
+        with _transaction(engine, write=True) as connection:
+            ids = connection.scalars(
+                select(table.id).where(condition).order_by(table.id).limit(batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if ids:
+                connection.execute(delete(table).where(table.id.in_(ids)))
+        if not ids:
+            break
+        removed += len(ids)
+        batches += 1
+        if len(ids) < batch_size:
+            break
+    return removed, batches
+
+
+@contextmanager
+def _transaction(engine: Engine, write: bool = False) -> Iterator[Connection]:
+    # SQLite: take the write lock up front, or a reader that turns writer
+    # can fail with "database is locked" behind a milter's write.
+    try:
+        with engine.connect() as plain:
+            connection = plain.execution_options(sqlite_begin="IMMEDIATE") if write else plain
+            with connection.begin():
+                yield connection
+    except SQLAlchemyError as exc:
+        raise StorageError(describe(exc)) from exc

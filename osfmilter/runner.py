@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
+from pathlib import Path
 
 import Milter
+import milter as libmilter
 
 from osfmilter import __version__
 from osfmilter.adapter import FLAGS, OsfMilter
@@ -118,12 +121,43 @@ def build_services(config: Config) -> Services:
     )
 
 
+def prepare_socket_directory(directory: Path, group: str) -> None:
+    """The unix socket comes out 0660, owned by ``group`` if one is configured.
+
+    libmilter creates the socket itself, with the process's umask; a
+    directory with the set-group-id bit hands its group down to it.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    _create_socket_with_umask(0o117)
+    if group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(f"milter.socket_group: no group named {group!r}") from None
+        os.chown(directory, -1, gid)
+        directory.chmod(0o2750)
+
+
+def _create_socket_with_umask(mask: int) -> None:
+    """Make Milter.runmilter's opensocket() run under ``mask``, and only it."""
+    opensocket = libmilter.opensocket
+
+    def opensocket_masked(remove_stale: bool) -> object:
+        previous = os.umask(mask)
+        try:
+            return opensocket(remove_stale)
+        finally:
+            os.umask(previous)
+
+    libmilter.opensocket = opensocket_masked
+
+
 def run(config: Config) -> None:
     services = build_services(config)
     socket_spec = parse_socket(config.milter.socket)
     if socket_spec.family == "unix":
-        # The MTA's group may connect; nobody else (libmilter honours the umask).
-        os.umask(0o007)
+        assert socket_spec.path is not None
+        prepare_socket_directory(Path(socket_spec.path).parent, config.milter.socket_group)
     log.info(
         "osfmilter %s starting: mode=%s socket=%s database=%s node=%s",
         __version__, config.mode, config.milter.socket, safe_url(config.database_url),
@@ -135,5 +169,7 @@ def run(config: Config) -> None:
         log.info("metrics endpoint is off: [metrics] listen is empty")
     Milter.factory = lambda: OsfMilter(services)
     Milter.set_flags(FLAGS)
+    # Should an exception ever escape the adapter: tempfail, never accept.
+    libmilter.set_exception_policy(Milter.TEMPFAIL)
     Milter.runmilter("osfmilter", config.milter.socket, config.milter.timeout)
     log.info("osfmilter stopped")

@@ -13,7 +13,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -98,6 +98,14 @@ def _release_write_lock(connection: Connection) -> None:
     lock = connection.info.pop("osf_write_lock", None)
     if lock is not None:
         lock.release()
+
+
+def make_url_safe(url: str) -> URL:
+    """The parsed URL; an unparsable one counts as having no password."""
+    try:
+        return make_url(url)
+    except ArgumentError:
+        return make_url("sqlite://")
 
 
 def safe_url(url: str) -> str:

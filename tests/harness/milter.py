@@ -60,6 +60,26 @@ class MilterProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"milter did not listen on {self.port}:\n{self.log()}")
 
+    def start_unix(self, path: Path, timeout: float = 30.0) -> None:
+        """Start with a unix socket (configured by the caller) and wait for it to accept."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "osfmilter", "--config", str(self.config_path), "run"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"milter exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.connect(str(path))
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"milter did not listen on {path}:\n{self.log()}")
+
     def stop(self) -> None:
         """SIGKILL: libmilter takes ~5 s to notice SIGTERM, and tests need not wait."""
         if self.process is not None and self.process.poll() is None:

@@ -142,6 +142,7 @@ def running_relay(
                 workdir / "postfix",
                 relay_port=sink.port,
                 milter=milter.socket_spec,
+                extra_main_cf=contrib_main_cf(),
                 name=name,
             ) as postfix,
         ):

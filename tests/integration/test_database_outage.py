@@ -17,6 +17,8 @@ from tests.integration.conftest import Relay, message_id, running_relay
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
+SECRET = "s3cret-Pa55"  # noqa: S105 - a test password, never a real one
+
 
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[TcpProxy]:
@@ -28,7 +30,8 @@ def proxy() -> Iterator[TcpProxy]:
 
 @pytest.fixture(scope="module")
 def pg_relay(pg_server_url: str, proxy: TcpProxy) -> Iterator[Relay]:
-    through_proxy = make_url(pg_server_url).set(port=proxy.port)
+    # Trust authentication ignores the password; it is there to be kept secret.
+    through_proxy = make_url(pg_server_url).set(port=proxy.port, password=SECRET)
     with running_relay(pg_server_url, through_proxy.render_as_string(hide_password=False)) as relay:
         relay.register("acme", "free", domains=("acme.example",), servers=("192.0.2.10",))
         yield relay
@@ -64,3 +67,6 @@ def test_database_down_tempfails_and_the_retry_is_delivered_once(
     [delivered] = pg_relay.sink.wait_for_message_id(message_id(retry))
     assert delivered.rcpt_tos == ("bob@example.org",)
     assert pg_relay.milter.process is not None and pg_relay.milter.process.poll() is None
+    log = pg_relay.milter.log()
+    assert "database failed" in log  # the outage was logged (once) ...
+    assert SECRET not in log  # ... without the password

@@ -1,0 +1,116 @@
+"""check-config: fail-open settings, Postfix around the milter, clamd's limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from osfmilter.cli import main
+from osfmilter.config import config_from_dict
+from osfmilter.lint import lint, parse_size
+
+
+def postfix_dir(tmp_path: Path, **settings: str) -> str:
+    directory = tmp_path / "postfix"
+    directory.mkdir()
+    (directory / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    return str(directory)
+
+
+def clamd_conf(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "clamd.conf"
+    path.write_text(text)
+    return path
+
+
+GOOD_POSTFIX = {"message_size_limit": "62914560", "milter_default_action": "tempfail"}
+GOOD_CLAMD = "StreamMaxLength 72M\nMaxFileSize 64M\nMaxScanSize 200M\n"
+
+
+def errors(findings: list) -> list[str]:  # type: ignore[type-arg]
+    return [f"{f.subject}: {f.text}" for f in findings if f.severity == "error"]
+
+
+def test_a_sound_setup_has_no_errors(tmp_path: Path) -> None:
+    config = config_from_dict({"clamav": {"address": "/run/clamav/clamd.ctl"}})
+    findings = lint(config, postfix_dir(tmp_path, **GOOD_POSTFIX), clamd_conf(tmp_path, GOOD_CLAMD))
+    assert errors(findings) == []
+    assert {f.subject for f in findings if f.severity == "ok"} == {"postfix", "clamd"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"message_size_limit": "52428800"}, "postfix message_size_limit"),
+        ({"message_size_limit": "10240000"}, "postfix message_size_limit"),
+        ({"milter_default_action": "accept"}, "relayed unchecked"),
+        ({"milter_default_action": "reject"}, "refused for good"),
+    ],
+)
+def test_postfix_problems(tmp_path: Path, settings: dict[str, str], problem: str) -> None:
+    directory = postfix_dir(tmp_path, **{**GOOD_POSTFIX, **settings})
+    found = errors(lint(config_from_dict({}), directory))
+    assert len(found) == 1 and problem in found[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("StreamMaxLength 60M\nMaxFileSize 64M\nMaxScanSize 200M\n", "StreamMaxLength"),
+        ("MaxFileSize 64M\nMaxScanSize 200M\n", "StreamMaxLength"),  # default 25M
+        ("StreamMaxLength 72M\nMaxScanSize 200M\n", "MaxFileSize"),
+        ("StreamMaxLength 72M\nMaxFileSize 25M\nMaxScanSize 200M\n", "MaxFileSize"),
+    ],
+)
+def test_clamd_limits_below_the_message_limit(tmp_path: Path, text: str, problem: str) -> None:
+    config = config_from_dict({"clamav": {"address": "/run/clamav/clamd.ctl"}})
+    found = errors(lint(config, postfix_dir(tmp_path, **GOOD_POSTFIX), clamd_conf(tmp_path, text)))
+    assert len(found) == 1 and problem in found[0]
+
+
+def test_alert_exceeds_max_covers_the_file_limits_but_not_the_stream(tmp_path: Path) -> None:
+    config = config_from_dict({"clamav": {"address": "/run/clamav/clamd.ctl"}})
+    text = "StreamMaxLength 72M\nMaxFileSize 1M\nMaxScanSize 1M\nAlertExceedsMax yes\n"
+    assert errors(lint(config, postfix_dir(tmp_path, **GOOD_POSTFIX),
+                       clamd_conf(tmp_path, text))) == []
+
+
+def test_fail_open_needs_acknowledgement(tmp_path: Path) -> None:
+    pf = postfix_dir(tmp_path, **GOOD_POSTFIX)
+    open_config = {"spam": {"backend": "spamassassin", "address": "127.0.0.1:783",
+                            "on_error": "accept"}}
+    assert "fail_open_acknowledged" in errors(lint(config_from_dict(open_config), pf))[0]
+    acknowledged = {**open_config, "milter": {"fail_open_acknowledged": True}}
+    findings = lint(config_from_dict(acknowledged), pf)
+    assert errors(findings) == [] and any(f.severity == "warning" for f in findings)
+
+
+def test_sizes() -> None:
+    assert [parse_size(t) for t in ("25M", "100k", "2G", "4096", "junk")] == [
+        25 * 1024**2, 100 * 1024, 2 * 1024**3, 4096, 0]
+
+
+def test_command_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text('[clamav]\naddress = "/run/clamav/clamd.ctl"\n')
+    bad = clamd_conf(tmp_path, "StreamMaxLength 25M\n")
+    good_pf = postfix_dir(tmp_path, **GOOD_POSTFIX)
+    assert main(["--config", str(config), "check-config", "--postfix-config", good_pf,
+                 "--clamd-config", str(bad)]) == 2
+    assert "error: clamd StreamMaxLength" in capsys.readouterr().out
+
+
+def test_world_readable_password_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text('[database]\nurl = "postgresql://osf:s3cret@127.0.0.1:1/db"\n')
+    config.chmod(0o644)
+    main(["--config", str(config), "check-config"])
+    assert any("world-readable" in r.getMessage() and "s3cret" not in r.getMessage()
+               for r in caplog.records)
+    caplog.clear()
+    config.chmod(0o640)
+    main(["--config", str(config), "check-config"])
+    assert not any("world-readable" in r.getMessage() for r in caplog.records)

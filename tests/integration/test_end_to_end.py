@@ -186,3 +186,31 @@ def test_forged_trust_headers_change_nothing_and_ours_replace_forgeries(relay: R
     stamps = delivered.headers("X-Osfmilter")
     assert len(stamps) == 1 and stamps[0].startswith("node=test-node; qid=")
     assert "evil" not in delivered.data.decode(errors="replace")
+
+
+@pytest.mark.parametrize(
+    ("client", "allowed"),
+    [
+        ("IPV6:::ffff:192.0.2.10", True),  # IPv4-mapped: the registered IPv4 host
+        ("IPV6:::ffff:198.51.100.77", False),  # IPv4-mapped form of a stranger
+        ("IPV6:64:ff9b::c000:20a", False),  # NAT64 of 192.0.2.10: another host
+        ("IPV6:2002:c000:20a::1", False),  # 6to4 of 192.0.2.10: another host
+        ("IPV6:2001:db8:5:0:ffff:ffff:ffff:ffff", True),  # last address of the /64
+        ("IPV6:2001:db8:5:1::", False),  # first address past it
+        ("192.0.2.11", False),  # the neighbour of a /32
+    ],
+)
+def test_address_matching_through_postfix(relay: Relay, client: str, allowed: bool) -> None:
+    result = send(relay.port, "news@acme.example", ["bob@example.org"], message(),
+                  client_addr=client)
+    if allowed:
+        assert result.accepted, result
+    else:
+        assert_reply(result.mail, 550, "5.7.1")
+
+
+def test_percent_and_hostile_text_reach_the_reply_safely(relay: Relay) -> None:
+    result = send(relay.port, "100%evil%%s@acme.example", ["bob@example.org"], message(),
+                  client_addr="198.51.100.88", helo="%s%n.example")
+    assert_reply(result.mail, 550, "5.7.1")
+    assert "\r" not in result.mail.text and "198.51.100.88" in result.mail.text

@@ -14,7 +14,18 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from osfmilter.clock import Clock
@@ -22,6 +33,29 @@ from osfmilter.errors import StorageError
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, slot_key
 from osfmilter.storage.db import describe
 from osfmilter.storage.schema import RateSlot
+
+# Built once: building a statement costs more than running it on SQLite.
+_ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("lock_id")))
+_PRUNE = delete(RateSlot).where(
+    RateSlot.key.in_(bindparam("keys", expanding=True)),
+    or_(
+        and_(RateSlot.pending, RateSlot.at < bindparam("now")),
+        and_(~RateSlot.pending, RateSlot.at <= bindparam("cutoff")),
+    ),
+)
+_USAGE = (
+    select(RateSlot.key, func.count(), func.min(RateSlot.at).filter(~RateSlot.pending))
+    .where(RateSlot.key.in_(bindparam("keys", expanding=True)))
+    .group_by(RateSlot.key)
+)
+_INSERT = insert(RateSlot)
+_COMMIT = (
+    update(RateSlot)
+    .where(RateSlot.reservation == bindparam("rid"))
+    .values(pending=False, at=bindparam("accepted_at"))
+)
+_SLOTS_OF = select(RateSlot.key).where(RateSlot.reservation == bindparam("rid"))
+_RELEASE = delete(RateSlot).where(RateSlot.reservation == bindparam("rid"))
 
 
 def advisory_lock_id(text: str) -> int:
@@ -44,9 +78,8 @@ class SqlRateLimiter:
                 connection = plain.execution_options(sqlite_begin="IMMEDIATE")
                 with connection.begin():
                     if connection.dialect.name == "postgresql":
-                        connection.execute(select(func.pg_advisory_xact_lock(
-                            advisory_lock_id(identity)
-                        )))
+                        connection.execute(_ADVISORY_LOCK,
+                                           {"lock_id": advisory_lock_id(identity)})
                     yield connection
         except SQLAlchemyError as exc:
             raise StorageError(describe(exc)) from exc
@@ -56,24 +89,9 @@ class SqlRateLimiter:
         keys = {slot_key(identity, b.name): b for b in buckets}
         with self._locked(identity) as connection:
             connection.execute(
-                delete(RateSlot).where(
-                    RateSlot.key.in_(keys),
-                    or_(
-                        and_(RateSlot.pending, RateSlot.at < now),
-                        and_(~RateSlot.pending, RateSlot.at <= now - self.window),
-                    ),
-                )
+                _PRUNE, {"keys": list(keys), "now": now, "cutoff": now - self.window}
             )
-            usage = connection.execute(
-                select(
-                    RateSlot.key,
-                    func.count(),
-                    func.min(RateSlot.at).filter(~RateSlot.pending),
-                )
-                .where(RateSlot.key.in_(keys))
-                .group_by(RateSlot.key)
-            )
-            for key, used, oldest in usage:
+            for key, used, oldest in connection.execute(_USAGE, {"keys": list(keys)}):
                 bucket = keys[key]
                 if used >= bucket.limit:
                     return RateDenied(bucket.name, bucket.limit,
@@ -84,7 +102,7 @@ class SqlRateLimiter:
                     return RateDenied(bucket.name, bucket.limit, 60)
             reservation = Reservation(uuid.uuid4().hex, tuple(keys))
             connection.execute(
-                insert(RateSlot),
+                _INSERT,
                 [
                     {"key": key, "reservation": reservation.id, "pending": True,
                      "at": now + self.reservation_ttl}
@@ -98,17 +116,13 @@ class SqlRateLimiter:
         identity = reservation.keys[0].rpartition("|")[0]
         with self._locked(identity) as connection:
             updated = connection.execute(
-                update(RateSlot)
-                .where(RateSlot.reservation == reservation.id)
-                .values(pending=False, at=now)
+                _COMMIT, {"rid": reservation.id, "accepted_at": now}
             ).rowcount
             if updated < len(reservation.keys):
                 # The reservation expired (a transaction longer than its TTL):
                 # the message was accepted all the same, so it counts.
-                present = set(connection.scalars(
-                    select(RateSlot.key).where(RateSlot.reservation == reservation.id)
-                ))
-                connection.execute(insert(RateSlot), [
+                present = set(connection.scalars(_SLOTS_OF, {"rid": reservation.id}))
+                connection.execute(_INSERT, [
                     {"key": key, "reservation": reservation.id, "pending": False, "at": now}
                     for key in reservation.keys if key not in present
                 ])
@@ -116,6 +130,6 @@ class SqlRateLimiter:
     def release(self, reservation: Reservation) -> None:
         try:
             with self.engine.begin() as connection:
-                connection.execute(delete(RateSlot).where(RateSlot.reservation == reservation.id))
+                connection.execute(_RELEASE, {"rid": reservation.id})
         except SQLAlchemyError as exc:
             raise StorageError(describe(exc)) from exc

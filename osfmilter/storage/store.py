@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -56,6 +56,53 @@ class EventRecord:
 
 HEALTH_NAME = "database"
 
+# The mail path's statements, built once: building a statement costs more
+# than running it on SQLite.
+_SERVER_BY_ADDRESS = (
+    select(SmtpServer.id, SmtpServer.network.label("name"), SmtpServer.state,
+           Customer.id.label("customer_id"), Customer.name.label("customer"), Customer.plan)
+    .join(Customer, SmtpServer.customer_id == Customer.id)
+    .where(
+        SmtpServer.family == bindparam("family"),
+        SmtpServer.first_address <= bindparam("key"),
+        SmtpServer.last_address >= bindparam("key"),
+    )
+    .order_by(SmtpServer.prefix_len.desc())
+    .limit(1)
+)
+_SASL_BY_LOGIN = (
+    select(SaslAccount.id, SaslAccount.login.label("name"), SaslAccount.state,
+           Customer.id.label("customer_id"), Customer.name.label("customer"), Customer.plan)
+    .join(Customer, SaslAccount.customer_id == Customer.id)
+    .where(SaslAccount.login == bindparam("login"))
+)
+_CUSTOMER_DOMAINS = select(ScannedDomain.domain).where(
+    ScannedDomain.customer_id == bindparam("customer_id")
+)
+_INSERT_EVENT = insert(Event)
+# "v_": an UPDATE may not name its parameters after its table's columns.
+_VOLUME_ROW = (
+    MonthlyVolume.month == bindparam("v_month"),
+    MonthlyVolume.direction == bindparam("v_direction"),
+    MonthlyVolume.customer_id == bindparam("v_customer_id"),
+    MonthlyVolume.domain == bindparam("v_domain"),
+)
+_CREATE_VOLUME = {
+    "postgresql": pg_insert(MonthlyVolume).on_conflict_do_nothing(),
+    "sqlite": sqlite_insert(MonthlyVolume).on_conflict_do_nothing(),
+}
+_LOCK_VOLUME = select(MonthlyVolume.bytes).where(*_VOLUME_ROW).with_for_update()
+_ADD_VOLUME = (
+    update(MonthlyVolume)
+    .where(*_VOLUME_ROW)
+    .values(bytes=MonthlyVolume.bytes + bindparam("added"), messages=MonthlyVolume.messages + 1)
+)
+_INBOUND_BYTES = select(func.coalesce(func.sum(MonthlyVolume.bytes), 0)).where(
+    MonthlyVolume.month == bindparam("month"),
+    MonthlyVolume.direction == "inbound",
+    MonthlyVolume.domain == bindparam("domain"),
+)
+
 
 class SqlStore:
     """The database behind the milter: identity lookups and decision records."""
@@ -76,58 +123,46 @@ class SqlStore:
             raise StorageError(describe(exc)) from exc
         self.health.ok(HEALTH_NAME)
 
-    def find_identity(self, client: IPAddress | None, login: str) -> Identity | None:
-        """The SASL account for a login, else the longest registered prefix holding client."""
-        with self.session() as session:
-            if login:
-                account = session.scalars(
-                    select(SaslAccount).where(SaslAccount.login == login)
-                ).one_or_none()
-                # A login that is not registered does not fall back to the IP:
-                # the MTA vouched for this account, and it is not ours.
-                if account is None:
-                    return None
-                return self._identity(
-                    session, IdentityKind.SASL, account.id, account.login,
-                    account.customer, account.state,
-                )
-            if client is None:
-                return None
-            key = address_key(client)
-            server = session.scalars(
-                select(SmtpServer)
-                .where(
-                    SmtpServer.family == client.version,
-                    SmtpServer.first_address <= key,
-                    SmtpServer.last_address >= key,
-                )
-                .order_by(SmtpServer.prefix_len.desc())
-                .limit(1)
-            ).one_or_none()
-            if server is None:
-                return None
-            return self._identity(
-                session, IdentityKind.SERVER, server.id, server.network,
-                server.customer, server.state,
-            )
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read on the mail path: Core statements built once, no ORM."""
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            self.health.failed(HEALTH_NAME, describe(exc))
+            raise StorageError(describe(exc)) from exc
+        self.health.ok(HEALTH_NAME)
 
-    @staticmethod
-    def _identity(
-        session: Session, kind: IdentityKind, id_: int, name: str, customer: Customer, state: str
-    ) -> Identity:
-        domains = session.scalars(
-            select(ScannedDomain.domain).where(ScannedDomain.customer_id == customer.id)
-        )
-        return Identity(
-            kind=kind,
-            id=id_,
-            name=name,
-            customer_id=customer.id,
-            customer=customer.name,
-            plan=customer.plan,
-            state=ServerState(state),
-            scanned_domains=frozenset(domains),
-        )
+    def find_identity(self, client: IPAddress | None, login: str) -> Identity | None:
+        """The SASL account for a login, else the longest registered prefix holding client.
+
+        A login that is not registered does not fall back to the address: the
+        MTA vouched for that account, and it is not ours.
+        """
+        params: dict[str, object]
+        if login:
+            kind, query, params = IdentityKind.SASL, _SASL_BY_LOGIN, {"login": login}
+        elif client is not None:
+            kind, query = IdentityKind.SERVER, _SERVER_BY_ADDRESS
+            params = {"family": client.version, "key": address_key(client)}
+        else:
+            return None
+        with self._read() as connection:
+            row = connection.execute(query, params).first()
+            if row is None:
+                return None
+            domains = connection.scalars(_CUSTOMER_DOMAINS, {"customer_id": row.customer_id})
+            return Identity(
+                kind=kind,
+                id=row.id,
+                name=row.name,
+                customer_id=row.customer_id,
+                customer=row.customer,
+                plan=row.plan,
+                state=ServerState(row.state),
+                scanned_domains=frozenset(domains),
+            )
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -159,7 +194,7 @@ class SqlStore:
 
     def record(self, record: EventRecord) -> None:
         with self._write() as connection:
-            connection.execute(insert(Event).values(**event_values(record)))
+            connection.execute(_INSERT_EVENT, event_values(record))
 
     def record_accept(
         self, record: EventRecord, charge: VolumeCharge | None
@@ -167,33 +202,27 @@ class SqlStore:
         """Charge the month's volume and record the accept, in one transaction or not at all."""
         with self._write() as connection:
             if charge is not None:
-                used = self._locked_volume(connection, charge.month, "outbound",
-                                           charge.customer_id, charge.domain)
-                inbound = self._inbound_bytes(connection, charge) if charge.domain else 0
+                row = {"month": charge.month, "direction": "outbound",
+                       "customer_id": charge.customer_id, "domain": charge.domain}
+                used = self._locked_volume(connection, row)
+                inbound = int(connection.execute(
+                    _INBOUND_BYTES, {"month": charge.month, "domain": charge.domain}
+                ).scalar_one()) if charge.domain else 0
                 allowance = charge.allowance(inbound)
                 if allowance is not None and used + charge.volume > allowance:
                     return VolumeDenied(used, allowance)
-                row = _volume_row(charge.month, "outbound", charge.customer_id, charge.domain)
-                connection.execute(
-                    update(MonthlyVolume)
-                    .where(*row)
-                    .values(bytes=MonthlyVolume.bytes + charge.volume,
-                            messages=MonthlyVolume.messages + 1)
-                )
-            connection.execute(insert(Event).values(**event_values(record)))
+                connection.execute(_ADD_VOLUME, {**_where(row), "added": charge.volume})
+            connection.execute(_INSERT_EVENT, event_values(record))
         return None
 
     def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None:
         """Add received bytes × recipients per (customer id, scanned domain)."""
         with self._write() as connection:
             for (customer_id, domain), volume in sorted(volumes.items()):
-                self._locked_volume(connection, month, "inbound", customer_id, domain)
-                connection.execute(
-                    update(MonthlyVolume)
-                    .where(*_volume_row(month, "inbound", customer_id, domain))
-                    .values(bytes=MonthlyVolume.bytes + volume,
-                            messages=MonthlyVolume.messages + 1)
-                )
+                row = {"month": month, "direction": "inbound", "customer_id": customer_id,
+                       "domain": domain}
+                self._locked_volume(connection, row)
+                connection.execute(_ADD_VOLUME, {**_where(row), "added": volume})
 
     def find_scanned_domain(self, domain: str) -> tuple[int, str] | None:
         """(customer id, scanned domain) for a recipient domain or its parent domains."""
@@ -213,37 +242,16 @@ class SqlStore:
         return customer_id, found
 
     @staticmethod
-    def _locked_volume(connection: Connection, month: str, direction: str, customer_id: int,
-                       domain: str) -> int:
+    def _locked_volume(connection: Connection, row: dict[str, Any]) -> int:
         """The row's bytes, creating the row if needed and locking it until commit."""
-        values = {"month": month, "direction": direction, "customer_id": customer_id,
-                  "domain": domain, "messages": 0, "bytes": 0}
-        dialect_insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-        connection.execute(dialect_insert(MonthlyVolume).values(**values).on_conflict_do_nothing())
-        return int(connection.execute(
-            select(MonthlyVolume.bytes)
-            .where(*_volume_row(month, direction, customer_id, domain))
-            .with_for_update()
-        ).scalar_one())
-
-    @staticmethod
-    def _inbound_bytes(connection: Connection, charge: VolumeCharge) -> int:
-        return int(connection.execute(
-            select(func.coalesce(func.sum(MonthlyVolume.bytes), 0)).where(
-                MonthlyVolume.month == charge.month,
-                MonthlyVolume.direction == "inbound",
-                MonthlyVolume.domain == charge.domain,
-            )
-        ).scalar_one())
+        create = _CREATE_VOLUME[connection.dialect.name]
+        connection.execute(create, {**row, "messages": 0, "bytes": 0})
+        return int(connection.execute(_LOCK_VOLUME, _where(row)).scalar_one())
 
 
-def _volume_row(month: str, direction: str, customer_id: int, domain: str) -> tuple[Any, ...]:
-    return (
-        MonthlyVolume.month == month,
-        MonthlyVolume.direction == direction,
-        MonthlyVolume.customer_id == customer_id,
-        MonthlyVolume.domain == domain,
-    )
+def _where(row: dict[str, Any]) -> dict[str, Any]:
+    """A monthly_volume row's key as the parameters of _VOLUME_ROW."""
+    return {f"v_{column}": value for column, value in row.items()}
 
 
 def _fit(value: str, column_length: int) -> str:

@@ -70,6 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class OneLineFormatter(logging.Formatter):
+    """Every record on one line, tracebacks included, so a log line is a record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", "\\n")
+
+
 def setup_logging(config: Config) -> None:
     handler: logging.Handler
     if config.log.target == "syslog":
@@ -78,10 +85,10 @@ def setup_logging(config: Config) -> None:
             address=address if address.startswith("/") else _host_port(address),
             facility=logging.handlers.SysLogHandler.facility_names[config.log.syslog_facility],
         )
-        handler.setFormatter(logging.Formatter("osfmilter[%(process)d]: %(name)s: %(message)s"))
+        handler.setFormatter(OneLineFormatter("osfmilter[%(process)d]: %(name)s: %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=config.log.level.upper(), handlers=[handler])
     if config.log.level != "debug":
         # Alembic narrates every migration context at INFO.

@@ -15,12 +15,20 @@ from collections.abc import Mapping
 log = logging.getLogger("osfmilter.decision")
 
 _NEEDS_QUOTES = re.compile(r'[\s"=\\]')
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls, and U+2028/U+2029, which str.splitlines() and many log
+# viewers take for line breaks.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def escape(value: str) -> str:
-    """Control characters as \\xNN, so hostile input cannot forge a log line."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    """Control characters as \\xNN (line separators as \\uNNNN), so hostile input
+    cannot forge a log line."""
+    return _CONTROL.sub(_escaped, value)
 
 
 def format_fields(fields: Mapping[str, object], as_json: bool = False) -> str:

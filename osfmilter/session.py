@@ -283,7 +283,7 @@ class MilterSession:
         tx.spool.header(name, value)
         lowered = name.lower()
         if lowered == "from":
-            tx.header_from_domains.append(_header_from_domain(value))
+            tx.header_from_domains += _header_from_domains(value)
         elif lowered == OWN_HEADER.lower():
             tx.header_counts[lowered] = tx.header_counts.get(lowered, 0) + 1
             tx.forged_headers.append((name, tx.header_counts[lowered]))
@@ -522,7 +522,9 @@ class MilterSession:
         record = self._event(stage, tx, reason, reply)
         try:
             self.services.recorder.record(record)
-        except StorageError as exc:
+        except Exception as exc:
+            # A fault's own record must not fail the fault's answer (it would
+            # escape _guarded); a refusal that must be recorded fails loudly.
             if must_record:
                 raise
             log.error("event for qid=%s not stored: %s", tx.queue_id or "-", exc)
@@ -589,9 +591,12 @@ def _size_param(params: Sequence[str]) -> int | None:
     return None
 
 
-def _header_from_domain(value: str) -> str:
+def _header_from_domains(value: str) -> list[str]:
+    """The domain of every address in a From: header; [""] when it has none.
+
+    Every author counts, as every From: header does: "news@ours <evil@theirs>"
+    (an address where the name belongs) and "news@ours, evil@theirs" both
+    have a foreign author.
+    """
     addresses = email.utils.getaddresses([value[:_FROM_PARSE_LIMIT]])
-    for _, address in addresses:
-        if domain := domain_of(address):
-            return domain
-    return ""
+    return [domain for _, address in addresses if (domain := domain_of(address))] or [""]

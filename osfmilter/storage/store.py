@@ -255,7 +255,18 @@ def _where(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fit(value: str, column_length: int) -> str:
-    """Text as a column can hold it: no NUL (PostgreSQL refuses it), bounded length."""
+    """Text as a column can hold it: no NUL (PostgreSQL refuses it), no lone surrogate
+    (no database driver encodes one), bounded length.
+
+    pymilter hands undecodable header and envelope bytes over surrogate-escaped
+    ("\\udce4" for a raw byte 0xE4); they are stored as the text "\\xe4".
+    """
+    if not value.isascii():
+        try:
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+            raw = value.encode("utf-8", "backslashreplace")
+        value = raw.decode("utf-8", "backslashreplace")
     return value.replace("\x00", "\\0")[:column_length]
 
 

@@ -91,3 +91,17 @@ def test_event_rows_keep_hostile_text_storable(store: SqlStore, engine: Engine) 
         assert (row.identity, row.customer_id, row.rcpt_count) == (
             "server:192.0.2.0/24", identity.customer_id if identity else None, 2,
         )
+
+
+def test_undecodable_bytes_are_stored_as_escapes(store: SqlStore) -> None:
+    raw = b"a@ex\xe4mple.com".decode("utf-8", "surrogateescape")
+    store.record(
+        EventRecord(
+            at=NOW, node="n1", queue_id="Q", stage="eom", client_ip="192.0.2.1", identity=None,
+            envelope_sender=raw, header_from_domain="ex\udce4mple.com", rcpt_count=1, size=1,
+            action="accept", reason="accepted", smtp_code=250, enhanced_code="2.0.0",
+        )
+    )
+    with store.session() as s:
+        row = s.scalars(select(Event)).one()
+        assert row.envelope_sender == "a@ex\\xe4mple.com"

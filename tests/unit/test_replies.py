@@ -55,3 +55,9 @@ def test_log_line_escapes_control_characters() -> None:
     line = format_fields({"from": "<a\r\nb@x>", "qid": "ABC", "text": 'say "hi"', "skip": ""})
     assert line == 'from="<a\\x0d\\x0ab@x>" qid=ABC text="say \\"hi\\""'
     assert "\n" not in line
+
+
+def test_log_line_escapes_unicode_line_separators() -> None:
+    line = format_fields({"helo": "a\u2028b\u2029c\x85d"})
+    assert line == 'helo="a\\u2028b\\u2029c\\x85d"'
+    assert len(line.splitlines()) == 1

@@ -227,3 +227,26 @@ def test_callbacks_after_a_refused_mail_repeat_the_refusal(
     assert session.end_of_message("Q") == refusal
     assert len(recorder.records) == 1
     session.close()
+
+
+@pytest.mark.parametrize(
+    "from_header",
+    [
+        "news@example.com <evil@attacker.test>",  # an address where the name belongs
+        "news@example.com, evil@attacker.test",  # two authors, one foreign
+    ],
+)
+def test_every_address_of_a_from_header_must_be_known(
+    session: MilterSession, from_header: str
+) -> None:
+    _, _, eom = send(session, "<a@example.com>", 6, from_header)
+    assert code(eom) == (452, "4.5.3")
+
+
+def test_undecodable_header_bytes_are_recorded_not_fatal(
+    session: MilterSession, recorder: FakeRecorder
+) -> None:
+    raw_domain = b"ex\xe4mple.com".decode("utf-8", "surrogateescape")
+    _, _, eom = send(session, "<a@example.com>", 1, f"a@{raw_domain}")
+    assert eom is None  # one recipient: fine for an unknown sender too
+    assert recorder.records[-1].header_from_domain == raw_domain

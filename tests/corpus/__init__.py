@@ -1,0 +1,1 @@
+"""Hostile and real-world mail for the end-to-end tests (see generate.py)."""

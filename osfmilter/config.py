@@ -125,6 +125,11 @@ class MilterSection(Section):
     socket: str = "inet:8894@127.0.0.1"
     # libmilter's I/O timeout towards the MTA, in seconds.
     timeout: Annotated[int, Field(gt=0)] = 600
+    # Seconds the MTA waits for the answer to the end of a message (Postfix:
+    # milter_content_timeout; Sendmail: the E: timeout). An end of message
+    # that took longer is not accepted: the MTA has given up on it and told
+    # the client 4xx, so the message will come again and must not count now.
+    content_timeout: Annotated[float, Field(gt=0)] = 300.0
     # Binding a non-loopback address exposes the milter protocol to the network.
     allow_public_bind: bool = False
     # For a unix socket: the group that may connect (the MTA's, e.g. "postfix").

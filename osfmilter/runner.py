@@ -5,6 +5,7 @@ from __future__ import annotations
 import grp
 import logging
 import os
+import signal
 from pathlib import Path
 
 import Milter
@@ -163,6 +164,12 @@ def run(config: Config) -> None:
         __version__, config.mode, config.milter.socket, safe_url(config.database_url),
         services.node,
     )
+    # libmilter stops gracefully on SIGTERM, SIGHUP and SIGINT by taking them
+    # in a thread of its own (sigwait). A thread that does not block them may
+    # be handed one instead, and the default action kills the process with
+    # transactions in flight: block them before any thread starts (the metrics
+    # server's, libmilter's own), so that every thread inherits the mask.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP, signal.SIGINT, signal.SIGTERM})
     if config.metrics.listen:
         services.metrics.serve(config.metrics.listen)
     else:

@@ -315,15 +315,16 @@ class MilterSession:
         if tx.refused is not None:
             self.abort()
             return tx.refused
+        started = self.services.clock.monotonic()
         try:
             if self.inbound:
                 self._record_inbound(tx)
                 return None
-            return self._guarded(Stage.EOM, lambda: self._end_of_message(tx))
+            return self._guarded(Stage.EOM, lambda: self._end_of_message(tx, started))
         finally:
             self.abort()
 
-    def _end_of_message(self, tx: _Transaction) -> Reply | None:
+    def _end_of_message(self, tx: _Transaction, started: float) -> Reply | None:
         assert tx.identity is not None
         known = tx.header_sender_known()
         facts = EomFacts(tx.size, len(tx.recipients), known, tx.limits)
@@ -339,6 +340,13 @@ class MilterSession:
         if refusal is not None:
             return self._refuse(Stage.EOM, tx, refusal)
 
+        took = self.services.clock.monotonic() - started
+        if took >= self.services.config.milter.content_timeout:
+            # The MTA stopped waiting (this process was frozen, swapping...) and
+            # has answered the client 4xx itself; the message will come again.
+            log.warning("qid=%s end of message took %.1f s, longer than the MTA waits "
+                        "(milter.content_timeout): not accepted", tx.queue_id or "-", took)
+            return self._refuse(Stage.EOM, tx, Refusal(Reason.INTERNAL_ERROR))
         charge = self._volume_charge(tx, known)
         record = self._event(Stage.EOM, tx, Reason.ACCEPTED, ACCEPTED)
         denied = self.services.recorder.record_accept(record, charge)
@@ -476,7 +484,9 @@ class MilterSession:
             reason = Reason.INTERNAL_ERROR
         reply = reply_for(Refusal(reason))
         if self._tx is not None:
-            self._decide(stage, self._tx, reason, reply, must_record=False)
+            # A database that just failed would only fail (slowly) again.
+            self._decide(stage, self._tx, reason, reply, must_record=False,
+                         record=reason is not Reason.DATABASE_ERROR)
         return reply
 
     def _refuse(self, stage: Stage, tx: _Transaction, refusal: Refusal) -> Reply:
@@ -516,19 +526,24 @@ class MilterSession:
                 and tx.rate_denied.bucket == ALL_MAIL)
 
     def _decide(
-        self, stage: Stage, tx: _Transaction, reason: Reason, reply: Reply, *, must_record: bool
+        self, stage: Stage, tx: _Transaction, reason: Reason, reply: Reply, *, must_record: bool,
+        record: bool = True,
     ) -> None:
         """Record and log one refusal; one that must be recorded fails loudly if it cannot be."""
-        record = self._event(stage, tx, reason, reply)
+        event = self._event(stage, tx, reason, reply)
+        if record:
+            self._store_refusal(event, tx, must_record=must_record)
+        self._log(event, tx)
+
+    def _store_refusal(self, event: EventRecord, tx: _Transaction, *, must_record: bool) -> None:
         try:
-            self.services.recorder.record(record)
+            self.services.recorder.record(event)
         except Exception as exc:
             # A fault's own record must not fail the fault's answer (it would
             # escape _guarded); a refusal that must be recorded fails loudly.
             if must_record:
                 raise
             log.error("event for qid=%s not stored: %s", tx.queue_id or "-", exc)
-        self._log(record, tx)
 
     def _event(self, stage: Stage, tx: _Transaction, reason: Reason, reply: Reply) -> EventRecord:
         spam = tx.scan.spam

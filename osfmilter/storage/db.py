@@ -16,9 +16,14 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SqlTimeoutError
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from osfmilter.errors import ConfigError, StorageError
+
+
+# Enough for every libmilter worker that may be inside a database call at once;
+# more wait (at most [database] timeout) rather than open and close connections.
+SQLITE_POOL_SIZE = 64
 
 
 def make_engine(url: str, timeout: float = 10.0) -> Engine:
@@ -34,6 +39,13 @@ def make_engine(url: str, timeout: float = 10.0) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args = {"timeout": timeout, "check_same_thread": False}
+        # Never close an SQLite connection while the milter runs: closing one
+        # calls back into Python (the functions SQLAlchemy registers) through
+        # PyGILState_Ensure, and on a libmilter worker thread, whose thread
+        # state pymilter has already freed, that crashes the process (seen
+        # under 20 sessions with the default pool's overflow connections).
+        options = {"poolclass": QueuePool, "pool_size": SQLITE_POOL_SIZE, "max_overflow": 0,
+                   "pool_timeout": timeout}
     elif backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import tempfile
 import urllib.request
@@ -27,7 +28,8 @@ def metrics_relay() -> Iterator[tuple[Relay, str]]:
     port = free_port()
     try:
         with running_relay(f"sqlite:///{scratch}/m.sqlite3", name="osf-metrics",
-                           milter_config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n') as relay:
+                           milter_config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+                                         "[plans.free]\nrate_known = 100000\n") as relay:
             relay.register("metered", "free", domains=("metered.example",), servers=(SERVER,))
             yield relay, f"http://127.0.0.1:{port}/metrics"
     finally:
@@ -79,10 +81,14 @@ def test_many_distinct_senders_and_recipients_add_no_series(
 ) -> None:
     relay, url = metrics_relay
     before = set(samples(scrape(url)))
-    for i in range(40):
+
+    def deliver(i: int) -> bool:
         sender, rcpt = f"user{i}@metered.example", f"someone{i}@dest{i}.example"
         data = make_message(sender, [rcpt], f"n{i}", "hi")
-        assert send(relay.port, sender, [rcpt], data, client_addr=SERVER).accepted
+        return send(relay.port, sender, [rcpt], data, client_addr=SERVER).accepted
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert all(pool.map(deliver, range(1000)))
     assert set(samples(scrape(url))) == before
 
 

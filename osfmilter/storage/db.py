@@ -20,7 +20,6 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from osfmilter.errors import ConfigError, StorageError
 
-
 # Enough for every libmilter worker that may be inside a database call at once;
 # more wait (at most [database] timeout) rather than open and close connections.
 SQLITE_POOL_SIZE = 64

@@ -12,14 +12,20 @@ import email.utils
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from osfmilter.addresses import IPAddress, normalize_client
 from osfmilter.clock import Clock
 from osfmilter.config import Config, Mode, PlanLimits
 from osfmilter.decisionlog import DecisionLog
 from osfmilter.errors import DependencyError, StorageError, UnknownIdentity
-from osfmilter.limits.rate import Bucket, RateDenied, RateLimiter, Reservation
+from osfmilter.limits.rate import (
+    Bucket,
+    CommitsInTransaction,
+    RateDenied,
+    RateLimiter,
+    Reservation,
+)
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied, month_of
 from osfmilter.metrics import Metrics
 from osfmilter.model import (
@@ -96,7 +102,8 @@ class Recorder(Protocol):
     def record(self, record: EventRecord) -> None: ...
 
     def record_accept(
-        self, record: EventRecord, charge: VolumeCharge | None
+        self, record: EventRecord, charge: VolumeCharge | None,
+        also: Callable[[Any], None] | None = None,
     ) -> VolumeDenied | None: ...
 
     def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None: ...
@@ -349,7 +356,16 @@ class MilterSession:
             return self._refuse(Stage.EOM, tx, Refusal(Reason.INTERNAL_ERROR))
         charge = self._volume_charge(tx, known)
         record = self._event(Stage.EOM, tx, Reason.ACCEPTED, ACCEPTED)
-        denied = self.services.recorder.record_accept(record, charge)
+        limiter = self.services.limiter
+        also = None
+        if isinstance(limiter, CommitsInTransaction) and tx.reservations:
+            reservations = tuple(tx.reservations)
+
+            def also(connection: Any) -> None:
+                limiter.commit_in(connection, reservations)
+        denied = self.services.recorder.record_accept(record, charge, also)
+        if also is not None and denied is None:
+            tx.reservations.clear()  # committed with the accept
         refusal = first_refusal(VOLUME_CHECKS, VolumeFacts(denied, charge.domain))
         if refusal is not None:
             return self._refuse(Stage.EOM, tx, refusal)

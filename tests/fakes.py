@@ -97,7 +97,8 @@ class FakeRecorder:
         self.records.append(record)
 
     def record_accept(
-        self, record: EventRecord, charge: VolumeCharge | None
+        self, record: EventRecord, charge: VolumeCharge | None,
+        also: object = None,
     ) -> VolumeDenied | None:
         if self.down:
             raise StorageError("connection refused")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,13 @@ class RateLimiter(Protocol):
 
     def release(self, reservation: Reservation) -> None:
         """The message was not accepted: give its slots back."""
+
+
+@runtime_checkable
+class CommitsInTransaction(Protocol):
+    """A limiter whose commit can join the database transaction that records the accept."""
+
+    def commit_in(self, connection: Any, reservations: Sequence[Reservation]) -> None: ...
 
 
 def slot_key(identity: str, bucket: str) -> str:

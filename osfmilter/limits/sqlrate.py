@@ -112,20 +112,36 @@ class SqlRateLimiter:
         return reservation
 
     def commit(self, reservation: Reservation) -> None:
-        now = self.clock.now().timestamp()
         identity = reservation.keys[0].rpartition("|")[0]
         with self._locked(identity) as connection:
-            updated = connection.execute(
-                _COMMIT, {"rid": reservation.id, "accepted_at": now}
-            ).rowcount
-            if updated < len(reservation.keys):
-                # The reservation expired (a transaction longer than its TTL):
-                # the message was accepted all the same, so it counts.
-                present = set(connection.scalars(_SLOTS_OF, {"rid": reservation.id}))
-                connection.execute(_INSERT, [
-                    {"key": key, "reservation": reservation.id, "pending": False, "at": now}
-                    for key in reservation.keys if key not in present
-                ])
+            self._commit_in(connection, reservation)
+
+    def commit_in(self, connection: Connection, reservations: Sequence[Reservation]) -> None:
+        """Commit inside the caller's transaction (the one recording the accept).
+
+        One write transaction less per message; on PostgreSQL the identity's
+        advisory lock is taken here, after the caller's row locks, in the
+        same order every accept takes them.
+        """
+        for reservation in reservations:
+            if connection.dialect.name == "postgresql":
+                identity = reservation.keys[0].rpartition("|")[0]
+                connection.execute(_ADVISORY_LOCK, {"lock_id": advisory_lock_id(identity)})
+            self._commit_in(connection, reservation)
+
+    def _commit_in(self, connection: Connection, reservation: Reservation) -> None:
+        now = self.clock.now().timestamp()
+        updated = connection.execute(
+            _COMMIT, {"rid": reservation.id, "accepted_at": now}
+        ).rowcount
+        if updated < len(reservation.keys):
+            # The reservation expired (a transaction longer than its TTL):
+            # the message was accepted all the same, so it counts.
+            present = set(connection.scalars(_SLOTS_OF, {"rid": reservation.id}))
+            connection.execute(_INSERT, [
+                {"key": key, "reservation": reservation.id, "pending": False, "at": now}
+                for key in reservation.keys if key not in present
+            ])
 
     def release(self, reservation: Reservation) -> None:
         try:

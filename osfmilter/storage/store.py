@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -197,9 +197,13 @@ class SqlStore:
             connection.execute(_INSERT_EVENT, event_values(record))
 
     def record_accept(
-        self, record: EventRecord, charge: VolumeCharge | None
+        self, record: EventRecord, charge: VolumeCharge | None,
+        also: Callable[[Connection], None] | None = None,
     ) -> VolumeDenied | None:
-        """Charge the month's volume and record the accept, in one transaction or not at all."""
+        """Charge the month's volume and record the accept, in one transaction or not at all.
+
+        ``also`` runs in the same transaction (the rate limiter's commit).
+        """
         with self._write() as connection:
             if charge is not None:
                 row = {"month": charge.month, "direction": "outbound",
@@ -213,6 +217,8 @@ class SqlStore:
                     return VolumeDenied(used, allowance)
                 connection.execute(_ADD_VOLUME, {**_where(row), "added": charge.volume})
             connection.execute(_INSERT_EVENT, event_values(record))
+            if also is not None:
+                also(connection)
         return None
 
     def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None:

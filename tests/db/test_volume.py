@@ -107,3 +107,23 @@ def test_inbound_import_sets_volume_and_refuses_a_bad_file_whole(
     unknown.write_text("unknown.example,2026-11,7\n")
     assert main(["--config", str(config), "inbound", "import", str(unknown)]) == 2
     assert "line 1: unknown.example is not a scanned domain" in capsys.readouterr().err
+
+
+def test_rate_slots_commit_with_the_accept_or_not_at_all(store: SqlStore, engine: Engine) -> None:
+    from osfmilter.limits.rate import Bucket, Reservation
+    from osfmilter.limits.sqlrate import SqlRateLimiter
+    from osfmilter.storage.schema import RateSlot
+    from tests.fakes import FixedClock
+
+    limiter = SqlRateLimiter(engine, FixedClock(), 300.0, 900.0)
+    accepted = limiter.reserve("server:x", (Bucket("all", 10),))
+    refused = limiter.reserve("server:x", (Bucket("all", 10),))
+    assert isinstance(accepted, Reservation) and isinstance(refused, Reservation)
+    assert store.record_accept(record(store), charge(store),
+                               lambda c: limiter.commit_in(c, [accepted])) is None
+    over = charge(store, volume=10 * GB)
+    assert store.record_accept(record(store), over,
+                               lambda c: limiter.commit_in(c, [refused])) is not None
+    with store.session() as s:
+        pending = dict(s.execute(select(RateSlot.reservation, RateSlot.pending)).all())
+    assert pending == {accepted.id: False, refused.id: True}

@@ -10,10 +10,11 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from tests.harness.daemon import wait_until_ready
 
 # The EICAR test file, kept as hex so no scanner flags this source file.
 EICAR = bytes.fromhex(
@@ -66,14 +67,7 @@ class ClamdProcess:
         with (self.workdir / "clamd.out").open("ab") as out:
             self.process = subprocess.Popen(["clamd", "-c", str(config)], stdout=out,
                                             stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"clamd exited {self.process.returncode}: {self.log()}")
-            if self.ping():
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"clamd did not answer PING within {timeout} s: {self.log()}")
+        wait_until_ready(self.process, self.ping, "clamd", timeout, self.log, interval=0.05)
 
     def ping(self) -> bool:
         try:

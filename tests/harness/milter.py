@@ -11,12 +11,23 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from tests.harness.daemon import wait_until_ready
 from tests.harness.ports import free_port
+
+
+def _accepts(family: socket.AddressFamily, address: str | tuple[str, int]) -> bool:
+    try:
+        with socket.socket(family) as sock:
+            sock.settimeout(1)
+            sock.connect(address)
+        return True
+    except OSError:
+        return False
 
 
 class MilterProcess:
@@ -41,44 +52,21 @@ class MilterProcess:
         return f"inet:{self.port}@127.0.0.1"
 
     def start(self, timeout: float = 30.0) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "osfmilter", "--config", str(self.config_path), "run"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"milter exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"milter did not listen on {self.port}:\n{self.log()}")
+        """Start on the configured inet socket and wait until it accepts connections."""
+        self._start(lambda: _accepts(socket.AF_INET, ("127.0.0.1", self.port)), timeout)
 
     def start_unix(self, path: Path, timeout: float = 30.0) -> None:
         """Start with a unix socket (configured by the caller) and wait for it to accept."""
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "osfmilter", "--config", str(self.config_path), "run"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"milter exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with socket.socket(socket.AF_UNIX) as sock:
-                    sock.connect(str(path))
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"milter did not listen on {path}:\n{self.log()}")
+        self._start(lambda: _accepts(socket.AF_UNIX, str(path)), timeout)
+
+    def _start(self, ready: Callable[[], bool], timeout: float) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "osfmilter", "--config", str(self.config_path), "run"],
+                stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        wait_until_ready(self.process, ready, "milter", timeout, self.log)
 
     def stop(self) -> None:
         """SIGKILL: libmilter takes ~5 s to notice SIGTERM, and tests need not wait."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from tests.harness.daemon import wait_until_ready
 from tests.harness.ports import free_port
 
 DISABLED_MODULES = (
@@ -68,14 +68,7 @@ class RspamdProcess:
                  *variables],
                 stdout=out, stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"rspamd exited {self.process.returncode}: {self.log()}")
-            if self.ping():
-                return
-            time.sleep(0.25)
-        raise RuntimeError(f"rspamd did not answer /ping within {timeout} s: {self.log()}")
+        wait_until_ready(self.process, self.ping, "rspamd", timeout, self.log, interval=0.25)
 
     def ping(self) -> bool:
         try:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from tests.harness.daemon import wait_until_ready
 from tests.harness.ports import free_port
 
 LOCAL_CF = """\
@@ -65,14 +65,7 @@ class SpamdProcess:
                  f"--pidfile={self.workdir / 'spamd.pid'}", "-s", "stderr"],
                 stdout=log, stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"spamd exited {self.process.returncode}: {self.log()}")
-            if self.ping():
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"spamd did not answer PING within {timeout} s: {self.log()}")
+        wait_until_ready(self.process, self.ping, "spamd", timeout, self.log, interval=0.2)
 
     def ping(self) -> bool:
         try:

@@ -354,6 +354,10 @@ class MilterSession:
             log.warning("qid=%s end of message took %.1f s, longer than the MTA waits "
                         "(milter.content_timeout): not accepted", tx.queue_id or "-", took)
             return self._refuse(Stage.EOM, tx, Refusal(Reason.INTERNAL_ERROR))
+        return self._accept(tx, known)
+
+    def _accept(self, tx: _Transaction, known: bool) -> Reply | None:
+        """Charge the volume, record the accept and count the rate slots: all or nothing."""
         charge = self._volume_charge(tx, known)
         record = self._event(Stage.EOM, tx, Reason.ACCEPTED, ACCEPTED)
         limiter = self.services.limiter

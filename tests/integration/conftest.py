@@ -26,10 +26,12 @@ from osfmilter.storage.schema import (
     StateChange,
 )
 from osfmilter.storage.store import SqlStore
+from tests.harness.clamd import ClamdProcess
 from tests.harness.database import reset_database
 from tests.harness.milter import MilterProcess
 from tests.harness.postfix import PostfixInstance
 from tests.harness.sink import Sink, message_id_of
+from tests.harness.spamd import SpamdProcess
 
 
 @dataclass
@@ -150,6 +152,29 @@ def running_relay(
     finally:
         engine.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[Path]:
+    """A directory for a module's daemons and databases, reachable by unprivileged users."""
+    directory = Path(tempfile.mkdtemp(prefix="osfmod-", dir="/tmp"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def clamd(scratch: Path) -> Iterator[ClamdProcess]:
+    """A real clamd on the generated test signatures, for one module."""
+    with ClamdProcess(scratch / "clamd") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def spamd(scratch: Path) -> Iterator[SpamdProcess]:
+    """A real spamd, offline, for one module."""
+    with SpamdProcess(scratch / "spamd") as process:
+        yield process
 
 
 @pytest.fixture(scope="module")

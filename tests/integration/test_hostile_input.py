@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -85,26 +84,6 @@ def milter_config(clamd: ClamdProcess, spamd: SpamdProcess) -> str:
         "max_recipients_unknown = 5\nmonthly_volume_limited = false\n"
         "[reputation]\nauto_block = false\n"
     )
-
-
-@pytest.fixture(scope="module")
-def scratch() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="osfhostile-", dir="/tmp"))
-    directory.chmod(0o755)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def clamd(scratch: Path) -> Iterator[ClamdProcess]:
-    with ClamdProcess(scratch / "clamd") as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def spamd(scratch: Path) -> Iterator[SpamdProcess]:
-    with SpamdProcess(scratch / "spamd") as process:
-        yield process
 
 
 @pytest.fixture(

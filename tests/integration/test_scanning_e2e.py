@@ -8,8 +8,6 @@ frozen under the running relay.
 from __future__ import annotations
 
 import base64
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -31,26 +29,6 @@ pytestmark = pytest.mark.integration
 
 SERVER = "192.0.2.30"
 SCAN_TIMEOUT = 5
-
-
-@pytest.fixture(scope="module")
-def scratch() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="osfscan-", dir="/tmp"))
-    directory.chmod(0o755)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def clamd(scratch: Path) -> Iterator[ClamdProcess]:
-    with ClamdProcess(scratch / "clamd") as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def spamd(scratch: Path) -> Iterator[SpamdProcess]:
-    with SpamdProcess(scratch / "spamd") as process:
-        yield process
 
 
 @pytest.fixture(scope="module")

@@ -147,6 +147,9 @@ class _Transaction:
     header_counts: dict[str, int] = field(default_factory=dict)
     # The answer that ended the transaction at MAIL; repeated if the MTA goes on anyway.
     refused: Reply | None = None
+    # When the milter last answered during the content phase (monotonic): the
+    # MTA sends the end of message right after, and starts its clock then.
+    content_answered: float | None = None
 
     @property
     def size(self) -> int:
@@ -299,6 +302,7 @@ class MilterSession:
         tx = self._require_tx()
         if tx.spool is not None:
             tx.spool.end_of_headers()
+        tx.content_answered = self.services.clock.monotonic()
 
     def body(self, chunk: bytes) -> Reply | None:
         tx = self._require_tx()
@@ -309,6 +313,7 @@ class MilterSession:
             return None
         refusal = first_refusal(BODY_CHECKS, BodyFacts(tx.size, tx.limits))
         if refusal is None:
+            tx.content_answered = self.services.clock.monotonic()
             return None
         try:
             return self._guarded(Stage.BODY, lambda: self._refuse(Stage.BODY, tx, refusal))
@@ -322,7 +327,9 @@ class MilterSession:
         if tx.refused is not None:
             self.abort()
             return tx.refused
-        started = self.services.clock.monotonic()
+        # Measured from our last content answer, not from now: a milter frozen
+        # before it even read the end of message must know the MTA gave up.
+        started = tx.content_answered or self.services.clock.monotonic()
         try:
             if self.inbound:
                 self._record_inbound(tx)

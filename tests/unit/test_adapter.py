@@ -168,3 +168,28 @@ def test_any_input_gets_a_valid_milter_response(
             assert ctx._reply[1] != "4.3.0", ctx._reply
     finally:
         ctx._close()
+
+
+class StrictCtx(testctx.TestCtx):  # type: ignore[misc]
+    """libmilter's smfi_setsymlist binding takes str only (testctx takes bytes too)."""
+
+    def setsymlist(self, stage: int, macros: object) -> None:
+        if not isinstance(macros, str):
+            raise TypeError(f"setsymlist() argument 2 must be str, not {type(macros).__name__}")
+        super().setsymlist(stage, macros)
+
+
+def test_negotiation_takes_effect_with_libmilters_setsymlist(
+    directory: FakeDirectory, recorder: FakeRecorder
+) -> None:
+    """A failed negotiate falls back to all options silently: every header then waits."""
+    Milter.factory = lambda: OsfMilter(services(directory, recorder))
+    context = StrictCtx()
+    context._negotiate()
+    negotiated = context._opts[1]
+    for skipped_reply in (Milter.P_NR_CONN, Milter.P_NR_HELO, Milter.P_NR_HDR, Milter.P_NR_EOH):
+        assert negotiated & skipped_reply
+    assert negotiated & Milter.P_NOUNKNOWN
+    # DATA is answered: the answer carries the ACK Postfix's next write waits for.
+    assert not negotiated & (Milter.P_NODATA | Milter.P_NR_DATA)
+    assert context._symlist[Milter.M_ENVFROM] == {b"i", b"{auth_authen}"}

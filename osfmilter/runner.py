@@ -6,6 +6,7 @@ import grp
 import logging
 import os
 import signal
+import socket
 from pathlib import Path
 
 import Milter
@@ -129,7 +130,6 @@ def prepare_socket_directory(directory: Path, group: str) -> None:
     directory with the set-group-id bit hands its group down to it.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    _create_socket_with_umask(0o117)
     if group:
         try:
             gid = grp.getgrnam(group).gr_gid
@@ -139,18 +139,57 @@ def prepare_socket_directory(directory: Path, group: str) -> None:
         directory.chmod(0o2750)
 
 
-def _create_socket_with_umask(mask: int) -> None:
-    """Make Milter.runmilter's opensocket() run under ``mask``, and only it."""
+def _open_socket_our_way() -> None:
+    """Wrap the opensocket() Milter.runmilter calls: a 0660 unix socket, a TCP one without Nagle.
+
+    libmilter creates a unix socket with the process's umask: 0o117 gives
+    0660 there, and only there.
+
+    A TCP socket gets TCP_NODELAY, which its accepted connections inherit
+    (Linux): at the end of a message libmilter writes each header change
+    and then the verdict as separate small packets, and Nagle held the
+    verdict back until the MTA's delayed ACK of the header change, 40 ms
+    per accepted message on loopback. libmilter has no option for it.
+    """
     opensocket = libmilter.opensocket
 
-    def opensocket_masked(remove_stale: bool) -> object:
-        previous = os.umask(mask)
+    def opensocket_our_way(remove_stale: bool) -> object:
+        before = _open_sockets()
+        previous = os.umask(0o117)
         try:
             return opensocket(remove_stale)
         finally:
             os.umask(previous)
+            for fd, _ in _open_sockets() - before:
+                _no_delay_if_tcp_listener(fd)
 
-    libmilter.opensocket = opensocket_masked
+    libmilter.opensocket = opensocket_our_way
+
+
+def _open_sockets() -> set[tuple[int, str]]:
+    """(descriptor, "socket:[inode]") of every socket this process has open."""
+    found = set()
+    for entry in Path("/proc/self/fd").iterdir():
+        try:
+            target = str(entry.readlink())
+        except OSError:
+            continue  # the listing's own descriptor, closed by now
+        if target.startswith("socket:"):
+            found.add((int(entry.name), target))
+    return found
+
+
+def _no_delay_if_tcp_listener(fd: int) -> None:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return  # not a socket (or gone)
+    try:
+        if (sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM
+                and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    finally:
+        sock.detach()  # libmilter's descriptor: leave it open
 
 
 def run(config: Config) -> None:
@@ -159,6 +198,7 @@ def run(config: Config) -> None:
     if socket_spec.family == "unix":
         assert socket_spec.path is not None
         prepare_socket_directory(Path(socket_spec.path).parent, config.milter.socket_group)
+    _open_socket_our_way()
     log.info(
         "osfmilter %s starting: mode=%s socket=%s database=%s node=%s",
         __version__, config.mode, config.milter.socket, safe_url(config.database_url),

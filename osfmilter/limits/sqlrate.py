@@ -13,49 +13,44 @@ import hashlib
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    and_,
-    bindparam,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 
 from osfmilter.clock import Clock
-from osfmilter.errors import StorageError
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, slot_key
-from osfmilter.storage.db import describe
-from osfmilter.storage.schema import RateSlot
+from osfmilter.storage.direct import Cursor, DirectSql, Statement
 
-# Built once: building a statement costs more than running it on SQLite.
-_ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("lock_id")))
-_PRUNE = delete(RateSlot).where(
-    RateSlot.key.in_(bindparam("keys", expanding=True)),
-    or_(
-        and_(RateSlot.pending, RateSlot.at < bindparam("now")),
-        and_(~RateSlot.pending, RateSlot.at <= bindparam("cutoff")),
-    ),
+# A reservation's commit need not wait for the WAL flush: if PostgreSQL
+# loses it in a crash, the accept that commits it inserts the slot again.
+_ADVISORY_LOCK = Statement(
+    "SELECT pg_advisory_xact_lock(:lock_id), "
+    "set_config('synchronous_commit', 'off', true)"
 )
-_USAGE = (
-    select(RateSlot.key, func.count(), func.min(RateSlot.at).filter(~RateSlot.pending))
-    .where(RateSlot.key.in_(bindparam("keys", expanding=True)))
-    .group_by(RateSlot.key)
+_INSERT = Statement(
+    'INSERT INTO rate_slots ("key", reservation, pending, at) '
+    "VALUES (:key, :reservation, :pending, :at)"
 )
-_INSERT = insert(RateSlot)
-_COMMIT = (
-    update(RateSlot)
-    .where(RateSlot.reservation == bindparam("rid"))
-    .values(pending=False, at=bindparam("accepted_at"))
+_COMMIT = Statement(
+    "UPDATE rate_slots SET pending = :pending, at = :at WHERE reservation = :reservation"
 )
-_SLOTS_OF = select(RateSlot.key).where(RateSlot.reservation == bindparam("rid"))
-_RELEASE = delete(RateSlot).where(RateSlot.reservation == bindparam("rid"))
+_SLOTS_OF = Statement('SELECT "key" FROM rate_slots WHERE reservation = :reservation')
+_RELEASE = Statement("DELETE FROM rate_slots WHERE reservation = :reservation")
+
+
+@cache
+def _window_statements(keys: int) -> tuple[Statement, Statement]:
+    """Prune and count for a number of keys (one per bucket: one or two)."""
+    marks = ", ".join(f":k{i}" for i in range(keys))  # placeholders only
+    prune = Statement(
+        f'DELETE FROM rate_slots WHERE "key" IN ({marks}) '  # noqa: S608
+        "AND ((pending = :yes AND at < :now) OR (pending = :no AND at <= :cutoff))"
+    )
+    usage = Statement(
+        f'SELECT "key", count(*), min(at) FILTER (WHERE pending = :no) '  # noqa: S608
+        f'FROM rate_slots WHERE "key" IN ({marks}) GROUP BY "key"'
+    )
+    return prune, usage
 
 
 def advisory_lock_id(text: str) -> int:
@@ -66,33 +61,28 @@ def advisory_lock_id(text: str) -> int:
 
 class SqlRateLimiter:
     def __init__(self, engine: Engine, clock: Clock, window: float, reservation_ttl: float) -> None:
-        self.engine = engine
+        self.sql = DirectSql(engine)
         self.clock = clock
         self.window = window
         self.reservation_ttl = reservation_ttl
 
     @contextmanager
-    def _locked(self, identity: str) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as plain:
-                connection = plain.execution_options(sqlite_begin="IMMEDIATE")
-                with connection.begin():
-                    if connection.dialect.name == "postgresql":
-                        connection.execute(_ADVISORY_LOCK,
-                                           {"lock_id": advisory_lock_id(identity)})
-                    yield connection
-        except SQLAlchemyError as exc:
-            raise StorageError(describe(exc)) from exc
+    def _locked(self, identity: str) -> Iterator[Cursor]:
+        with self.sql.write() as cursor:
+            if cursor.dialect == "postgresql":
+                cursor.execute(_ADVISORY_LOCK, {"lock_id": advisory_lock_id(identity)})
+            yield cursor
 
     def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
         now = self.clock.now().timestamp()
-        keys = {slot_key(identity, b.name): b for b in buckets}
-        with self._locked(identity) as connection:
-            connection.execute(
-                _PRUNE, {"keys": list(keys), "now": now, "cutoff": now - self.window}
-            )
-            for key, used, oldest in connection.execute(_USAGE, {"keys": list(keys)}):
-                bucket = keys[key]
+        by_key = {slot_key(identity, b.name): b for b in buckets}
+        keys = {f"k{i}": key for i, key in enumerate(by_key)}
+        prune, usage = _window_statements(len(keys))
+        with self._locked(identity) as cursor:
+            cursor.execute(prune, {**keys, "yes": True, "no": False, "now": now,
+                                   "cutoff": now - self.window})
+            for key, used, oldest in cursor.execute(usage, {**keys, "no": False}).all():
+                bucket = by_key[key]
                 if used >= bucket.limit:
                     return RateDenied(bucket.name, bucket.limit,
                                       retry_after(oldest, now, self.window))
@@ -100,52 +90,39 @@ class SqlRateLimiter:
             for bucket in buckets:
                 if bucket.limit <= 0:
                     return RateDenied(bucket.name, bucket.limit, 60)
-            reservation = Reservation(uuid.uuid4().hex, tuple(keys))
-            connection.execute(
-                _INSERT,
-                [
-                    {"key": key, "reservation": reservation.id, "pending": True,
-                     "at": now + self.reservation_ttl}
-                    for key in reservation.keys
-                ],
-            )
+            reservation = Reservation(uuid.uuid4().hex, tuple(by_key))
+            cursor.executemany(_INSERT, [
+                {"key": key, "reservation": reservation.id, "pending": True,
+                 "at": now + self.reservation_ttl}
+                for key in reservation.keys
+            ])
         return reservation
 
     def commit(self, reservation: Reservation) -> None:
-        identity = reservation.keys[0].rpartition("|")[0]
-        with self._locked(identity) as connection:
-            self._commit_in(connection, reservation)
+        with self.sql.write() as cursor:
+            self.commit_in(cursor, (reservation,))
 
-    def commit_in(self, connection: Connection, reservations: Sequence[Reservation]) -> None:
-        """Commit inside the caller's transaction (the one recording the accept).
+    def commit_in(self, cursor: Cursor, reservations: Sequence[Reservation]) -> None:
+        """Count the slots from now, inside the caller's transaction (the accept's).
 
-        One write transaction less per message; on PostgreSQL the identity's
-        advisory lock is taken here, after the caller's row locks, in the
-        same order every accept takes them.
+        No advisory lock: a commit changes no count (the slot was counted
+        while pending), and the row it updates is locked by the update itself.
         """
-        for reservation in reservations:
-            if connection.dialect.name == "postgresql":
-                identity = reservation.keys[0].rpartition("|")[0]
-                connection.execute(_ADVISORY_LOCK, {"lock_id": advisory_lock_id(identity)})
-            self._commit_in(connection, reservation)
-
-    def _commit_in(self, connection: Connection, reservation: Reservation) -> None:
         now = self.clock.now().timestamp()
-        updated = connection.execute(
-            _COMMIT, {"rid": reservation.id, "accepted_at": now}
-        ).rowcount
-        if updated < len(reservation.keys):
-            # The reservation expired (a transaction longer than its TTL):
-            # the message was accepted all the same, so it counts.
-            present = set(connection.scalars(_SLOTS_OF, {"rid": reservation.id}))
-            connection.execute(_INSERT, [
-                {"key": key, "reservation": reservation.id, "pending": False, "at": now}
-                for key in reservation.keys if key not in present
-            ])
+        for reservation in reservations:
+            updated = cursor.execute(
+                _COMMIT, {"pending": False, "at": now, "reservation": reservation.id}
+            ).rowcount
+            if updated < len(reservation.keys):
+                # The reservation expired (a transaction longer than its TTL):
+                # the message was accepted all the same, so it counts.
+                present = {key for (key,) in cursor.execute(
+                    _SLOTS_OF, {"reservation": reservation.id}).all()}
+                cursor.executemany(_INSERT, [
+                    {"key": key, "reservation": reservation.id, "pending": False, "at": now}
+                    for key in reservation.keys if key not in present
+                ])
 
     def release(self, reservation: Reservation) -> None:
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(_RELEASE, {"rid": reservation.id})
-        except SQLAlchemyError as exc:
-            raise StorageError(describe(exc)) from exc
+        with self.sql.write() as cursor:
+            cursor.execute(_RELEASE, {"reservation": reservation.id})

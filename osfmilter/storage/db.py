@@ -74,6 +74,11 @@ _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, tuple[threading.Lock, float]] = 
 )
 
 
+def sqlite_write_lock(engine: Engine) -> tuple[threading.Lock, float]:
+    """The lock this process's writers of an SQLite engine queue on, and its wait limit."""
+    return _WRITE_LOCKS[engine]
+
+
 def _sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     # pysqlite's own transaction handling cannot say BEGIN IMMEDIATE, which
     # a counter needs so that two processes cannot both read, then write:

@@ -217,6 +217,19 @@ class RateSlot(Base):
     at: Mapped[float] = mapped_column(Float)
 
 
+class RegistryVersion(Base):
+    """One row: raised by triggers on every change to the registry (migration 0005).
+
+    The milter keeps identities in memory for as long as this number stands.
+    """
+
+    __tablename__ = "registry_version"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
 class MonthlyVolume(Base):
     """Bytes × recipients per domain and calendar month (UTC), outbound and inbound.
 

@@ -6,28 +6,22 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from osfmilter.addresses import IPAddress, address_key
+from osfmilter.addresses import IPAddress
 from osfmilter.errors import StorageError
 from osfmilter.health import BackendHealth
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
-from osfmilter.model import Identity, IdentityKind, ServerState
+from osfmilter.model import Identity, IdentityKind
 from osfmilter.storage.db import describe
-from osfmilter.storage.schema import (
-    Customer,
-    Event,
-    MonthlyVolume,
-    SaslAccount,
-    ScannedDomain,
-    SmtpServer,
-)
+from osfmilter.storage.direct import HEALTH_NAME, Cursor, DirectSql, Statement
+from osfmilter.storage.registry import Registry
+from osfmilter.storage.schema import SaslAccount, SmtpServer
+
+__all__ = ["HEALTH_NAME", "EventRecord", "SqlStore", "event_values"]
 
 
 @dataclass(frozen=True)
@@ -54,54 +48,38 @@ class EventRecord:
     spf_result: str = ""
 
 
-HEALTH_NAME = "database"
+# The mail path's writes (see storage.direct for why they bypass SQLAlchemy).
+_EVENT_COLUMNS = (
+    "at", "node", "queue_id", "stage", "client_ip", "identity", "customer_id",
+    "smtp_server_id", "sasl_account_id", "envelope_sender", "header_from_domain",
+    "rcpt_count", "size", "action", "reason", "smtp_code", "enhanced_code", "spam_score",
+    "spam_rules", "virus_name", "spf_result",
+)
+# Column names and placeholders only: no value is ever part of the text.
+_INSERT_EVENT = Statement(
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(':' + column for column in _EVENT_COLUMNS)})"
+)
+# Adds to the month's row (created on first use) and returns its new total,
+# holding the row (PostgreSQL) or the database (SQLite) until the commit.
+_ADD_VOLUME = Statement("""
+    INSERT INTO monthly_volume (month, direction, customer_id, domain, messages, bytes)
+    VALUES (:month, :direction, :customer_id, :domain, 1, :added)
+    ON CONFLICT (month, direction, customer_id, domain) DO UPDATE
+    SET messages = monthly_volume.messages + 1, bytes = monthly_volume.bytes + excluded.bytes
+    RETURNING bytes
+""")
+_INBOUND_BYTES = Statement("""
+    SELECT COALESCE(SUM(bytes), 0) FROM monthly_volume
+    WHERE month = :month AND direction = 'inbound' AND domain = :domain
+""")
 
-# The mail path's statements, built once: building a statement costs more
-# than running it on SQLite.
-_SERVER_BY_ADDRESS = (
-    select(SmtpServer.id, SmtpServer.network.label("name"), SmtpServer.state,
-           Customer.id.label("customer_id"), Customer.name.label("customer"), Customer.plan)
-    .join(Customer, SmtpServer.customer_id == Customer.id)
-    .where(
-        SmtpServer.family == bindparam("family"),
-        SmtpServer.first_address <= bindparam("key"),
-        SmtpServer.last_address >= bindparam("key"),
-    )
-    .order_by(SmtpServer.prefix_len.desc())
-    .limit(1)
-)
-_SASL_BY_LOGIN = (
-    select(SaslAccount.id, SaslAccount.login.label("name"), SaslAccount.state,
-           Customer.id.label("customer_id"), Customer.name.label("customer"), Customer.plan)
-    .join(Customer, SaslAccount.customer_id == Customer.id)
-    .where(SaslAccount.login == bindparam("login"))
-)
-_CUSTOMER_DOMAINS = select(ScannedDomain.domain).where(
-    ScannedDomain.customer_id == bindparam("customer_id")
-)
-_INSERT_EVENT = insert(Event)
-# "v_": an UPDATE may not name its parameters after its table's columns.
-_VOLUME_ROW = (
-    MonthlyVolume.month == bindparam("v_month"),
-    MonthlyVolume.direction == bindparam("v_direction"),
-    MonthlyVolume.customer_id == bindparam("v_customer_id"),
-    MonthlyVolume.domain == bindparam("v_domain"),
-)
-_CREATE_VOLUME = {
-    "postgresql": pg_insert(MonthlyVolume).on_conflict_do_nothing(),
-    "sqlite": sqlite_insert(MonthlyVolume).on_conflict_do_nothing(),
-}
-_LOCK_VOLUME = select(MonthlyVolume.bytes).where(*_VOLUME_ROW).with_for_update()
-_ADD_VOLUME = (
-    update(MonthlyVolume)
-    .where(*_VOLUME_ROW)
-    .values(bytes=MonthlyVolume.bytes + bindparam("added"), messages=MonthlyVolume.messages + 1)
-)
-_INBOUND_BYTES = select(func.coalesce(func.sum(MonthlyVolume.bytes), 0)).where(
-    MonthlyVolume.month == bindparam("month"),
-    MonthlyVolume.direction == "inbound",
-    MonthlyVolume.domain == bindparam("domain"),
-)
+
+class _OverAllowance(Exception):
+    """Rolls back an accept whose volume would pass the month's allowance."""
+
+    def __init__(self, denied: VolumeDenied) -> None:
+        self.denied = denied
 
 
 class SqlStore:
@@ -110,6 +88,8 @@ class SqlStore:
     def __init__(self, engine: Engine, health: BackendHealth | None = None) -> None:
         self.engine = engine
         self.health = health or BackendHealth()
+        self.direct = DirectSql(engine, self.health)
+        self.registry = Registry(self.direct)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @contextmanager
@@ -123,63 +103,11 @@ class SqlStore:
             raise StorageError(describe(exc)) from exc
         self.health.ok(HEALTH_NAME)
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        """A read on the mail path: Core statements built once, no ORM."""
-        try:
-            with self.engine.connect() as connection:
-                yield connection
-        except SQLAlchemyError as exc:
-            self.health.failed(HEALTH_NAME, describe(exc))
-            raise StorageError(describe(exc)) from exc
-        self.health.ok(HEALTH_NAME)
-
     def find_identity(self, client: IPAddress | None, login: str) -> Identity | None:
-        """The SASL account for a login, else the longest registered prefix holding client.
+        return self.registry.find_identity(client, login)
 
-        A login that is not registered does not fall back to the address: the
-        MTA vouched for that account, and it is not ours.
-        """
-        params: dict[str, object]
-        if login:
-            kind, query, params = IdentityKind.SASL, _SASL_BY_LOGIN, {"login": login}
-        elif client is not None:
-            kind, query = IdentityKind.SERVER, _SERVER_BY_ADDRESS
-            params = {"family": client.version, "key": address_key(client)}
-        else:
-            return None
-        with self._read() as connection:
-            row = connection.execute(query, params).first()
-            if row is None:
-                return None
-            domains = connection.scalars(_CUSTOMER_DOMAINS, {"customer_id": row.customer_id})
-            return Identity(
-                kind=kind,
-                id=row.id,
-                name=row.name,
-                customer_id=row.customer_id,
-                customer=row.customer,
-                plan=row.plan,
-                state=ServerState(row.state),
-                scanned_domains=frozenset(domains),
-            )
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction that serialises with other writers of the same counters.
-
-        SQLite takes its write lock up front (BEGIN IMMEDIATE); PostgreSQL
-        locks the rows it reads with FOR UPDATE.
-        """
-        try:
-            with self.engine.connect() as plain:
-                connection = plain.execution_options(sqlite_begin="IMMEDIATE")
-                with connection.begin():
-                    yield connection
-        except SQLAlchemyError as exc:
-            self.health.failed(HEALTH_NAME, describe(exc))
-            raise StorageError(describe(exc)) from exc
-        self.health.ok(HEALTH_NAME)
+    def find_scanned_domain(self, domain: str) -> tuple[int, str] | None:
+        return self.registry.find_scanned_domain(domain)
 
     def count_states(self) -> dict[str, int]:
         """Registered identities per reputation state, servers and SASL accounts together."""
@@ -193,71 +121,54 @@ class SqlStore:
         return counts
 
     def record(self, record: EventRecord) -> None:
-        with self._write() as connection:
-            connection.execute(_INSERT_EVENT, event_values(record))
+        with self.direct.write() as cursor:
+            cursor.execute(_INSERT_EVENT, self._event_row(record))
 
     def record_accept(
         self, record: EventRecord, charge: VolumeCharge | None,
-        also: Callable[[Connection], None] | None = None,
+        also: Callable[[Cursor], None] | None = None,
     ) -> VolumeDenied | None:
         """Charge the month's volume and record the accept, in one transaction or not at all.
 
         ``also`` runs in the same transaction (the rate limiter's commit).
         """
-        with self._write() as connection:
-            if charge is not None:
-                row = {"month": charge.month, "direction": "outbound",
-                       "customer_id": charge.customer_id, "domain": charge.domain}
-                used = self._locked_volume(connection, row)
-                inbound = int(connection.execute(
-                    _INBOUND_BYTES, {"month": charge.month, "domain": charge.domain}
-                ).scalar_one()) if charge.domain else 0
-                allowance = charge.allowance(inbound)
-                if allowance is not None and used + charge.volume > allowance:
-                    return VolumeDenied(used, allowance)
-                connection.execute(_ADD_VOLUME, {**_where(row), "added": charge.volume})
-            connection.execute(_INSERT_EVENT, event_values(record))
-            if also is not None:
-                also(connection)
+        try:
+            with self.direct.write() as cursor:
+                if charge is not None:
+                    self._charge(cursor, charge)
+                cursor.execute(_INSERT_EVENT, self._event_row(record))
+                if also is not None:
+                    also(cursor)
+        except _OverAllowance as over:
+            return over.denied
         return None
+
+    @staticmethod
+    def _charge(cursor: Cursor, charge: VolumeCharge) -> None:
+        inbound = 0
+        if charge.limited and charge.domain:
+            inbound = int(cursor.execute(
+                _INBOUND_BYTES, {"month": charge.month, "domain": charge.domain}).one()[0])
+        total = int(cursor.execute(_ADD_VOLUME, {
+            "month": charge.month, "direction": "outbound", "customer_id": charge.customer_id,
+            "domain": charge.domain, "added": charge.volume,
+        }).one()[0])
+        allowance = charge.allowance(inbound)
+        if allowance is not None and total > allowance:
+            raise _OverAllowance(VolumeDenied(total - charge.volume, allowance))
 
     def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None:
         """Add received bytes × recipients per (customer id, scanned domain)."""
-        with self._write() as connection:
+        with self.direct.write() as cursor:
             for (customer_id, domain), volume in sorted(volumes.items()):
-                row = {"month": month, "direction": "inbound", "customer_id": customer_id,
-                       "domain": domain}
-                self._locked_volume(connection, row)
-                connection.execute(_ADD_VOLUME, {**_where(row), "added": volume})
+                cursor.execute(_ADD_VOLUME, {"month": month, "direction": "inbound",
+                                             "customer_id": customer_id, "domain": domain,
+                                             "added": volume}).one()
 
-    def find_scanned_domain(self, domain: str) -> tuple[int, str] | None:
-        """(customer id, scanned domain) for a recipient domain or its parent domains."""
-        labels = domain.split(".")
-        candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
-        if not candidates:
-            return None
-        with self.session() as session:
-            rows = session.execute(
-                select(ScannedDomain.customer_id, ScannedDomain.domain)
-                .where(ScannedDomain.domain.in_(candidates))
-            ).all()
-        if not rows:
-            return None
-        # The longest match: a subdomain registered on its own wins.
-        customer_id, found = max(rows, key=lambda row: len(row[1]))
-        return customer_id, found
-
-    @staticmethod
-    def _locked_volume(connection: Connection, row: dict[str, Any]) -> int:
-        """The row's bytes, creating the row if needed and locking it until commit."""
-        create = _CREATE_VOLUME[connection.dialect.name]
-        connection.execute(create, {**row, "messages": 0, "bytes": 0})
-        return int(connection.execute(_LOCK_VOLUME, _where(row)).scalar_one())
-
-
-def _where(row: dict[str, Any]) -> dict[str, Any]:
-    """A monthly_volume row's key as the parameters of _VOLUME_ROW."""
-    return {f"v_{column}": value for column, value in row.items()}
+    def _event_row(self, record: EventRecord) -> dict[str, object]:
+        row = event_values(record)
+        row["at"] = self.direct.at(record.at)
+        return row
 
 
 def _fit(value: str, column_length: int) -> str:
@@ -283,7 +194,7 @@ def event_values(record: EventRecord) -> dict[str, object]:
         at=record.at,
         node=_fit(record.node, 64),
         queue_id=_fit(record.queue_id, 32),
-        stage=record.stage,
+        stage=str(record.stage),
         client_ip=_fit(record.client_ip, 45),
         identity=_fit(identity.label, 300) if identity else "",
         customer_id=identity.customer_id if identity else None,
@@ -293,12 +204,12 @@ def event_values(record: EventRecord) -> dict[str, object]:
         header_from_domain=_fit(record.header_from_domain, 253),
         rcpt_count=record.rcpt_count,
         size=record.size,
-        action=record.action,
-        reason=record.reason,
+        action=str(record.action),
+        reason=str(record.reason),
         smtp_code=record.smtp_code,
         enhanced_code=record.enhanced_code,
         spam_score=record.spam_score,
         spam_rules=_fit(record.spam_rules, 500),
         virus_name=_fit(record.virus_name, 200),
-        spf_result=record.spf_result,
+        spf_result=str(record.spf_result),
     )

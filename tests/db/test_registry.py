@@ -1,0 +1,147 @@
+"""Identities kept in memory: every change to the registry is seen at the next lookup.
+
+Changes come from the CLI, the reputation rules, another milter process, or
+an operator's own SQL; the database's triggers raise registry_version for
+all of them (migration 0005). Both backends.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, text
+
+from osfmilter.config import RegistrationSection, ReputationSection
+from osfmilter.model import Identity, ServerState
+from osfmilter.reputation.store import ReputationStore
+from osfmilter.reputation.transitions import OperatorActionKind, Rules
+from osfmilter.storage import admin, registry
+from osfmilter.storage.db import make_engine
+from osfmilter.storage.direct import Cursor
+from osfmilter.storage.store import SqlStore
+from tests.fakes import FixedClock
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+CLIENT = ipaddress.ip_address("192.0.2.10")
+
+
+@pytest.fixture
+def store(engine: Engine) -> SqlStore:
+    store = SqlStore(engine)
+    with store.session() as s:
+        admin.add_customer(s, "acme", "free", NOW)
+        admin.add_domain(s, "example.com", "acme", NOW)
+        admin.add_server(s, "192.0.2.0/24", "acme", RegistrationSection(), NOW)
+        admin.add_sasl(s, "alice@example.com", "acme", NOW)
+    return store
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The keys the registry looked up in the database (not answered from memory)."""
+    seen: list[tuple[str, str]] = []
+    look_up = registry._look_up
+
+    def counting(cursor: Cursor, key: tuple[str, str]) -> Identity | None:
+        seen.append(key)
+        return look_up(cursor, key)
+
+    monkeypatch.setattr(registry, "_look_up", counting)
+    return seen
+
+
+def version(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT version FROM registry_version")).scalar_one())
+
+
+def found(store: SqlStore, login: str = "") -> Identity:
+    identity = store.find_identity(CLIENT, login)
+    assert identity is not None
+    return identity
+
+
+def test_an_unchanged_registry_is_read_once_per_client(
+    store: SqlStore, lookups: list[tuple[str, str]]
+) -> None:
+    for _ in range(5):
+        assert found(store).label == "server:192.0.2.0/24"
+        assert found(store, "alice@example.com").label == "sasl:alice@example.com"
+        assert store.find_identity(ipaddress.ip_address("203.0.113.1"), "") is None
+    assert len(lookups) == 3
+
+
+SQL_CHANGES: dict[str, tuple[str, Callable[[Identity | None], bool]]] = {
+    "plan": ("UPDATE customers SET plan = 'paid'", lambda i: i is not None and i.plan == "paid"),
+    "state": ("UPDATE smtp_servers SET state = 'onveilig'",
+              lambda i: i is not None and i.state is ServerState.ONVEILIG),
+    "domain removed": ("DELETE FROM scanned_domains",
+                       lambda i: i is not None and not i.scanned_domains),
+    "domain added": (
+        "INSERT INTO scanned_domains (customer_id, domain, created_at) "
+        "SELECT id, 'example.org', created_at FROM customers",
+        lambda i: i is not None and "example.org" in i.scanned_domains),
+    "server removed": ("DELETE FROM smtp_servers", lambda i: i is None),
+}
+
+
+@pytest.mark.parametrize("change", list(SQL_CHANGES))
+def test_an_operators_own_sql_is_seen_at_the_next_lookup(
+    store: SqlStore, engine: Engine, change: str
+) -> None:
+    statement, holds = SQL_CHANGES[change]
+    found(store)
+    before = version(engine)
+    with engine.begin() as connection:
+        connection.execute(text(statement))
+    assert version(engine) > before
+    assert holds(store.find_identity(CLIENT, ""))
+
+
+def test_a_block_by_the_reputation_store_is_seen(store: SqlStore, engine: Engine) -> None:
+    identity = found(store)
+    rules = Rules.from_config(ReputationSection())
+    ReputationStore(engine, FixedClock(NOW), rules).operator(
+        identity.kind, identity.id, OperatorActionKind.BLOCK, "test", "abuse report")
+    assert found(store).state is ServerState.ONVEILIG
+
+
+def test_a_client_registered_after_a_miss_is_found(store: SqlStore) -> None:
+    other = ipaddress.ip_address("203.0.113.5")
+    assert store.find_identity(other, "") is None
+    with store.session() as s:
+        admin.add_server(s, "203.0.113.0/28", "acme", RegistrationSection(), NOW)
+    assert store.find_identity(other, "") is not None
+
+
+def test_a_change_made_by_another_process_is_seen(store: SqlStore, db_url: str) -> None:
+    found(store)
+    other = make_engine(db_url)  # another milter process, or the CLI
+    try:
+        with SqlStore(other).session() as s:
+            admin.set_plan(s, "acme", "paid")
+    finally:
+        other.dispose()
+    assert found(store).plan == "paid"
+
+
+def test_events_and_counters_do_not_empty_the_memory(
+    store: SqlStore, engine: Engine, lookups: list[tuple[str, str]]
+) -> None:
+    found(store)
+    before = version(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM rate_slots"))
+        connection.execute(text("DELETE FROM monthly_volume"))
+    found(store)
+    assert version(engine) == before and len(lookups) == 1
+
+
+def test_memory_is_bounded(store: SqlStore) -> None:
+    small = registry.Registry(store.direct, size=2)
+    for host in range(1, 6):
+        small.find_identity(ipaddress.ip_address(f"192.0.2.{host}"), "")
+    assert len(small._known) == 2

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from functools import cache
 
 from sqlalchemy import Engine
@@ -66,41 +65,37 @@ class SqlRateLimiter:
         self.window = window
         self.reservation_ttl = reservation_ttl
 
-    @contextmanager
-    def _locked(self, identity: str) -> Iterator[Cursor]:
-        with self.sql.write() as cursor:
-            if cursor.dialect == "postgresql":
-                cursor.execute(_ADVISORY_LOCK, {"lock_id": advisory_lock_id(identity)})
-            yield cursor
-
     def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
         now = self.clock.now().timestamp()
+        return self.sql.transact(lambda cursor: self._reserve_in(cursor, identity, buckets, now))
+
+    def _reserve_in(self, cursor: Cursor, identity: str, buckets: Sequence[Bucket],
+                    now: float) -> Reservation | RateDenied:
+        if cursor.dialect == "postgresql":
+            cursor.execute(_ADVISORY_LOCK, {"lock_id": advisory_lock_id(identity)})
         by_key = {slot_key(identity, b.name): b for b in buckets}
         keys = {f"k{i}": key for i, key in enumerate(by_key)}
         prune, usage = _window_statements(len(keys))
-        with self._locked(identity) as cursor:
-            cursor.execute(prune, {**keys, "yes": True, "no": False, "now": now,
-                                   "cutoff": now - self.window})
-            for key, used, oldest in cursor.execute(usage, {**keys, "no": False}).all():
-                bucket = by_key[key]
-                if used >= bucket.limit:
-                    return RateDenied(bucket.name, bucket.limit,
-                                      retry_after(oldest, now, self.window))
-            # A bucket with limit 0 has no rows to count and admits nothing.
-            for bucket in buckets:
-                if bucket.limit <= 0:
-                    return RateDenied(bucket.name, bucket.limit, 60)
-            reservation = Reservation(uuid.uuid4().hex, tuple(by_key))
-            cursor.executemany(_INSERT, [
-                {"key": key, "reservation": reservation.id, "pending": True,
-                 "at": now + self.reservation_ttl}
-                for key in reservation.keys
-            ])
+        cursor.execute(prune, {**keys, "yes": True, "no": False, "now": now,
+                               "cutoff": now - self.window})
+        for key, used, oldest in cursor.execute(usage, {**keys, "no": False}).all():
+            bucket = by_key[key]
+            if used >= bucket.limit:
+                return RateDenied(bucket.name, bucket.limit, retry_after(oldest, now, self.window))
+        # A bucket with limit 0 has no rows to count and admits nothing.
+        for bucket in buckets:
+            if bucket.limit <= 0:
+                return RateDenied(bucket.name, bucket.limit, 60)
+        reservation = Reservation(uuid.uuid4().hex, tuple(by_key))
+        cursor.executemany(_INSERT, [
+            {"key": key, "reservation": reservation.id, "pending": True,
+             "at": now + self.reservation_ttl}
+            for key in reservation.keys
+        ])
         return reservation
 
     def commit(self, reservation: Reservation) -> None:
-        with self.sql.write() as cursor:
-            self.commit_in(cursor, (reservation,))
+        self.sql.transact(lambda cursor: self.commit_in(cursor, (reservation,)))
 
     def commit_in(self, cursor: Cursor, reservations: Sequence[Reservation]) -> None:
         """Count the slots from now, inside the caller's transaction (the accept's).
@@ -124,5 +119,4 @@ class SqlRateLimiter:
                 ])
 
     def release(self, reservation: Reservation) -> None:
-        with self.sql.write() as cursor:
-            cursor.execute(_RELEASE, {"reservation": reservation.id})
+        self.sql.transact(lambda cursor: cursor.execute(_RELEASE, {"reservation": reservation.id}))

@@ -14,10 +14,10 @@ both databases share, and rewritten to psycopg's ``%(name)s`` for PostgreSQL.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,7 +25,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from osfmilter.errors import StorageError
 from osfmilter.health import BackendHealth
 from osfmilter.storage.db import describe, sqlite_write_lock
+from osfmilter.storage.writer import SqliteWriter
 
+T = TypeVar("T")
 HEALTH_NAME = "database"
 _NAMED = re.compile(r":(\w+)")
 
@@ -81,7 +83,13 @@ class DirectSql:
         self.dialect = engine.dialect.name
         self.health = health or BackendHealth()
         self._errors = (SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
-        self._write_lock = sqlite_write_lock(engine) if self.dialect == "sqlite" else None
+        # SQLite: one thread writes for the whole process (storage.writer);
+        # PostgreSQL takes concurrent writers, each on its own connection.
+        self._writer = None if self.dialect != "sqlite" else SqliteWriter(
+            engine, self.health, sqlite_write_lock(engine),
+            wrap_cursor=lambda cursor: Cursor(cursor, "sqlite"),
+            describe=_problem, health_name=HEALTH_NAME,
+        )
 
     def at(self, moment: datetime) -> Any:
         """A timestamp as the UTC columns hold it (SQLAlchemy's layout on SQLite)."""
@@ -95,16 +103,18 @@ class DirectSql:
         with self._connection(write=False) as cursor:
             yield cursor
 
-    @contextmanager
-    def write(self) -> Iterator[Cursor]:
-        """A write transaction, committed when the block ends, rolled back if it raises.
+    def transact(self, job: Callable[[Cursor], T]) -> T:
+        """``job(cursor)`` in a write transaction: committed when it returns, undone if it raises.
 
-        On SQLite it takes the write lock up front (BEGIN IMMEDIATE), after
-        the other writers of this process, so a counter read in it cannot
-        change before the commit; PostgreSQL locks the rows it writes.
+        On SQLite the job runs on the process's writer thread, which holds
+        the write lock (BEGIN IMMEDIATE) for the whole transaction, so a
+        counter read in it cannot change before the commit; on PostgreSQL
+        it runs here, and locks the rows it writes.
         """
+        if self._writer is not None:
+            return self._writer.run(job)
         with self._connection(write=True) as cursor:
-            yield cursor
+            return job(cursor)
 
     @contextmanager
     def _connection(self, *, write: bool) -> Iterator[Cursor]:
@@ -126,36 +136,20 @@ class DirectSql:
     @contextmanager
     def _transaction(self, connection: Any, write: bool) -> Iterator[Cursor]:
         cursor = Cursor(connection.cursor(), self.dialect)
-        if self.dialect != "sqlite":
-            try:
-                yield cursor
-            except BaseException:
-                if not _broken(connection.dbapi_connection):
-                    connection.rollback()
-                raise
-            connection.commit()
-            return
-        if not write:  # autocommit (see storage.db): each read sees the last commit
+        if self.dialect == "sqlite":  # autocommit (see storage.db); writes go to the writer
+            assert not write
             yield cursor
             return
-        assert self._write_lock is not None
-        lock, timeout = self._write_lock
-        if not lock.acquire(timeout=timeout):
-            raise StorageError("waited too long for the database write lock")
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                if connection.in_transaction:  # SQLite rolls back by itself on some errors
-                    connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        finally:
-            lock.release()
+            yield cursor
+        except BaseException:
+            if not _broken(connection.dbapi_connection):
+                connection.rollback()
+            raise
+        connection.commit()
 
     def _failed(self, exc: BaseException) -> NoReturn:
-        problem = describe(exc) if isinstance(exc, SQLAlchemyError) else _first_line(exc)
+        problem = _problem(exc)
         self.health.failed(HEALTH_NAME, problem)
         raise StorageError(problem) from exc
 
@@ -165,6 +159,9 @@ def _broken(dbapi_connection: Any) -> bool:
     return bool(getattr(dbapi_connection, "broken", False) or dbapi_connection.closed)
 
 
-def _first_line(exc: BaseException) -> str:
+def _problem(exc: BaseException) -> str:
+    """One line about a database error, without the statement or a password."""
+    if isinstance(exc, SQLAlchemyError):
+        return describe(exc)
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__

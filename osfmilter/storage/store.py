@@ -121,8 +121,8 @@ class SqlStore:
         return counts
 
     def record(self, record: EventRecord) -> None:
-        with self.direct.write() as cursor:
-            cursor.execute(_INSERT_EVENT, self._event_row(record))
+        row = self._event_row(record)
+        self.direct.transact(lambda cursor: cursor.execute(_INSERT_EVENT, row))
 
     def record_accept(
         self, record: EventRecord, charge: VolumeCharge | None,
@@ -132,13 +132,17 @@ class SqlStore:
 
         ``also`` runs in the same transaction (the rate limiter's commit).
         """
+        row = self._event_row(record)
+
+        def accept(cursor: Cursor) -> None:
+            if charge is not None:
+                self._charge(cursor, charge)
+            cursor.execute(_INSERT_EVENT, row)
+            if also is not None:
+                also(cursor)
+
         try:
-            with self.direct.write() as cursor:
-                if charge is not None:
-                    self._charge(cursor, charge)
-                cursor.execute(_INSERT_EVENT, self._event_row(record))
-                if also is not None:
-                    also(cursor)
+            self.direct.transact(accept)
         except _OverAllowance as over:
             return over.denied
         return None
@@ -159,11 +163,13 @@ class SqlStore:
 
     def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None:
         """Add received bytes × recipients per (customer id, scanned domain)."""
-        with self.direct.write() as cursor:
+        def add(cursor: Cursor) -> None:
             for (customer_id, domain), volume in sorted(volumes.items()):
                 cursor.execute(_ADD_VOLUME, {"month": month, "direction": "inbound",
                                              "customer_id": customer_id, "domain": domain,
                                              "added": volume}).one()
+
+        self.direct.transact(add)
 
     def _event_row(self, record: EventRecord) -> dict[str, object]:
         row = event_values(record)

@@ -39,11 +39,19 @@ _RELEASE = Statement("DELETE FROM rate_slots WHERE reservation = :reservation")
 
 @cache
 def _window_statements(keys: int) -> tuple[Statement, Statement]:
-    """Prune and count for a number of keys (one per bucket: one or two)."""
+    """Prune and count for a number of keys (one per bucket: one or two).
+
+    Both read only the index on (key, pending, at): the prune as two range
+    scans (expired reservations, slots older than the window), the count
+    without visiting the table.
+    """
     marks = ", ".join(f":k{i}" for i in range(keys))  # placeholders only
     prune = Statement(
-        f'DELETE FROM rate_slots WHERE "key" IN ({marks}) '  # noqa: S608
-        "AND ((pending = :yes AND at < :now) OR (pending = :no AND at <= :cutoff))"
+        f"""DELETE FROM rate_slots WHERE id IN (
+            SELECT id FROM rate_slots WHERE "key" IN ({marks}) AND pending = :yes AND at < :now
+            UNION ALL
+            SELECT id FROM rate_slots WHERE "key" IN ({marks}) AND pending = :no AND at <= :cutoff
+        )"""  # noqa: S608
     )
     usage = Statement(
         f'SELECT "key", count(*), min(at) FILTER (WHERE pending = :no) '  # noqa: S608

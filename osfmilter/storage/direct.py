@@ -136,9 +136,19 @@ class DirectSql:
     @contextmanager
     def _transaction(self, connection: Any, write: bool) -> Iterator[Cursor]:
         cursor = Cursor(connection.cursor(), self.dialect)
-        if self.dialect == "sqlite":  # autocommit (see storage.db); writes go to the writer
-            assert not write
-            yield cursor
+        if not write:
+            # Reads need no transaction: each statement sees the last commit
+            # (SQLite runs in autocommit, see storage.db; PostgreSQL is told
+            # so here, which saves a BEGIN and a COMMIT round trip).
+            if self.dialect == "sqlite":
+                yield cursor
+                return
+            connection.dbapi_connection.autocommit = True
+            try:
+                yield cursor
+            finally:
+                if not _broken(connection.dbapi_connection):
+                    connection.dbapi_connection.autocommit = False
             return
         try:
             yield cursor

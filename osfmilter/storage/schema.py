@@ -206,7 +206,7 @@ class RateSlot(Base):
     """
 
     __tablename__ = "rate_slots"
-    __table_args__ = (Index("ix_rate_slots_key_at", "key", "at"),)
+    __table_args__ = (Index("ix_rate_slots_key_pending_at", "key", "pending", "at"),)
 
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(340))

@@ -38,21 +38,29 @@ _RELEASE = Statement("DELETE FROM rate_slots WHERE reservation = :reservation")
 
 
 @cache
-def _window_statements(keys: int) -> tuple[Statement, Statement]:
+def _window_statements(keys: int, dialect: str) -> tuple[Statement, Statement]:
     """Prune and count for a number of keys (one per bucket: one or two).
 
-    Both read only the index on (key, pending, at): the prune as two range
-    scans (expired reservations, slots older than the window), the count
-    without visiting the table.
+    The count reads only the index on (key, pending, at). SQLite prunes
+    with two range scans of it; PostgreSQL keeps the plain form, whose plan
+    does not depend on how full the table was when psycopg prepared it.
     """
     marks = ", ".join(f":k{i}" for i in range(keys))  # placeholders only
-    prune = Statement(
-        f"""DELETE FROM rate_slots WHERE id IN (
-            SELECT id FROM rate_slots WHERE "key" IN ({marks}) AND pending = :yes AND at < :now
-            UNION ALL
-            SELECT id FROM rate_slots WHERE "key" IN ({marks}) AND pending = :no AND at <= :cutoff
-        )"""  # noqa: S608
-    )
+    if dialect == "sqlite":
+        prune = Statement(
+            f"""DELETE FROM rate_slots WHERE id IN (
+                SELECT id FROM rate_slots
+                WHERE "key" IN ({marks}) AND pending = :yes AND at < :now
+                UNION ALL
+                SELECT id FROM rate_slots
+                WHERE "key" IN ({marks}) AND pending = :no AND at <= :cutoff
+            )"""  # noqa: S608
+        )
+    else:
+        prune = Statement(
+            f'DELETE FROM rate_slots WHERE "key" IN ({marks}) '  # noqa: S608
+            "AND ((pending = :yes AND at < :now) OR (pending = :no AND at <= :cutoff))"
+        )
     usage = Statement(
         f'SELECT "key", count(*), min(at) FILTER (WHERE pending = :no) '  # noqa: S608
         f'FROM rate_slots WHERE "key" IN ({marks}) GROUP BY "key"'
@@ -75,7 +83,8 @@ class SqlRateLimiter:
 
     def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
         now = self.clock.now().timestamp()
-        return self.sql.transact(lambda cursor: self._reserve_in(cursor, identity, buckets, now))
+        return self.sql.transact(lambda cursor: self._reserve_in(cursor, identity, buckets, now),
+                                 order=(0, advisory_lock_id(identity)))
 
     def _reserve_in(self, cursor: Cursor, identity: str, buckets: Sequence[Bucket],
                     now: float) -> Reservation | RateDenied:
@@ -83,7 +92,7 @@ class SqlRateLimiter:
             cursor.execute(_ADVISORY_LOCK, {"lock_id": advisory_lock_id(identity)})
         by_key = {slot_key(identity, b.name): b for b in buckets}
         keys = {f"k{i}": key for i, key in enumerate(by_key)}
-        prune, usage = _window_statements(len(keys))
+        prune, usage = _window_statements(len(keys), cursor.dialect)
         cursor.execute(prune, {**keys, "yes": True, "no": False, "now": now,
                                "cutoff": now - self.window})
         for key, used, oldest in cursor.execute(usage, {**keys, "no": False}).all():
@@ -103,7 +112,7 @@ class SqlRateLimiter:
         return reservation
 
     def commit(self, reservation: Reservation) -> None:
-        self.sql.transact(lambda cursor: self.commit_in(cursor, (reservation,)))
+        self.sql.transact(lambda cursor: self.commit_in(cursor, (reservation,)), order=(2,))
 
     def commit_in(self, cursor: Cursor, reservations: Sequence[Reservation]) -> None:
         """Count the slots from now, inside the caller's transaction (the accept's).
@@ -127,4 +136,5 @@ class SqlRateLimiter:
                 ])
 
     def release(self, reservation: Reservation) -> None:
-        self.sql.transact(lambda cursor: cursor.execute(_RELEASE, {"reservation": reservation.id}))
+        self.sql.transact(lambda cursor: cursor.execute(_RELEASE, {"reservation": reservation.id}),
+                          order=(2,))

@@ -64,18 +64,19 @@ def make_engine(url: str, timeout: float = 10.0) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         event.listen(engine, "commit", _release_write_lock)
         event.listen(engine, "rollback", _release_write_lock)
-        _WRITE_LOCKS[engine] = (threading.Lock(), timeout)
+    _WRITE_LOCKS[engine] = (threading.Lock(), timeout)
     return engine
 
 
-# One in-process write lock per SQLite engine, with its wait limit.
+# One in-process write lock per engine, with its wait limit: the mail path's
+# group commit (storage.writer) holds it, and on SQLite every other writer too.
 _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, tuple[threading.Lock, float]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def sqlite_write_lock(engine: Engine) -> tuple[threading.Lock, float]:
-    """The lock this process's writers of an SQLite engine queue on, and its wait limit."""
+def write_lock(engine: Engine) -> tuple[threading.Lock, float]:
+    """The lock this process's writers of an engine queue on, and its wait limit."""
     return _WRITE_LOCKS[engine]
 
 

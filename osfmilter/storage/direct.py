@@ -24,8 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from osfmilter.errors import StorageError
 from osfmilter.health import BackendHealth
-from osfmilter.storage.db import describe, sqlite_write_lock
-from osfmilter.storage.writer import SqliteWriter
+from osfmilter.storage.db import describe
+from osfmilter.storage.writer import Order, group_commit
 
 T = TypeVar("T")
 HEALTH_NAME = "database"
@@ -74,6 +74,11 @@ class Cursor:
     def rowcount(self) -> int:
         return int(self._cursor.rowcount)
 
+    @property
+    def raw(self) -> Any:
+        """The driver's own cursor, for statements without parameters."""
+        return self._cursor
+
 
 class DirectSql:
     """Short transactions on pooled driver connections; any failure is a StorageError."""
@@ -83,11 +88,9 @@ class DirectSql:
         self.dialect = engine.dialect.name
         self.health = health or BackendHealth()
         self._errors = (SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
-        # SQLite: one thread writes for the whole process (storage.writer);
-        # PostgreSQL takes concurrent writers, each on its own connection.
-        self._writer = None if self.dialect != "sqlite" else SqliteWriter(
-            engine, self.health, sqlite_write_lock(engine),
-            wrap_cursor=lambda cursor: Cursor(cursor, "sqlite"),
+        dialect = self.dialect
+        self._writes = group_commit(
+            engine, self.health, wrap_cursor=lambda cursor: Cursor(cursor, dialect),
             describe=_problem, health_name=HEALTH_NAME,
         )
 
@@ -100,63 +103,44 @@ class DirectSql:
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:
-        with self._connection(write=False) as cursor:
+        with self._connection() as cursor:
             yield cursor
 
-    def transact(self, job: Callable[[Cursor], T]) -> T:
+    def transact(self, job: Callable[[Cursor], T], order: Order = ()) -> T:
         """``job(cursor)`` in a write transaction: committed when it returns, undone if it raises.
 
-        On SQLite the job runs on the process's writer thread, which holds
-        the write lock (BEGIN IMMEDIATE) for the whole transaction, so a
-        counter read in it cannot change before the commit; on PostgreSQL
-        it runs here, and locks the rows it writes.
+        The transaction may hold other sessions' work too (storage.writer),
+        run in ``order``. On SQLite it holds the write lock (BEGIN IMMEDIATE)
+        from the start, so a counter read in it cannot change before the
+        commit; on PostgreSQL the job locks what it must.
         """
-        if self._writer is not None:
-            return self._writer.run(job)
-        with self._connection(write=True) as cursor:
-            return job(cursor)
+        return self._writes.run(job, order)
 
     @contextmanager
-    def _connection(self, *, write: bool) -> Iterator[Cursor]:
+    def _connection(self) -> Iterator[Cursor]:
+        """A read: no transaction, each statement sees the last commit.
+
+        SQLite runs in autocommit (see storage.db); PostgreSQL is told so
+        here, which saves a BEGIN and a COMMIT round trip.
+        """
         try:
             connection = self.engine.raw_connection()
         except self._errors as exc:
             self._failed(exc)
+        dbapi: Any = connection.dbapi_connection
         try:
-            with self._transaction(connection, write) as cursor:
-                yield cursor
+            if self.dialect == "postgresql":
+                dbapi.autocommit = True
+            yield Cursor(connection.cursor(), self.dialect)
         except self._errors as exc:
-            if self.dialect == "postgresql" and _broken(connection.dbapi_connection):
+            if self.dialect == "postgresql" and _broken(dbapi):
                 connection.invalidate()  # not back into the pool
             self._failed(exc)
         finally:
-            connection.close()  # back to the pool, which rolls back anything left open
+            if self.dialect == "postgresql" and not _broken(dbapi):
+                dbapi.autocommit = False
+            connection.close()  # back to the pool
         self.health.ok(HEALTH_NAME)
-
-    @contextmanager
-    def _transaction(self, connection: Any, write: bool) -> Iterator[Cursor]:
-        cursor = Cursor(connection.cursor(), self.dialect)
-        if not write:
-            # Reads need no transaction: each statement sees the last commit
-            # (SQLite runs in autocommit, see storage.db; PostgreSQL is told
-            # so here, which saves a BEGIN and a COMMIT round trip).
-            if self.dialect == "sqlite":
-                yield cursor
-                return
-            connection.dbapi_connection.autocommit = True
-            try:
-                yield cursor
-            finally:
-                if not _broken(connection.dbapi_connection):
-                    connection.dbapi_connection.autocommit = False
-            return
-        try:
-            yield cursor
-        except BaseException:
-            if not _broken(connection.dbapi_connection):
-                connection.rollback()
-            raise
-        connection.commit()
 
     def _failed(self, exc: BaseException) -> NoReturn:
         problem = _problem(exc)

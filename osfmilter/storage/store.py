@@ -20,6 +20,7 @@ from osfmilter.storage.db import describe
 from osfmilter.storage.direct import HEALTH_NAME, Cursor, DirectSql, Statement
 from osfmilter.storage.registry import Registry
 from osfmilter.storage.schema import SaslAccount, SmtpServer
+from osfmilter.storage.writer import Order
 
 __all__ = ["HEALTH_NAME", "EventRecord", "SqlStore", "event_values"]
 
@@ -122,7 +123,7 @@ class SqlStore:
 
     def record(self, record: EventRecord) -> None:
         row = self._event_row(record)
-        self.direct.transact(lambda cursor: cursor.execute(_INSERT_EVENT, row))
+        self.direct.transact(lambda cursor: cursor.execute(_INSERT_EVENT, row), order=(2,))
 
     def record_accept(
         self, record: EventRecord, charge: VolumeCharge | None,
@@ -141,8 +142,10 @@ class SqlStore:
             if also is not None:
                 also(cursor)
 
+        order = (2,) if charge is None else _volume_order(
+            charge.month, "outbound", charge.customer_id, charge.domain)
         try:
-            self.direct.transact(accept)
+            self.direct.transact(accept, order)
         except _OverAllowance as over:
             return over.denied
         return None
@@ -163,18 +166,29 @@ class SqlStore:
 
     def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None:
         """Add received bytes × recipients per (customer id, scanned domain)."""
+        rows = sorted(volumes.items())
+        if not rows:
+            return
+
         def add(cursor: Cursor) -> None:
-            for (customer_id, domain), volume in sorted(volumes.items()):
+            for (customer_id, domain), volume in rows:
                 cursor.execute(_ADD_VOLUME, {"month": month, "direction": "inbound",
                                              "customer_id": customer_id, "domain": domain,
                                              "added": volume}).one()
 
-        self.direct.transact(add)
+        (customer_id, domain), _ = rows[0]
+        self.direct.transact(add, _volume_order(month, "inbound", customer_id, domain))
 
     def _event_row(self, record: EventRecord) -> dict[str, object]:
         row = event_values(record)
         row["at"] = self.direct.at(record.at)
         return row
+
+
+def _volume_order(month: str, direction: str, customer_id: int, domain: str) -> Order:
+    """Where a write that locks a monthly_volume row goes in a batch (storage.writer):
+    after the rate limiter's advisory locks, the rows in one order on every node."""
+    return (1, month, direction, customer_id, domain)
 
 
 def _fit(value: str, column_length: int) -> str:

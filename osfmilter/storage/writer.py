@@ -1,17 +1,24 @@
-"""All of a process's SQLite writes, several sessions' to one transaction (group commit).
+"""All of a process's writes on the mail path, several sessions' to one transaction.
 
-SQLite has one writer at a time. With twenty SMTP sessions, twenty milter
-threads took turns at the write lock, and each turn handed the GIL and the
-lock back and forth: a message's two write transactions cost 0.7 ms of
-CPU alone and 2 ms with twenty sessions (bench/session_cost.py).
+With twenty SMTP sessions, twenty milter threads each ran their own short
+write transactions. On SQLite (one writer at a time) they took turns at the
+write lock, handing it and the GIL back and forth: a message's two write
+transactions cost 0.7 ms of CPU alone and 2 ms with twenty sessions
+(bench/session_cost.py). On PostgreSQL every one paid its own BEGIN,
+COMMIT and WAL flush, and queued on the sender's locks across the flush.
 
 Here a session queues its work and waits for the process's write lock.
 Whoever gets the lock runs everything queued, each piece in a savepoint of
 one transaction, commits once, and answers every session whose work it
 ran; a session that gets the lock and finds its work done just returns.
-Alone, a session runs its own work at once. Nothing is answered before
-it is committed: if the commit fails, every session of the batch gets the
-error and tempfails its message, never accepting one unrecorded.
+Alone, a session runs its own work at once. Nothing is answered before it
+is committed: if the commit fails, every session of the batch gets the error
+and tempfails its message, never accepting one unrecorded.
+
+Each piece of work comes with an order key, and a batch runs in key order:
+the sender's advisory lock before any monthly-volume row, each kind sorted.
+So two relay nodes' batches take PostgreSQL's locks in the same order and
+cannot deadlock each other.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
@@ -28,48 +37,76 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from osfmilter.errors import StorageError
 from osfmilter.health import BackendHealth
+from osfmilter.storage.db import write_lock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[Any], Any]  # gets the driver cursor wrapper (storage.direct.Cursor)
+Order = tuple[Any, ...]
 
 # Enough for a burst to share a commit; a longer transaction only delays answers.
 MAX_BATCH = 32
 
 
+@dataclass(order=True)
+class _Work:
+    order: Order
+    job: Job = field(compare=False)
+    future: Future[Any] = field(compare=False)
+
+
 class _BatchFailed(Exception):
     """The transaction is gone: no job of the batch was committed."""
 
-    def __init__(self, error: StorageError) -> None:
+    def __init__(self, error: StorageError, retry: bool) -> None:
         self.error = error
+        # The connection was lost before the commit was sent: nothing of the
+        # batch happened, and the jobs can run again on a new connection.
+        self.retry = retry
 
 
-class SqliteWriter:
+_BY_ENGINE: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()
+_BY_ENGINE_LOCK = threading.Lock()
+
+
+def group_commit(engine: Engine, health: BackendHealth, wrap_cursor: Callable[[Any], Any],
+                 describe: Callable[[BaseException], str], health_name: str) -> GroupCommit:
+    """The engine's one group commit: the store's and the rate limiter's writes share it."""
+    with _BY_ENGINE_LOCK:
+        found = _BY_ENGINE.get(engine)
+        if found is None:
+            found = _BY_ENGINE[engine] = GroupCommit(
+                engine, health, wrap_cursor, describe, health_name)
+        return found
+
+
+class GroupCommit:
     def __init__(
         self,
         engine: Engine,
         health: BackendHealth,
-        write_lock: tuple[threading.Lock, float],
         wrap_cursor: Callable[[Any], Any],
         describe: Callable[[BaseException], str],
         health_name: str,
     ) -> None:
         self.engine = engine
         self.health = health
-        self.write_lock = write_lock
+        self.write_lock = write_lock(engine)
+        self._sqlite = engine.dialect.name == "sqlite"
         self._wrap_cursor = wrap_cursor
         self._describe = describe
         self._health_name = health_name
         self._database_errors = (engine.dialect.loaded_dbapi.Error,)
-        self._queue: queue.SimpleQueue[tuple[Job, Future[Any]]] = queue.SimpleQueue()
-        # Used only while holding the write lock; opened once, never closed
-        # while the milter runs (see storage.db on closing SQLite connections).
+        self._queue: queue.SimpleQueue[_Work] = queue.SimpleQueue()
+        # Used only while holding the write lock. SQLite's is never closed
+        # while the milter runs (see storage.db); a broken PostgreSQL one is
+        # replaced.
         self._connection: Any = None
 
-    def run(self, job: Callable[[Any], T]) -> T:
+    def run(self, job: Callable[[Any], T], order: Order = ()) -> T:
         """Run ``job(cursor)`` in a committed transaction; its exception if it raised."""
         future: Future[Any] = Future()
-        self._queue.put((job, future))
+        self._queue.put(_Work(order, job, future))
         lock, timeout = self.write_lock
         if not lock.acquire(timeout=timeout):
             if future.cancel():
@@ -77,7 +114,7 @@ class SqliteWriter:
             # Another session is committing it right now.
         else:
             try:
-                if not future.done():
+                while not future.done():  # ours was queued before we got the lock
                     self._run_queued()
             finally:
                 lock.release()
@@ -86,31 +123,35 @@ class SqliteWriter:
 
     def _run_queued(self) -> None:
         """Under the write lock: commit what is queued, and answer each waiting session."""
-        jobs: list[tuple[Job, Future[Any]]] = []
-        while len(jobs) < MAX_BATCH:
+        batch: list[_Work] = []
+        while len(batch) < MAX_BATCH:
             try:
-                job, future = self._queue.get_nowait()
+                work = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if future.set_running_or_notify_cancel():
-                jobs.append((job, future))
-        if not jobs:
+            if work.future.set_running_or_notify_cancel():
+                batch.append(work)
+        if not batch:
             return
+        batch.sort()
         try:
-            if self._connection is None:
-                self._connection = self.engine.raw_connection()
-            answers = self._commit(self._connection, jobs)
+            try:
+                answers = self._commit(batch)
+            except _BatchFailed as failed:
+                if not failed.retry:
+                    raise
+                answers = self._commit(batch)  # a pooled connection had gone stale
         except _BatchFailed as failed:
-            for _, future in jobs:
-                future.set_exception(failed.error)
+            for work in batch:
+                work.future.set_exception(failed.error)
             return
         except Exception as exc:
             # The pool could not connect, or a bug: no session may wait forever.
             if not isinstance(exc, (*self._database_errors, SQLAlchemyError)):
                 log.exception("database writer failed")
             error = self._failed(exc)
-            for _, future in jobs:
-                future.set_exception(error)
+            for work in batch:
+                work.future.set_exception(error)
             return
         self.health.ok(self._health_name)
         for future, outcome, is_error in answers:
@@ -119,52 +160,88 @@ class SqliteWriter:
             else:
                 future.set_result(outcome)
 
-    def _commit(self, connection: Any,
-                jobs: list[tuple[Job, Future[Any]]]) -> list[tuple[Future[Any], Any, bool]]:
+    def _commit(self, batch: list[_Work]) -> list[tuple[Future[Any], Any, bool]]:
         """Every job in one transaction; raises _BatchFailed if none of it holds.
 
         Each job of a batch runs in a savepoint, so one that fails takes
         back only its own writes; a job alone needs none.
         """
+        if self._connection is None:
+            self._connection = self.engine.raw_connection()
+        connection = self._connection
+        committing = False
         try:
-            connection.execute("BEGIN IMMEDIATE")
+            self._begin(connection)
             cursor = self._wrap_cursor(connection.cursor())
-            if len(jobs) == 1:
-                answers = [self._alone(connection, cursor, *jobs[0])]
+            if len(batch) == 1:
+                answers = [self._alone(connection, cursor, batch[0])]
             else:
-                answers = [self._one(connection, cursor, job, future) for job, future in jobs]
-            if connection.in_transaction:
-                connection.execute("COMMIT")
+                answers = [self._one(connection, cursor, work) for work in batch]
+            if self._usable(connection):
+                committing = True
+                self._end(connection, "COMMIT")
         except self._database_errors as exc:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise _BatchFailed(self._failed(exc)) from exc
+            broken = self._broken(connection)
+            if broken:
+                connection.invalidate()
+                self._connection = None
+            elif self._usable(connection):
+                self._end(connection, "ROLLBACK")
+            raise _BatchFailed(self._failed(exc), retry=broken and not committing) from exc
         return answers
 
-    def _alone(self, connection: Any, cursor: Any, job: Job,
-               future: Future[Any]) -> tuple[Future[Any], Any, bool]:
+    def _alone(self, connection: Any, cursor: Any, work: _Work) -> tuple[Future[Any], Any, bool]:
         try:
-            return future, job(cursor), False
-        except Exception as exc:  # noqa: BLE001 (the job's exception is its session's answer)
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            return future, self._as_answer(exc), True
-
-    def _one(self, connection: Any, cursor: Any, job: Job,
-             future: Future[Any]) -> tuple[Future[Any], Any, bool]:
-        connection.execute("SAVEPOINT job")
-        try:
-            outcome = job(cursor)
-        except Exception as exc:
-            if not connection.in_transaction:
-                # SQLite ended the whole transaction (disk full, I/O error):
-                # the jobs before this one are lost with it.
+            return work.future, work.job(cursor), False
+        except Exception as exc:  # the job's exception is its session's answer
+            if self._broken(connection):
                 raise
-            connection.execute("ROLLBACK TO job")
-            connection.execute("RELEASE job")
-            return future, self._as_answer(exc), True
-        connection.execute("RELEASE job")
-        return future, outcome, False
+            self._end(connection, "ROLLBACK")
+            return work.future, self._as_answer(exc), True
+
+    def _one(self, connection: Any, cursor: Any, work: _Work) -> tuple[Future[Any], Any, bool]:
+        cursor.raw.execute("SAVEPOINT job")
+        try:
+            outcome = work.job(cursor)
+        except Exception as exc:
+            if not self._usable(connection):
+                # The whole transaction ended (disk full, I/O error, lost
+                # server): the jobs before this one are lost with it.
+                raise
+            cursor.raw.execute("ROLLBACK TO SAVEPOINT job")
+            cursor.raw.execute("RELEASE SAVEPOINT job")
+            return work.future, self._as_answer(exc), True
+        cursor.raw.execute("RELEASE SAVEPOINT job")
+        return work.future, outcome, False
+
+    # The two drivers' transactions ------------------------------------------
+
+    def _begin(self, connection: Any) -> None:
+        if self._sqlite:
+            # Takes SQLite's write lock now, so what a job reads stays true
+            # until the commit. psycopg begins by itself with the first statement.
+            connection.execute("BEGIN IMMEDIATE")
+
+    def _end(self, connection: Any, how: str) -> None:
+        if self._sqlite:
+            if connection.in_transaction:  # SQLite ends it by itself on some errors
+                connection.execute(how)
+        elif how == "COMMIT":
+            connection.commit()
+        else:
+            connection.rollback()
+
+    def _usable(self, connection: Any) -> bool:
+        """The transaction is still there to commit, or to roll back to a savepoint."""
+        if self._sqlite:
+            return bool(connection.in_transaction)
+        return not self._broken(connection)
+
+    def _broken(self, connection: Any) -> bool:
+        if self._sqlite:
+            return False
+        dbapi = connection.dbapi_connection
+        return bool(dbapi is None or dbapi.broken or dbapi.closed)
 
     def _as_answer(self, exc: Exception) -> Exception:
         """A job's own exception goes back to its session; a database error as StorageError."""

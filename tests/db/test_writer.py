@@ -1,7 +1,8 @@
-"""SQLite group commit: several sessions' writes in one transaction, each answered after it.
+"""Group commit: several sessions' writes in one transaction, each answered after it.
 
-The sessions' work is queued by hand here so that one call is sure to find
-a batch waiting; the threaded case shows the same under real concurrency.
+Both backends. The sessions' work is queued by hand here so that one call
+is sure to find a batch waiting; the threaded case shows the same under
+real concurrency.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from osfmilter.errors import StorageError
-from osfmilter.storage.db import make_engine, sqlite_write_lock
+from osfmilter.storage.db import make_engine, write_lock
 from osfmilter.storage.direct import Cursor, DirectSql, Statement
-from osfmilter.storage.writer import SqliteWriter
+from osfmilter.storage.writer import GroupCommit, _Work
 from tests.harness.database import reset_database
 
 INSERT = Statement("INSERT INTO rate_slots (\"key\", reservation, pending, at) "
@@ -33,9 +34,16 @@ def sqlite(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-def writer_of(sql: DirectSql) -> SqliteWriter:
-    assert sql._writer is not None
-    return sql._writer
+@pytest.fixture
+def quick(db_url: str) -> Iterator[Engine]:
+    """Either backend, waiting at most a second for the write lock."""
+    engine = make_engine(db_url, timeout=1.0)
+    yield engine
+    engine.dispose()
+
+
+def writer_of(sql: DirectSql) -> GroupCommit:
+    return sql._writes
 
 
 def insert(key: str) -> Callable[[Cursor], str]:
@@ -50,15 +58,15 @@ def keys(engine: Engine) -> set[str]:
         return set(connection.execute(text('SELECT "key" FROM rate_slots')).scalars())
 
 
-def queue(writer: SqliteWriter, job: Callable[[Cursor], Any]) -> Future[Any]:
+def queue(writer: GroupCommit, job: Callable[[Cursor], Any]) -> Future[Any]:
     """Work another session queued and is waiting for."""
     future: Future[Any] = Future()
-    writer._queue.put((job, future))
+    writer._queue.put(_Work((), job, future))
     return future
 
 
-def test_a_failing_job_takes_back_only_its_own_writes(sqlite: Engine) -> None:
-    sql = DirectSql(sqlite)
+def test_a_failing_job_takes_back_only_its_own_writes(quick: Engine) -> None:
+    sql = DirectSql(quick)
     writer = writer_of(sql)
 
     def insert_then_fail(cursor: Cursor) -> None:
@@ -70,7 +78,7 @@ def test_a_failing_job_takes_back_only_its_own_writes(sqlite: Engine) -> None:
     assert first.result(timeout=0) == "a"
     with pytest.raises(ValueError, match="allowance"):
         failing.result(timeout=0)
-    assert keys(sqlite) == {"a", "c"}
+    assert keys(quick) == {"a", "c"}
 
 
 def test_a_failed_commit_answers_every_session_with_the_error(sqlite: Engine) -> None:
@@ -94,18 +102,18 @@ def test_a_failed_commit_answers_every_session_with_the_error(sqlite: Engine) ->
     assert keys(sqlite) == {"d"}
 
 
-def test_a_session_waits_at_most_the_database_timeout(sqlite: Engine) -> None:
-    sql = DirectSql(sqlite)
-    lock, _ = sqlite_write_lock(sqlite)
+def test_a_session_waits_at_most_the_database_timeout(quick: Engine) -> None:
+    sql = DirectSql(quick)
+    lock, _ = write_lock(quick)
     with lock, pytest.raises(StorageError, match="waited too long"):
         sql.transact(insert("late"))
-    assert keys(sqlite) == set()  # given up, so never written later either
+    assert keys(quick) == set()  # given up, so never written later either
     assert sql.transact(insert("next")) == "next"
-    assert keys(sqlite) == {"next"}
+    assert keys(quick) == {"next"}
 
 
-def test_concurrent_sessions_each_get_their_own_answer(sqlite: Engine) -> None:
-    sql = DirectSql(sqlite)
+def test_concurrent_sessions_each_get_their_own_answer(quick: Engine) -> None:
+    sql = DirectSql(quick)
     barrier = threading.Barrier(16)
 
     def session(number: int) -> str:
@@ -115,4 +123,39 @@ def test_concurrent_sessions_each_get_their_own_answer(sqlite: Engine) -> None:
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(session, range(16 * 25)))
     assert answers == [f"k{n}" for n in range(16 * 25)]
-    assert keys(sqlite) == set(answers)
+    assert keys(quick) == set(answers)
+
+
+def test_a_batch_runs_in_the_order_its_work_asks_for(quick: Engine) -> None:
+    """Advisory locks before volume rows, each sorted: two nodes lock in one order."""
+    sql = DirectSql(quick)
+    writer = writer_of(sql)
+    ran: list[str] = []
+
+    def note(name: str) -> Callable[[Cursor], None]:
+        return lambda cursor: ran.append(name)
+
+    for name, order in [("event", (2,)), ("volume b", (1, "b")), ("lock 9", (0, 9)),
+                        ("volume a", (1, "a"))]:
+        writer._queue.put(_Work(order, note(name), Future()))
+    sql.transact(note("lock 3"), order=(0, 3))
+    assert ran == ["lock 3", "lock 9", "volume a", "volume b", "event"]
+
+
+@pytest.mark.postgres
+def test_a_connection_postgresql_dropped_is_replaced_without_losing_work(
+    pg_server_url: str,
+) -> None:
+    engine = make_engine(pg_server_url)
+    reset_database(engine)
+    try:
+        sql = DirectSql(engine)
+        sql.transact(insert("before"))
+        backend = sql.transact(
+            lambda cursor: cursor.execute(Statement("SELECT pg_backend_pid()")).one()[0])
+        with engine.begin() as admin:  # a server restart, a proxy's timeout...
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        assert sql.transact(insert("after")) == "after"
+        assert keys(engine) == {"before", "after"}
+    finally:
+        engine.dispose()

@@ -58,12 +58,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import Engine, create_engine, event, insert, text
+from sqlalchemy import Engine, create_engine, insert, text
 
 from osfmilter.limits.rate import Bucket, RateDenied, RateLimiter, slot_key
 from osfmilter.limits.redisrate import RedisRateLimiter
 from osfmilter.limits.sqlrate import SqlRateLimiter
 from osfmilter.storage.db import make_engine, upgrade
+from osfmilter.storage.direct import Cursor, Statement
 from osfmilter.storage.schema import RateSlot
 
 PG_ADMIN_URL = os.environ.get(
@@ -531,20 +532,30 @@ def table(rows: Sequence[Row], sizes: tuple[Size, Size]) -> str:
 # Statement plans and round trips ----------------------------------------------------
 
 
-def capture_statements(engine: Engine, action: Callable[[], object]) -> list[tuple[str, Any]]:
-    """The SQL statements (as sent, with parameters) that action executes."""
+def capture_statements(action: Callable[[], object]) -> list[tuple[str, Any]]:
+    """The SQL statements (as sent to the driver, with parameters) that action executes.
+
+    The limiter's statements go straight to the driver (osfmilter.storage.direct),
+    so they are caught at its cursor wrapper, not through SQLAlchemy's events.
+    """
     statements: list[tuple[str, Any]] = []
+    execute, executemany = Cursor.execute, Cursor.executemany
 
-    def before(
-        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
-    ) -> None:
-        statements.append((statement, parameters))
+    def recording_execute(self: Cursor, statement: Statement, params: Any = None) -> Cursor:
+        statements.append((statement.text(self.dialect), params or {}))
+        return execute(self, statement, params)
 
-    event.listen(engine, "before_cursor_execute", before)
+    def recording_executemany(self: Cursor, statement: Statement, rows: Any) -> None:
+        statements.append((statement.text(self.dialect), rows[0] if rows else {}))
+        executemany(self, statement, rows)
+
+    Cursor.execute = recording_execute  # type: ignore[method-assign]
+    Cursor.executemany = recording_executemany  # type: ignore[method-assign]
     try:
         action()
     finally:
-        event.remove(engine, "before_cursor_execute", before)
+        Cursor.execute = execute  # type: ignore[method-assign]
+        Cursor.executemany = executemany  # type: ignore[method-assign]
     return statements
 
 
@@ -558,13 +569,11 @@ def pg_round_trips(url: str, clock: OffsetClock) -> list[str]:
     limiter = SqlRateLimiter(engine, clock, WINDOW, RESERVATION_TTL)
     check = admitted_checks(Store("postgresql", Size("probe", 0, 0), limiter, clock, url), 1)
     try:
-        check(0)
+        check(0)  # opens the group commit's own connection, which the writes use
         with tempfile.TemporaryDirectory() as directory:
             trace = Path(directory) / "trace"
             with trace.open("w") as sink:
-                raw = engine.raw_connection()
-                pgconn = raw.driver_connection.pgconn  # type: ignore[union-attr]
-                raw.close()
+                pgconn = limiter.sql._writes._connection.driver_connection.pgconn
                 pgconn.trace(sink.fileno())
                 try:
                     check(0)
@@ -608,10 +617,10 @@ def explain_sql(store: Store, out: list[str]) -> None:
         if not isinstance(outcome, RateDenied):
             limiter.commit(outcome)
 
-    statements = capture_statements(engine, one_check)
+    statements = capture_statements(one_check)
     dialect = engine.dialect.name
     out.append(f"\n### {store.backend}: one admitted check ({store.size.name} store)\n")
-    out.append(f"Statements executed through SQLAlchemy: {len(statements)}")
+    out.append(f"Statements sent to the driver: {len(statements)}")
     for statement, _ in statements:
         out.append(f"    {' '.join(statement.split())[:160]}")
     if dialect == "postgresql":

@@ -1320,7 +1320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         facts.append("osfmilter on SQLite (C, E): " + (
             "started with its SQLite connections kept open (`--sqlite-pool-open`: a pool of 64, "
             "no overflow), around the crash on closing one" if settings.sqlite_pool_open else
-            "as shipped (SQLAlchemy's default pool: 5 + 10 overflow connections)"))
+            "as shipped (a pool of 64 connections that are never closed, group commit)"))
     load_after = os.getloadavg()
     facts.append("load average (1/5/15 min) before: " + " / ".join(f"{x:.2f}" for x in load_before)
                  + ", after: " + " / ".join(f"{x:.2f}" for x in load_after)

@@ -70,9 +70,9 @@ class Cursor:
     def all(self) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._cursor.fetchall()]
 
-    @property
-    def rowcount(self) -> int:
-        return int(self._cursor.rowcount)
+    def another(self) -> Cursor:
+        """A second cursor on the same connection and transaction."""
+        return Cursor(self._cursor.connection.cursor(), self.dialect)
 
     @property
     def raw(self) -> Any:

@@ -152,14 +152,17 @@ class SqlStore:
 
     @staticmethod
     def _charge(cursor: Cursor, charge: VolumeCharge) -> None:
-        inbound = 0
+        # Both statements go out before either answer is read (one round
+        # trip on PostgreSQL, see storage.writer).
+        inbound_cursor = None
         if charge.limited and charge.domain:
-            inbound = int(cursor.execute(
-                _INBOUND_BYTES, {"month": charge.month, "domain": charge.domain}).one()[0])
+            inbound_cursor = cursor.another().execute(
+                _INBOUND_BYTES, {"month": charge.month, "domain": charge.domain})
         total = int(cursor.execute(_ADD_VOLUME, {
             "month": charge.month, "direction": "outbound", "customer_id": charge.customer_id,
             "domain": charge.domain, "added": charge.volume,
         }).one()[0])
+        inbound = int(inbound_cursor.one()[0]) if inbound_cursor is not None else 0
         allowance = charge.allowance(inbound)
         if allowance is not None and total > allowance:
             raise _OverAllowance(VolumeDenied(total - charge.volume, allowance))

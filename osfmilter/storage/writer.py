@@ -27,8 +27,9 @@ import logging
 import queue
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -102,6 +103,7 @@ class GroupCommit:
         # while the milter runs (see storage.db); a broken PostgreSQL one is
         # replaced.
         self._connection: Any = None
+        self._pipeline: Any = None  # psycopg's, while a PostgreSQL batch runs
 
     def run(self, job: Callable[[Any], T], order: Order = ()) -> T:
         """Run ``job(cursor)`` in a committed transaction; its exception if it raised."""
@@ -164,22 +166,23 @@ class GroupCommit:
         """Every job in one transaction; raises _BatchFailed if none of it holds.
 
         Each job of a batch runs in a savepoint, so one that fails takes
-        back only its own writes; a job alone needs none.
+        back only its own writes; a job alone on SQLite needs none.
         """
         if self._connection is None:
             self._connection = self.engine.raw_connection()
         connection = self._connection
         committing = False
         try:
-            self._begin(connection)
-            cursor = self._wrap_cursor(connection.cursor())
-            if len(batch) == 1:
-                answers = [self._alone(connection, cursor, batch[0])]
-            else:
-                answers = [self._one(connection, cursor, work) for work in batch]
-            if self._usable(connection):
-                committing = True
-                self._end(connection, "COMMIT")
+            with self._pipelined(connection):
+                self._begin(connection)
+                cursor = self._wrap_cursor(connection.cursor())
+                if len(batch) == 1 and self._sqlite:
+                    answers = [self._alone(connection, cursor, batch[0])]
+                else:
+                    answers = [self._one(connection, cursor, work) for work in batch]
+                if self._usable(connection):
+                    committing = True
+                    self._end(connection, "COMMIT")
         except self._database_errors as exc:
             broken = self._broken(connection)
             if broken:
@@ -193,9 +196,7 @@ class GroupCommit:
     def _alone(self, connection: Any, cursor: Any, work: _Work) -> tuple[Future[Any], Any, bool]:
         try:
             return work.future, work.job(cursor), False
-        except Exception as exc:  # the job's exception is its session's answer
-            if self._broken(connection):
-                raise
+        except Exception as exc:  # noqa: BLE001 - the job's exception is its session's answer
             self._end(connection, "ROLLBACK")
             return work.future, self._as_answer(exc), True
 
@@ -203,16 +204,47 @@ class GroupCommit:
         cursor.raw.execute("SAVEPOINT job")
         try:
             outcome = work.job(cursor)
+            cursor.raw.execute("RELEASE SAVEPOINT job")
+            self._sync()  # a pipelined statement's error belongs to this job
         except Exception as exc:
             if not self._usable(connection):
                 # The whole transaction ended (disk full, I/O error, lost
                 # server): the jobs before this one are lost with it.
                 raise
+            self._sync(after_error=True)
             cursor.raw.execute("ROLLBACK TO SAVEPOINT job")
             cursor.raw.execute("RELEASE SAVEPOINT job")
+            self._sync()
             return work.future, self._as_answer(exc), True
-        cursor.raw.execute("RELEASE SAVEPOINT job")
         return work.future, outcome, False
+
+    @contextmanager
+    def _pipelined(self, connection: Any) -> Iterator[None]:
+        """PostgreSQL: send statements without waiting for each one's answer.
+
+        A statement whose result a job reads still waits; the others (the
+        savepoints, the lock, inserts) go out together, and the batch waits
+        once per job (the sync after it) instead of once per statement.
+        """
+        if self._sqlite:
+            yield
+            return
+        with connection.dbapi_connection.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
+
+    def _sync(self, after_error: bool = False) -> None:
+        if self._pipeline is None:
+            return
+        if not after_error:
+            self._pipeline.sync()
+            return
+        # Leaves the pipeline's aborted state; the error itself was raised already.
+        with suppress(*self._database_errors):
+            self._pipeline.sync()
 
     # The two drivers' transactions ------------------------------------------
 

@@ -118,6 +118,26 @@ def test_pending_reservations_hold_capacity_and_released_ones_free_it(
     assert isinstance(limiter.reserve("server:x", (Bucket("all", 3),)), Reservation)
 
 
+def test_a_message_accepted_after_its_reservation_expired_still_counts_once(
+    make_limiter: Callable[[FixedClock], RateLimiter],
+) -> None:
+    """A transaction longer than the TTL: its slot was pruned, yet the accept counts."""
+    clock = FixedClock()
+    limiter = make_limiter(clock)
+    both = (Bucket("all", 2), Bucket("unknown", 2))
+    slow = limiter.reserve("server:x", both)
+    assert isinstance(slow, Reservation)
+    clock.advance(901)  # the reservation expired...
+    other = limiter.reserve("server:x", both)  # ...and this prune removed its slots
+    assert isinstance(other, Reservation)
+    limiter.commit(slow)
+    limiter.commit(slow)  # a repeated commit adds nothing
+    limiter.commit(other)
+    for bucket in both:
+        denied = limiter.reserve("server:x", (bucket,))
+        assert isinstance(denied, RateDenied) and denied.bucket == bucket.name
+
+
 def test_a_message_counts_in_every_bucket_or_none(
     make_limiter: Callable[[FixedClock], RateLimiter],
 ) -> None:

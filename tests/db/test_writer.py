@@ -81,6 +81,22 @@ def test_a_failing_job_takes_back_only_its_own_writes(quick: Engine) -> None:
     assert keys(quick) == {"a", "c"}
 
 
+def test_a_database_error_belongs_to_the_job_that_caused_it(quick: Engine) -> None:
+    """PostgreSQL sends a batch's statements without waiting: an error still lands right."""
+    sql = DirectSql(quick)
+    writer = writer_of(sql)
+
+    def violate(cursor: Cursor) -> None:  # nothing read back: the error comes later
+        cursor.execute(INSERT, {"key": None, "pending": True})
+
+    first, failing = queue(writer, insert("a")), queue(writer, violate)
+    assert sql.transact(insert("c")) == "c"
+    assert first.result(timeout=0) == "a"
+    with pytest.raises(StorageError, match=r"(?i)null"):
+        failing.result(timeout=0)
+    assert keys(quick) == {"a", "c"}
+
+
 def test_a_failed_commit_answers_every_session_with_the_error(sqlite: Engine) -> None:
     sql = DirectSql(sqlite)
     writer = writer_of(sql)

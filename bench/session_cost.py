@@ -26,26 +26,20 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from osfmilter.config import (
-    RegistrationSection,
-    config_from_dict,
-)
+from throughput import CLIENT, MILTER_POLICY, SCANNED_DOMAIN, prepare_database
+
+from osfmilter.config import config_from_dict
 from osfmilter.runner import build_services
 from osfmilter.session import MilterSession, Services
-from osfmilter.storage import admin
-from osfmilter.storage.db import make_engine
-from osfmilter.storage.store import SqlStore
-from tests.harness.database import reset_database
 from tests.harness.dnsserver import DnsServer
 from tests.harness.spfzone import RELAY_V4, ZONE
 
-CLIENT = "127.0.0.1"
-DOMAIN = "pass.example"
+DOMAIN = SCANNED_DOMAIN
 HEADERS = (
     ("From", f"<bench@{DOMAIN}>"),
     ("To", "<rcpt@sink.example>"),
@@ -56,22 +50,12 @@ BODY = b"X" * 79 + b"\r\n"
 
 
 def build(url: str, nameserver: str) -> Services:
-    engine = make_engine(url)
-    reset_database(engine)
-    now = datetime.now(UTC)
-    with SqlStore(engine).session() as session:
-        admin.add_customer(session, "bench", "paid", now)
-        admin.add_domain(session, DOMAIN, "bench", now)
-        admin.add_server(session, CLIENT, "bench", RegistrationSection(), now)
-    engine.dispose()
-    config = config_from_dict({
-        "database": {"url": url},
-        "plans": {"paid": {"rate_known": 10**7, "rate_unknown": 10**7,
-                           "monthly_volume_limited": True,
-                           "monthly_volume_base": 10**15}},
-        "spf": {"outbound_ips": [RELAY_V4], "nameservers": [nameserver]},
-    })
-    return build_services(config)
+    """The services of throughput.py's configuration C, on a fresh database."""
+    prepare_database(url).dispose()
+    config = tomllib.loads(MILTER_POLICY)
+    config["database"] = {"url": url}
+    config["spf"] = {"outbound_ips": [RELAY_V4], "nameservers": [nameserver]}
+    return build_services(config_from_dict(config))
 
 
 def one_message(services: Services, number: int, body: bytes) -> None:

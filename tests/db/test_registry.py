@@ -29,14 +29,11 @@ CLIENT = ipaddress.ip_address("192.0.2.10")
 
 
 @pytest.fixture
-def store(engine: Engine) -> SqlStore:
-    store = SqlStore(engine)
-    with store.session() as s:
-        admin.add_customer(s, "acme", "free", NOW)
-        admin.add_domain(s, "example.com", "acme", NOW)
+def store(acme: SqlStore) -> SqlStore:
+    with acme.session() as s:
         admin.add_server(s, "192.0.2.0/24", "acme", RegistrationSection(), NOW)
         admin.add_sasl(s, "alice@example.com", "acme", NOW)
-    return store
+    return acme
 
 
 @pytest.fixture

@@ -22,13 +22,10 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(engine: Engine) -> SqlStore:
-    store = SqlStore(engine)
-    with store.session() as s:
-        admin.add_customer(s, "acme", "free", NOW)
-        admin.add_domain(s, "example.com", "acme", NOW)
+def store(acme: SqlStore) -> SqlStore:
+    with acme.session() as s:
         admin.add_server(s, "192.0.2.10", "acme", RegistrationSection(), NOW)
-    return store
+    return acme
 
 
 def record(store: SqlStore) -> EventRecord:

@@ -19,19 +19,16 @@ RULES = RegistrationSection()
 
 
 @pytest.fixture
-def store(engine: Engine) -> SqlStore:
-    store = SqlStore(engine)
-    with store.session() as s:
-        admin.add_customer(s, "acme", "free", NOW)
+def store(acme: SqlStore) -> SqlStore:
+    with acme.session() as s:
         admin.add_customer(s, "bigco", "paid", NOW)
-        admin.add_domain(s, "example.com", "acme", NOW)
         admin.add_server(s, "192.0.2.0/24", "acme", RULES, NOW)
         admin.add_server(s, "192.0.2.128/25", "acme", RULES, NOW)
         admin.add_server(s, "192.0.2.200", "acme", RULES, NOW)
         admin.add_server(s, "198.51.100.0/24", "bigco", RULES, NOW)
         admin.add_server(s, "2001:db8:1::/64", "bigco", RULES, NOW)
         admin.add_sasl(s, "alice@example.com", "acme", NOW)
-    return store
+    return acme
 
 
 def lookup(store: SqlStore, ip: str | None, login: str = "") -> str | None:

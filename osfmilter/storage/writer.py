@@ -33,7 +33,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
 from osfmilter.errors import StorageError
@@ -66,18 +66,24 @@ class _BatchFailed(Exception):
         self.retry = retry
 
 
-_BY_ENGINE: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()
-_BY_ENGINE_LOCK = threading.Lock()
+_CREATING = threading.Lock()
 
 
 def group_commit(engine: Engine, health: BackendHealth, wrap_cursor: Callable[[Any], Any],
                  describe: Callable[[BaseException], str], health_name: str) -> GroupCommit:
-    """The engine's one group commit: the store's and the rate limiter's writes share it."""
-    with _BY_ENGINE_LOCK:
-        found = _BY_ENGINE.get(engine)
+    """The engine's one group commit: the store's and the rate limiter's writes share it.
+
+    It lives on the engine object, so it goes when the engine goes (a table
+    keyed by engine would keep every engine alive: the group commit's
+    connection leads back to its engine through the pool's listeners). Its
+    health record is the first caller's: the milter builds its store (with
+    the record the metrics read) before its rate limiter.
+    """
+    with _CREATING:
+        found: GroupCommit | None = getattr(engine, "_osfmilter_group_commit", None)
         if found is None:
-            found = _BY_ENGINE[engine] = GroupCommit(
-                engine, health, wrap_cursor, describe, health_name)
+            found = GroupCommit(engine, health, wrap_cursor, describe, health_name)
+            engine._osfmilter_group_commit = found  # type: ignore[attr-defined]
         return found
 
 
@@ -90,7 +96,7 @@ class GroupCommit:
         describe: Callable[[BaseException], str],
         health_name: str,
     ) -> None:
-        self.engine = engine
+        self._engine = weakref.ref(engine)  # the engine holds this object
         self.health = health
         self.write_lock = write_lock(engine)
         self._sqlite = engine.dialect.name == "sqlite"
@@ -104,6 +110,21 @@ class GroupCommit:
         # replaced.
         self._connection: Any = None
         self._pipeline: Any = None  # psycopg's, while a PostgreSQL batch runs
+        # A connection checked out of the pool keeps the engine alive: give
+        # it back when the engine is disposed of (tests, the CLI).
+        event.listen(engine, "engine_disposed", self._give_back)
+
+    def _give_back(self, engine: Engine) -> None:
+        lock, timeout = self.write_lock
+        if lock.acquire(timeout=timeout):
+            try:
+                if self._connection is not None:
+                    # Closed, not returned: the pool it came from is gone. (No
+                    # libmilter thread disposes of an engine: see storage.db.)
+                    self._connection.invalidate()
+                    self._connection = None
+            finally:
+                lock.release()
 
     def run(self, job: Callable[[Any], T], order: Order = ()) -> T:
         """Run ``job(cursor)`` in a committed transaction; its exception if it raised."""
@@ -169,7 +190,10 @@ class GroupCommit:
         back only its own writes; a job alone on SQLite needs none.
         """
         if self._connection is None:
-            self._connection = self.engine.raw_connection()
+            engine = self._engine()
+            if engine is None:
+                raise _BatchFailed(StorageError("the database engine was disposed of"), retry=False)
+            self._connection = engine.raw_connection()
         connection = self._connection
         committing = False
         try:

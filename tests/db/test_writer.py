@@ -175,3 +175,14 @@ def test_a_connection_postgresql_dropped_is_replaced_without_losing_work(
         assert keys(engine) == {"before", "after"}
     finally:
         engine.dispose()
+
+
+def test_disposing_of_the_engine_gives_the_connection_back(quick: Engine) -> None:
+    """Else the checked-out connection would keep every test's engine alive."""
+    sql = DirectSql(quick)
+    sql.transact(insert("a"))
+    assert writer_of(sql)._connection is not None
+    quick.dispose()
+    assert writer_of(sql)._connection is None
+    assert sql.transact(insert("b")) == "b"  # a disposed engine can still be used
+    assert keys(quick) == {"a", "b"}

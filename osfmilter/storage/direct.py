@@ -101,11 +101,6 @@ class DirectSql:
             return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
         return moment
 
-    @contextmanager
-    def read(self) -> Iterator[Cursor]:
-        with self._connection() as cursor:
-            yield cursor
-
     def transact(self, job: Callable[[Cursor], T], order: Order = ()) -> T:
         """``job(cursor)`` in a write transaction: committed when it returns, undone if it raises.
 
@@ -117,7 +112,7 @@ class DirectSql:
         return self._writes.run(job, order)
 
     @contextmanager
-    def _connection(self) -> Iterator[Cursor]:
+    def read(self) -> Iterator[Cursor]:
         """A read: no transaction, each statement sees the last commit.
 
         SQLite runs in autocommit (see storage.db); PostgreSQL is told so

@@ -9,19 +9,6 @@ import pytest
 from osfmilter.cli import main
 
 
-@pytest.fixture
-def run(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    config = tmp_path / "osfmilter.toml"
-    config.write_text(f'[database]\nurl = "{db_url}"\n')
-
-    def run(*args: str) -> tuple[int, str, str]:
-        status = main(["--config", str(config), *args])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
-
-
 def test_register_and_list(run) -> None:
     assert run("customer", "add", "acme", "--plan", "paid")[0] == 0
     assert run("domain", "add", "Example.COM.", "--customer", "acme")[0] == 0

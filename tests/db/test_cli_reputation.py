@@ -4,33 +4,25 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
-from osfmilter.cli import main
 from osfmilter.clock import SystemClock
 from osfmilter.model import IdentityKind
 from osfmilter.reputation import IncidentKind, Rules
 from osfmilter.reputation.store import ReputationStore
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.schema import SmtpServer
+from tests.db.conftest import Run
 from tests.fakes import FixedClock
 
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
 
 
 @pytest.fixture
-def run(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    config = tmp_path / "osfmilter.toml"
-    config.write_text(f'[database]\nurl = "{db_url}"\n')
-
-    def run(*args: str) -> tuple[int, str, str]:
-        status = main(["--config", str(config), *args])
-        out, err = capsys.readouterr()
-        return status, out, err
-
+def run(run: Run) -> Run:
+    """The CLI, with customer acme's server 192.0.2.0/24 and login alice@example.com."""
     run("customer", "add", "acme")
     run("server", "add", "192.0.2.0/24", "--customer", "acme")
     run("sasl", "add", "alice@example.com", "--customer", "acme")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,23 +16,10 @@ from osfmilter.config import RegistrationSection
 from osfmilter.storage import admin, retention
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.schema import Event, MonthlyVolume, RateSlot, StateChange
+from tests.db.conftest import Run
 from tests.harness.database import reset_database
 
-Run = Callable[..., tuple[int, str, str]]
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-def run(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Run:
-    config = tmp_path / "osfmilter.toml"
-    config.write_text(f'[database]\nurl = "{db_url}"\n')
-
-    def run(*args: str) -> tuple[int, str, str]:
-        status = main(["--config", str(config), *args])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
 
 
 def event_row(when: datetime, action: str = "accept") -> dict[str, object]:

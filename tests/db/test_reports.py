@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from osfmilter.storage.schema import (
     StateChange,
     UTCDateTime,
 )
+from tests.db.conftest import Run
 
 GB = 1_000_000_000
 MONTH = "2025-03"
@@ -36,26 +36,10 @@ REPORTS_SQL = Path(__file__).parents[2] / "contrib" / "sql" / "reports.sql"
 VIEWS = {"report_monthly_volume", "report_customers", "report_refused_events",
          "report_refusals", "report_states", "report_state_changes"}
 
-Run = Callable[..., tuple[int, str, str]]
 
 
 def at(day: int, hour: int = 12, month: int = 3) -> datetime:
     return datetime(2025, month, day, hour, tzinfo=UTC)
-
-
-@pytest.fixture
-def run(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Run:
-    config = tmp_path / "osfmilter.toml"
-    config.write_text(f'[database]\nurl = "{db_url}"\n')
-
-    def run(*args: str, config_text: str = "") -> tuple[int, str, str]:
-        if config_text:
-            config.write_text(f'[database]\nurl = "{db_url}"\n{config_text}')
-        status = main(["--config", str(config), *args])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
 
 
 def event(when: datetime, identity: str, customer_id: int | None, action: str, reason: str,

@@ -51,11 +51,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis
 from sqlalchemy import Engine, create_engine, insert, text
@@ -66,6 +68,7 @@ from osfmilter.limits.sqlrate import SqlRateLimiter
 from osfmilter.storage.db import make_engine, upgrade
 from osfmilter.storage.direct import Cursor, Statement
 from osfmilter.storage.schema import RateSlot
+from tests.harness.database import scratch_database
 
 PG_ADMIN_URL = os.environ.get(
     "OSFMILTER_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -263,28 +266,9 @@ def sqlite_store(size: Size, directory: Path) -> Iterator[Store]:
         store.engine.dispose()
 
 
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
+def postgres_database(admin_url: str) -> AbstractContextManager[str]:
     """A database of its own, dropped at the end however the benchmark ends."""
-    name = f"osf_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield admin.url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": name},
-                )
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    finally:
-        admin.dispose()
+    return scratch_database(admin_url, "osf_bench")
 
 
 @contextmanager

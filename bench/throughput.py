@@ -55,10 +55,9 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,7 +71,7 @@ from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.store import SqlStore
 from tests.harness.clamd import ClamdProcess
-from tests.harness.database import reset_database
+from tests.harness.database import reset_database, scratch_database
 from tests.harness.dnsserver import DnsServer
 from tests.harness.milter import MilterProcess
 from tests.harness.ports import free_port
@@ -459,26 +458,9 @@ class NullMilter:
         self.process = None
 
 
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
+def postgres_database(admin_url: str) -> AbstractContextManager[str]:
     """A database of its own, dropped at the end however the benchmark ends."""
-    name = f"osf_bench_{uuid.uuid4().hex[:12]}"
-    admin_engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin_engine.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield admin_engine.url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin_engine.connect() as connection:
-                connection.execute(
-                    text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                         "WHERE datname = :name AND pid <> pg_backend_pid()"),
-                    {"name": name},
-                )
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    finally:
-        admin_engine.dispose()
+    return scratch_database(admin_url, "osf_bench")
 
 
 def prepare_database(url: str) -> Engine:

@@ -20,12 +20,9 @@ from osfmilter.clock import Clock
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, slot_key
 from osfmilter.storage.direct import Cursor, DirectSql, Statement
 
-# A reservation's commit need not wait for the WAL flush: if PostgreSQL
-# loses it in a crash, the accept that commits it inserts the slot again.
-_ADVISORY_LOCK = Statement(
-    "SELECT pg_advisory_xact_lock(:lock_id), "
-    "set_config('synchronous_commit', 'off', true)"
-)
+# Nothing here may weaken the transaction's durability (synchronous_commit):
+# the group commit shares it with other sessions' accepts (storage.writer).
+_ADVISORY_LOCK = Statement("SELECT pg_advisory_xact_lock(:lock_id)")
 _INSERT = Statement(
     'INSERT INTO rate_slots ("key", reservation, pending, at) '
     "VALUES (:key, :reservation, :pending, :at)"

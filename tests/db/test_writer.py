@@ -17,9 +17,12 @@ import pytest
 from sqlalchemy import Engine, text
 
 from osfmilter.errors import StorageError
+from osfmilter.limits.rate import Bucket
+from osfmilter.limits.sqlrate import SqlRateLimiter
 from osfmilter.storage.db import make_engine, write_lock
 from osfmilter.storage.direct import Cursor, DirectSql, Statement
 from osfmilter.storage.writer import GroupCommit, _Work
+from tests.fakes import FixedClock
 from tests.harness.database import reset_database
 
 INSERT = Statement("INSERT INTO rate_slots (\"key\", reservation, pending, at) "
@@ -186,3 +189,20 @@ def test_disposing_of_the_engine_gives_the_connection_back(quick: Engine) -> Non
     assert writer_of(sql)._connection is None
     assert sql.transact(insert("b")) == "b"  # a disposed engine can still be used
     assert keys(quick) == {"a", "b"}
+
+
+@pytest.mark.postgres
+def test_a_reservation_leaves_the_batch_durable(pg_server_url: str) -> None:
+    """Other sessions' accepts share the transaction: it must wait for the WAL flush."""
+    engine = make_engine(pg_server_url)
+    reset_database(engine)
+    try:
+        limiter = SqlRateLimiter(engine, FixedClock(), window=300, reservation_ttl=900)
+        sql = DirectSql(engine)
+        queue(writer_of(sql), lambda cursor: limiter._reserve_in(
+            cursor, "server:x", (Bucket("all", 10),), now=0.0))
+        setting = sql.transact(lambda cursor: cursor.execute(
+            Statement("SELECT current_setting('synchronous_commit')")).one()[0])
+        assert setting == "on"
+    finally:
+        engine.dispose()

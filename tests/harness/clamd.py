@@ -11,10 +11,9 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from tests.harness.daemon import wait_until_ready
+from tests.harness.service import Service
 
 # The EICAR test file, kept as hex so no scanner flags this source file.
 EICAR = bytes.fromhex(
@@ -35,7 +34,7 @@ def signature_files() -> dict[str, str]:
     }
 
 
-class ClamdProcess:
+class ClamdProcess(Service):
     def __init__(self, workdir: Path, stream_max_length: str = "70M") -> None:
         self.workdir = workdir
         self.stream_max_length = stream_max_length
@@ -100,10 +99,3 @@ class ClamdProcess:
         texts = [p.read_text(errors="replace") for p in (self.log_path, out) if p.exists()]
         return "\n".join(texts)[-3000:]
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

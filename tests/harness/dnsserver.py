@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from dnslib import QTYPE, RCODE, RR
 from dnslib.server import BaseResolver, DNSHandler, DNSServer
 
 from tests.harness.ports import free_port
+from tests.harness.service import Service
 
 
 class _ZoneResolver(BaseResolver):  # type: ignore[misc]
@@ -55,7 +55,7 @@ class _Handler(DNSHandler):  # type: ignore[misc]
             super().handle()
 
 
-class DnsServer:
+class DnsServer(Service):
     def __init__(self, zone: str, silent: set[str] | None = None) -> None:
         self.port = free_port()
         self.queries: Counter[tuple[str, str]] = Counter()
@@ -84,13 +84,6 @@ class DnsServer:
             server.stop()
             server.server.server_close()
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 class _Quiet:

@@ -16,8 +16,8 @@ import struct
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
+
+from tests.harness.service import Service
 
 __all__ = ["ENDLESS", "FakeClamd"]
 
@@ -27,7 +27,7 @@ ENDLESS = b"\xff" * 65536
 _COMMAND = b"zINSTREAM\0"
 
 
-class FakeClamd:
+class FakeClamd(Service):
     """Serve ``zINSTREAM`` on ``socket_path``, one thread per connection.
 
     ``answer`` is sent once the whole stream has been read; None closes the
@@ -150,10 +150,3 @@ class FakeClamd:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

@@ -13,11 +13,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from tests.harness.daemon import wait_until_ready
 from tests.harness.ports import free_port
+from tests.harness.service import Service
 
 
 def _accepts(family: socket.AddressFamily, address: str | tuple[str, int]) -> bool:
@@ -30,7 +29,7 @@ def _accepts(family: socket.AddressFamily, address: str | tuple[str, int]) -> bo
         return False
 
 
-class MilterProcess:
+class MilterProcess(Service):
     def __init__(
         self, workdir: Path, database_url: str, port: int | None = None, extra_config: str = ""
     ) -> None:
@@ -81,14 +80,3 @@ class MilterProcess:
     def decision_lines(self) -> list[str]:
         return [line for line in self.log().splitlines() if "osfmilter.decision" in line]
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

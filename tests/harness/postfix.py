@@ -26,10 +26,10 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from tests.harness.ports import free_dual_stack_port, free_port, ipv6_loopback_available
+from tests.harness.service import Service
 
 __all__ = ["PostfixInstance", "postfix_knows_parameter", "postfix_milter_spec"]
 
@@ -140,7 +140,7 @@ def _pid_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-class PostfixInstance:
+class PostfixInstance(Service):
     """A private Postfix 3.7 relaying everything to a loopback sink.
 
     ``milter`` is a libmilter socket spec (``inet:PORT@127.0.0.1`` or
@@ -454,17 +454,6 @@ class PostfixInstance:
 
     # ---------------------------------------------------------------- protocol
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def remove(self) -> None:
         """Stop the instance and delete its work directory."""

@@ -12,11 +12,10 @@ import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from tests.harness.daemon import wait_until_ready
 from tests.harness.ports import free_port
+from tests.harness.service import Service
 
 DISABLED_MODULES = (
     "rbl", "fuzzy_check", "phishing", "spf", "dkim", "dmarc", "arc", "asn", "rspamd_update",
@@ -25,7 +24,7 @@ DISABLED_MODULES = (
 )
 
 
-class RspamdProcess:
+class RspamdProcess(Service):
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.normal_port = free_port()
@@ -93,10 +92,3 @@ class RspamdProcess:
                  if p.exists()]
         return "\n".join(texts)[-3000:]
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

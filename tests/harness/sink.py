@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
-from types import TracebackType
-from typing import Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.harness.ports import free_port
+from tests.harness.service import Service
 
 __all__ = ["Sink", "SinkMessage", "message_id_of", "normalize_message_id"]
 
@@ -111,7 +110,7 @@ class _Handler:
         return "250 2.0.0 Ok: stored by sink"
 
 
-class Sink:
+class Sink(Service):
     """SMTP server on ``127.0.0.1:<free port>`` storing what it receives.
 
     Set :attr:`data_reply` to an SMTP reply (e.g. ``"451 4.3.0 try later"``)
@@ -240,14 +239,3 @@ class Sink:
         )
         return self.with_message_id(wanted)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -11,11 +11,10 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from tests.harness.daemon import wait_until_ready
 from tests.harness.ports import free_port
+from tests.harness.service import Service
 
 LOCAL_CF = """\
 required_score 5.0
@@ -33,7 +32,7 @@ lock_method flock
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
-class SpamdProcess:
+class SpamdProcess(Service):
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
         self.port = port or free_port()
@@ -89,10 +88,3 @@ class SpamdProcess:
         path = self.workdir / "spamd.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

@@ -11,10 +11,9 @@ import contextlib
 import socket
 import struct
 import threading
-from types import TracebackType
-from typing import Self
 
 from tests.harness.ports import free_port
+from tests.harness.service import Service
 
 __all__ = ["TcpProxy"]
 
@@ -92,7 +91,7 @@ class _Pipe:
                 thread.join(timeout)
 
 
-class TcpProxy:
+class TcpProxy(Service):
     """Threaded TCP forwarder from ``127.0.0.1:<port>`` to a target.
 
     While paused, existing connections are reset and new ones are accepted
@@ -208,14 +207,3 @@ class TcpProxy:
             self._accept_thread = None
         self._cut_all()
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

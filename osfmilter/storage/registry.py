@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from functools import cache
 
 from osfmilter.addresses import IPAddress, address_key
 from osfmilter.model import Identity, IdentityKind, ServerState
@@ -81,17 +82,22 @@ class Registry:
         candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
         if not candidates:
             return None
-        marks = ", ".join(f":d{i}" for i in range(len(candidates)))
-        statement = Statement(  # placeholders only; the names are parameters
-            f"SELECT customer_id, domain FROM scanned_domains WHERE domain IN ({marks})")  # noqa: S608
         with self.sql.read() as cursor:
-            rows = cursor.execute(
-                statement, {f"d{i}": name for i, name in enumerate(candidates)}).all()
+            rows = cursor.execute(_domains_among(len(candidates)),
+                                  {f"d{i}": name for i, name in enumerate(candidates)}).all()
         if not rows:
             return None
         # The longest match: a subdomain registered on its own wins.
         customer_id, found = max(rows, key=lambda row: len(row[1]))
         return int(customer_id), str(found)
+
+
+@cache
+def _domains_among(count: int) -> Statement:
+    """Scanned domains among ``count`` candidates (a recipient domain and its parents)."""
+    marks = ", ".join(f":d{i}" for i in range(count))  # placeholders only
+    return Statement(
+        f"SELECT customer_id, domain FROM scanned_domains WHERE domain IN ({marks})")  # noqa: S608
 
 
 def _look_up(cursor: Cursor, key: _Key) -> Identity | None:

@@ -142,3 +142,16 @@ def test_memory_is_bounded(store: SqlStore) -> None:
     for host in range(1, 6):
         small.find_identity(ipaddress.ip_address(f"192.0.2.{host}"), "")
     assert len(small._known) == 2
+
+
+def test_a_recipient_domain_is_matched_to_the_longest_scanned_domain(store: SqlStore) -> None:
+    with store.session() as s:
+        admin.add_customer(s, "subsidiary", "free", NOW)
+        admin.add_domain(s, "eu.example.com", "subsidiary", NOW)
+    acme = store.find_scanned_domain("example.com")
+    assert acme is not None and acme[1] == "example.com"
+    assert store.find_scanned_domain("mail.example.com") == acme
+    sub = store.find_scanned_domain("mx.eu.example.com")
+    assert sub is not None and sub[1] == "eu.example.com" and sub[0] != acme[0]
+    assert store.find_scanned_domain("example.org") is None
+    assert store.find_scanned_domain("localhost") is None

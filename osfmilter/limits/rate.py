@@ -27,6 +27,7 @@ class Bucket:
 @dataclass(frozen=True)
 class Reservation:
     id: str
+    identity: str
     keys: tuple[str, ...]
 
 
@@ -57,6 +58,11 @@ class CommitsInTransaction(Protocol):
 
 def slot_key(identity: str, bucket: str) -> str:
     return f"{identity}|{bucket}"
+
+
+def identity_of(key: str) -> str:
+    """The identity a slot key belongs to (bucket names have no '|')."""
+    return key.rpartition("|")[0] or key
 
 
 def retry_after(oldest_counting: float | None, now: float, window: float) -> int:

@@ -86,7 +86,7 @@ class RedisRateLimiter:
     def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
         now = self.clock.now().timestamp()
         keys = tuple(slot_key(identity, b.name) for b in buckets)
-        reservation = Reservation(uuid.uuid4().hex, keys)
+        reservation = Reservation(uuid.uuid4().hex, identity, keys)
         result = self._run(
             self._reserve,
             reservation.keys,

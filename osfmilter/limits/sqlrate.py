@@ -2,9 +2,9 @@
 
 Each admission runs in one short transaction that holds a per-identity lock
 (PostgreSQL: a transaction-scoped advisory lock; SQLite: ``BEGIN IMMEDIATE``),
-prunes the identity's expired slots and counts the rest. The count covers at
-most the bucket's limit of rows through an index, however many events the
-database holds.
+prunes the identity's expired slots (two index ranges) and reads the count
+the database keeps per key (migration 0007): the same few rows however many
+events, slots or senders the database holds, and however full the window.
 """
 
 from __future__ import annotations
@@ -41,37 +41,32 @@ _RECOUNT = Statement(
     'reservation = CAST(:reservation AS VARCHAR) AND "key" = CAST(:key AS VARCHAR))'
 )
 _RELEASE = Statement("DELETE FROM rate_slots WHERE reservation = :reservation")
+# The index on (key, pending, at) answers it with one seek.
+_OLDEST_COUNTING = Statement(
+    'SELECT min(at) FROM rate_slots WHERE "key" = :key AND pending = :no'
+)
 
 
 @cache
-def _window_statements(keys: int, dialect: str) -> tuple[Statement, Statement]:
-    """Prune and count for a number of keys (one per bucket: one or two).
+def _window_statements(keys: int) -> tuple[Statement, Statement, Statement]:
+    """Prune (two statements) and count for a number of keys (one per bucket: one or two).
 
-    The count reads only the index on (key, pending, at). SQLite prunes
-    with two range scans of it; PostgreSQL keeps the plain form, whose plan
-    does not depend on how full the table was when psycopg prepared it.
+    Each prune is one range of the index on (key, pending, at): the expired
+    pending slots, and the committed ones older than the window. The count
+    is the database's own per key (rate_counts, kept by triggers): one row,
+    however full the window.
     """
     marks = ", ".join(f":k{i}" for i in range(keys))  # placeholders only
-    if dialect == "sqlite":
-        prune = Statement(
-            f"""DELETE FROM rate_slots WHERE id IN (
-                SELECT id FROM rate_slots
-                WHERE "key" IN ({marks}) AND pending = :yes AND at < :now
-                UNION ALL
-                SELECT id FROM rate_slots
-                WHERE "key" IN ({marks}) AND pending = :no AND at <= :cutoff
-            )"""  # noqa: S608
-        )
-    else:
-        prune = Statement(
-            f'DELETE FROM rate_slots WHERE "key" IN ({marks}) '  # noqa: S608
-            "AND ((pending = :yes AND at < :now) OR (pending = :no AND at <= :cutoff))"
-        )
-    usage = Statement(
-        f'SELECT "key", count(*), min(at) FILTER (WHERE pending = :no) '  # noqa: S608
-        f'FROM rate_slots WHERE "key" IN ({marks}) GROUP BY "key"'
+    expired_reservations = Statement(
+        f'DELETE FROM rate_slots WHERE "key" IN ({marks}) '  # noqa: S608
+        "AND pending = :yes AND at < :now"
     )
-    return prune, usage
+    out_of_window = Statement(
+        f'DELETE FROM rate_slots WHERE "key" IN ({marks}) '  # noqa: S608
+        "AND pending = :no AND at <= :cutoff"
+    )
+    usage = Statement(f'SELECT "key", used FROM rate_counts WHERE "key" IN ({marks})')  # noqa: S608
+    return expired_reservations, out_of_window, usage
 
 
 def advisory_lock_id(text: str) -> int:
@@ -90,26 +85,26 @@ class SqlRateLimiter:
     def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
         now = self.clock.now().timestamp()
         return self.sql.transact(lambda cursor: self._reserve_in(cursor, identity, buckets, now),
-                                 order=(0, advisory_lock_id(identity)))
+                                 order=_locked_order(identity))
 
     def _reserve_in(self, cursor: Cursor, identity: str, buckets: Sequence[Bucket],
                     now: float) -> Reservation | RateDenied:
-        if cursor.dialect == "postgresql":
-            cursor.execute(_ADVISORY_LOCK, {"lock_id": advisory_lock_id(identity)})
+        _lock(cursor, identity)
         by_key = {slot_key(identity, b.name): b for b in buckets}
         keys = {f"k{i}": key for i, key in enumerate(by_key)}
-        prune, usage = _window_statements(len(keys), cursor.dialect)
-        cursor.execute(prune, {**keys, "yes": True, "no": False, "now": now,
-                               "cutoff": now - self.window})
-        for key, used, oldest in cursor.execute(usage, {**keys, "no": False}).all():
+        expired_reservations, out_of_window, usage = _window_statements(len(keys))
+        cursor.execute(expired_reservations, {**keys, "yes": True, "now": now})
+        cursor.execute(out_of_window, {**keys, "no": False, "cutoff": now - self.window})
+        for key, used in cursor.execute(usage, keys).all():
             bucket = by_key[key]
             if used >= bucket.limit:
+                oldest = cursor.execute(_OLDEST_COUNTING, {"key": key, "no": False}).one()[0]
                 return RateDenied(bucket.name, bucket.limit, retry_after(oldest, now, self.window))
         # A bucket with limit 0 has no rows to count and admits nothing.
         for bucket in buckets:
             if bucket.limit <= 0:
                 return RateDenied(bucket.name, bucket.limit, 60)
-        reservation = Reservation(uuid.uuid4().hex, tuple(by_key))
+        reservation = Reservation(uuid.uuid4().hex, identity, tuple(by_key))
         cursor.executemany(_INSERT, [
             {"key": key, "reservation": reservation.id, "pending": True,
              "at": now + self.reservation_ttl}
@@ -125,6 +120,11 @@ class SqlRateLimiter:
 
         No advisory lock: a commit changes no count (the slot was counted
         while pending), and the row it updates is locked by the update itself.
+        Only a reservation that expired before its message was accepted is
+        counted again here; its count row is then taken after the batch's
+        locks, which could meet another node's batch head-on (PostgreSQL
+        then fails one of the two, and its sessions answer 451: retried,
+        never lost).
         """
         now = self.clock.now().timestamp()
         for reservation in reservations:
@@ -134,5 +134,25 @@ class SqlRateLimiter:
                                           "pending": False, "at": now})
 
     def release(self, reservation: Reservation) -> None:
-        self.sql.transact(lambda cursor: cursor.execute(_RELEASE, {"reservation": reservation.id}),
-                          order=(2,))
+        def give_back(cursor: Cursor) -> None:
+            _lock(cursor, reservation.identity)
+            cursor.execute(_RELEASE, {"reservation": reservation.id})
+
+        self.sql.transact(give_back, order=_locked_order(reservation.identity))
+
+
+def _locked_order(identity: str) -> tuple[int, int]:
+    """The group commit's order for work under the identity's lock (storage.writer)."""
+    return (0, advisory_lock_id(identity))
+
+
+def _lock(cursor: Cursor, identity: str) -> None:
+    """PostgreSQL: the identity's lock, held to the commit. (SQLite has one writer.)
+
+    Every change to an identity's counts is made under it, in the group
+    commit's order, so two nodes never wait for each other's count rows.
+    (The one exception, a late accept re-counting an expired reservation,
+    takes no lock after a count row; see commit_in.)
+    """
+    if cursor.dialect == "postgresql":
+        cursor.execute(_ADVISORY_LOCK, {"lock_id": advisory_lock_id(identity)})

@@ -217,6 +217,19 @@ class RateSlot(Base):
     at: Mapped[float] = mapped_column(Float)
 
 
+class RateCount(Base):
+    """How many rate_slots rows a key has: kept by the database's triggers (migration 0007).
+
+    The admission prunes the key's expired slots, then reads this row
+    instead of counting the window.
+    """
+
+    __tablename__ = "rate_counts"
+
+    key: Mapped[str] = mapped_column(String(340), primary_key=True)
+    used: Mapped[int] = mapped_column(Integer)
+
+
 class RegistryVersion(Base):
     """One row: raised by triggers on every change to the registry (migration 0005).
 

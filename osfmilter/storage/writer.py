@@ -56,6 +56,10 @@ class _Work:
     future: Future[Any] = field(compare=False)
 
 
+class _Unattributed(Exception):
+    """A pipelined batch met a database error it cannot pin on a job; nothing was committed."""
+
+
 class _BatchFailed(Exception):
     """The transaction is gone: no job of the batch was committed."""
 
@@ -159,11 +163,13 @@ class GroupCommit:
         batch.sort()
         try:
             try:
-                answers = self._commit(batch)
+                answers = self._commit(batch, careful=self._sqlite)
+            except _Unattributed:
+                answers = self._commit(batch, careful=True)
             except _BatchFailed as failed:
                 if not failed.retry:
                     raise
-                answers = self._commit(batch)  # a pooled connection had gone stale
+                answers = self._commit(batch, careful=True)  # a pooled connection had gone stale
         except _BatchFailed as failed:
             for work in batch:
                 work.future.set_exception(failed.error)
@@ -183,11 +189,18 @@ class GroupCommit:
             else:
                 future.set_result(outcome)
 
-    def _commit(self, batch: list[_Work]) -> list[tuple[Future[Any], Any, bool]]:
+    def _commit(self, batch: list[_Work], careful: bool) -> list[tuple[Future[Any], Any, bool]]:
         """Every job in one transaction; raises _BatchFailed if none of it holds.
 
         Each job of a batch runs in a savepoint, so one that fails takes
         back only its own writes; a job alone on SQLite needs none.
+
+        On PostgreSQL a batch is first run without waiting after each job
+        (``careful=False``): a job waits only for what it reads, and the
+        batch for one sync before the commit. A database error met that
+        way may be an earlier job's, so it raises _Unattributed: nothing
+        was committed, and the caller runs the batch again carefully, with a
+        sync after each job, which pins every error on its own job.
         """
         if self._connection is None:
             engine = self._engine()
@@ -202,8 +215,11 @@ class GroupCommit:
                 cursor = self._wrap_cursor(connection.cursor())
                 if len(batch) == 1 and self._sqlite:
                     answers = [self._alone(connection, cursor, batch[0])]
-                else:
+                elif careful:
                     answers = [self._one(connection, cursor, work) for work in batch]
+                else:
+                    answers = [self._one_unsynced(cursor, work) for work in batch]
+                    self._sync()
                 if self._usable(connection):
                     committing = True
                     self._end(connection, "COMMIT")
@@ -214,6 +230,8 @@ class GroupCommit:
                 self._connection = None
             elif self._usable(connection):
                 self._end(connection, "ROLLBACK")
+            if not (careful or broken or committing):
+                raise _Unattributed from exc
             raise _BatchFailed(self._failed(exc), retry=broken and not committing) from exc
         return answers
 
@@ -240,6 +258,20 @@ class GroupCommit:
             cursor.raw.execute("RELEASE SAVEPOINT job")
             self._sync()
             return work.future, self._as_answer(exc), True
+        return work.future, outcome, False
+
+    def _one_unsynced(self, cursor: Any, work: _Work) -> tuple[Future[Any], Any, bool]:
+        """A job whose database errors abort the batch (see _commit); its own are its answer."""
+        cursor.raw.execute("SAVEPOINT job")
+        try:
+            outcome = work.job(cursor)
+        except self._database_errors:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the job's exception is its session's answer
+            cursor.raw.execute("ROLLBACK TO SAVEPOINT job")
+            cursor.raw.execute("RELEASE SAVEPOINT job")
+            return work.future, exc, True
+        cursor.raw.execute("RELEASE SAVEPOINT job")
         return work.future, outcome, False
 
     @contextmanager

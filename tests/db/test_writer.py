@@ -206,3 +206,50 @@ def test_a_reservation_leaves_the_batch_durable(pg_server_url: str) -> None:
         assert setting == "on"
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_waits_once_per_batch_and_reruns_it_to_place_an_error(
+    pg_server_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch syncs once; only a database error makes it run again, a sync per job."""
+    engine = make_engine(pg_server_url)
+    reset_database(engine)
+    try:
+        sql = DirectSql(engine)
+        writer = writer_of(sql)
+        syncs: list[bool] = []
+        sync = writer._sync
+
+        def counted_sync(after_error: bool = False) -> None:
+            syncs.append(after_error)
+            sync(after_error)
+
+        monkeypatch.setattr(writer, "_sync", counted_sync)
+        runs: list[str] = []
+
+        def counted(key: str | None) -> Callable[[Cursor], str | None]:
+            def job(cursor: Cursor) -> str | None:
+                runs.append(str(key))
+                cursor.execute(INSERT, {"key": key, "pending": True})
+                return key
+            return job
+
+        queue(writer, counted("a")), queue(writer, counted("b"))
+        assert sql.transact(counted("c")) == "c"
+        assert (runs, syncs) == (["a", "b", "c"], [False])
+
+        runs.clear()
+        syncs.clear()
+        first, failing = queue(writer, counted("d")), queue(writer, counted(None))
+        assert sql.transact(counted("e")) == "e"
+        assert first.result(timeout=0) == "d"
+        with pytest.raises(StorageError, match=r"(?i)null"):
+            failing.result(timeout=0)
+        # Pipelined, then again with a sync per job; committed once.
+        assert runs == ["d", "None", "e", "d", "None", "e"]
+        assert keys(engine) == {"a", "b", "c", "d", "e"}
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM rate_slots")).scalar_one() == 5
+    finally:
+        engine.dispose()

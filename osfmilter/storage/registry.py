@@ -59,16 +59,7 @@ class Registry:
             key = (f"v{client.version}", address_key(client))
         else:
             return None
-        with self.sql.read() as cursor:
-            version = int(cursor.execute(_VERSION).one()[0])
-            with self._lock:
-                if self._version is None or version > self._version:
-                    self._known.clear()
-                    self._version = version
-                if version == self._version and key in self._known:
-                    self._known.move_to_end(key)
-                    return self._known[key]
-            identity = _look_up(cursor, key)
+        version, identity = self.sql.read(lambda cursor: self._find(cursor, key))
         with self._lock:
             if self._version == version:  # not outdated by a newer lookup meanwhile
                 self._known[key] = identity
@@ -76,15 +67,27 @@ class Registry:
                     self._known.popitem(last=False)
         return identity
 
+    def _find(self, cursor: Cursor, key: _Key) -> tuple[int, Identity | None]:
+        """(the registry's version, the identity from the cache or else the tables)."""
+        version = int(cursor.execute(_VERSION).one()[0])
+        with self._lock:
+            if self._version is None or version > self._version:
+                self._known.clear()
+                self._version = version
+            if version == self._version and key in self._known:
+                self._known.move_to_end(key)
+                return version, self._known[key]
+        return version, _look_up(cursor, key)
+
     def find_scanned_domain(self, domain: str) -> tuple[int, str] | None:
         """(customer id, scanned domain) for a recipient domain or its parent domains."""
         labels = domain.split(".")
         candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
         if not candidates:
             return None
-        with self.sql.read() as cursor:
-            rows = cursor.execute(_domains_among(len(candidates)),
-                                  {f"d{i}": name for i, name in enumerate(candidates)}).all()
+        names = {f"d{i}": name for i, name in enumerate(candidates)}
+        rows = self.sql.read(
+            lambda cursor: cursor.execute(_domains_among(len(candidates)), names).all())
         if not rows:
             return None
         # The longest match: a subdomain registered on its own wins.

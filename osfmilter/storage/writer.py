@@ -195,12 +195,14 @@ class GroupCommit:
         Each job of a batch runs in a savepoint, so one that fails takes
         back only its own writes; a job alone on SQLite needs none.
 
-        On PostgreSQL a batch is first run without waiting after each job
-        (``careful=False``): a job waits only for what it reads, and the
-        batch for one sync before the commit. A database error met that
-        way may be an earlier job's, so it raises _Unattributed: nothing
-        was committed, and the caller runs the batch again carefully, with a
-        sync after each job, which pins every error on its own job.
+        On PostgreSQL a batch is first run the quick way (``careful=False``):
+        no savepoints, and no wait after each job, so a job waits only for
+        what it reads and the batch for one sync before the commit. If a
+        job raises (its own refusal, or a database error that may even be
+        an earlier job's), the batch raises _Unattributed: nothing was
+        committed, and the caller runs it again carefully, each job in a
+        savepoint with a sync after it, which pins every error on its own
+        job and takes back only that job's writes.
         """
         if self._connection is None:
             engine = self._engine()
@@ -217,13 +219,13 @@ class GroupCommit:
                     answers = [self._alone(connection, cursor, batch[0])]
                 elif careful:
                     answers = [self._one(connection, cursor, work) for work in batch]
-                else:
-                    answers = [self._one_unsynced(cursor, work) for work in batch]
+                else:  # no savepoints: if any job raises, see below
+                    answers = [(work.future, work.job(cursor), False) for work in batch]
                     self._sync()
                 if self._usable(connection):
                     committing = True
                     self._end(connection, "COMMIT")
-        except self._database_errors as exc:
+        except Exception as exc:
             broken = self._broken(connection)
             if broken:
                 connection.invalidate()
@@ -232,6 +234,8 @@ class GroupCommit:
                 self._end(connection, "ROLLBACK")
             if not (careful or broken or committing):
                 raise _Unattributed from exc
+            if not isinstance(exc, self._database_errors):
+                raise  # not the database's: a bug, answered in _run_queued
             raise _BatchFailed(self._failed(exc), retry=broken and not committing) from exc
         return answers
 
@@ -258,20 +262,6 @@ class GroupCommit:
             cursor.raw.execute("RELEASE SAVEPOINT job")
             self._sync()
             return work.future, self._as_answer(exc), True
-        return work.future, outcome, False
-
-    def _one_unsynced(self, cursor: Any, work: _Work) -> tuple[Future[Any], Any, bool]:
-        """A job whose database errors abort the batch (see _commit); its own are its answer."""
-        cursor.raw.execute("SAVEPOINT job")
-        try:
-            outcome = work.job(cursor)
-        except self._database_errors:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the job's exception is its session's answer
-            cursor.raw.execute("ROLLBACK TO SAVEPOINT job")
-            cursor.raw.execute("RELEASE SAVEPOINT job")
-            return work.future, exc, True
-        cursor.raw.execute("RELEASE SAVEPOINT job")
         return work.future, outcome, False
 
     @contextmanager

@@ -212,7 +212,7 @@ def test_a_reservation_leaves_the_batch_durable(pg_server_url: str) -> None:
 def test_postgresql_waits_once_per_batch_and_reruns_it_to_place_an_error(
     pg_server_url: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A batch syncs once; only a database error makes it run again, a sync per job."""
+    """A batch syncs once; a job that raises makes it run again, a sync per job."""
     engine = make_engine(pg_server_url)
     reset_database(engine)
     try:
@@ -249,7 +249,23 @@ def test_postgresql_waits_once_per_batch_and_reruns_it_to_place_an_error(
         # Pipelined, then again with a sync per job; committed once.
         assert runs == ["d", "None", "e", "d", "None", "e"]
         assert keys(engine) == {"a", "b", "c", "d", "e"}
+
+        # A job's own refusal too: the quick way has no savepoint to take it back.
+        runs.clear()
+
+        def refuse(cursor: Cursor) -> None:
+            runs.append("refuse")
+            cursor.execute(INSERT, {"key": "refused", "pending": True})
+            raise ValueError("over the allowance")
+
+        first, refused = queue(writer, counted("f")), queue(writer, refuse)
+        assert sql.transact(counted("g")) == "g"
+        assert first.result(timeout=0) == "f"
+        with pytest.raises(ValueError, match="allowance"):
+            refused.result(timeout=0)
+        assert runs == ["f", "refuse", "f", "refuse", "g"]
+        assert keys(engine) == {"a", "b", "c", "d", "e", "f", "g"}
         with engine.connect() as connection:
-            assert connection.execute(text("SELECT count(*) FROM rate_slots")).scalar_one() == 5
+            assert connection.execute(text("SELECT count(*) FROM rate_slots")).scalar_one() == 7
     finally:
         engine.dispose()

@@ -19,14 +19,11 @@ from sqlalchemy import Engine
 from osfmilter.clock import Clock
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, slot_key
 from osfmilter.storage.direct import Cursor, DirectSql, Statement
+from osfmilter.storage.writer import Later
 
 # Nothing here may weaken the transaction's durability (synchronous_commit):
 # the group commit shares it with other sessions' accepts (storage.writer).
 _ADVISORY_LOCK = Statement("SELECT pg_advisory_xact_lock(:lock_id)")
-_INSERT = Statement(
-    'INSERT INTO rate_slots ("key", reservation, pending, at) '
-    "VALUES (:key, :reservation, :pending, :at)"
-)
 _COMMIT = Statement(
     "UPDATE rate_slots SET pending = :pending, at = :at WHERE reservation = :reservation"
 )
@@ -48,15 +45,18 @@ _OLDEST_COUNTING = Statement(
 
 
 @cache
-def _window_statements(keys: int) -> tuple[Statement, Statement, Statement]:
-    """Prune (two statements) and count for a number of keys (one per bucket: one or two).
+def _window_statements(keys: int) -> tuple[Statement, Statement, Statement, Statement]:
+    """Prune (two statements), admit and count, for a number of keys (one per bucket).
 
     Each prune is one range of the index on (key, pending, at): the expired
     pending slots, and the committed ones older than the window. The count
     is the database's own per key (rate_counts, kept by triggers): one row,
-    however full the window.
+    however full the window. The admission inserts a slot in every bucket
+    or, if any bucket is full, in none: the counts it reads are those from
+    before the statement, on both databases.
     """
     marks = ", ".join(f":k{i}" for i in range(keys))  # placeholders only
+    buckets = ", ".join(f"(CAST(:k{i} AS VARCHAR), CAST(:l{i} AS INTEGER))" for i in range(keys))
     expired_reservations = Statement(
         f'DELETE FROM rate_slots WHERE "key" IN ({marks}) '  # noqa: S608
         "AND pending = :yes AND at < :now"
@@ -65,8 +65,16 @@ def _window_statements(keys: int) -> tuple[Statement, Statement, Statement]:
         f'DELETE FROM rate_slots WHERE "key" IN ({marks}) '  # noqa: S608
         "AND pending = :no AND at <= :cutoff"
     )
+    admit = Statement(
+        'INSERT INTO rate_slots ("key", reservation, pending, at) '  # noqa: S608
+        f"SELECT wanted.column1, :reservation, :yes, :expires FROM (VALUES {buckets}) AS wanted "
+        f"WHERE NOT EXISTS (SELECT 1 FROM (VALUES {buckets}) AS bucket "
+        'LEFT JOIN rate_counts ON rate_counts."key" = bucket.column1 '
+        "WHERE COALESCE(rate_counts.used, 0) >= bucket.column2) "
+        'RETURNING "key"'
+    )
     usage = Statement(f'SELECT "key", used FROM rate_counts WHERE "key" IN ({marks})')  # noqa: S608
-    return expired_reservations, out_of_window, usage
+    return expired_reservations, out_of_window, admit, usage
 
 
 def advisory_lock_id(text: str) -> int:
@@ -84,33 +92,44 @@ class SqlRateLimiter:
 
     def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
         now = self.clock.now().timestamp()
-        return self.sql.transact(lambda cursor: self._reserve_in(cursor, identity, buckets, now),
-                                 order=_locked_order(identity))
+        return self.sql.transact_later(
+            lambda cursor: self._reserve_in(cursor, identity, buckets, now),
+            order=_locked_order(identity))
 
     def _reserve_in(self, cursor: Cursor, identity: str, buckets: Sequence[Bucket],
-                    now: float) -> Reservation | RateDenied:
+                    now: float) -> Later[Reservation | RateDenied]:
+        """Sends every statement of the admission, and reads its outcome Later.
+
+        So on PostgreSQL a reservation adds no wait of its own to the
+        group commit's batch (storage.writer).
+        """
         _lock(cursor, identity)
         by_key = {slot_key(identity, b.name): b for b in buckets}
         keys = {f"k{i}": key for i, key in enumerate(by_key)}
-        expired_reservations, out_of_window, usage = _window_statements(len(keys))
+        limits = {f"l{i}": bucket.limit for i, bucket in enumerate(by_key.values())}
+        expired_reservations, out_of_window, admit, usage = _window_statements(len(keys))
         cursor.execute(expired_reservations, {**keys, "yes": True, "now": now})
         cursor.execute(out_of_window, {**keys, "no": False, "cutoff": now - self.window})
-        for key, used in cursor.execute(usage, keys).all():
-            bucket = by_key[key]
-            if used >= bucket.limit:
-                oldest = cursor.execute(_OLDEST_COUNTING, {"key": key, "no": False}).one()[0]
-                return RateDenied(bucket.name, bucket.limit, retry_after(oldest, now, self.window))
-        # A bucket with limit 0 has no rows to count and admits nothing.
-        for bucket in buckets:
-            if bucket.limit <= 0:
-                return RateDenied(bucket.name, bucket.limit, 60)
         reservation = Reservation(uuid.uuid4().hex, identity, tuple(by_key))
-        cursor.executemany(_INSERT, [
-            {"key": key, "reservation": reservation.id, "pending": True,
-             "at": now + self.reservation_ttl}
-            for key in reservation.keys
-        ])
-        return reservation
+        admitted = cursor.another().execute(admit, {
+            **keys, **limits, "reservation": reservation.id, "yes": True,
+            "expires": now + self.reservation_ttl,
+        })
+
+        def outcome() -> Reservation | RateDenied:
+            if len(admitted.all()) == len(by_key):
+                return reservation
+            for key, used in cursor.execute(usage, keys).all():
+                bucket = by_key[key]
+                if used >= bucket.limit:
+                    oldest = cursor.execute(_OLDEST_COUNTING, {"key": key, "no": False}).one()[0]
+                    return RateDenied(bucket.name, bucket.limit,
+                                      retry_after(oldest, now, self.window))
+            # A bucket with limit 0 has no rows to count and admits nothing.
+            return next(RateDenied(bucket.name, bucket.limit, 60)
+                        for bucket in by_key.values() if bucket.limit <= 0)
+
+        return Later(outcome)
 
     def commit(self, reservation: Reservation) -> None:
         self.sql.transact(lambda cursor: self.commit_in(cursor, (reservation,)), order=(2,))

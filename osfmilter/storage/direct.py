@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from osfmilter.errors import StorageError
 from osfmilter.health import BackendHealth
 from osfmilter.storage.db import describe
-from osfmilter.storage.writer import Order, group_commit
+from osfmilter.storage.writer import Later, Order, group_commit
 
 T = TypeVar("T")
 HEALTH_NAME = "database"
@@ -119,7 +119,17 @@ class DirectSql:
         from the start, so a counter read in it cannot change before the
         commit; on PostgreSQL the job locks what it must.
         """
-        return self._writes.run(job, order)
+        result: T = self._writes.run(job, order)
+        return result
+
+    def transact_later(self, job: Callable[[Cursor], Later[T]], order: Order = ()) -> T:
+        """As transact, for a job that only sends statements and reads their outcome Later.
+
+        On PostgreSQL the outcome is read once the whole batch is sent, so
+        the job adds no wait of its own (storage.writer).
+        """
+        result: T = self._writes.run(job, order)
+        return result
 
     def read(self, job: Callable[[Cursor], T]) -> T:
         """``job(cursor)`` outside a transaction: each statement sees the last commit.

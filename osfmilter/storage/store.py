@@ -20,7 +20,7 @@ from osfmilter.storage.db import describe
 from osfmilter.storage.direct import HEALTH_NAME, Cursor, DirectSql, Statement
 from osfmilter.storage.registry import Registry
 from osfmilter.storage.schema import SaslAccount, SmtpServer
-from osfmilter.storage.writer import Order
+from osfmilter.storage.writer import Later, Order
 
 __all__ = ["HEALTH_NAME", "EventRecord", "SqlStore", "event_values"]
 
@@ -135,37 +135,45 @@ class SqlStore:
         """
         row = self._event_row(record)
 
-        def accept(cursor: Cursor) -> None:
-            if charge is not None:
-                self._charge(cursor, charge)
+        def accept(cursor: Cursor) -> Later[None]:
+            check = self._charge(cursor, charge) if charge is not None else None
             cursor.execute(_INSERT_EVENT, row)
             if also is not None:
                 also(cursor)
+            return Later(check or (lambda: None))
 
         order = (2,) if charge is None else _volume_order(
             charge.month, "outbound", charge.customer_id, charge.domain)
         try:
-            self.direct.transact(accept, order)
+            self.direct.transact_later(accept, order)
         except _OverAllowance as over:
             return over.denied
         return None
 
     @staticmethod
-    def _charge(cursor: Cursor, charge: VolumeCharge) -> None:
-        # Both statements go out before either answer is read (one round
-        # trip on PostgreSQL, see storage.writer).
+    def _charge(cursor: Cursor, charge: VolumeCharge) -> Callable[[], None]:
+        """Sends the charge; the check it returns raises _OverAllowance, undoing the accept.
+
+        Nothing is read before the batch's statements are all sent (one wait
+        on PostgreSQL for the whole batch, see storage.writer).
+        """
         inbound_cursor = None
         if charge.limited and charge.domain:
             inbound_cursor = cursor.another().execute(
                 _INBOUND_BYTES, {"month": charge.month, "domain": charge.domain})
-        total = int(cursor.execute(_ADD_VOLUME, {
+        total_cursor = cursor.another().execute(_ADD_VOLUME, {
             "month": charge.month, "direction": "outbound", "customer_id": charge.customer_id,
             "domain": charge.domain, "added": charge.volume,
-        }).one()[0])
-        inbound = int(inbound_cursor.one()[0]) if inbound_cursor is not None else 0
-        allowance = charge.allowance(inbound)
-        if allowance is not None and total > allowance:
-            raise _OverAllowance(VolumeDenied(total - charge.volume, allowance))
+        })
+
+        def check() -> None:
+            total = int(total_cursor.one()[0])
+            inbound = int(inbound_cursor.one()[0]) if inbound_cursor is not None else 0
+            allowance = charge.allowance(inbound)
+            if allowance is not None and total > allowance:
+                raise _OverAllowance(VolumeDenied(total - charge.volume, allowance))
+
+        return check
 
     def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None:
         """Add received bytes × recipients per (customer id, scanned domain)."""

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import SQLAlchemyError
@@ -47,6 +47,23 @@ Order = tuple[Any, ...]
 
 # Enough for a burst to share a commit; a longer transaction only delays answers.
 MAX_BATCH = 32
+
+
+class Later(Generic[T]):
+    """A job's answer, to be read once the batch's statements are sent (and answered).
+
+    A job that returns one sends its statements and reads nothing, so on
+    PostgreSQL a whole batch costs one wait instead of one per job that
+    reads. ``read`` runs in the same transaction, before the commit; what
+    it raises is the job's answer, as if the job had raised it.
+    """
+
+    def __init__(self, read: Callable[[], T]) -> None:
+        self.read = read
+
+
+def _finish(outcome: Any) -> Any:
+    return outcome.read() if isinstance(outcome, Later) else outcome
 
 
 @dataclass(order=True)
@@ -130,8 +147,12 @@ class GroupCommit:
             finally:
                 lock.release()
 
-    def run(self, job: Callable[[Any], T], order: Order = ()) -> T:
-        """Run ``job(cursor)`` in a committed transaction; its exception if it raised."""
+    def run(self, job: Job, order: Order = ()) -> Any:
+        """Run ``job(cursor)`` in a committed transaction; its exception if it raised.
+
+        A :class:`Later` the job answers is read before the commit (the
+        typed ways in are storage.direct's transact and transact_later).
+        """
         future: Future[Any] = Future()
         self._queue.put(_Work(order, job, future))
         lock, timeout = self.write_lock
@@ -145,8 +166,7 @@ class GroupCommit:
                     self._run_queued()
             finally:
                 lock.release()
-        result: T = future.result()
-        return result
+        return future.result()
 
     def _run_queued(self) -> None:
         """Under the write lock: commit what is queued, and answer each waiting session."""
@@ -197,7 +217,8 @@ class GroupCommit:
 
         On PostgreSQL a batch is first run the quick way (``careful=False``):
         no savepoints, and no wait after each job, so a job waits only for
-        what it reads and the batch for one sync before the commit. If a
+        what it reads and the batch for one sync before the commit (jobs
+        that answer Later read after it). If a
         job raises (its own refusal, or a database error that may even be
         an earlier job's), the batch raises _Unattributed: nothing was
         committed, and the caller runs it again carefully, each job in a
@@ -220,8 +241,9 @@ class GroupCommit:
                 elif careful:
                     answers = [self._one(connection, cursor, work) for work in batch]
                 else:  # no savepoints: if any job raises, see below
-                    answers = [(work.future, work.job(cursor), False) for work in batch]
+                    outcomes = [(work.future, work.job(cursor)) for work in batch]
                     self._sync()
+                    answers = [(future, _finish(outcome), False) for future, outcome in outcomes]
                 if self._usable(connection):
                     committing = True
                     self._end(connection, "COMMIT")
@@ -241,7 +263,7 @@ class GroupCommit:
 
     def _alone(self, connection: Any, cursor: Any, work: _Work) -> tuple[Future[Any], Any, bool]:
         try:
-            return work.future, work.job(cursor), False
+            return work.future, _finish(work.job(cursor)), False
         except Exception as exc:  # noqa: BLE001 - the job's exception is its session's answer
             self._end(connection, "ROLLBACK")
             return work.future, self._as_answer(exc), True
@@ -250,6 +272,9 @@ class GroupCommit:
         cursor.raw.execute("SAVEPOINT job")
         try:
             outcome = work.job(cursor)
+            if isinstance(outcome, Later):
+                self._sync()
+                outcome = outcome.read()
             cursor.raw.execute("RELEASE SAVEPOINT job")
             self._sync()  # a pipelined statement's error belongs to this job
         except Exception as exc:

@@ -21,7 +21,7 @@ from osfmilter.limits.rate import Bucket
 from osfmilter.limits.sqlrate import SqlRateLimiter
 from osfmilter.storage.db import make_engine, write_lock
 from osfmilter.storage.direct import Cursor, DirectSql, Statement
-from osfmilter.storage.writer import GroupCommit, _Work
+from osfmilter.storage.writer import GroupCommit, Later, _Work
 from tests.fakes import FixedClock
 from tests.harness.database import reset_database
 
@@ -269,3 +269,32 @@ def test_postgresql_waits_once_per_batch_and_reruns_it_to_place_an_error(
             assert connection.execute(text("SELECT count(*) FROM rate_slots")).scalar_one() == 7
     finally:
         engine.dispose()
+
+
+def test_a_later_answer_is_read_before_the_commit_and_can_refuse(quick: Engine) -> None:
+    """A job that answers Later: read in its transaction; what the read raises undoes the job."""
+    sql = DirectSql(quick)
+    writer = writer_of(sql)
+    returning = Statement("INSERT INTO rate_slots (\"key\", reservation, pending, at) "
+                          "VALUES (:key, 'r', :pending, 0) RETURNING \"key\"")
+
+    def send(key: str, refuse: bool) -> Callable[[Cursor], Later[str]]:
+        def job(cursor: Cursor) -> Later[str]:
+            sent = cursor.another().execute(returning, {"key": key, "pending": True})
+            cursor.execute(INSERT, {"key": f"{key}-2", "pending": True})
+
+            def read() -> str:
+                (inserted,) = sent.one()
+                if refuse:
+                    raise ValueError(f"refused {inserted}")
+                return str(inserted)
+            return Later(read)
+        return job
+
+    first = queue(writer, send("a", refuse=False))
+    refused = queue(writer, send("b", refuse=True))
+    assert sql.transact_later(send("c", refuse=False)) == "c"
+    assert first.result(timeout=0) == "a"
+    with pytest.raises(ValueError, match="refused b"):
+        refused.result(timeout=0)
+    assert keys(quick) == {"a", "a-2", "c", "c-2"}

@@ -50,9 +50,10 @@ class Statement:
 class Cursor:
     """A driver cursor that takes :class:`Statement` s."""
 
-    def __init__(self, cursor: Any, dialect: str) -> None:
+    def __init__(self, cursor: Any, dialect: str, family: list[Any] | None = None) -> None:
         self._cursor = cursor
         self.dialect = dialect
+        self._family = [cursor] if family is None else family  # this one and its others
 
     def execute(self, statement: Statement, params: Mapping[str, Any] | None = None) -> Cursor:
         self._cursor.execute(statement.text(self.dialect), params or {})
@@ -61,22 +62,38 @@ class Cursor:
     def executemany(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         self._cursor.executemany(statement.text(self.dialect), rows)
 
+    # Each read takes every row: an SQLite statement read only in part stays
+    # "in progress", and SQLite then refuses a savepoint or the commit.
+
     def one(self) -> tuple[Any, ...]:
-        row = self._cursor.fetchone()
+        row = self.first()
         if row is None:
             raise StorageError("a statement that returns one row returned none")
-        return tuple(row)
+        return row
 
     def first(self) -> tuple[Any, ...] | None:
-        row = self._cursor.fetchone()
-        return None if row is None else tuple(row)
+        rows = self._cursor.fetchall()
+        return tuple(rows[0]) if rows else None
 
     def all(self) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._cursor.fetchall()]
 
     def another(self) -> Cursor:
-        """A second cursor on the same connection and transaction."""
-        return Cursor(self._cursor.connection.cursor(), self.dialect)
+        """A second cursor on the same connection and transaction (closed with this one)."""
+        cursor = self._cursor.connection.cursor()
+        self._family.append(cursor)
+        return Cursor(cursor, self.dialect, self._family)
+
+    def close(self) -> None:
+        """Closes this cursor and every other one made from it.
+
+        On SQLite a statement a job sent but nobody read (a batch given up
+        halfway) would otherwise stay in progress, and the next savepoint
+        or commit on the connection would be refused.
+        """
+        for cursor in self._family:
+            cursor.close()
+        self._family.clear()
 
     @property
     def raw(self) -> Any:

@@ -183,7 +183,7 @@ class GroupCommit:
         batch.sort()
         try:
             try:
-                answers = self._commit(batch, careful=self._sqlite)
+                answers = self._commit(batch, careful=False)
             except _Unattributed:
                 answers = self._commit(batch, careful=True)
             except _BatchFailed as failed:
@@ -212,18 +212,16 @@ class GroupCommit:
     def _commit(self, batch: list[_Work], careful: bool) -> list[tuple[Future[Any], Any, bool]]:
         """Every job in one transaction; raises _BatchFailed if none of it holds.
 
-        Each job of a batch runs in a savepoint, so one that fails takes
-        back only its own writes; a job alone on SQLite needs none.
-
-        On PostgreSQL a batch is first run the quick way (``careful=False``):
-        no savepoints, and no wait after each job, so a job waits only for
-        what it reads and the batch for one sync before the commit (jobs
-        that answer Later read after it). If a
-        job raises (its own refusal, or a database error that may even be
-        an earlier job's), the batch raises _Unattributed: nothing was
-        committed, and the caller runs it again carefully, each job in a
-        savepoint with a sync after it, which pins every error on its own
-        job and takes back only that job's writes.
+        The quick way (``careful=False``, tried first) runs the jobs one
+        after the other with no savepoints, and on PostgreSQL without
+        waiting after each: a job waits only for what it reads, the batch
+        for one sync before the commit, and Later answers are read after
+        it. If a job raises (its own refusal, or a database error, which in
+        a pipeline may even be an earlier job's), nothing is committed and
+        _Unattributed sends the batch the careful way: each job in a
+        savepoint with a sync after it, so that every error lands on its
+        own job and takes back only that job's writes (a job alone on
+        SQLite needs no savepoint).
         """
         if self._connection is None:
             engine = self._engine()
@@ -231,12 +229,14 @@ class GroupCommit:
                 raise _BatchFailed(StorageError("the database engine was disposed of"), retry=False)
             self._connection = engine.raw_connection()
         connection = self._connection
-        committing = False
+        running_jobs = committing = False
+        cursor = None
         try:
             with self._pipelined(connection):
                 self._begin(connection)
+                running_jobs = True
                 cursor = self._wrap_cursor(connection.cursor())
-                if len(batch) == 1 and self._sqlite:
+                if len(batch) == 1 and self._sqlite and careful:
                     answers = [self._alone(connection, cursor, batch[0])]
                 elif careful:
                     answers = [self._one(connection, cursor, work) for work in batch]
@@ -245,20 +245,24 @@ class GroupCommit:
                     self._sync()
                     answers = [(future, _finish(outcome), False) for future, outcome in outcomes]
                 if self._usable(connection):
-                    committing = True
+                    running_jobs, committing = False, True
                     self._end(connection, "COMMIT")
         except Exception as exc:
+            if cursor is not None:
+                with suppress(Exception):
+                    cursor.close()
             broken = self._broken(connection)
             if broken:
                 connection.invalidate()
                 self._connection = None
             elif self._usable(connection):
                 self._end(connection, "ROLLBACK")
-            if not (careful or broken or committing):
+            if running_jobs and not (careful or broken):
                 raise _Unattributed from exc
             if not isinstance(exc, self._database_errors):
                 raise  # not the database's: a bug, answered in _run_queued
             raise _BatchFailed(self._failed(exc), retry=broken and not committing) from exc
+        cursor.close()
         return answers
 
     def _alone(self, connection: Any, cursor: Any, work: _Work) -> tuple[Future[Any], Any, bool]:

@@ -240,7 +240,12 @@ class GroupCommit:
                     answers = [self._alone(connection, cursor, batch[0])]
                 elif careful:
                     answers = [self._one(connection, cursor, work) for work in batch]
-                else:  # no savepoints: if any job raises, see below
+                elif self._sqlite:  # no savepoints: if any job raises, see below
+                    # Each answer at once (no round trip to save): statements
+                    # left unread to the end of the batch made it slower
+                    # (session_cost.py, 20 sessions: 0.47 -> 0.70 ms a message).
+                    answers = [(work.future, _finish(work.job(cursor)), False) for work in batch]
+                else:
                     outcomes = [(work.future, work.job(cursor)) for work in batch]
                     self._sync()
                     answers = [(future, _finish(outcome), False) for future, outcome in outcomes]

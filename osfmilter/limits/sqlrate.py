@@ -2,9 +2,12 @@
 
 Each admission runs in one short transaction that holds a per-identity lock
 (PostgreSQL: a transaction-scoped advisory lock; SQLite: ``BEGIN IMMEDIATE``),
-prunes the identity's expired slots (two index ranges) and reads the count
-the database keeps per key (migration 0007): the same few rows however many
-events, slots or senders the database holds, and however full the window.
+admits on the count the database keeps per key (migration 0007): the same
+few rows however many events, slots or senders the database holds, and
+however full the window. That count includes slots that have expired since
+the key was last pruned, so it can only overstate the window: a message it
+admits is admitted rightly. Only when a bucket looks full are the key's
+expired slots deleted (two index ranges) and the count read again.
 """
 
 from __future__ import annotations
@@ -102,16 +105,19 @@ class SqlRateLimiter:
         keys = {f"k{i}": key for i, key in enumerate(by_key)}
         limits = {f"l{i}": bucket.limit for i, bucket in enumerate(by_key.values())}
         expired_reservations, out_of_window, admit, usage = _window_statements(len(keys))
-        cursor.execute(expired_reservations, {**keys, "yes": True, "now": now})
-        cursor.execute(out_of_window, {**keys, "no": False, "cutoff": now - self.window})
         reservation = Reservation(uuid.uuid4().hex, identity, tuple(by_key))
-        admitted = cursor.another().execute(admit, {
-            **keys, **limits, "reservation": reservation.id, "yes": True,
-            "expires": now + self.reservation_ttl,
-        })
+        wanted = {**keys, **limits, "reservation": reservation.id, "yes": True,
+                  "expires": now + self.reservation_ttl}
+        admitted = cursor.another().execute(admit, wanted)
 
         def outcome() -> Reservation | RateDenied:
             if len(admitted.all()) == len(by_key):
+                return reservation
+            # The counts still hold the slots that expired since the key was
+            # last full: take them out, and look again.
+            cursor.execute(expired_reservations, {**keys, "yes": True, "now": now})
+            cursor.execute(out_of_window, {**keys, "no": False, "cutoff": now - self.window})
+            if len(cursor.execute(admit, wanted).all()) == len(by_key):
                 return reservation
             for key, used in cursor.execute(usage, keys).all():
                 bucket = by_key[key]

@@ -202,7 +202,8 @@ class RateSlot(Base):
     A pending slot holds capacity until it is committed, released, or its
     reservation expires (a milter that died mid-transaction). A committed
     slot counts until ``at`` + the window. Rows older than that are deleted
-    on the next admission for the same key, so a key holds at most its limit.
+    when the key's count reaches its limit (and by retention), so a key
+    holds at most its limit of rows.
     """
 
     __tablename__ = "rate_slots"

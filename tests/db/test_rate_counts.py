@@ -59,7 +59,7 @@ def test_the_count_follows_the_limiter_retention_and_plain_sql(engine: Engine) -
     admitted(limiter.reserve("server:192.0.2.1/32", BUCKETS))
     assert isinstance(limiter.reserve("server:192.0.2.1/32", BUCKETS), RateDenied)
 
-    # Past the window and the reservations' lifetime: the next admission prunes.
+    # Past the window and the reservations' lifetime: a full bucket makes the admission prune.
     clock.advance(1000)
     admitted(limiter.reserve("server:192.0.2.1/32", BUCKETS))
     assert counts(engine) == slots(engine) == {
@@ -123,3 +123,20 @@ def test_the_migration_counts_the_slots_already_there(engine: Engine) -> None:
             "('x|all', 'r1', false, 1), ('x|all', 'r2', true, 2), ('y|all', 'r3', false, 3)"))
     command.upgrade(_alembic_config(engine), "head")
     assert counts(engine) == slots(engine) == {"x|all": 2, "y|all": 1}
+
+
+def test_expired_slots_are_pruned_only_when_a_bucket_looks_full(engine: Engine) -> None:
+    """Below the limit the admission reads the count alone; a full count is checked again."""
+    clock = FixedClock(NOW)
+    limiter = SqlRateLimiter(engine, clock, 300.0, 900.0)
+    bucket = (Bucket("all", 3),)
+    for _ in range(2):
+        limiter.commit(admitted(limiter.reserve("sasl:bob", bucket)))
+    clock.advance(301)  # both out of the window
+    limiter.commit(admitted(limiter.reserve("sasl:bob", bucket)))
+    assert counts(engine) == slots(engine) == {"sasl:bob|all": 3}  # admitted at a count of 2
+    # The count says full; two of the three no longer count: pruned, admitted.
+    admitted(limiter.reserve("sasl:bob", bucket))
+    assert counts(engine) == slots(engine) == {"sasl:bob|all": 2}
+    admitted(limiter.reserve("sasl:bob", bucket))
+    assert isinstance(limiter.reserve("sasl:bob", bucket), RateDenied)

@@ -27,12 +27,18 @@ from osfmilter.storage.writer import Later
 # Nothing here may weaken the transaction's durability (synchronous_commit):
 # the group commit shares it with other sessions' accepts (storage.writer).
 _ADVISORY_LOCK = Statement("SELECT pg_advisory_xact_lock(:lock_id)")
-# A pending slot starts to count; a slot the reservation lost by expiring (and
-# that was pruned) is inserted again: the message was accepted all the same.
-_COUNT_FROM_NOW = Statement(
+_COMMIT = Statement(
+    "UPDATE rate_slots SET pending = :pending, at = :at WHERE reservation = :reservation"
+)
+# A slot whose reservation expired (and was pruned) is counted all the same:
+# the message was accepted. Nothing is read back, so on PostgreSQL the
+# commit does not wait for an answer of its own (storage.writer's pipeline).
+# (The casts give PostgreSQL one type for a parameter used twice.)
+_RECOUNT = Statement(
     'INSERT INTO rate_slots ("key", reservation, pending, at) '
-    "VALUES (:key, :reservation, :pending, :at) "
-    'ON CONFLICT (reservation, "key") DO UPDATE SET pending = excluded.pending, at = excluded.at'
+    "SELECT CAST(:key AS VARCHAR), CAST(:reservation AS VARCHAR), :pending, :at "
+    "WHERE NOT EXISTS (SELECT 1 FROM rate_slots WHERE "
+    'reservation = CAST(:reservation AS VARCHAR) AND "key" = CAST(:key AS VARCHAR))'
 )
 _RELEASE = Statement("DELETE FROM rate_slots WHERE reservation = :reservation")
 # The index on (key, pending, at) answers it with one seek.
@@ -147,9 +153,10 @@ class SqlRateLimiter:
         """
         now = self.clock.now().timestamp()
         for reservation in reservations:
+            cursor.execute(_COMMIT, {"pending": False, "at": now, "reservation": reservation.id})
             for key in reservation.keys:
-                cursor.execute(_COUNT_FROM_NOW, {"key": key, "reservation": reservation.id,
-                                                 "pending": False, "at": now})
+                cursor.execute(_RECOUNT, {"key": key, "reservation": reservation.id,
+                                          "pending": False, "at": now})
 
     def release(self, reservation: Reservation) -> None:
         def give_back(cursor: Cursor) -> None:

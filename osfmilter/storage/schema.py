@@ -207,14 +207,11 @@ class RateSlot(Base):
     """
 
     __tablename__ = "rate_slots"
-    __table_args__ = (
-        Index("ix_rate_slots_key_pending_at", "key", "pending", "at"),
-        Index("ix_rate_slots_reservation_key", "reservation", "key", unique=True),
-    )
+    __table_args__ = (Index("ix_rate_slots_key_pending_at", "key", "pending", "at"),)
 
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(340))
-    reservation: Mapped[str] = mapped_column(String(32))
+    reservation: Mapped[str] = mapped_column(String(32), index=True)
     pending: Mapped[bool] = mapped_column()
     # Epoch seconds: for a pending slot when its reservation expires, for a
     # committed one when the message was accepted.

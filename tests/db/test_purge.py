@@ -33,7 +33,7 @@ def event_row(when: datetime, action: str = "accept") -> dict[str, object]:
 
 
 def slot(key: str, at: float, pending: bool = False) -> dict[str, object]:
-    return dict(key=key, reservation=f"r{at}{pending}", pending=pending, at=at)
+    return dict(key=key, reservation=f"r{at}", pending=pending, at=at)
 
 
 def add_events(engine: Engine, old: int, recent: int) -> None:

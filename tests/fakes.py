@@ -150,7 +150,7 @@ class MemoryLimiter:
         rid = uuid.uuid4().hex
         for key in keys:
             self.slots[key][rid] = (True, now + self.ttl)
-        return Reservation(rid, identity, tuple(keys))
+        return Reservation(rid, identity, tuple(keys), now + self.ttl)
 
     def commit(self, reservation: Reservation) -> None:
         self._check()

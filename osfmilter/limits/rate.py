@@ -29,6 +29,7 @@ class Reservation:
     id: str
     identity: str
     keys: tuple[str, ...]
+    expires: float  # epoch seconds: its pending slots stop counting then
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,8 @@ class RedisRateLimiter:
     def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
         now = self.clock.now().timestamp()
         keys = tuple(slot_key(identity, b.name) for b in buckets)
-        reservation = Reservation(uuid.uuid4().hex, identity, keys)
+        reservation = Reservation(uuid.uuid4().hex, identity, keys,
+                                  now + self.reservation_ttl)
         result = self._run(
             self._reserve,
             reservation.keys,

@@ -24,6 +24,9 @@ from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, 
 from osfmilter.storage.direct import Cursor, DirectSql, Statement
 from osfmilter.storage.writer import Later
 
+# How far relay nodes' clocks may disagree: a reservation this close to its
+# expiry may have lost its slots to another node's prune.
+EXPIRY_MARGIN = 60.0
 # Nothing here may weaken the transaction's durability (synchronous_commit):
 # the group commit shares it with other sessions' accepts (storage.writer).
 _ADVISORY_LOCK = Statement("SELECT pg_advisory_xact_lock(:lock_id)")
@@ -111,9 +114,10 @@ class SqlRateLimiter:
         keys = {f"k{i}": key for i, key in enumerate(by_key)}
         limits = {f"l{i}": bucket.limit for i, bucket in enumerate(by_key.values())}
         expired_reservations, out_of_window, admit, usage = _window_statements(len(keys))
-        reservation = Reservation(uuid.uuid4().hex, identity, tuple(by_key))
+        reservation = Reservation(uuid.uuid4().hex, identity, tuple(by_key),
+                                  now + self.reservation_ttl)
         wanted = {**keys, **limits, "reservation": reservation.id, "yes": True,
-                  "expires": now + self.reservation_ttl}
+                  "expires": reservation.expires}
         admitted = cursor.another().execute(admit, wanted)
 
         def outcome() -> Reservation | RateDenied:
@@ -145,8 +149,8 @@ class SqlRateLimiter:
 
         No advisory lock: a commit changes no count (the slot was counted
         while pending), and the row it updates is locked by the update itself.
-        Only a reservation that expired before its message was accepted is
-        counted again here; its count row is then taken after the batch's
+        Only a reservation at or past its expiry (another node may have
+        pruned its slots) is counted again here; its count row is then taken after the batch's
         locks, which could meet another node's batch head-on (PostgreSQL
         then fails one of the two, and its sessions answer 451: retried,
         never lost).
@@ -154,10 +158,8 @@ class SqlRateLimiter:
         now = self.clock.now().timestamp()
         for reservation in reservations:
             cursor.execute(_COMMIT, {"pending": False, "at": now, "reservation": reservation.id})
-            # SQLite tells at once whether every slot was still there; on
-            # PostgreSQL asking would cost a wait, and the re-insert finds none.
-            if cursor.dialect == "sqlite" and cursor.rowcount == len(reservation.keys):
-                continue
+            if now < reservation.expires - EXPIRY_MARGIN:
+                continue  # no node can have pruned its slots yet
             for key in reservation.keys:
                 cursor.execute(_RECOUNT, {"key": key, "reservation": reservation.id,
                                           "pending": False, "at": now})

@@ -78,11 +78,6 @@ class Cursor:
     def all(self) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._cursor.fetchall()]
 
-    @property
-    def rowcount(self) -> int:
-        """Rows the last statement changed (PostgreSQL: waits for its answer)."""
-        return int(self._cursor.rowcount)
-
     def another(self) -> Cursor:
         """A second cursor on the same connection and transaction (closed with this one)."""
         cursor = self._cursor.connection.cursor()

@@ -126,9 +126,11 @@ def test_a_message_accepted_after_its_reservation_expired_still_counts_once(
     limiter = make_limiter(clock)
     both = (Bucket("all", 2), Bucket("unknown", 2))
     slow = limiter.reserve("server:x", both)
-    assert isinstance(slow, Reservation)
-    clock.advance(901)  # the reservation expired...
-    other = limiter.reserve("server:x", both)  # ...and this prune removed its slots
+    filler = limiter.reserve("server:x", both)
+    assert isinstance(slow, Reservation) and isinstance(filler, Reservation)
+    limiter.commit(filler)
+    clock.advance(901)  # the reservation expired, the filler left the window...
+    other = limiter.reserve("server:x", both)  # ...and this full bucket's prune removed both
     assert isinstance(other, Reservation)
     limiter.commit(slow)
     limiter.commit(slow)  # a repeated commit adds nothing

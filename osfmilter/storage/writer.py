@@ -8,12 +8,14 @@ transactions cost 0.7 ms of CPU alone and 2 ms with twenty sessions
 COMMIT and WAL flush, and queued on the sender's locks across the flush.
 
 Here a session queues its work and waits for the process's write lock.
-Whoever gets the lock runs everything queued, each piece in a savepoint of
-one transaction, commits once, and answers every session whose work it
-ran; a session that gets the lock and finds its work done just returns.
-Alone, a session runs its own work at once. Nothing is answered before it
-is committed: if the commit fails, every session of the batch gets the error
-and tempfails its message, never accepting one unrecorded.
+Whoever gets the lock runs everything queued in one transaction, commits
+once, and answers every session whose work it ran; a session that gets the
+lock and finds its work done just returns. Alone, a session runs its own
+work at once. Nothing is answered before it is committed: if the commit
+fails, every session of the batch gets the error and tempfails its message,
+never accepting one unrecorded. If one piece of work fails, the batch is
+run again with each piece in a savepoint, so that only that piece is undone
+(see GroupCommit._commit).
 
 Each piece of work comes with an order key, and a batch runs in key order:
 the sender's advisory lock before any monthly-volume row, each kind sorted.
@@ -74,7 +76,7 @@ class _Work:
 
 
 class _Unattributed(Exception):
-    """A pipelined batch met a database error it cannot pin on a job; nothing was committed."""
+    """The quick way met a job's exception or a database error; nothing was committed."""
 
 
 class _BatchFailed(Exception):

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from osfmilter.cli import main
 from osfmilter.config import RegistrationSection
+from osfmilter.limits.sqlrate import advisory_lock_id
 from osfmilter.storage import admin, retention
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.schema import Event, MonthlyVolume, RateSlot, StateChange
@@ -184,5 +185,32 @@ def test_purge_skips_a_slot_a_milter_holds(pg_server_url: str) -> None:
             assert done == [retention.PurgeResult(0, 1, 1)]  # it did not wait for the lock
         with engine.connect() as connection:
             assert connection.execute(select(RateSlot.key)).scalars().all() == ["a"]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_purge_leaves_a_sender_a_milter_holds_to_that_milter(pg_server_url: str) -> None:
+    """PostgreSQL: slots of a sender whose lock a milter holds stay, and nobody waits."""
+    engine = make_engine(pg_server_url, timeout=5)
+    try:
+        reset_database(engine)
+        old = NOW.timestamp() - 5000
+        with engine.begin() as connection:
+            connection.execute(insert(RateSlot), [slot("sasl:bob|all", old),
+                                                  slot("sasl:eve|all", old)])
+        before = NOW - timedelta(days=400)
+        with engine.connect() as milter, milter.begin():
+            milter.execute(select(func.pg_advisory_xact_lock(advisory_lock_id("sasl:bob"))))
+            done: list[retention.PurgeResult] = []
+            worker = threading.Thread(target=lambda: done.append(
+                retention.purge(engine, before, NOW.timestamp() - 1200)))
+            worker.start()
+            worker.join(timeout=3)
+            assert done == [retention.PurgeResult(0, 1, 1)]  # eve's went; bob's waits
+        assert retention.purge(engine, before, NOW.timestamp() - 1200).rate_slots == 1
+        with engine.connect() as connection:
+            assert connection.execute(select(func.count()).select_from(RateSlot)).scalar() == 0
+            assert connection.execute(text("SELECT sum(used) FROM rate_counts")).scalar() == 0
     finally:
         engine.dispose()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, insert, select, text
+from sqlalchemy import Connection, Engine, event, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from osfmilter.cli import main
@@ -166,51 +166,58 @@ def test_bad_arguments_are_usage_errors(args: tuple[str, ...],
     assert capsys.readouterr().err.count("\n") == 1
 
 
+OLD_SLOT = NOW.timestamp() - 5000
+SLOT_CUTOFF = NOW.timestamp() - 1200
+
+
+@pytest.fixture
+def pg_engine(pg_server_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_server_url, timeout=5)
+    reset_database(engine)
+    yield engine
+    engine.dispose()
+
+
+def add_dead_slots(engine: Engine, *keys: str) -> Engine:
+    with engine.begin() as connection:
+        connection.execute(insert(RateSlot), [slot(key, OLD_SLOT - i)
+                                              for i, key in enumerate(keys)])
+    return engine
+
+
+def purge_while(engine: Engine,
+                hold: Callable[[Connection], object]) -> list[retention.PurgeResult]:
+    """A purge run while a milter's transaction holds what ``hold`` takes; it must not wait."""
+    with engine.connect() as milter, milter.begin():
+        hold(milter)
+        done: list[retention.PurgeResult] = []
+        worker = threading.Thread(target=lambda: done.append(
+            retention.purge(engine, NOW - timedelta(days=400), SLOT_CUTOFF)))
+        worker.start()
+        worker.join(timeout=3)
+    return done
+
+
 @pytest.mark.postgres
-def test_purge_skips_a_slot_a_milter_holds(pg_server_url: str) -> None:
+def test_purge_skips_a_slot_a_milter_holds(pg_engine: Engine) -> None:
     """PostgreSQL: a rate slot locked by a milter's transaction is left, and nobody waits."""
-    engine = make_engine(pg_server_url, timeout=5)
-    try:
-        reset_database(engine)
-        old = NOW.timestamp() - 5000
-        with engine.begin() as connection:
-            connection.execute(insert(RateSlot), [slot("a", old), slot("b", old - 1)])
-        with engine.connect() as milter, milter.begin():
-            milter.execute(text("SELECT id FROM rate_slots WHERE key = 'a' FOR UPDATE"))
-            done: list[retention.PurgeResult] = []
-            worker = threading.Thread(target=lambda: done.append(
-                retention.purge(engine, NOW - timedelta(days=400), NOW.timestamp() - 1200)))
-            worker.start()
-            worker.join(timeout=3)
-            assert done == [retention.PurgeResult(0, 1, 1)]  # it did not wait for the lock
-        with engine.connect() as connection:
-            assert connection.execute(select(RateSlot.key)).scalars().all() == ["a"]
-    finally:
-        engine.dispose()
+    pg_with_slots = add_dead_slots(pg_engine, "a", "b")
+    done = purge_while(pg_with_slots, lambda milter: milter.execute(
+        text("SELECT id FROM rate_slots WHERE key = 'a' FOR UPDATE")))
+    assert done == [retention.PurgeResult(0, 1, 1)]  # it did not wait for the lock
+    with pg_with_slots.connect() as connection:
+        assert connection.execute(select(RateSlot.key)).scalars().all() == ["a"]
 
 
 @pytest.mark.postgres
-def test_purge_leaves_a_sender_a_milter_holds_to_that_milter(pg_server_url: str) -> None:
+def test_purge_leaves_a_sender_a_milter_holds_to_that_milter(pg_engine: Engine) -> None:
     """PostgreSQL: slots of a sender whose lock a milter holds stay, and nobody waits."""
-    engine = make_engine(pg_server_url, timeout=5)
-    try:
-        reset_database(engine)
-        old = NOW.timestamp() - 5000
-        with engine.begin() as connection:
-            connection.execute(insert(RateSlot), [slot("sasl:bob|all", old),
-                                                  slot("sasl:eve|all", old)])
-        before = NOW - timedelta(days=400)
-        with engine.connect() as milter, milter.begin():
-            milter.execute(select(func.pg_advisory_xact_lock(advisory_lock_id("sasl:bob"))))
-            done: list[retention.PurgeResult] = []
-            worker = threading.Thread(target=lambda: done.append(
-                retention.purge(engine, before, NOW.timestamp() - 1200)))
-            worker.start()
-            worker.join(timeout=3)
-            assert done == [retention.PurgeResult(0, 1, 1)]  # eve's went; bob's waits
-        assert retention.purge(engine, before, NOW.timestamp() - 1200).rate_slots == 1
-        with engine.connect() as connection:
-            assert connection.execute(select(func.count()).select_from(RateSlot)).scalar() == 0
-            assert connection.execute(text("SELECT sum(used) FROM rate_counts")).scalar() == 0
-    finally:
-        engine.dispose()
+    pg_with_slots = add_dead_slots(pg_engine, "sasl:bob|all", "sasl:eve|all")
+    done = purge_while(pg_with_slots, lambda milter: milter.execute(
+        select(func.pg_advisory_xact_lock(advisory_lock_id("sasl:bob")))))
+    assert done == [retention.PurgeResult(0, 1, 1)]  # eve's went; bob's waits
+    assert retention.purge(pg_with_slots, NOW - timedelta(days=400),
+                           SLOT_CUTOFF).rate_slots == 1
+    with pg_with_slots.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(RateSlot)).scalar() == 0
+        assert connection.execute(text("SELECT sum(used) FROM rate_counts")).scalar() == 0

@@ -140,3 +140,12 @@ def test_expired_slots_are_pruned_only_when_a_bucket_looks_full(engine: Engine) 
     assert counts(engine) == slots(engine) == {"sasl:bob|all": 2}
     admitted(limiter.reserve("sasl:bob", bucket))
     assert isinstance(limiter.reserve("sasl:bob", bucket), RateDenied)
+
+
+def test_a_bucket_filled_by_this_very_admission_does_not_cut_it_short(engine: Engine) -> None:
+    """The admitting INSERT reads the counts from before it: its own first slot
+    (which makes 'all' full) must not keep it from inserting the second."""
+    limiter = SqlRateLimiter(engine, FixedClock(NOW), 300.0, 900.0)
+    admitted(limiter.reserve("sasl:bob", (Bucket("all", 2),)))
+    admitted(limiter.reserve("sasl:bob", (Bucket("all", 2), Bucket("unknown", 5))))
+    assert counts(engine) == slots(engine) == {"sasl:bob|all": 2, "sasl:bob|unknown": 1}

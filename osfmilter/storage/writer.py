@@ -64,6 +64,15 @@ class Later(Generic[T]):
         self.read = read
 
 
+# PostgreSQL's query_canceled (statement_timeout) and lock_not_available: the
+# batch waited its [database] timeout, which no careful rerun would shorten.
+_TIMEOUT_SQLSTATES = frozenset({"57014", "55P03"})
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return getattr(exc, "sqlstate", None) in _TIMEOUT_SQLSTATES
+
+
 def _finish(outcome: Any) -> Any:
     return outcome.read() if isinstance(outcome, Later) else outcome
 
@@ -223,7 +232,8 @@ class GroupCommit:
         _Unattributed sends the batch the careful way: each job in a
         savepoint with a sync after it, so that every error lands on its
         own job and takes back only that job's writes (a job alone on
-        SQLite needs no savepoint).
+        SQLite needs no savepoint). A batch that timed out is not run
+        again: its sessions have waited as long as they may.
         """
         if self._connection is None:
             engine = self._engine()
@@ -264,7 +274,7 @@ class GroupCommit:
                 self._connection = None
             elif self._usable(connection):
                 self._end(connection, "ROLLBACK")
-            if running_jobs and not (careful or broken):
+            if running_jobs and not (careful or broken or _timed_out(exc)):
                 raise _Unattributed from exc
             if not isinstance(exc, self._database_errors):
                 raise  # not the database's: a bug, answered in _run_queued

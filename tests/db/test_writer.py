@@ -298,3 +298,28 @@ def test_a_later_answer_is_read_before_the_commit_and_can_refuse(quick: Engine) 
     with pytest.raises(ValueError, match="refused b"):
         refused.result(timeout=0)
     assert keys(quick) == {"a", "a-2", "c", "c-2"}
+
+
+@pytest.mark.postgres
+def test_a_batch_that_timed_out_is_not_run_again(pg_server_url: str) -> None:
+    """PostgreSQL cancelled a statement at [database] timeout: no job's fault, so the
+    batch fails then, instead of waiting the timeout once more the careful way."""
+    engine = make_engine(pg_server_url, timeout=1.0)
+    reset_database(engine)
+    try:
+        sql = DirectSql(engine)
+        sql.transact(insert("held"))
+        runs: list[str] = []
+
+        def update_held(cursor: Cursor) -> None:
+            runs.append("update")
+            cursor.execute(Statement("UPDATE rate_slots SET at = 1 WHERE \"key\" = 'held'"))
+
+        with engine.connect() as other, other.begin():
+            other.execute(text("SELECT id FROM rate_slots WHERE \"key\" = 'held' FOR UPDATE"))
+            with pytest.raises(StorageError, match=r"(?i)cancel"):
+                sql.transact(update_held)
+        assert runs == ["update"]
+        assert sql.transact(insert("after")) == "after"  # the connection is fine
+    finally:
+        engine.dispose()

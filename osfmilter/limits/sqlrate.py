@@ -20,6 +20,7 @@ from functools import cache
 from sqlalchemy import Engine
 
 from osfmilter.clock import Clock
+from osfmilter.errors import StorageError
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, slot_key
 from osfmilter.storage.direct import Cursor, DirectSql, Statement
 from osfmilter.storage.writer import Later
@@ -136,8 +137,10 @@ class SqlRateLimiter:
                     return RateDenied(bucket.name, bucket.limit,
                                       retry_after(oldest, now, self.window))
             # A bucket with limit 0 has no rows to count and admits nothing.
-            return next(RateDenied(bucket.name, bucket.limit, 60)
-                        for bucket in by_key.values() if bucket.limit <= 0)
+            for bucket in by_key.values():
+                if bucket.limit <= 0:
+                    return RateDenied(bucket.name, bucket.limit, 60)
+            raise StorageError("rate_counts disagrees with the admission it refused")
 
         return Later(outcome)
 
@@ -149,11 +152,11 @@ class SqlRateLimiter:
 
         No advisory lock: a commit changes no count (the slot was counted
         while pending), and the row it updates is locked by the update itself.
-        Only a reservation at or past its expiry (another node may have
-        pruned its slots) is counted again here; its count row is then taken after the batch's
-        locks, which could meet another node's batch head-on (PostgreSQL
-        then fails one of the two, and its sessions answer 451: retried,
-        never lost).
+        Only a reservation near or past its expiry (another node may have
+        pruned its slots) is counted again here; its count row is then taken
+        after the batch's locks, which could meet another node's batch
+        head-on (PostgreSQL then fails one of the two, and its sessions
+        answer 451: retried, never lost).
         """
         now = self.clock.now().timestamp()
         for reservation in reservations:

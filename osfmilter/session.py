@@ -258,7 +258,31 @@ class MilterSession:
         outcome = self.services.limiter.reserve(tx.identity.label, buckets)
         if isinstance(outcome, Reservation):
             tx.reservations.append(outcome)
-        else:
+        return self._rate_refusal(tx, outcome)
+
+    def _renew_due_reservations(self, tx: _Transaction) -> Refusal | None:
+        """A transaction that outlived its reservations is admitted again, like a new one.
+
+        MAIL to the end of message may take longer than [rates]
+        reservation_ttl; by then the slots may have been pruned and given to
+        other messages, and counting this one anyway could pass the limit.
+        A denied renewal keeps the old reservation in the list, so that
+        abort() gives back whatever is left of it.
+        """
+        now = self.services.clock.now().timestamp()
+        for index, reservation in enumerate(tx.reservations):
+            if not reservation.due_for_renewal(now):
+                continue
+            outcome = self.services.limiter.renew(reservation)
+            if isinstance(outcome, Reservation):
+                tx.reservations[index] = outcome
+            elif (refusal := self._rate_refusal(tx, outcome)) is not None:
+                return refusal
+        return None
+
+    def _rate_refusal(self, tx: _Transaction, outcome: Reservation | RateDenied) -> Refusal | None:
+        assert tx.identity is not None
+        if isinstance(outcome, RateDenied):
             tx.rate_denied = outcome
         window = self.services.config.rates.window
         return first_refusal(RATE_CHECKS, RateFacts(outcome, tx.identity, window))
@@ -361,6 +385,9 @@ class MilterSession:
             log.warning("qid=%s end of message took %.1f s, longer than the MTA waits "
                         "(milter.content_timeout): not accepted", tx.queue_id or "-", took)
             return self._refuse(Stage.EOM, tx, Refusal(Reason.INTERNAL_ERROR))
+        refusal = self._renew_due_reservations(tx)
+        if refusal is not None:
+            return self._refuse(Stage.EOM, tx, refusal)
         return self._accept(tx, known)
 
     def _accept(self, tx: _Transaction, known: bool) -> Reply | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from osfmilter.addresses import IPAddress
 from osfmilter.config import Config
@@ -98,7 +99,7 @@ class FakeRecorder:
 
     def record_accept(
         self, record: EventRecord, charge: VolumeCharge | None,
-        also: object = None,
+        also: Callable[[Any], None] | None = None,
     ) -> VolumeDenied | None:
         if self.down:
             raise StorageError("connection refused")
@@ -135,7 +136,16 @@ class MemoryLimiter:
             raise StorageError("connection refused")
 
     def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
+        return self._admit(identity, buckets, replacing=None)
+
+    def renew(self, reservation: Reservation) -> Reservation | RateDenied:
+        return self._admit(reservation.identity, reservation.buckets, replacing=reservation)
+
+    def _admit(self, identity: str, buckets: Sequence[Bucket],
+               replacing: Reservation | None) -> Reservation | RateDenied:
         self._check()
+        if replacing is not None:
+            self.release(replacing)
         now = self.clock.now().timestamp()
         keys = [slot_key(identity, b.name) for b in buckets]
         for bucket, key in zip(buckets, keys, strict=True):
@@ -150,13 +160,16 @@ class MemoryLimiter:
         rid = uuid.uuid4().hex
         for key in keys:
             self.slots[key][rid] = (True, now + self.ttl)
-        return Reservation(rid, identity, tuple(keys), now + self.ttl)
+        return Reservation(rid, identity, tuple(keys), now + self.ttl, tuple(buckets))
 
     def commit(self, reservation: Reservation) -> None:
+        """Only a slot still held counts (as in the real limiters)."""
         self._check()
         now = self.clock.now().timestamp()
         for key in reservation.keys:
-            self.slots.setdefault(key, {})[reservation.id] = (False, now)
+            slots = self.slots.get(key, {})
+            if slots.get(reservation.id, (False, 0.0))[0]:
+                slots[reservation.id] = (False, now)
 
     def release(self, reservation: Reservation) -> None:
         self._check()

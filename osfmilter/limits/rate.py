@@ -6,6 +6,12 @@ count for one window from that moment, or until it is refused or aborted,
 when the slot is given back. A key never holds more than its limit of
 pending plus counting slots, so at no instant have more than *limit*
 messages been accepted in the preceding window.
+
+A transaction may outlive its reservation (RCPT gaps, a slow DATA, a long
+end of message: MAIL to the end of message can exceed ``reservation_ttl``),
+and an expired reservation's slots may be gone. Such a message is admitted
+again, under the identity's lock like a new one, before it is accepted
+(:meth:`RateLimiter.renew`); it is never counted past the limit.
 """
 
 from __future__ import annotations
@@ -24,12 +30,23 @@ class Bucket:
     limit: int
 
 
+# How far relay nodes' clocks may disagree: a reservation this close to its
+# expiry may already have lost its slots to another node's prune.
+EXPIRY_MARGIN = 60.0
+
+
 @dataclass(frozen=True)
 class Reservation:
     id: str
     identity: str
     keys: tuple[str, ...]
     expires: float  # epoch seconds: its pending slots stop counting then
+    # The buckets it was admitted to, to admit it again if it outlives itself.
+    buckets: tuple[Bucket, ...] = ()
+
+    def due_for_renewal(self, now: float) -> bool:
+        """Its slots may be gone, here or on another node: admit it again before counting it."""
+        return now >= self.expires - EXPIRY_MARGIN
 
 
 @dataclass(frozen=True)
@@ -43,8 +60,19 @@ class RateLimiter(Protocol):
     def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
         """Take one slot in every bucket, or none if any bucket is full."""
 
+    def renew(self, reservation: Reservation) -> Reservation | RateDenied:
+        """Admit again a reservation due for renewal, exactly as a new one; the old one is gone.
+
+        Denied, the message must not be accepted: the window filled while
+        its slots were expired.
+        """
+
     def commit(self, reservation: Reservation) -> None:
-        """The message was accepted: its slots count from now for one window."""
+        """The message was accepted: its slots count from now for one window.
+
+        Only slots still held count: a reservation due for renewal must be
+        renewed first, or its message may go uncounted.
+        """
 
     def release(self, reservation: Reservation) -> None:
         """The message was not accepted: give its slots back."""

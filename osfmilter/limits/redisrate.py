@@ -19,16 +19,19 @@ from osfmilter.clock import Clock
 from osfmilter.errors import DependencyError
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, slot_key
 
-# KEYS: one per bucket.  ARGV: now, window, expiry, reservation id, ttl, limit per key.
+# KEYS: one per bucket.  ARGV: now, window, expiry, reservation id, ttl, the
+# reservation it replaces ('' for none), limit per key.
 # Returns {0} when reserved, else {bucket index (1-based), oldest counting score or ''}.
+# A renewal gives the old reservation's slots back first, in the same script.
 _RESERVE = """
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local expiry, rid, ttl = ARGV[3], ARGV[4], ARGV[5]
+local expiry, rid, ttl, replacing = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 for i, key in ipairs(KEYS) do
   local c, p = key .. ':c', key .. ':p'
+  if replacing ~= '' then redis.call('ZREM', p, replacing) end
   redis.call('ZREMRANGEBYSCORE', c, '-inf', now - window)
   redis.call('ZREMRANGEBYSCORE', p, '-inf', '(' .. now)
-  local limit = tonumber(ARGV[5 + i])
+  local limit = tonumber(ARGV[6 + i])
   if redis.call('ZCARD', c) + redis.call('ZCARD', p) >= limit then
     local oldest = redis.call('ZRANGE', c, 0, 0, 'WITHSCORES')
     return {i, oldest[2] or ''}
@@ -42,11 +45,14 @@ return {0}
 """
 
 # KEYS: one per bucket.  ARGV: now, reservation id, ttl.
+# Only a slot still pending becomes a counting one: an expired reservation
+# pruned meanwhile is admitted again by a renewal (_RESERVE), never here.
 _COMMIT = """
 for _, key in ipairs(KEYS) do
-  redis.call('ZREM', key .. ':p', ARGV[2])
-  redis.call('ZADD', key .. ':c', ARGV[1], ARGV[2])
-  redis.call('EXPIRE', key .. ':c', ARGV[3])
+  if redis.call('ZREM', key .. ':p', ARGV[2]) == 1 then
+    redis.call('ZADD', key .. ':c', ARGV[1], ARGV[2])
+    redis.call('EXPIRE', key .. ':c', ARGV[3])
+  end
 end
 return 0
 """
@@ -84,14 +90,21 @@ class RedisRateLimiter:
             raise RedisError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
 
     def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
+        return self._admit(identity, tuple(buckets), replacing="")
+
+    def renew(self, reservation: Reservation) -> Reservation | RateDenied:
+        return self._admit(reservation.identity, reservation.buckets, replacing=reservation.id)
+
+    def _admit(self, identity: str, buckets: tuple[Bucket, ...],
+               replacing: str) -> Reservation | RateDenied:
         now = self.clock.now().timestamp()
         keys = tuple(slot_key(identity, b.name) for b in buckets)
         reservation = Reservation(uuid.uuid4().hex, identity, keys,
-                                  now + self.reservation_ttl)
+                                  now + self.reservation_ttl, buckets)
         result = self._run(
             self._reserve,
             reservation.keys,
-            [now, self.window, now + self.reservation_ttl, reservation.id, self._key_ttl,
+            [now, self.window, reservation.expires, reservation.id, self._key_ttl, replacing,
              *(b.limit for b in buckets)],
         )
         if int(result[0]) == 0:

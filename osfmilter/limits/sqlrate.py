@@ -8,6 +8,9 @@ however full the window. That count includes slots that have expired since
 the key was last pruned, so it can only overstate the window: a message it
 admits is admitted rightly. Only when a bucket looks full are the key's
 expired slots deleted (two index ranges) and the count read again.
+
+A reservation due for renewal is admitted again the same way, in one
+transaction under the same lock that first gives back its old slots.
 """
 
 from __future__ import annotations
@@ -25,24 +28,11 @@ from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, 
 from osfmilter.storage.direct import Cursor, DirectSql, Statement
 from osfmilter.storage.writer import Later
 
-# How far relay nodes' clocks may disagree: a reservation this close to its
-# expiry may have lost its slots to another node's prune.
-EXPIRY_MARGIN = 60.0
 # Nothing here may weaken the transaction's durability (synchronous_commit):
 # the group commit shares it with other sessions' accepts (storage.writer).
 _ADVISORY_LOCK = Statement("SELECT pg_advisory_xact_lock(:lock_id)")
 _COMMIT = Statement(
     "UPDATE rate_slots SET pending = :pending, at = :at WHERE reservation = :reservation"
-)
-# A slot whose reservation expired (and was pruned) is counted all the same:
-# the message was accepted. Nothing is read back, so on PostgreSQL the
-# commit does not wait for an answer of its own (storage.writer's pipeline).
-# (The casts give PostgreSQL one type for a parameter used twice.)
-_RECOUNT = Statement(
-    'INSERT INTO rate_slots ("key", reservation, pending, at) '
-    "SELECT CAST(:key AS VARCHAR), CAST(:reservation AS VARCHAR), :pending, :at "
-    "WHERE NOT EXISTS (SELECT 1 FROM rate_slots WHERE "
-    'reservation = CAST(:reservation AS VARCHAR) AND "key" = CAST(:key AS VARCHAR))'
 )
 _RELEASE = Statement("DELETE FROM rate_slots WHERE reservation = :reservation")
 # The index on (key, pending, at) answers it with one seek.
@@ -98,25 +88,36 @@ class SqlRateLimiter:
         self.reservation_ttl = reservation_ttl
 
     def reserve(self, identity: str, buckets: Sequence[Bucket]) -> Reservation | RateDenied:
+        return self._admit(identity, buckets, replacing=None)
+
+    def renew(self, reservation: Reservation) -> Reservation | RateDenied:
+        return self._admit(reservation.identity, reservation.buckets, replacing=reservation)
+
+    def _admit(self, identity: str, buckets: Sequence[Bucket],
+               replacing: Reservation | None) -> Reservation | RateDenied:
         now = self.clock.now().timestamp()
         return self.sql.transact_later(
-            lambda cursor: self._reserve_in(cursor, identity, buckets, now),
+            lambda cursor: self._reserve_in(cursor, identity, buckets, now, replacing),
             order=_locked_order(identity))
 
-    def _reserve_in(self, cursor: Cursor, identity: str, buckets: Sequence[Bucket],
-                    now: float) -> Later[Reservation | RateDenied]:
+    def _reserve_in(
+        self, cursor: Cursor, identity: str, buckets: Sequence[Bucket], now: float,
+        replacing: Reservation | None = None,
+    ) -> Later[Reservation | RateDenied]:
         """Sends every statement of the admission, and reads its outcome Later.
 
         So on PostgreSQL a reservation adds no wait of its own to the
         group commit's batch (storage.writer).
         """
         _lock(cursor, identity)
+        if replacing is not None:
+            cursor.execute(_RELEASE, {"reservation": replacing.id})
         by_key = {slot_key(identity, b.name): b for b in buckets}
         keys = {f"k{i}": key for i, key in enumerate(by_key)}
         limits = {f"l{i}": bucket.limit for i, bucket in enumerate(by_key.values())}
         expired_reservations, out_of_window, admit, usage = _window_statements(len(keys))
         reservation = Reservation(uuid.uuid4().hex, identity, tuple(by_key),
-                                  now + self.reservation_ttl)
+                                  now + self.reservation_ttl, tuple(buckets))
         wanted = {**keys, **limits, "reservation": reservation.id, "yes": True,
                   "expires": reservation.expires}
         admitted = cursor.another().execute(admit, wanted)
@@ -151,21 +152,14 @@ class SqlRateLimiter:
         """Count the slots from now, inside the caller's transaction (the accept's).
 
         No advisory lock: a commit changes no count (the slot was counted
-        while pending), and the row it updates is locked by the update itself.
-        Only a reservation near or past its expiry (another node may have
-        pruned its slots) is counted again here; its count row is then taken
-        after the batch's locks, which could meet another node's batch
-        head-on (PostgreSQL then fails one of the two, and its sessions
-        answer 451: retried, never lost).
+        while pending), and the row it updates is locked by the update
+        itself. A slot that is gone (its reservation expired and was pruned)
+        is not put back: only :meth:`renew`, under the lock, may admit it
+        again, so a late accept can never count past the limit.
         """
         now = self.clock.now().timestamp()
         for reservation in reservations:
             cursor.execute(_COMMIT, {"pending": False, "at": now, "reservation": reservation.id})
-            if now < reservation.expires - EXPIRY_MARGIN:
-                continue  # no node can have pruned its slots yet
-            for key in reservation.keys:
-                cursor.execute(_RECOUNT, {"key": key, "reservation": reservation.id,
-                                          "pending": False, "at": now})
 
     def release(self, reservation: Reservation) -> None:
         def give_back(cursor: Cursor) -> None:
@@ -185,8 +179,6 @@ def _lock(cursor: Cursor, identity: str) -> None:
 
     Every change to an identity's counts is made under it, in the group
     commit's order, so two nodes never wait for each other's count rows.
-    (The one exception, a late accept re-counting an expired reservation,
-    takes no lock after a count row; see commit_in.)
     """
     if cursor.dialect == "postgresql":
         cursor.execute(_ADVISORY_LOCK, {"lock_id": advisory_lock_id(identity)})

@@ -65,8 +65,10 @@ def test_the_count_follows_the_limiter_retention_and_plain_sql(engine: Engine) -
     assert counts(engine) == slots(engine) == {
         "server:192.0.2.1/32|all": 1, "server:192.0.2.1/32|unknown": 1, "sasl:bob|all": 1}
 
-    # A reservation that expired and was pruned is counted again when accepted.
-    limiter.commit(first[2])
+    # A reservation that expired and was pruned is admitted again, then counted.
+    limiter.commit(first[2])  # without the renewal: nothing to count
+    assert counts(engine)["server:192.0.2.1/32|all"] == 1
+    limiter.commit(admitted(limiter.renew(first[2])))
     assert counts(engine) == slots(engine) == {
         "server:192.0.2.1/32|all": 2, "server:192.0.2.1/32|unknown": 2, "sasl:bob|all": 1}
 

@@ -16,7 +16,7 @@ from typing import Any
 import Milter
 
 from osfmilter.replies import Reason, Refusal, Reply, reply_for
-from osfmilter.session import MilterSession, Services
+from osfmilter.session import HeaderChanges, MilterSession, Services
 
 log = logging.getLogger(__name__)
 
@@ -129,15 +129,16 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
         return self._safely("eom", self._end_of_message, done=Milter.ACCEPT)
 
     def _end_of_message(self) -> Reply | None:
-        reply = self.session.end_of_message(queue_id=self._macro("i"))
-        if reply is None:
-            changes = self.session.header_changes
-            for name, index in changes.remove:
-                # A None value deletes the header (smfi_chgheader).
-                self.chgheader(name, index, None)
-            for name, value in changes.add:
-                self.addheader(name, value)
-        return reply
+        return self.session.end_of_message(queue_id=self._macro("i"),
+                                           edit_headers=self._edit_headers)
+
+    def _edit_headers(self, changes: HeaderChanges) -> None:
+        """Called before the accept is committed: a failure here leaves nothing counted."""
+        for name, index in changes.remove:
+            # A None value deletes the header (smfi_chgheader).
+            self.chgheader(name, index, None)
+        for name, value in changes.add:
+            self.addheader(name, value)
 
     def abort(self) -> int:
         self.session.abort()

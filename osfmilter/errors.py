@@ -32,3 +32,7 @@ class StorageError(DependencyError):
 
 class UnknownIdentity(OsfError):
     """A sender identity that is not, or no longer, registered."""
+
+
+class TooLate(OsfError):
+    """The MTA has stopped waiting for this answer; nothing was recorded or counted."""

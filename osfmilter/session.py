@@ -18,7 +18,7 @@ from osfmilter.addresses import IPAddress, normalize_client
 from osfmilter.clock import Clock
 from osfmilter.config import Config, Mode, PlanLimits
 from osfmilter.decisionlog import DecisionLog
-from osfmilter.errors import DependencyError, StorageError, UnknownIdentity
+from osfmilter.errors import DependencyError, StorageError, TooLate, UnknownIdentity
 from osfmilter.limits.rate import (
     Bucket,
     CommitsInTransaction,
@@ -71,6 +71,10 @@ log = logging.getLogger(__name__)
 ACCEPTED = Reply(250, "2.0.0", "accepted")
 # Our own header: any copy already in a message is a forgery and is removed.
 OWN_HEADER = "X-Osfmilter"
+# An accept must be committed this long before the MTA stops waiting (at most
+# a tenth of [milter] content_timeout): the commit and the answer still take
+# a moment after the last look at the clock.
+ACCEPT_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,12 @@ class HeaderChanges:
 
     remove: tuple[tuple[str, int], ...] = ()  # (name, 1-based occurrence), highest first
     add: tuple[tuple[str, str], ...] = ()
+
+
+def _leave_headers(changes: HeaderChanges) -> None:
+    """For callers that apply no header changes (tests of the session alone)."""
+
+
 # Parsing a hostile From: header costs time; the address is near its start.
 _FROM_PARSE_LIMIT = 4096
 
@@ -104,6 +114,7 @@ class Recorder(Protocol):
     def record_accept(
         self, record: EventRecord, charge: VolumeCharge | None,
         also: Callable[[Any], None] | None = None,
+        in_time: Callable[[], bool] | None = None,
     ) -> VolumeDenied | None: ...
 
     def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None: ...
@@ -344,7 +355,16 @@ class MilterSession:
         finally:
             self.abort()
 
-    def end_of_message(self, queue_id: str) -> Reply | None:
+    def end_of_message(
+        self, queue_id: str, edit_headers: Callable[[HeaderChanges], None] = _leave_headers,
+    ) -> Reply | None:
+        """The decision on the whole message; None when it is accepted.
+
+        An accepted message's header changes go to ``edit_headers`` before
+        the accept is committed: a message is counted if and only if its
+        final answer is an accept, so nothing that can still fail may come
+        after the commit.
+        """
         tx = self._require_tx()
         tx.queue_id = queue_id or tx.queue_id
         self.header_changes = HeaderChanges()
@@ -358,11 +378,13 @@ class MilterSession:
             if self.inbound:
                 self._record_inbound(tx)
                 return None
-            return self._guarded(Stage.EOM, lambda: self._end_of_message(tx, started))
+            return self._guarded(
+                Stage.EOM, lambda: self._end_of_message(tx, started, edit_headers))
         finally:
             self.abort()
 
-    def _end_of_message(self, tx: _Transaction, started: float) -> Reply | None:
+    def _end_of_message(self, tx: _Transaction, started: float,
+                        edit_headers: Callable[[HeaderChanges], None]) -> Reply | None:
         assert tx.identity is not None
         known = tx.header_sender_known()
         facts = EomFacts(tx.size, len(tx.recipients), known, tx.limits)
@@ -375,23 +397,40 @@ class MilterSession:
             refusal = self._reserve(tx, buckets)
         if refusal is None:
             refusal = self._scan(tx)
+        if refusal is None:
+            refusal = self._renew_due_reservations(tx)
         if refusal is not None:
             return self._refuse(Stage.EOM, tx, refusal)
+        timeout = self.services.config.milter.content_timeout
+        deadline = started + timeout - min(ACCEPT_MARGIN, timeout / 10)
 
+        def in_time() -> bool:
+            return self.services.clock.monotonic() < deadline
+
+        if not in_time():
+            return self._too_late(tx, started)
+        return self._accept(tx, known, edit_headers, in_time, started)
+
+    def _too_late(self, tx: _Transaction, started: float) -> Reply:
+        # The MTA stopped waiting (this process was frozen, swapping, the
+        # database slow...) and has answered the client 4xx itself; the
+        # message will come again, so this one must not count.
         took = self.services.clock.monotonic() - started
-        if took >= self.services.config.milter.content_timeout:
-            # The MTA stopped waiting (this process was frozen, swapping...) and
-            # has answered the client 4xx itself; the message will come again.
-            log.warning("qid=%s end of message took %.1f s, longer than the MTA waits "
-                        "(milter.content_timeout): not accepted", tx.queue_id or "-", took)
-            return self._refuse(Stage.EOM, tx, Refusal(Reason.INTERNAL_ERROR))
-        refusal = self._renew_due_reservations(tx)
-        if refusal is not None:
-            return self._refuse(Stage.EOM, tx, refusal)
-        return self._accept(tx, known)
+        log.warning("qid=%s end of message took %.1f s, about as long as the MTA waits "
+                    "(milter.content_timeout): not accepted", tx.queue_id or "-", took)
+        return self._refuse(Stage.EOM, tx, Refusal(Reason.INTERNAL_ERROR))
 
-    def _accept(self, tx: _Transaction, known: bool) -> Reply | None:
-        """Charge the volume, record the accept and count the rate slots: all or nothing."""
+    def _accept(self, tx: _Transaction, known: bool,
+                edit_headers: Callable[[HeaderChanges], None],
+                in_time: Callable[[], bool], started: float) -> Reply | None:
+        """Edit the headers, then charge the volume, record the accept and count the
+        rate slots: all or nothing."""
+        self.header_changes = HeaderChanges(
+            remove=tuple(sorted(tx.forged_headers, key=lambda h: -h[1])),
+            add=((OWN_HEADER, self._stamp(tx)),),
+        )
+        # Before the commit: if the MTA refuses a change, nothing is counted.
+        edit_headers(self.header_changes)
         charge = self._volume_charge(tx, known)
         record = self._event(Stage.EOM, tx, Reason.ACCEPTED, ACCEPTED)
         limiter = self.services.limiter
@@ -401,18 +440,19 @@ class MilterSession:
 
             def also(connection: Any) -> None:
                 limiter.commit_in(connection, reservations)
-        denied = self.services.recorder.record_accept(record, charge, also)
+        try:
+            denied = self.services.recorder.record_accept(record, charge, also, in_time)
+        except TooLate:
+            self.header_changes = HeaderChanges()
+            return self._too_late(tx, started)
         if also is not None and denied is None:
             tx.reservations.clear()  # committed with the accept
         refusal = first_refusal(VOLUME_CHECKS, VolumeFacts(denied, charge.domain))
         if refusal is not None:
+            self.header_changes = HeaderChanges()
             return self._refuse(Stage.EOM, tx, refusal)
         self._log(record, tx)
         self._commit_reservations(tx)
-        self.header_changes = HeaderChanges(
-            remove=tuple(sorted(tx.forged_headers, key=lambda h: -h[1])),
-            add=((OWN_HEADER, self._stamp(tx)),),
-        )
         return None
 
     def _stamp(self, tx: _Transaction) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from osfmilter.addresses import IPAddress
 from osfmilter.config import Config
 from osfmilter.decisionlog import DecisionLog
-from osfmilter.errors import StorageError
+from osfmilter.errors import StorageError, TooLate
 from osfmilter.health import BackendHealth
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, slot_key
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
@@ -100,9 +100,12 @@ class FakeRecorder:
     def record_accept(
         self, record: EventRecord, charge: VolumeCharge | None,
         also: Callable[[Any], None] | None = None,
+        in_time: Callable[[], bool] | None = None,
     ) -> VolumeDenied | None:
         if self.down:
             raise StorageError("connection refused")
+        if in_time is not None and not in_time():
+            raise TooLate("the MTA stopped waiting")
         if charge is not None:
             key = (charge.month, "outbound", charge.customer_id, charge.domain)
             used = self.volume.get(key, 0)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from osfmilter.addresses import IPAddress
-from osfmilter.errors import StorageError
+from osfmilter.errors import StorageError, TooLate
 from osfmilter.health import BackendHealth
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import Identity, IdentityKind
@@ -128,14 +128,20 @@ class SqlStore:
     def record_accept(
         self, record: EventRecord, charge: VolumeCharge | None,
         also: Callable[[Cursor], None] | None = None,
+        in_time: Callable[[], bool] | None = None,
     ) -> VolumeDenied | None:
         """Charge the month's volume and record the accept, in one transaction or not at all.
 
         ``also`` runs in the same transaction (the rate limiter's commit).
+        ``in_time`` is asked in the transaction, after any wait for the
+        database: if the MTA has stopped waiting by then, nothing is
+        written and TooLate is raised (the message will come again).
         """
         row = self._event_row(record)
 
         def accept(cursor: Cursor) -> Later[None]:
+            if in_time is not None and not in_time():
+                return Later(_too_late)
             check = self._charge(cursor, charge) if charge is not None else None
             cursor.execute(_INSERT_EVENT, row)
             if also is not None:
@@ -194,6 +200,10 @@ class SqlStore:
         row = event_values(record)
         row["at"] = self.direct.at(record.at)
         return row
+
+
+def _too_late() -> None:
+    raise TooLate("the MTA stopped waiting while the accept waited for the database")
 
 
 def _volume_order(month: str, direction: str, customer_id: int, domain: str) -> Order:

@@ -263,8 +263,9 @@ class _CommittingRecorder(FakeRecorder):
         self.limiter = limiter
 
     def record_accept(self, record: EventRecord, charge: VolumeCharge | None,
-                      also: Callable[[Any], None] | None = None) -> VolumeDenied | None:
-        denied = super().record_accept(record, charge)
+                      also: Callable[[Any], None] | None = None,
+                      in_time: Callable[[], bool] | None = None) -> VolumeDenied | None:
+        denied = super().record_accept(record, charge, in_time=in_time)
         if also is not None and denied is None:
             assert isinstance(self.limiter, SqlRateLimiter)
             self.limiter.sql.transact(also, order=(2,))

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select
 
 from osfmilter.cli import main
 from osfmilter.config import RegistrationSection
+from osfmilter.errors import TooLate
 from osfmilter.limits.volume import VolumeCharge
 from osfmilter.storage import admin
 from osfmilter.storage.schema import Event, MonthlyVolume
@@ -124,3 +125,13 @@ def test_rate_slots_commit_with_the_accept_or_not_at_all(store: SqlStore, engine
     with store.session() as s:
         pending = dict(s.execute(select(RateSlot.reservation, RateSlot.pending)).all())
     assert pending == {accepted.id: False, refused.id: True}
+
+
+def test_an_accept_too_late_for_the_mta_writes_nothing(store: SqlStore) -> None:
+    """Asked after the wait for the database: the MTA may have given up meanwhile."""
+    with pytest.raises(TooLate):
+        store.record_accept(record(store), charge(store), in_time=lambda: False)
+    assert store.record_accept(record(store), charge(store), in_time=lambda: True) is None
+    with store.session() as s:
+        assert len(s.scalars(select(Event)).all()) == 1
+        assert [v.bytes for v in s.scalars(select(MonthlyVolume)).all()] == [100 * MB]

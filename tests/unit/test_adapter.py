@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from Milter import testctx
 
 from osfmilter.adapter import OsfMilter
-from tests.fakes import FakeDirectory, FakeRecorder, identity, services
+from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, MemoryLimiter, identity, services
 
 VALID = {Milter.CONTINUE, Milter.ACCEPT, Milter.REJECT, Milter.TEMPFAIL, Milter.NOREPLY}
 
@@ -193,3 +193,37 @@ def test_negotiation_takes_effect_with_libmilters_setsymlist(
     # DATA is answered: the answer carries the ACK Postfix's next write waits for.
     assert not negotiated & (Milter.P_NODATA | Milter.P_NR_DATA)
     assert context._symlist[Milter.M_ENVFROM] == {b"i", b"{auth_authen}"}
+
+
+class RefusingHeadersCtx(testctx.TestCtx):  # type: ignore[misc]
+    """An MTA that refuses the header changes (libmilter's smfi_addheader fails)."""
+
+    def addheader(self, field: str, value: str, idx: int) -> None:
+        raise Milter.error("cannot add header")
+
+
+def test_a_message_whose_headers_cannot_be_changed_is_tempfailed_and_not_counted(
+    directory: FakeDirectory, recorder: FakeRecorder,
+) -> None:
+    """Counted if and only if the final answer is an accept.
+
+    The accept used to be committed before the headers were changed: the
+    client got 451 while the event said accepted, and its slot and volume
+    were charged, so the retry counted twice.
+    """
+    clock = FixedClock()
+    limiter = MemoryLimiter(clock)
+    Milter.factory = lambda: OsfMilter(services(directory, recorder, clock=clock,
+                                                limiter=limiter))
+    context = RefusingHeadersCtx()
+    try:
+        connect(context, "192.0.2.10")
+        rc = feed(context, "<a@example.com>", ["<r@example.org>"],
+                  [("From", "a@example.com")], b"hi\r\n")
+    finally:
+        context._close()
+    assert rc == Milter.TEMPFAIL and context._reply[:2] == ("451", "4.3.0")
+    assert [r.reason for r in recorder.records] == ["internal_error"]
+    assert recorder.volume == {}
+    assert limiter.counting("server:192.0.2.0/24") == 0
+    assert not any(limiter.slots.values())  # the reservation was given back

@@ -9,7 +9,7 @@ import pytest
 from osfmilter.model import ServerState
 from osfmilter.replies import Reply
 from osfmilter.session import MilterSession
-from tests.fakes import FakeDirectory, FakeRecorder, identity, services
+from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, MemoryLimiter, identity, services
 
 REGISTERED = "192.0.2.10"
 
@@ -250,3 +250,38 @@ def test_undecodable_header_bytes_are_recorded_not_fatal(
     _, _, eom = send(session, "<a@example.com>", 1, f"a@{raw_domain}")
     assert eom is None  # one recipient: fine for an unknown sender too
     assert recorder.records[-1].header_from_domain == raw_domain
+
+
+class SlowRecorder(FakeRecorder):
+    """The accept waits this long for the database before its transaction runs."""
+
+    def __init__(self, clock: FixedClock, wait: float) -> None:
+        super().__init__()
+        self.clock, self.wait = clock, wait
+
+    def record_accept(self, record, charge, also=None, in_time=None):  # type: ignore[no-untyped-def]
+        self.clock.advance(self.wait)
+        return super().record_accept(record, charge, also, in_time)
+
+
+@pytest.mark.parametrize(("wait", "accepted"), [(290.0, True), (299.5, False), (400.0, False)])
+def test_an_accept_whose_database_wait_outlasts_the_mta_is_not_counted(
+    directory: FakeDirectory, wait: float, accepted: bool,
+) -> None:
+    """The MTA stops waiting after content_timeout (300 s) and answers 4xx itself.
+
+    The timeout used to be checked only before the accept's database wait.
+    """
+    clock = FixedClock()
+    recorder = SlowRecorder(clock, wait)
+    limiter = MemoryLimiter(clock)
+    session = MilterSession(services(directory, recorder, clock=clock, limiter=limiter))
+    session.connect(REGISTERED)
+    _, _, eom = send(session, "<a@example.com>", 1, "a@example.com")
+    session.close()
+    if accepted:
+        assert eom is None and limiter.counting("server:192.0.2.0/24") == 1
+        return
+    assert code(eom) == (451, "4.3.0")
+    assert [r.reason for r in recorder.records] == ["internal_error"]
+    assert recorder.volume == {} and limiter.counting("server:192.0.2.0/24") == 0

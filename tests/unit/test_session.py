@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import ServerState
 from osfmilter.replies import Reply
 from osfmilter.session import MilterSession
+from osfmilter.storage.store import EventRecord
 from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, MemoryLimiter, identity, services
 
 REGISTERED = "192.0.2.10"
@@ -259,7 +262,9 @@ class SlowRecorder(FakeRecorder):
         super().__init__()
         self.clock, self.wait = clock, wait
 
-    def record_accept(self, record, charge, also=None, in_time=None):  # type: ignore[no-untyped-def]
+    def record_accept(self, record: EventRecord, charge: VolumeCharge | None,
+                      also: Callable[[Any], None] | None = None,
+                      in_time: Callable[[], bool] | None = None) -> VolumeDenied | None:
         self.clock.advance(self.wait)
         return super().record_accept(record, charge, also, in_time)
 

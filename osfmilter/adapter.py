@@ -15,6 +15,7 @@ from typing import Any
 
 import Milter
 
+from osfmilter.model import Stage
 from osfmilter.replies import Reason, Refusal, Reply, reply_for
 from osfmilter.session import HeaderChanges, MilterSession, Services
 
@@ -38,7 +39,8 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
         self.session = MilterSession(services)
         self.metrics = services.metrics
         self._counted = False
-        # Set when a callback that cannot reply failed; the next one tempfails.
+        # Set when even the session could not take a fault: every later
+        # answer of the connection is 451, never a 5xx.
         self._fault = False
 
     def _answer(self, reply: Reply | None, done: int = Milter.CONTINUE) -> int:
@@ -60,13 +62,17 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
             log.exception("milter callback failed")
             return self._answer(_INTERNAL_ERROR)
 
-    def _note(self, step: Callable[[], None]) -> int:
-        """For @noreply callbacks: a failure is remembered and answered at the next reply."""
+    def _note(self, stage: Stage, step: Callable[[], None]) -> int:
+        """For @noreply callbacks: a failure is decided now and answered at the next reply."""
         try:
             step()
         except Exception:
-            log.exception("milter callback failed")
-            self._fault = True
+            log.exception("milter callback failed at %s", stage)
+            try:
+                self.session.fault(stage)
+            except Exception:
+                log.exception("the fault at %s could not be recorded", stage)
+                self._fault = True
         return Milter.CONTINUE
 
     def setsymlist(self, stage: int, *macros: str) -> None:
@@ -88,15 +94,14 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
         if not self._counted:
             self.metrics.connections.inc()
             self._counted = True
-        return self._note(lambda: self.session.connect(_text(address)))
+        return self._note(Stage.CONNECT, lambda: self.session.connect(_text(address)))
 
     @Milter.noreply
     def hello(self, hostname: str) -> int:
-        return self._note(lambda: self.session.hello(_text(hostname)))
+        return self._note(Stage.CONNECT, lambda: self.session.hello(_text(hostname)))
 
     @Milter.symlist("i", "{auth_authen}")
     def envfrom(self, mailfrom: str, *params: str) -> int:
-        self._fault = False
         return self._safely(
             "mail",
             lambda: self.session.mail(
@@ -115,11 +120,11 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
 
     @Milter.noreply
     def header(self, field: str, value: str) -> int:
-        return self._note(lambda: self.session.header(_text(field), _text(value)))
+        return self._note(Stage.HEADER, lambda: self.session.header(_text(field), _text(value)))
 
     @Milter.noreply
     def eoh(self) -> int:
-        return self._note(self.session.end_of_headers)
+        return self._note(Stage.HEADER, self.session.end_of_headers)
 
     def body(self, chunk: bytes) -> int:
         return self._safely("body", lambda: self.session.body(chunk))

@@ -14,6 +14,7 @@ class Stage(StrEnum):
     CONNECT = "connect"
     MAIL = "mail"
     RCPT = "rcpt"
+    HEADER = "header"  # the headers and their end: callbacks that send no reply
     BODY = "body"
     EOM = "eom"
 

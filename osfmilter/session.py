@@ -195,6 +195,8 @@ class MilterSession:
         self._tx: _Transaction | None = None
         # Set when a message is accepted; the adapter applies it.
         self.header_changes = HeaderChanges()
+        # A fault before MAIL: every transaction of the connection is 451.
+        self._connection_fault = False
 
     @property
     def inbound(self) -> bool:
@@ -219,6 +221,11 @@ class MilterSession:
         )
         tx = _Transaction(facts, None, self.services.config.plans.free, queue_id)
         self._tx = tx
+        if self._connection_fault:
+            # What connect or HELO could not note (the client's address...)
+            # must not turn into a refusal, let alone a 5xx.
+            tx.refused = self._decide_fault(Stage.CONNECT, tx)
+            return tx.refused
         if self.inbound:
             tx.spool = Spool()
             return None
@@ -537,14 +544,38 @@ class MilterSession:
             # Counting must not hold up inbound mail, which this milter does not judge.
             log.error("inbound volume of qid=%s not counted: %s", tx.queue_id or "-", exc)
 
+    def fault(self, stage: Stage) -> None:
+        """A callback that sends no reply failed: decide now, and answer at the next reply.
+
+        The decision is recorded and logged at once and the rate slots given
+        back; every later callback of the transaction repeats the 451.
+        """
+        tx = self._tx
+        if tx is None:
+            self._connection_fault = True
+            return
+        if tx.refused is None:
+            tx.refused = self._decide_fault(stage, tx)
+        self._give_back(tx)
+
+    def _decide_fault(self, stage: Stage, tx: _Transaction) -> Reply:
+        reply = reply_for(Refusal(Reason.INTERNAL_ERROR))
+        self._decide(stage, tx, Reason.INTERNAL_ERROR, reply, must_record=False)
+        return reply
+
     def abort(self) -> None:
         """The transaction ended (RSET, a new MAIL, a refusal, the end of the message)."""
         tx, self._tx = self._tx, None
-        if tx is None:
-            return
+        if tx is not None:
+            self._give_back(tx)
+
+    def _give_back(self, tx: _Transaction) -> None:
+        """Close the spool and release the rate slots the transaction still holds."""
         if tx.spool is not None:
             tx.spool.close()
-        for reservation in tx.reservations:
+            tx.spool = None
+        reservations, tx.reservations = tx.reservations, []
+        for reservation in reservations:
             try:
                 self.services.limiter.release(reservation)
             except DependencyError as exc:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email.message
+import errno
 import io
+import logging
 import socket
 from collections.abc import Iterator
 
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from Milter import testctx
 
 from osfmilter.adapter import OsfMilter
+from osfmilter.spool import Spool
 from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, MemoryLimiter, identity, services
 
 VALID = {Milter.CONTINUE, Milter.ACCEPT, Milter.REJECT, Milter.TEMPFAIL, Milter.NOREPLY}
@@ -227,3 +230,64 @@ def test_a_message_whose_headers_cannot_be_changed_is_tempfailed_and_not_counted
     assert recorder.volume == {}
     assert limiter.counting("server:192.0.2.0/24") == 0
     assert not any(limiter.slots.values())  # the reservation was given back
+
+
+def test_a_fault_while_spooling_headers_is_one_decision_at_once(
+    directory: FakeDirectory, recorder: FakeRecorder, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """header/eoh send no reply: their fault used to leave no event and no decision line,
+    and the rate slot stayed held until the next MAIL."""
+    clock = FixedClock()
+    limiter = MemoryLimiter(clock)
+    Milter.factory = lambda: OsfMilter(services(directory, recorder, clock=clock,
+                                                limiter=limiter))
+
+    def disk_full(self: Spool, name: str, value: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    context = testctx.TestCtx()
+    try:
+        connect(context, "192.0.2.10")
+        assert context._envfrom("<a@example.com>") == Milter.CONTINUE
+        assert context._envrcpt("<r@example.org>") == Milter.CONTINUE
+        monkeypatch.setattr(Spool, "header", disk_full)
+        with caplog.at_level(logging.INFO, logger="osfmilter.decision"):
+            context._header("From", "a@example.com")
+            context._header("Subject", "hi")
+        # Decided at the fault: one event, one decision line, the slot given back.
+        assert [(r.stage, r.reason) for r in recorder.records] == [("header", "internal_error")]
+        assert len([r for r in caplog.records if r.name == "osfmilter.decision"]) == 1
+        assert not any(limiter.slots.values())
+        context._eoh()
+        assert context._priv.body(b"hi\r\n") == Milter.TEMPFAIL
+        context._msg, context._body = email.message.Message(), io.BytesIO()
+        assert context._eom() == Milter.TEMPFAIL
+        assert context._reply[:2] == ("451", "4.3.0")
+        assert len(recorder.records) == 1
+        monkeypatch.undo()
+        # The next transaction of the connection is judged on its own.
+        assert context._envfrom("<a@example.com>") == Milter.CONTINUE
+    finally:
+        context._close()
+
+
+def test_a_fault_before_mail_is_never_a_5xx_later(
+    directory: FakeDirectory, recorder: FakeRecorder, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connect that could not note the client used to be forgotten at MAIL: 550 5.7.1."""
+    def broken(client: str) -> None:
+        raise ValueError("cannot parse the client address")
+
+    monkeypatch.setattr("osfmilter.session.normalize_client", broken)
+    Milter.factory = lambda: OsfMilter(services(directory, recorder))
+    context = testctx.TestCtx()
+    try:
+        connect(context, "192.0.2.10")
+        for _ in range(2):  # every transaction of the connection, each one decision
+            assert context._envfrom("<a@example.com>") == Milter.TEMPFAIL
+            assert context._reply[:2] == ("451", "4.3.0")
+            assert context._envrcpt("<r@example.org>") == Milter.TEMPFAIL
+    finally:
+        context._close()
+    assert [(r.stage, r.reason) for r in recorder.records] == [("connect", "internal_error")] * 2

@@ -62,7 +62,7 @@ SENDER = f"news@{DOMAIN}"
 #: Envelope recipients of the messages that test the unknown-sender limit:
 #: more than an unknown sender may address (5), far fewer than a known one (500).
 MANY_RECIPIENTS = 6
-#: The plan's message size limit (SPEC §3).
+#: The plan's message size limit (docs/rules.rst, 'Message size').
 SIZE_LIMIT = 52_428_800
 #: Where the public samples are: ``$OSFMILTER_MAIL_SAMPLES``, else
 #: ``shared/mail-samples`` beside the repository.

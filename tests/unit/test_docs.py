@@ -49,10 +49,8 @@ def _text(path: Path) -> str:
         return ""
 
 
-#: Files that must not send readers to a rules document outside the
-#: repository (widened to the whole repository once the code's citations
-#: point at docs/).
-SELF_CONTAINED = [ROOT / "README.rst", *PAGES]
+#: Files that must not send readers to a rules document outside the repository.
+SELF_CONTAINED = sorted(repository_files())
 # Written so that this file does not match itself.
 OUTSIDE = re.compile(r"SPEC\.md|SPEC[ ]§")
 

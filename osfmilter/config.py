@@ -82,7 +82,7 @@ class PlanName(StrEnum):
 
 
 class PlanLimits(Section):
-    """The numbers of one plan (SPEC §3); the defaults are the free plan's."""
+    """The numbers of one plan (docs/rules.rst, 'Limits per plan'); defaults: the free plan's."""
 
     max_message_size: Annotated[int, Field(gt=0)] = 52_428_800
     rate_known: Count = 100
@@ -337,7 +337,7 @@ class RepliesSection(Section):
 
 
 class ReputationSection(Section):
-    """When a sender identity becomes verdacht, recovers, or is blocked (SPEC §5)."""
+    """When an identity becomes verdacht, recovers, or is blocked (docs/states.rst, 'Settings')."""
 
     # A verdacht identity is veilig again this long after its last incident.
     recovery_hours: Annotated[float, Field(gt=0)] = 48.0
@@ -352,7 +352,10 @@ class ReputationSection(Section):
 
 
 class BillingSection(Section):
-    """The paid plan's price (SPEC §3), for ``osfmilter report bill``; whole units of currency."""
+    """The paid plan's price (docs/rules.rst, 'Price'), for ``osfmilter report bill``.
+
+    Whole units of currency.
+    """
 
     currency: str = "EUR"
     # A paid customer's month costs paid_base_price, which includes

@@ -32,7 +32,7 @@ class IdentityKind(StrEnum):
 
 @dataclass(frozen=True)
 class Identity:
-    """The registered sender a transaction is attributed to (SPEC §2)."""
+    """The registered sender a transaction is attributed to (docs/rules.rst, 'Terms')."""
 
     kind: IdentityKind
     id: int

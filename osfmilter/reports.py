@@ -1,4 +1,4 @@
-"""The operator's reports (SPEC §6): monthly volume, the bill, refusals, states.
+"""The operator's reports (docs/records.rst, 'Reports'): monthly volume, the bill, refusals, states.
 
 Each report reads the tables in one transaction and returns typed rows; the
 command line renders them as a table, CSV or JSON. The same figures are

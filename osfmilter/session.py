@@ -621,7 +621,10 @@ class MilterSession:
         return reply
 
     def _feed_reputation(self, tx: _Transaction, refusal: Refusal) -> None:
-        """Detections and usage-rule refusals count against the identity (SPEC §5)."""
+        """Detections and usage-rule refusals count against the identity.
+
+        See docs/states.rst, 'What counts against an identity'.
+        """
         identity = tx.identity
         if identity is None:
             return

@@ -1,4 +1,4 @@
-"""The checks of SPEC §4, one small function each, grouped by SMTP stage."""
+"""The checks of docs/rules.rst, 'Order of the checks', one function each, by SMTP stage."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sender reputation: the state machine of SPEC §5 and where its state is kept.
+"""Sender reputation: the state machine of docs/states.rst, 'Transitions', and its store.
 
 ``transitions`` is the pure rule book; ``store`` loads an identity's standing,
 applies one event and stores the result in one locked transaction.

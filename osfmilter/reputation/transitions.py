@@ -1,4 +1,4 @@
-"""The server state machine of SPEC §5, as one pure function.
+"""The server state machine of docs/states.rst, 'Transitions', as one pure function.
 
 ``apply(standing, event, rules)`` takes what is known about a sender identity,
 one thing that happened to it, and the configured rules, and returns the new

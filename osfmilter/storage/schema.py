@@ -1,4 +1,4 @@
-"""The SQL tables (SPEC §6), as SQLAlchemy 2 typed models.
+"""The SQL tables (docs/records.rst, 'Tables'), as SQLAlchemy 2 typed models.
 
 Operators query these tables directly: names and columns are an interface.
 Every timestamp is stored as UTC.
@@ -161,7 +161,7 @@ class StateChange(Base):
 
 
 class Event(Base):
-    """One row per decision the milter made (SPEC §6)."""
+    """One row per decision the milter made (docs/records.rst, 'Event rows')."""
 
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_customer_at", "customer_id", "at"),)
@@ -268,7 +268,8 @@ class MonthlyVolume(Base):
 
 
 class ReputationEvidence(Base):
-    """What the reputation rules still count for an identity (SPEC §5).
+    """What the reputation rules still count for an identity
+    (docs/states.rst, 'What counts against an identity').
 
     ``detection``: a spam or virus detection inside the auto-block window;
     ``refusal``: a limit refusal inside the usage window, not yet part of a

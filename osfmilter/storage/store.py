@@ -27,7 +27,7 @@ __all__ = ["HEALTH_NAME", "EventRecord", "SqlStore", "event_values"]
 
 @dataclass(frozen=True)
 class EventRecord:
-    """The columns of one event row (SPEC §6), before it is stored."""
+    """The columns of one event row (docs/records.rst, 'Event rows'), before it is stored."""
 
     at: datetime
     node: str

@@ -1,4 +1,4 @@
-"""The reputation state machine (SPEC §5) as a pure function: every arrow, and invariants."""
+"""The reputation state machine of docs/states.rst, 'Transitions': every arrow, and invariants."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def verdacht_since(hours: float = 0) -> Standing:
     return Standing(VERDACHT, h(hours), last_incident_at=h(hours))
 
 
-# Every arrow of SPEC §5 -------------------------------------------------------
+# Every arrow of docs/states.rst, 'Transitions' -------------------------------
 
 Expected = list[tuple[datetime, ServerState, ServerState, str]]  # (at, old, new, actor)
 

@@ -6,6 +6,11 @@ envelope sender's domain for each of the relay's outbound IPs. Lookups go
 through a dnspython resolver of osfmilter's own (configurable nameservers,
 bounded time); results are cached per (domain, outbound IP) for the
 smallest TTL the evaluation saw, in a bounded cache.
+
+A sender domain that cannot be a DNS name (an empty label, a label over 63
+octets, over 253 in all, a single label) is "none" without a lookup: RFC 7208
+section 4.3 says check_host() returns "none" at once for a malformed domain,
+and the domain owner has published nothing the relay could break.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dns.exception
+import dns.name
 import dns.resolver
 import spf
 
@@ -74,6 +80,28 @@ def split_nameserver(text: str) -> tuple[str, int]:
     return str(ipaddress.ip_address(text)), 53
 
 
+def unusable_domain(domain: str) -> str:
+    """Why SPF cannot look this domain up, "" when it can (RFC 7208 section 4.3)."""
+    if not domain:
+        return "there is no domain"
+    if "\\" in domain:
+        # dnspython would read it as a master-file escape and ask for another name.
+        return "a domain name has no backslash"
+    try:
+        name = dns.name.from_text(domain)  # the same conversion (IDNA) as the lookups
+    except (dns.exception.DNSException, UnicodeError) as exc:
+        return str(exc)
+    if len(name.labels) < 3:  # the root label counts too
+        return "it is not a multi-label domain name"
+    return ""
+
+
+# The lookup of a name dnspython cannot encode (a macro expanded into an empty or
+# overlong label, an overlong name): no such name, as pyspf itself treats them.
+_NOT_A_NAME = (dns.exception.SyntaxError, dns.name.NameTooLong, dns.name.IDNAException,
+               UnicodeError)
+
+
 class _Lookups(threading.local):
     """What one evaluation on this thread saw: the smallest TTL, sender-dependent macros."""
 
@@ -109,6 +137,10 @@ class SpfChecker:
             sender = f"postmaster@{helo}"
         local, _, domain = sender.rpartition("@")
         domain = domain.lower().rstrip(".")
+        if problem := unusable_domain(domain):
+            why = f"{domain!r} is not a domain SPF can look up: {problem}"
+            return SpfOutcome(domain, "none", why, tuple((ip, "none", why)
+                                                         for ip in self.outbound_ips))
         # One time budget for the whole check, however many outbound IPs.
         deadline = time.monotonic() + self.timeout
         per_ip = tuple(
@@ -172,9 +204,10 @@ class SpfChecker:
         try:
             answer = self.resolver.resolve(name, qtype, lifetime=remaining,
                                            raise_on_no_answer=False, search=False)
-        except dns.resolver.NXDOMAIN:
+        except (dns.resolver.NXDOMAIN, *_NOT_A_NAME):
             return []
-        except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+        except dns.exception.DNSException as exc:
+            # A timeout, no nameserver answering, a broken answer: not a fact about the name.
             raise spf.TempError(f"DNS {exc}") from None
         if answer.rrset is None:
             return []

@@ -28,3 +28,9 @@ ZONE += "".join(f'l{i}.toomany.example. 300 IN TXT "v=spf1 ip4:203.0.113.{i} -al
 
 # No answer at all from the nameserver for these.
 SILENT = {"silent.example"}
+
+# Sender domains that cannot be DNS names: a label of 64 octets, a name of 258
+# octets, an empty label.
+LABEL_64 = "x" * 64 + ".example"
+NAME_OVER_253 = ".".join(["y" * 62] * 4) + ".example"
+EMPTY_LABEL = "a..b.example"

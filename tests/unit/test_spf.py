@@ -16,7 +16,16 @@ from osfmilter.replies import reply_for
 from osfmilter.spfadvisor import Advice, advise, render_json, render_text
 from osfmilter.spfcheck import SpfChecker, SpfOutcome, resolver_for, split_nameserver
 from tests.harness.dnsserver import DnsServer
-from tests.harness.spfzone import INCLUDE, RELAY_V4, RELAY_V6, SILENT, ZONE
+from tests.harness.spfzone import (
+    EMPTY_LABEL,
+    INCLUDE,
+    LABEL_64,
+    NAME_OVER_253,
+    RELAY_V4,
+    RELAY_V6,
+    SILENT,
+    ZONE,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +88,32 @@ def test_sender_dependent_macros_are_not_cached_across_local_parts(dns: DnsServe
     spf = checker(dns)
     results = [spf.check(f"{who}@macro.example", "h").result for who in ("alice", "bob") * 3]
     assert results == ["pass", "fail"] * 3
+
+
+_NOT_DOMAINS = [LABEL_64, NAME_OVER_253, EMPTY_LABEL, ".example", "localhost", "", "a\\.b.example",
+                "\u2028.example"]
+
+
+@pytest.mark.parametrize("domain", _NOT_DOMAINS, ids=["label-64", "name-over-253", "empty-label",
+                                                      "leading-dot", "single-label", "no-domain",
+                                                      "backslash", "idna-fails"])
+def test_a_domain_that_cannot_be_a_dns_name_is_none_without_a_lookup(
+    dns: DnsServer, domain: str
+) -> None:
+    """RFC 7208 section 4.3: check_host() returns "none" at once for a malformed domain."""
+    before = sum(dns.queries.values())
+    outcome = checker(dns, (RELAY_V4, RELAY_V6)).check(f"news@{domain}", "h")
+    assert (outcome.domain, outcome.result) == (domain.lower(), "none")
+    assert [result for _, result, _ in outcome.per_ip] == ["none", "none"]
+    assert "is not a domain SPF can look up" in outcome.explanation
+    assert sum(dns.queries.values()) == before
+
+
+@pytest.mark.parametrize("local", ["a." * 130 + "x", "\u2028", "x" * 64, "a..b"],
+                         ids=["name-over-253", "idna-fails", "label-64", "empty-label"])
+def test_a_macro_that_expands_to_no_dns_name_matches_nothing(dns: DnsServer, local: str) -> None:
+    """%{l}.allow.macro.example with such a local part names nothing: exists: does not match."""
+    assert checker(dns).check(f"{local}@macro.example", "h").result == "fail"
 
 
 def test_cache_is_bounded(dns: DnsServer) -> None:

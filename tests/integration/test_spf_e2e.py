@@ -91,6 +91,20 @@ def test_silent_nameserver_is_451_4_7_24_within_the_timeout(spf_relay: Relay) ->
 
 
 
+def test_a_quoted_local_part_with_an_at_sign_cannot_switch_off_a_fail(spf_relay: Relay) -> None:
+    """pyspf alone looked up 'y"@quoted.example' and cached "none" for quoted.example
+    (a domain like fail.example, not yet in the milter's cache)."""
+    replies = []
+    for path in ('<"x@y"@quoted.example>', "<news@quoted.example>"):
+        with Client() as client:
+            client.connect(spf_relay.port)
+            assert client.xclient(addr=SERVER).code == 220
+            # Raw: smtplib would rewrite the quoted local part.
+            code, text = client.smtp.docmd("MAIL", f"FROM:{path}")
+            replies.append((code, text.decode().split(" ", 1)[0]))
+    assert replies == [(550, "5.7.23")] * 2
+
+
 @pytest.mark.parametrize("domain", [LABEL_64, NAME_OVER_253, EMPTY_LABEL],
                          ids=["label-64", "name-over-253", "empty-label"])
 def test_a_helo_that_cannot_be_a_dns_name_is_recorded_as_none(

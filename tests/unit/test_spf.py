@@ -21,9 +21,11 @@ from tests.harness.spfzone import (
     INCLUDE,
     LABEL_64,
     NAME_OVER_253,
+    NEGATIVE_TTL,
     RELAY_V4,
     RELAY_V6,
     SILENT,
+    SPLIT_MACRO_FIRST,
     ZONE,
 )
 
@@ -114,6 +116,45 @@ def test_a_domain_that_cannot_be_a_dns_name_is_none_without_a_lookup(
 def test_a_macro_that_expands_to_no_dns_name_matches_nothing(dns: DnsServer, local: str) -> None:
     """%{l}.allow.macro.example with such a local part names nothing: exists: does not match."""
     assert checker(dns).check(f"{local}@macro.example", "h").result == "fail"
+
+
+@pytest.mark.parametrize("local", ['"x@y"', '"x@pass.example"', '"@"', '"a@b"@"c'])
+def test_a_local_part_with_an_at_sign_is_evaluated_for_the_domain_after_the_last(
+    dns: DnsServer, local: str
+) -> None:
+    """pyspf splits at the first '@': it looked up 'y"@fail.example', found nothing,
+    and "none" was cached for fail.example for an hour."""
+    spf = checker(dns)
+    outcome = spf.check(f"{local}@fail.example", "h")
+    assert (outcome.domain, outcome.result) == ("fail.example", "fail")
+    assert spf.check("news@fail.example", "h").result == "fail"
+    assert spf.check(f"{local}@pass.example", "h").result == "pass"
+
+
+def test_a_local_part_with_an_at_sign_is_the_local_part_macros_see(dns: DnsServer) -> None:
+    # %{l} is '"alice@x"': no such name, so exists: does not match.
+    assert checker(dns).check('"alice@x"@macro.example', "h").result == "fail"
+
+
+def test_a_macro_split_across_txt_strings_is_sender_dependent(dns: DnsServer) -> None:
+    """The first string ends in '%', the second starts with '{l}': SPF joins them."""
+    assert SPLIT_MACRO_FIRST.endswith("%") and len(SPLIT_MACRO_FIRST) == 255
+    spf = checker(dns)
+    results = [spf.check(f"{who}@splitmacro.example", "h").result for who in ("alice", "bob") * 2]
+    assert results == ["pass", "fail"] * 2
+
+
+@pytest.mark.parametrize("domain", ["gone.neg.example", "nodata.neg.example"],
+                         ids=["nxdomain", "no-txt-record"])
+def test_no_record_is_cached_for_the_negative_ttl(dns: DnsServer, domain: str) -> None:
+    """The SOA MINIMUM of the negative answer (RFC 2308), not [spf] cache_max_ttl."""
+    spf = checker(dns)
+    before = dns.count(domain)
+    assert [spf.check(f"a@{domain}", "h").result for _ in range(3)] == ["none"] * 3
+    assert dns.count(domain) - before == 1
+    time.sleep(NEGATIVE_TTL + 0.3)
+    assert spf.check(f"a@{domain}", "h").result == "none"
+    assert dns.count(domain) - before == 2
 
 
 def test_cache_is_bounded(dns: DnsServer) -> None:

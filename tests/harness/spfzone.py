@@ -9,6 +9,10 @@ INCLUDE = "_spf.relay.example"
 _INCLUDES = [f"include:l{i}.toomany.example" for i in range(11)]
 _ELEVEN = " ".join(_INCLUDES[:6]) + '" " ' + " ".join(_INCLUDES[6:])
 
+# A record with an unknown mechanism made of an ANSI colour sequence, CR and DEL:
+# pyspf's permerror names it, and the milter logs that.
+CONTROL_MECHANISM = "v=spf1 \x1b[31mred\rx\x7f"
+
 ZONE = f"""
 {INCLUDE}. 300 IN TXT "v=spf1 ip4:198.51.100.0/24 ip6:2001:db8:99::/48 -all"
 pass.example. 300 IN TXT "v=spf1 include:{INCLUDE} -all"
@@ -23,6 +27,7 @@ macro.example. 300 IN TXT "v=spf1 exists:%{{l}}.allow.macro.example -all"
 alice.allow.macro.example. 300 IN A 127.0.0.2
 multi.example. 300 IN TXT "v=spf1 include:{INCLUDE}" " -all"
 helo.example. 300 IN TXT "v=spf1 include:{INCLUDE} -all"
+ctl.example. 300 IN TXT "{CONTROL_MECHANISM} -all"
 """
 ZONE += "".join(f'l{i}.toomany.example. 300 IN TXT "v=spf1 ip4:203.0.113.{i} -all"\n'
                 for i in range(11))

@@ -83,6 +83,15 @@ def test_permerror_is_recorded_and_accepted_with_a_log_line(spf_relay: Relay) ->
     assert "SPF permerror for toomany.example" in spf_relay.milter.log()
 
 
+def test_control_characters_of_a_record_are_escaped_in_the_log(spf_relay: Relay) -> None:
+    _, result = deliver(spf_relay, "ctl.example")
+    assert result.accepted, result
+    log = spf_relay.milter.log()
+    [line] = [line for line in log.split("\n") if "SPF permerror for ctl.example" in line]
+    assert line.endswith("Unknown mechanism found: \\x1b[31mred\\rx\\x7f"), line
+    assert line.isprintable()
+
+
 def test_silent_nameserver_is_451_4_7_24_within_the_timeout(spf_relay: Relay) -> None:
     started = time.monotonic()
     _, result = deliver(spf_relay, "silent.example")

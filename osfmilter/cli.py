@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from osfmilter import __version__, reports
 from osfmilter.clock import SystemClock
 from osfmilter.config import CONFIG_ENV, Config, PlanName, load_config
+from osfmilter.decisionlog import escape
 from osfmilter.errors import DependencyError, OsfError, UsageError
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.reputation import SYSTEM, OperatorActionKind, Rules, Standing, Transition
@@ -71,10 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class OneLineFormatter(logging.Formatter):
-    """Every record on one line, tracebacks included, so a log line is a record."""
+    """Every record on one line, tracebacks included, so a log line is a record.
+
+    Any line may carry text from the network (a customer's SPF record, a HELO
+    name): every control character is escaped, as in decision lines.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\n", "\\n")
+        return escape(super().format(record))
 
 
 def setup_logging(config: Config) -> None:

@@ -15,19 +15,25 @@ from collections.abc import Mapping
 log = logging.getLogger("osfmilter.decision")
 
 _NEEDS_QUOTES = re.compile(r'[\s"=\\]')
-# C0 and C1 controls, and U+2028/U+2029, which str.splitlines() and many log
-# viewers take for line breaks.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0 controls, DEL and C1 controls; U+2028/U+2029, which str.splitlines() and
+# many log viewers take for line breaks; lone surrogates (undecodable bytes from
+# the network), which a UTF-8 log handler cannot write.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
 def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
+    char = match.group()
+    if char in _SHORT:
+        return _SHORT[char]
+    code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def escape(value: str) -> str:
-    """Control characters as \\xNN (line separators as \\uNNNN), so hostile input
-    cannot forge a log line."""
+    """Control characters as Python writes them (\\t \\n \\r, else \\xNN; line
+    separators and surrogates \\uNNNN), so hostile input cannot forge a log line
+    nor send a terminal escape sequence."""
     return _CONTROL.sub(_escaped, value)
 
 

@@ -2,7 +2,8 @@
 
 Zones are given as BIND-style text. It counts the queries it answers (so a
 test can prove caching), and names listed in ``silent`` get no answer at all
-(a nameserver that does not respond: SPF temperror).
+(a nameserver that does not respond: SPF temperror). A negative answer
+carries the SOA of the name's zone, when the zone text has one.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
         qtype = QTYPE[question.qtype]
         with self.lock:
             self.queries[(name, qtype)] += 1
-        if any(name == s or name.endswith("." + s) for s in self.silent):
+        if any(_within(name, s) for s in self.silent):
             return None  # dnslib sends nothing back
         reply = request.reply()
         reply.header.aa = 1
@@ -45,7 +46,19 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
                     reply.add_answer(record)
         if not exists:
             reply.header.rcode = RCODE.NXDOMAIN
+        if not reply.rr and (soa := self._zone_soa(name)) is not None:
+            reply.add_auth(soa)  # its MINIMUM is the negative answer's TTL (RFC 2308)
         return reply
+
+    def _zone_soa(self, name: str) -> Any:
+        """The SOA record of the closest zone the name is in, if the zone text has one."""
+        zones = [r for r in self.records
+                 if r.rtype == QTYPE.SOA and _within(name, str(r.rname).rstrip(".").lower())]
+        return max(zones, key=lambda r: len(str(r.rname)), default=None)
+
+
+def _within(name: str, zone: str) -> bool:
+    return name == zone or name.endswith("." + zone)
 
 
 class _Handler(DNSHandler):  # type: ignore[misc]

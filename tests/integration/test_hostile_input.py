@@ -316,11 +316,14 @@ def test_corpus_size_and_runtime(corpus_run: CorpusRun) -> None:
 
 
 def test_milter_log_has_one_line_per_record_and_no_faults(corpus_run: CorpusRun) -> None:
-    """No traceback, no continuation line, no internal error in the whole run."""
+    """No traceback, no continuation line, no raw control character (in any line, not
+    only decisions), no internal error in the whole run."""
     relay = corpus_run.relay
     raw = relay.milter.log_path.read_bytes()
     broken = [line for line in raw.split(b"\n") if line and not _RECORD_START.match(line)]
     assert not broken, b"\n".join(broken[:40]).decode("utf-8", "replace")
+    raw_control = [line for line in raw.split(b"\n") if _RAW_CONTROL.search(line)]
+    assert not raw_control, raw_control[:10]
     assert not relay.events(reason="internal_error")
     assert not relay.events(reason="database_error")
     # One decision record per stored event.

@@ -53,7 +53,7 @@ def test_hostile_values_cannot_break_the_reply_line() -> None:
 
 def test_log_line_escapes_control_characters() -> None:
     line = format_fields({"from": "<a\r\nb@x>", "qid": "ABC", "text": 'say "hi"', "skip": ""})
-    assert line == 'from="<a\\x0d\\x0ab@x>" qid=ABC text="say \\"hi\\""'
+    assert line == 'from="<a\\r\\nb@x>" qid=ABC text="say \\"hi\\""'
     assert "\n" not in line
 
 

@@ -16,7 +16,18 @@ from osfmilter.replies import reply_for
 from osfmilter.spfadvisor import Advice, advise, render_json, render_text
 from osfmilter.spfcheck import SpfChecker, SpfOutcome, resolver_for, split_nameserver
 from tests.harness.dnsserver import DnsServer
-from tests.harness.spfzone import INCLUDE, RELAY_V4, RELAY_V6, SILENT, ZONE
+from tests.harness.spfzone import (
+    EMPTY_LABEL,
+    INCLUDE,
+    LABEL_64,
+    NAME_OVER_253,
+    NEGATIVE_TTL,
+    RELAY_V4,
+    RELAY_V6,
+    SILENT,
+    SPLIT_MACRO_FIRST,
+    ZONE,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +90,71 @@ def test_sender_dependent_macros_are_not_cached_across_local_parts(dns: DnsServe
     spf = checker(dns)
     results = [spf.check(f"{who}@macro.example", "h").result for who in ("alice", "bob") * 3]
     assert results == ["pass", "fail"] * 3
+
+
+_NOT_DOMAINS = [LABEL_64, NAME_OVER_253, EMPTY_LABEL, ".example", "localhost", "", "a\\.b.example",
+                "\u2028.example"]
+
+
+@pytest.mark.parametrize("domain", _NOT_DOMAINS, ids=["label-64", "name-over-253", "empty-label",
+                                                      "leading-dot", "single-label", "no-domain",
+                                                      "backslash", "idna-fails"])
+def test_a_domain_that_cannot_be_a_dns_name_is_none_without_a_lookup(
+    dns: DnsServer, domain: str
+) -> None:
+    """RFC 7208 section 4.3: check_host() returns "none" at once for a malformed domain."""
+    before = sum(dns.queries.values())
+    outcome = checker(dns, (RELAY_V4, RELAY_V6)).check(f"news@{domain}", "h")
+    assert (outcome.domain, outcome.result) == (domain.lower(), "none")
+    assert [result for _, result, _ in outcome.per_ip] == ["none", "none"]
+    assert "is not a domain SPF can look up" in outcome.explanation
+    assert sum(dns.queries.values()) == before
+
+
+@pytest.mark.parametrize("local", ["a." * 130 + "x", "\u2028", "x" * 64, "a..b"],
+                         ids=["name-over-253", "idna-fails", "label-64", "empty-label"])
+def test_a_macro_that_expands_to_no_dns_name_matches_nothing(dns: DnsServer, local: str) -> None:
+    """%{l}.allow.macro.example with such a local part names nothing: exists: does not match."""
+    assert checker(dns).check(f"{local}@macro.example", "h").result == "fail"
+
+
+@pytest.mark.parametrize("local", ['"x@y"', '"x@pass.example"', '"@"', '"a@b"@"c'])
+def test_a_local_part_with_an_at_sign_is_evaluated_for_the_domain_after_the_last(
+    dns: DnsServer, local: str
+) -> None:
+    """pyspf splits at the first '@': it looked up 'y"@fail.example', found nothing,
+    and "none" was cached for fail.example for an hour."""
+    spf = checker(dns)
+    outcome = spf.check(f"{local}@fail.example", "h")
+    assert (outcome.domain, outcome.result) == ("fail.example", "fail")
+    assert spf.check("news@fail.example", "h").result == "fail"
+    assert spf.check(f"{local}@pass.example", "h").result == "pass"
+
+
+def test_a_local_part_with_an_at_sign_is_the_local_part_macros_see(dns: DnsServer) -> None:
+    # %{l} is '"alice@x"': no such name, so exists: does not match.
+    assert checker(dns).check('"alice@x"@macro.example', "h").result == "fail"
+
+
+def test_a_macro_split_across_txt_strings_is_sender_dependent(dns: DnsServer) -> None:
+    """The first string ends in '%', the second starts with '{l}': SPF joins them."""
+    assert SPLIT_MACRO_FIRST.endswith("%") and len(SPLIT_MACRO_FIRST) == 255
+    spf = checker(dns)
+    results = [spf.check(f"{who}@splitmacro.example", "h").result for who in ("alice", "bob") * 2]
+    assert results == ["pass", "fail"] * 2
+
+
+@pytest.mark.parametrize("domain", ["gone.neg.example", "nodata.neg.example"],
+                         ids=["nxdomain", "no-txt-record"])
+def test_no_record_is_cached_for_the_negative_ttl(dns: DnsServer, domain: str) -> None:
+    """The SOA MINIMUM of the negative answer (RFC 2308), not [spf] cache_max_ttl."""
+    spf = checker(dns)
+    before = dns.count(domain)
+    assert [spf.check(f"a@{domain}", "h").result for _ in range(3)] == ["none"] * 3
+    assert dns.count(domain) - before == 1
+    time.sleep(NEGATIVE_TTL + 0.3)
+    assert spf.check(f"a@{domain}", "h").result == "none"
+    assert dns.count(domain) - before == 2
 
 
 def test_cache_is_bounded(dns: DnsServer) -> None:

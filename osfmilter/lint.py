@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from osfmilter.config import Config
+from osfmilter.config import Config, Mode
 
 # A base64 attachment is 4/3 of its size plus line breaks: about 37 % more.
 BASE64_OVERHEAD = 1.37
@@ -51,20 +51,25 @@ def largest_message(config: Config) -> int:
 
 
 def fail_open(config: Config) -> list[Finding]:
-    findings = []
+    """Settings that relay mail unscanned: errors unless [milter] fail_open_acknowledged."""
+    problems = []
+    if config.mode is Mode.OUTBOUND and not config.clamav.address:
+        # Not calling clamd at all is the widest fail-open of all: every
+        # message, not only those that meet a clamd outage.
+        problems.append(("[clamav] address", "empty: virus scanning is off, so every message "
+                         "is relayed unscanned (give clamd's socket, e.g. /run/clamav/clamd.ctl)"))
     for name, configured, on_error in (
         ("clamav", bool(config.clamav.address), config.clamav.on_error),
         ("spam", config.spam.backend != "none", config.spam.on_error),
     ):
         if configured and on_error == "accept":
-            acknowledged = config.milter.fail_open_acknowledged
-            findings.append(Finding(
-                "warning" if acknowledged else "error", f"[{name}] on_error",
-                "\"accept\" lets mail through unscanned while the scanner is down"
-                + ("" if acknowledged else "; set [milter] fail_open_acknowledged = true "
-                   "if that is meant"),
-            ))
-    return findings
+            problems.append((f"[{name}] on_error",
+                             "\"accept\" lets mail through unscanned while the scanner is down"))
+    acknowledged = config.milter.fail_open_acknowledged
+    return [Finding("warning" if acknowledged else "error", subject,
+                    text + ("" if acknowledged else
+                            "; set [milter] fail_open_acknowledged = true if that is meant"))
+            for subject, text in problems]
 
 
 def postfix(config: Config, directory: str | None) -> list[Finding]:

@@ -15,7 +15,7 @@ import milter as libmilter
 from osfmilter import __version__
 from osfmilter.adapter import FLAGS, OsfMilter
 from osfmilter.clock import Clock, SystemClock
-from osfmilter.config import Config, parse_socket
+from osfmilter.config import Config, Mode, parse_socket
 from osfmilter.decisionlog import DecisionLog
 from osfmilter.errors import ConfigError
 from osfmilter.health import BackendHealth
@@ -73,8 +73,10 @@ def build_scans(config: Config, health: BackendHealth) -> ScanService:
         virus = ConfiguredScanner(ClamavScanner(config.clamav.address), config.clamav.timeout)
         log.info("virus scanning: clamd at %s (on error: %s)", config.clamav.address,
                  config.clamav.on_error)
-    else:
-        log.warning("virus scanning is off: [clamav] address is not set")
+    elif config.mode is Mode.OUTBOUND:
+        log.warning("virus scanning is off ([clamav] address is empty): every message is "
+                    "relayed unscanned (fail-open; check-config refuses it unless [milter] "
+                    "fail_open_acknowledged = true)")
     if config.spam.backend == "spamassassin":
         spam = ConfiguredScanner(SpamassassinScanner(config.spam.address), config.spam.timeout)
     elif config.spam.backend == "rspamd":

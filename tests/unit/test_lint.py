@@ -26,6 +26,8 @@ def clamd_conf(tmp_path: Path, text: str) -> Path:
 
 GOOD_POSTFIX = {"message_size_limit": "62914560", "milter_default_action": "tempfail"}
 GOOD_CLAMD = "StreamMaxLength 72M\nMaxFileSize 64M\nMaxScanSize 200M\n"
+# For the cases about Postfix: no clamd, and that on purpose (else it is an error of its own).
+UNSCANNED = {"milter": {"fail_open_acknowledged": True}}
 
 
 def errors(findings: list) -> list[str]:  # type: ignore[type-arg]
@@ -50,7 +52,7 @@ def test_a_sound_setup_has_no_errors(tmp_path: Path) -> None:
 )
 def test_postfix_problems(tmp_path: Path, settings: dict[str, str], problem: str) -> None:
     directory = postfix_dir(tmp_path, **{**GOOD_POSTFIX, **settings})
-    found = errors(lint(config_from_dict({}), directory))
+    found = errors(lint(config_from_dict(UNSCANNED), directory))
     assert len(found) == 1 and problem in found[0]
 
 
@@ -79,16 +81,47 @@ def test_alert_exceeds_max_covers_the_file_limits_but_not_the_stream(tmp_path: P
 def test_fail_open_needs_acknowledgement(tmp_path: Path) -> None:
     pf = postfix_dir(tmp_path, **GOOD_POSTFIX)
     open_config = {"spam": {"backend": "spamassassin", "address": "127.0.0.1:783",
-                            "on_error": "accept"}}
-    assert "fail_open_acknowledged" in errors(lint(config_from_dict(open_config), pf))[0]
+                            "on_error": "accept"},
+                   "clamav": {"address": "/run/clamav/clamd.ctl"}}
+    found = errors(lint(config_from_dict(open_config), pf, clamd_conf(tmp_path, GOOD_CLAMD)))
+    assert len(found) == 1 and found[0].startswith("[spam] on_error")
+    assert "fail_open_acknowledged" in found[0]
     acknowledged = {**open_config, "milter": {"fail_open_acknowledged": True}}
-    findings = lint(config_from_dict(acknowledged), pf)
+    findings = lint(config_from_dict(acknowledged), pf, clamd_conf(tmp_path, GOOD_CLAMD))
     assert errors(findings) == [] and any(f.severity == "warning" for f in findings)
+
+
+def test_scanning_off_is_fail_open(tmp_path: Path) -> None:
+    """No [clamav] address relays every message unscanned: refused like on_error = "accept"."""
+    pf = postfix_dir(tmp_path, **GOOD_POSTFIX)
+    found = errors(lint(config_from_dict({}), pf))
+    assert len(found) == 1 and found[0].startswith("[clamav] address: empty")
+    assert "fail_open_acknowledged" in found[0]
+    findings = lint(config_from_dict(UNSCANNED), pf)
+    assert errors(findings) == []
+    assert [f.subject for f in findings if f.severity == "warning"] == ["[clamav] address"]
+
+
+def test_scanning_off_is_no_fail_open_in_inbound_mode(tmp_path: Path) -> None:
+    """The inbound instance scans nothing whatever its [clamav] says: nothing to refuse."""
+    findings = lint(config_from_dict({"mode": "inbound"}), postfix_dir(tmp_path, **GOOD_POSTFIX))
+    assert errors(findings) == [] and not any("clamav" in f.subject for f in findings)
 
 
 def test_sizes() -> None:
     assert [parse_size(t) for t in ("25M", "100k", "2G", "4096", "junk")] == [
         25 * 1024**2, 100 * 1024, 2 * 1024**3, 4096, 0]
+
+
+def test_command_refuses_scanning_off(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text('[clamav]\naddress = ""\n')
+    good_pf = postfix_dir(tmp_path, **GOOD_POSTFIX)
+    assert main(["--config", str(config), "check-config", "--postfix-config", good_pf]) == 2
+    assert "error: [clamav] address: empty: virus scanning is off" in capsys.readouterr().out
+    config.write_text('[milter]\nfail_open_acknowledged = true\n[clamav]\naddress = ""\n')
+    assert main(["--config", str(config), "check-config", "--postfix-config", good_pf]) == 0
+    assert "warning: [clamav] address" in capsys.readouterr().out
 
 
 def test_command_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

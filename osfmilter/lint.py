@@ -8,7 +8,6 @@ milter lets through.
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 import subprocess
@@ -17,8 +16,13 @@ from pathlib import Path
 
 from osfmilter.config import Config, Mode
 
-# A base64 attachment is 4/3 of its size plus line breaks: about 37 % more.
-BASE64_OVERHEAD = 1.37
+# osfmilter streams to clamd exactly the bytes its size limit counts: the
+# message as the MTA handed it over (already encoded: base64 attachments are
+# in the count), headers and Postfix's own Received: line included. It adds
+# nothing to the stream (its X-Osfmilter header comes after the scan), so
+# clamd's StreamMaxLength needs the plans' limit itself; one clamd size unit
+# (1M) of headroom keeps the largest message off the edge.
+STREAM_MARGIN = 1024**2
 CLAMD_CONFIG = Path("/etc/clamav/clamd.conf")
 SYSTEM_POSTFIX = Path("/etc/postfix/main.cf")
 # clamd's limits where its config does not set them (older defaults; ClamAV 1.x raised some).
@@ -114,7 +118,7 @@ def clamd(config: Config, path: Path, explicit: bool) -> list[Finding]:
     message = largest_message(config)
     required = {
         # The stream is the message as sent, base64 attachments and all.
-        "StreamMaxLength": math.ceil(message * BASE64_OVERHEAD),
+        "StreamMaxLength": message + STREAM_MARGIN,
         # Decoded parts are at most the message; a larger limit is not needed.
         "MaxFileSize": message,
         "MaxScanSize": message,
@@ -139,8 +143,9 @@ def read_clamd_config(path: Path) -> dict[str, str]:
     for line in path.read_text(errors="replace").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
-            key, _, value = line.partition(" ")
-            settings[key] = value.strip()
+            # clamd separates a key from its value by any whitespace, tabs too.
+            key, *value = line.split(None, 1)
+            settings[key] = value[0].strip() if value else ""
     return settings
 
 

@@ -25,7 +25,7 @@ def clamd_conf(tmp_path: Path, text: str) -> Path:
 
 
 GOOD_POSTFIX = {"message_size_limit": "62914560", "milter_default_action": "tempfail"}
-GOOD_CLAMD = "StreamMaxLength 72M\nMaxFileSize 64M\nMaxScanSize 200M\n"
+GOOD_CLAMD = "StreamMaxLength 51M\nMaxFileSize 64M\nMaxScanSize 200M\n"
 # For the cases about Postfix: no clamd, and that on purpose (else it is an error of its own).
 UNSCANNED = {"milter": {"fail_open_acknowledged": True}}
 
@@ -59,10 +59,12 @@ def test_postfix_problems(tmp_path: Path, settings: dict[str, str], problem: str
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("StreamMaxLength 60M\nMaxFileSize 64M\nMaxScanSize 200M\n", "StreamMaxLength"),
+        # The message itself, without the headroom.
+        ("StreamMaxLength 50M\nMaxFileSize 64M\nMaxScanSize 200M\n", "StreamMaxLength"),
+        ("StreamMaxLength\t40M\nMaxFileSize\t64M\nMaxScanSize\t200M\n", "StreamMaxLength"),
         ("MaxFileSize 64M\nMaxScanSize 200M\n", "StreamMaxLength"),  # default 25M
-        ("StreamMaxLength 72M\nMaxScanSize 200M\n", "MaxFileSize"),
-        ("StreamMaxLength 72M\nMaxFileSize 25M\nMaxScanSize 200M\n", "MaxFileSize"),
+        ("StreamMaxLength 51M\nMaxScanSize 200M\n", "MaxFileSize"),
+        ("StreamMaxLength 51M\nMaxFileSize 25M\nMaxScanSize 200M\n", "MaxFileSize"),
     ],
 )
 def test_clamd_limits_below_the_message_limit(tmp_path: Path, text: str, problem: str) -> None:
@@ -71,9 +73,22 @@ def test_clamd_limits_below_the_message_limit(tmp_path: Path, text: str, problem
     assert len(found) == 1 and problem in found[0]
 
 
+@pytest.mark.parametrize("separator", [" ", "\t", " \t  "])
+def test_stream_limit_is_the_message_as_sent_plus_headroom(tmp_path: Path, separator: str) -> None:
+    """The limit counts the encoded message clamd is streamed: no base64 factor on top.
+
+    clamd takes any whitespace between a key and its value.
+    """
+    config = config_from_dict({"clamav": {"address": "/run/clamav/clamd.ctl"}})
+    text = "".join(f"{key}{separator}{value}\n" for key, value in
+                   (("StreamMaxLength", "51M"), ("MaxFileSize", "50M"), ("MaxScanSize", "50M")))
+    findings = lint(config, postfix_dir(tmp_path, **GOOD_POSTFIX), clamd_conf(tmp_path, text))
+    assert errors(findings) == []
+
+
 def test_alert_exceeds_max_covers_the_file_limits_but_not_the_stream(tmp_path: Path) -> None:
     config = config_from_dict({"clamav": {"address": "/run/clamav/clamd.ctl"}})
-    text = "StreamMaxLength 72M\nMaxFileSize 1M\nMaxScanSize 1M\nAlertExceedsMax yes\n"
+    text = "StreamMaxLength 51M\nMaxFileSize 1M\nMaxScanSize 1M\nAlertExceedsMax yes\n"
     assert errors(lint(config, postfix_dir(tmp_path, **GOOD_POSTFIX),
                        clamd_conf(tmp_path, text))) == []
 
@@ -134,16 +149,34 @@ def test_command_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "error: clamd StreamMaxLength" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("text", [
+    '[database]\nurl = "postgresql://osf:s3cret@127.0.0.1:1/db"\n',
+    '[rates]\nredis_url = "redis://:s3cret@127.0.0.1:6379/0"\n',
+    '[rates]\nredis_url = "redis://osf:s3cret@127.0.0.1:6379/0"\n',
+    '[rates]\nredis_url = "rediss://127.0.0.1:6379/0?password=s3cret"\n',
+])
 def test_world_readable_password_is_warned_about(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    text: str,
 ) -> None:
     config = tmp_path / "osfmilter.toml"
-    config.write_text('[database]\nurl = "postgresql://osf:s3cret@127.0.0.1:1/db"\n')
+    config.write_text(text)
     config.chmod(0o644)
     main(["--config", str(config), "check-config"])
     assert any("world-readable" in r.getMessage() and "s3cret" not in r.getMessage()
                for r in caplog.records)
     caplog.clear()
     config.chmod(0o640)
+    main(["--config", str(config), "check-config"])
+    assert not any("world-readable" in r.getMessage() for r in caplog.records)
+
+
+def test_urls_without_a_password_draw_no_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text('[rates]\nredis_url = "redis://osf@127.0.0.1:6379/0"\n'
+                      '[database]\nurl = "postgresql://osf@127.0.0.1:1/db"\n')
+    config.chmod(0o644)
     main(["--config", str(config), "check-config"])
     assert not any("world-readable" in r.getMessage() for r in caplog.records)

@@ -29,6 +29,7 @@ SYSTEM_POSTFIX = Path("/etc/postfix/main.cf")
 CLAMD_DEFAULTS = {"StreamMaxLength": 25 * 1024**2, "MaxFileSize": 25 * 1024**2,
                   "MaxScanSize": 100 * 1024**2}
 _SIZE = re.compile(r"^(\d+)\s*([kKmMgG]?)$")
+_CLAMD_OPTION = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ def lint(config: Config, postfix_dir: str | None = None,
     findings += postfix(config, postfix_dir)
     if config.clamav.address:
         findings += clamd(config, clamd_config or CLAMD_CONFIG, explicit=clamd_config is not None)
+    elif clamd_config is not None:
+        findings += clamd_unused(clamd_config)
     return findings
 
 
@@ -115,6 +118,7 @@ def clamd(config: Config, path: Path, explicit: bool) -> list[Finding]:
     except OSError as exc:
         severity = "error" if explicit else "warning"
         return [Finding(severity, "clamd", f"{path} not read ({exc.strerror}): clamd not checked")]
+    findings = clamd_syntax(settings)
     message = largest_message(config)
     required = {
         # The stream is the message as sent, base64 attachments and all.
@@ -124,8 +128,9 @@ def clamd(config: Config, path: Path, explicit: bool) -> list[Finding]:
         "MaxScanSize": message,
     }
     alert_exceeds = settings.get("AlertExceedsMax", "no").lower() in ("yes", "true")
-    findings = []
     for key, needed in required.items():
+        if key in settings and _SIZE.match(settings[key]) is None:
+            continue  # clamd_syntax said so
         value = parse_size(settings[key]) if key in settings else CLAMD_DEFAULTS[key]
         if value >= needed or (key != "StreamMaxLength" and alert_exceeds):
             continue
@@ -136,6 +141,33 @@ def clamd(config: Config, path: Path, explicit: bool) -> list[Finding]:
                                 f"{value} is below {needed}: {consequence}; raise it "
                                 "(see contrib/clamav/clamd-osfmilter.conf)"))
     return findings or [Finding("ok", "clamd", f"{path}: limits fit {message}-byte messages")]
+
+
+def clamd_unused(path: Path) -> list[Finding]:
+    """A clamd.conf given while virus scanning is off: its limits matter to no one."""
+    try:
+        settings = read_clamd_config(path)
+    except OSError as exc:
+        return [Finding("error", "clamd", f"{path} not read ({exc.strerror})")]
+    return [Finding("warning", "clamd", f"{path} not checked against the message limit: "
+                    "[clamav] address is empty, so clamd is not used"),
+            *clamd_syntax(settings)]
+
+
+def clamd_syntax(settings: dict[str, str]) -> list[Finding]:
+    """What clamd would refuse to start with, or check-config could not read."""
+    findings = []
+    if "Example" in settings:
+        findings.append(Finding("error", "clamd Example",
+                                "the sample's \"Example\" line is still there, and clamd "
+                                "refuses to start with it; remove it"))
+    for key, value in settings.items():
+        if _CLAMD_OPTION.match(key) is None:
+            findings.append(Finding("error", "clamd", f"{key!r} is not an option name"))
+        elif key in CLAMD_DEFAULTS and _SIZE.match(value) is None:
+            findings.append(Finding("error", f"clamd {key}",
+                                    f"{value!r} is not a size (bytes, or with K, M or G)"))
+    return findings
 
 
 def read_clamd_config(path: Path) -> dict[str, str]:

@@ -180,3 +180,36 @@ def test_urls_without_a_password_draw_no_warning(
     config.chmod(0o644)
     main(["--config", str(config), "check-config"])
     assert not any("world-readable" in r.getMessage() for r in caplog.records)
+
+
+def test_clamd_config_given_with_scanning_off_is_said_unchecked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text("[milter]\nfail_open_acknowledged = true\n")
+    good_pf = postfix_dir(tmp_path, **GOOD_POSTFIX)
+    command = ["--config", str(config), "check-config", "--postfix-config", good_pf,
+               "--clamd-config"]
+    assert main([*command, str(clamd_conf(tmp_path, "StreamMaxLength 1M\n"))]) == 0
+    out = capsys.readouterr().out
+    assert "not checked against the message limit: [clamav] address is empty" in out
+    assert "StreamMaxLength" not in out  # its limits concern no one
+    assert main([*command, str(tmp_path / "missing.conf")]) == 2
+    assert "error: clamd:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("address", ["", "/run/clamav/clamd.ctl"])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("Example\n" + GOOD_CLAMD, "clamd Example"),
+        ("StreamMaxLength lots\nMaxFileSize 64M\nMaxScanSize 200M\n", "not a size"),
+        ("Stream-Max-Length 51M\n" + GOOD_CLAMD, "not an option name"),
+    ],
+)
+def test_clamd_config_that_clamd_would_refuse(tmp_path: Path, address: str, text: str,
+                                               problem: str) -> None:
+    """clamd will not start with these, whether or not osfmilter uses it."""
+    config = config_from_dict({**UNSCANNED, "clamav": {"address": address}})
+    found = errors(lint(config, postfix_dir(tmp_path, **GOOD_POSTFIX), clamd_conf(tmp_path, text)))
+    assert len(found) == 1 and problem in found[0], found

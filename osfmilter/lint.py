@@ -8,13 +8,15 @@ milter lets through.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from osfmilter.config import Config, Mode
+from osfmilter.config import Config, Mode, SocketSpec, parse_socket
 
 # osfmilter streams to clamd exactly the bytes its size limit counts: the
 # message as the MTA handed it over (already encoded: base64 attachments are
@@ -86,9 +88,9 @@ def postfix(config: Config, directory: str | None) -> list[Finding]:
     if directory is None and not SYSTEM_POSTFIX.exists():
         return [Finding("warning", "postfix",
                         f"no {SYSTEM_POSTFIX}: Postfix not checked (give --postfix-config DIR)")]
-    command = [postconf, *(["-c", directory] if directory else []), "-h",
-               "message_size_limit", "milter_default_action"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    base = [postconf, *(["-c", directory] if directory else [])]
+    result = subprocess.run([*base, "-h", "message_size_limit", "milter_default_action"],
+                            capture_output=True, text=True, check=False)
     lines = result.stdout.split()
     if result.returncode != 0 or len(lines) != 2:
         return [Finding("error", "postfix", f"postconf failed: {result.stderr.strip()[:200]}")]
@@ -109,7 +111,129 @@ def postfix(config: Config, directory: str | None) -> list[Finding]:
     if not findings:
         findings.append(Finding("ok", "postfix",
                                 f"message_size_limit {size_limit}, milter_default_action tempfail"))
+    if config.mode is Mode.INBOUND:
+        findings += inbound_listeners(config, base)
     return findings
+
+
+# The wiring guard. An inbound instance accepts every message (it only
+# counts), so on a listener where Postfix leaves the relay decision to the
+# milter (contrib/postfix/main.cf: check_client_access static:OK) it makes an
+# open relay, and on any listener customers relay through it counts their
+# outbound mail as inbound volume, which raises their allowance. It belongs
+# only on the inbound relay's listener, where Postfix itself refuses mail for
+# other domains. Restrictions that end every client's relaying:
+_RELAY_CLOSED = {"reject_unauth_destination", "defer_unauth_destination", "reject", "defer",
+                 "check_relay_domains"}
+# Permits that cannot make an arbitrary client a relay user: the operator's
+# own hosts, or mail to the relay's own destinations.
+_RELAY_HARMLESS = {"permit_mynetworks", "permit_inet_interfaces", "permit_auth_destination",
+                   "permit_mx_backup"}
+_LISTENER_PARAMETERS = ("smtpd_milters", "smtpd_relay_restrictions",
+                        "smtpd_recipient_restrictions", "smtpd_sasl_auth_enable")
+
+
+def inbound_listeners(config: Config, postconf: list[str]) -> list[Finding]:
+    """Each smtpd listener that points at this inbound instance must refuse relaying itself."""
+    listeners = smtpd_listeners(postconf)
+    if isinstance(listeners, str):
+        return [Finding("warning", "postfix listeners", f"not checked: {listeners}")]
+    instance = parse_socket(config.milter.socket)
+    findings = []
+    for name, settings in listeners.items():
+        specs = milter_specs(settings["smtpd_milters"])
+        if not any(_same_socket(instance, spec) for spec in specs):
+            continue
+        sasl = settings["smtpd_sasl_auth_enable"] == "yes"
+        opening = [relay_opening(settings[key], sasl) for key in
+                   ("smtpd_relay_restrictions", "smtpd_recipient_restrictions")]
+        if None in opening:
+            findings.append(Finding("ok", f"postfix listener {name}",
+                                    "refuses relaying itself: fit for the inbound instance"))
+            continue
+        findings.append(Finding(
+            "error", f"postfix listener {name}",
+            f"lets clients relay ({opening[0]} in smtpd_relay_restrictions) and its "
+            "smtpd_milters point at this instance, which is in inbound mode and accepts "
+            "everything: an open relay; put the outbound instance on it, and the inbound "
+            "one only on a listener that refuses relaying (reject_unauth_destination)"))
+    return findings
+
+
+def smtpd_listeners(postconf: list[str]) -> dict[str, dict[str, str]] | str:
+    """The effective listener settings of each smtpd in master.cf, or why they are unknown."""
+    runs = [subprocess.run([*postconf, *options], capture_output=True, text=True, check=False)
+            for options in (["-M"], ["-P", "-x"], ["-x", *_LISTENER_PARAMETERS])]
+    failed = next((r for r in runs if r.returncode != 0), None)
+    if failed is not None:
+        return f"postconf failed: {failed.stderr.strip()[:200]}"
+    services, overrides, main = (r.stdout.splitlines() for r in runs)
+    defaults = dict(_assignment(line) for line in main)
+    listeners = {}
+    for line in services:
+        fields = line.split()
+        # A network listener running smtpd, or the smtpd that postscreen passes to.
+        if len(fields) >= 8 and fields[1] in ("inet", "pass") and fields[7] == "smtpd":
+            listeners[f"{fields[0]}/{fields[1]}"] = dict(defaults)
+    for line in overrides:
+        key, value = _assignment(line)
+        service, _, parameter = key.rpartition("/")
+        if service in listeners and parameter in _LISTENER_PARAMETERS:
+            listeners[service][parameter] = value
+    return listeners
+
+
+def _assignment(line: str) -> tuple[str, str]:
+    key, _, value = line.partition("=")
+    return key.strip(), value.strip()
+
+
+def milter_specs(value: str) -> list[str]:
+    """The sockets in an smtpd_milters value, "{ inet:host:port, settings }" groups included."""
+    return [token.strip("{} ").split(",")[0].strip()
+            for token in re.findall(r"\{[^}]*\}|[^\s,{}]+", value)]
+
+
+def _same_socket(instance: SocketSpec, spec: str) -> bool:
+    """Does Postfix's milter spec (inet:HOST:PORT, unix:PATH) reach this libmilter socket?"""
+    kind, _, rest = spec.partition(":")
+    if kind in ("unix", "local"):
+        return instance.family == "unix" and os.path.normpath(rest) == instance.path
+    if kind != "inet" or instance.family == "unix":
+        return False
+    host, _, port = rest.rpartition(":")
+    if not port.isdigit() or int(port) != instance.port:
+        return False
+    return _host_matches(instance.host or "", host.strip("[]"))
+
+
+def _host_matches(bound: str, connected: str) -> bool:
+    if bound == connected:
+        return True
+    try:
+        ours = ipaddress.ip_address("127.0.0.1" if bound == "localhost" else bound)
+        theirs = ipaddress.ip_address("127.0.0.1" if connected == "localhost" else connected)
+    except ValueError:
+        return False
+    # A socket bound to every address (0.0.0.0, ::) is reached at any of them.
+    return ours == theirs or ours.is_unspecified
+
+
+def relay_opening(restrictions: str, sasl: bool) -> str | None:
+    """The first restriction that may let a client relay, or None if relaying ends first."""
+    for restriction in re.split(r"[\s,]+", restrictions):
+        if not restriction or ":" in restriction:  # a table or service given to the one before
+            continue
+        if restriction in _RELAY_CLOSED:
+            return None
+        if restriction == "permit_sasl_authenticated":
+            # SASL logins are customers, who send outbound mail.
+            if sasl:
+                return restriction
+        elif restriction not in _RELAY_HARMLESS and restriction.startswith(("permit", "check_")):
+            # check_*_access and policy services can answer OK, for any client or sender.
+            return restriction
+    return "nothing that refuses relaying"
 
 
 def clamd(config: Config, path: Path, explicit: bool) -> list[Finding]:

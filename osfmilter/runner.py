@@ -90,6 +90,17 @@ def build_scans(config: Config, health: BackendHealth) -> ScanService:
     return ScanService(virus, spam, health)
 
 
+def warn_about_mode(config: Config) -> None:
+    """Inbound mode judges nothing: said loudly, since on the wrong listener it is an open relay."""
+    if config.mode is Mode.INBOUND:
+        log.warning(
+            "INBOUND MODE: every message is accepted and only counted, nothing is authorized, "
+            "limited or scanned. This instance must only be on the inbound relay's listener, "
+            "where Postfix itself refuses relaying (reject_unauth_destination), NEVER on a "
+            "listener customers send through: there it makes an open relay (check-config "
+            "--postfix-config DIR checks the wiring)")
+
+
 def build_spf(config: Config) -> SpfChecker | None:
     settings = config.spf
     if not settings.outbound_ips:
@@ -206,6 +217,7 @@ def run(config: Config) -> None:
         __version__, config.mode, config.milter.socket, safe_url(config.database_url),
         services.node,
     )
+    warn_about_mode(config)
     # libmilter stops gracefully on SIGTERM, SIGHUP and SIGINT by taking them
     # in a thread of its own (sigwait). A thread that does not block them may
     # be handed one instead, and the default action kills the process with

@@ -525,3 +525,13 @@ def test_shipped_files_pass_check_config_together(tmp_path: Path) -> None:
                       + text[empty + len('address = ""'):])
     result = check_config(config, "--clamd-config", str(CLAMD_CONF))
     assert result.returncode == 0 and not error_lines(result), output(result)
+
+
+def test_shipped_postfix_listeners_refuse_an_inbound_instance(tmp_path: Path) -> None:
+    """contrib/postfix's listeners are the customers': the milter gates them."""
+    config = tmp_path / "inbound.toml"
+    config.write_text('mode = "inbound"\n[milter]\nsocket = "inet:8894@127.0.0.1"\n')
+    result = check_config(config)
+    assert result.returncode == 2, output(result)
+    assert [line.split(":")[1] for line in error_lines(result)] == [
+        " postfix listener smtp/inet", " postfix listener 2525/inet"], output(result)

@@ -213,3 +213,83 @@ def test_clamd_config_that_clamd_would_refuse(tmp_path: Path, address: str, text
     config = config_from_dict({**UNSCANNED, "clamav": {"address": address}})
     found = errors(lint(config, postfix_dir(tmp_path, **GOOD_POSTFIX), clamd_conf(tmp_path, text)))
     assert len(found) == 1 and problem in found[0], found
+
+
+# The wiring guard: an inbound instance accepts everything -------------------
+
+INBOUND = {"mode": "inbound", "milter": {"socket": "inet:8895@127.0.0.1"}}
+# contrib/postfix/main.cf's way: Postfix lets every client try, the milter decides.
+MILTER_GATED = "check_client_access static:OK, reject"
+
+
+def postfix_with_listeners(tmp_path: Path, master: str, **main_cf: str) -> str:
+    directory = postfix_dir(tmp_path, **GOOD_POSTFIX, **main_cf)
+    (Path(directory) / "master.cf").write_text(master)
+    return directory
+
+
+def listener_errors(config: dict, directory: str) -> list[str]:  # type: ignore[type-arg]
+    return [e for e in errors(lint(config_from_dict(config), directory))
+            if e.startswith("postfix listener")]
+
+
+def test_inbound_instance_on_a_milter_gated_listener_is_an_open_relay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = postfix_with_listeners(
+        tmp_path, "2525 inet n - y - - smtpd\n",
+        smtpd_milters="inet:127.0.0.1:8895", smtpd_relay_restrictions=MILTER_GATED,
+        smtpd_recipient_restrictions="permit")
+    config = tmp_path / "inbound.toml"
+    config.write_text('mode = "inbound"\n[milter]\nsocket = "inet:8895@127.0.0.1"\n')
+    assert main(["--config", str(config), "check-config", "--postfix-config", directory]) == 2
+    out = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error:")]
+    assert len(out) == 1 and out[0].startswith("error: postfix listener 2525/inet: lets clients "
+                                               "relay (check_client_access in")
+    assert "inbound mode" in out[0] and "open relay" in out[0]
+
+
+def test_each_instance_on_its_own_listener_passes(tmp_path: Path) -> None:
+    """The MX refuses relaying itself; the customers' port is gated by the outbound milter."""
+    master = ("smtp inet n - y - - smtpd\n"
+              "  -o smtpd_milters={inet:127.0.0.1:8895,default_action=accept}\n"
+              "2525 inet n - y - - smtpd -o smtpd_milters=inet:127.0.0.1:8894\n"
+              f"  -o {{smtpd_relay_restrictions={MILTER_GATED}}}\n"
+              "  -o smtpd_recipient_restrictions=permit\n")
+    directory = postfix_with_listeners(
+        tmp_path, master,
+        smtpd_relay_restrictions="permit_mynetworks, permit_sasl_authenticated, "
+                                 "reject_unauth_destination")
+    findings = lint(config_from_dict(INBOUND), directory)
+    assert listener_errors(INBOUND, directory) == []
+    assert [f.subject for f in findings if f.severity == "ok" and "listener" in f.subject] == [
+        "postfix listener smtp/inet"]
+    outbound = {"milter": {"socket": "inet:8894@127.0.0.1"}, **UNSCANNED}
+    assert errors(lint(config_from_dict(outbound), directory)) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "culprit"),
+    [
+        # Customers' SASL logins relay through Postfix's own permit.
+        ("-o smtpd_sasl_auth_enable=yes", "permit_sasl_authenticated"),
+        # A sender table can say OK for any client.
+        ("-o smtpd_relay_restrictions=check_sender_access,hash:/x,reject_unauth_destination",
+         "check_sender_access"),
+    ],
+)
+def test_inbound_instance_on_a_listener_that_relays_for_some_clients(
+    tmp_path: Path, options: str, culprit: str
+) -> None:
+    directory = postfix_with_listeners(
+        tmp_path, f"submission inet n - y - - smtpd {options}\n",
+        smtpd_milters="unix:/run/osfmilter/in/milter.sock",
+        smtpd_relay_restrictions="permit_sasl_authenticated, reject_unauth_destination")
+    config = {"mode": "inbound", "milter": {"socket": "unix:/run/osfmilter/in/milter.sock"}}
+    found = listener_errors(config, directory)
+    assert len(found) == 1 and f"({culprit} in" in found[0], found
+
+
+def test_listeners_unknown_without_master_cf(tmp_path: Path) -> None:
+    findings = lint(config_from_dict(INBOUND), postfix_dir(tmp_path, **GOOD_POSTFIX))
+    assert any(f.severity == "warning" and f.subject == "postfix listeners" for f in findings)

@@ -8,7 +8,7 @@ import pytest
 
 from osfmilter.config import config_from_dict
 from osfmilter.health import BackendHealth
-from osfmilter.runner import build_scans
+from osfmilter.runner import build_scans, warn_about_mode
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -27,3 +27,13 @@ def test_configured_clamd_draws_no_fail_open_warning(caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.INFO, logger="osfmilter"):
         build_scans(config, BackendHealth())
     assert not any("virus scanning" in w for w in warnings(caplog))
+
+
+def test_inbound_mode_says_loudly_where_it_must_never_be(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="osfmilter"):
+        warn_about_mode(config_from_dict({"mode": "inbound"}))
+        warn_about_mode(config_from_dict({}))
+    [warning] = warnings(caplog)
+    assert "INBOUND MODE" in warning and "NEVER on a listener customers send through" in warning

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -104,12 +105,22 @@ def setup_logging(config: Config) -> None:
 
 
 def warn_about_exposed_secrets(config: Config, path: str | None) -> None:
-    """A database password in a world-readable config file is everyone's password."""
-    if not path or make_url_safe(config.database_url).password is None:
+    """A password in a world-readable config file is everyone's password."""
+    if not path:
         return
-    if Path(path).stat().st_mode & 0o004:
-        log.warning("config file %s holds a database password and is world-readable; "
-                    "chmod o-r it", path)
+    keys = [key for key, has_password in (
+        ("[database] url", make_url_safe(config.database_url).password is not None),
+        ("[rates] redis_url", _url_has_password(config.rates.redis_url)),
+    ) if has_password]
+    if keys and Path(path).stat().st_mode & 0o004:
+        log.warning("config file %s holds a password (%s) and is world-readable; "
+                    "chmod o-r it", path, ", ".join(keys))
+
+
+def _url_has_password(url: str) -> bool:
+    """redis://:secret@host, redis://user:secret@host or ...?password=secret."""
+    parts = urlsplit(url)
+    return bool(parts.password) or "password" in parse_qs(parts.query)
 
 
 def _host_port(text: str) -> tuple[str, int]:

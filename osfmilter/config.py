@@ -135,8 +135,9 @@ class MilterSection(Section):
     # For a unix socket: the group that may connect (the MTA's, e.g. "postfix").
     # The socket is created 0660 in a directory that hands its group down.
     socket_group: str = ""
-    # on_error = "accept" lets unscanned mail through; check-config refuses
-    # such a configuration unless this says it is meant.
+    # on_error = "accept", and in outbound mode an empty [clamav] address, let
+    # unscanned mail through; check-config refuses such a configuration
+    # unless this says it is meant.
     fail_open_acknowledged: bool = False
 
     @field_validator("socket")

@@ -8,23 +8,30 @@ milter lets through.
 
 from __future__ import annotations
 
-import math
+import ipaddress
+import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from osfmilter.config import Config
+from osfmilter.config import Config, Mode, SocketSpec, parse_socket
 
-# A base64 attachment is 4/3 of its size plus line breaks: about 37 % more.
-BASE64_OVERHEAD = 1.37
+# osfmilter streams to clamd exactly the bytes its size limit counts: the
+# message as the MTA handed it over (already encoded: base64 attachments are
+# in the count), headers and Postfix's own Received: line included. It adds
+# nothing to the stream (its X-Osfmilter header comes after the scan), so
+# clamd's StreamMaxLength needs the plans' limit itself; one clamd size unit
+# (1M) of headroom keeps the largest message off the edge.
+STREAM_MARGIN = 1024**2
 CLAMD_CONFIG = Path("/etc/clamav/clamd.conf")
 SYSTEM_POSTFIX = Path("/etc/postfix/main.cf")
 # clamd's limits where its config does not set them (older defaults; ClamAV 1.x raised some).
 CLAMD_DEFAULTS = {"StreamMaxLength": 25 * 1024**2, "MaxFileSize": 25 * 1024**2,
                   "MaxScanSize": 100 * 1024**2}
 _SIZE = re.compile(r"^(\d+)\s*([kKmMgG]?)$")
+_CLAMD_OPTION = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,8 @@ def lint(config: Config, postfix_dir: str | None = None,
     findings += postfix(config, postfix_dir)
     if config.clamav.address:
         findings += clamd(config, clamd_config or CLAMD_CONFIG, explicit=clamd_config is not None)
+    elif clamd_config is not None:
+        findings += clamd_unused(clamd_config)
     return findings
 
 
@@ -51,20 +60,25 @@ def largest_message(config: Config) -> int:
 
 
 def fail_open(config: Config) -> list[Finding]:
-    findings = []
+    """Settings that relay mail unscanned: errors unless [milter] fail_open_acknowledged."""
+    problems = []
+    if config.mode is Mode.OUTBOUND and not config.clamav.address:
+        # Not calling clamd at all is the widest fail-open of all: every
+        # message, not only those that meet a clamd outage.
+        problems.append(("[clamav] address", "empty: virus scanning is off, so every message "
+                         "is relayed unscanned (give clamd's socket, e.g. /run/clamav/clamd.ctl)"))
     for name, configured, on_error in (
         ("clamav", bool(config.clamav.address), config.clamav.on_error),
         ("spam", config.spam.backend != "none", config.spam.on_error),
     ):
         if configured and on_error == "accept":
-            acknowledged = config.milter.fail_open_acknowledged
-            findings.append(Finding(
-                "warning" if acknowledged else "error", f"[{name}] on_error",
-                "\"accept\" lets mail through unscanned while the scanner is down"
-                + ("" if acknowledged else "; set [milter] fail_open_acknowledged = true "
-                   "if that is meant"),
-            ))
-    return findings
+            problems.append((f"[{name}] on_error",
+                             "\"accept\" lets mail through unscanned while the scanner is down"))
+    acknowledged = config.milter.fail_open_acknowledged
+    return [Finding("warning" if acknowledged else "error", subject,
+                    text + ("" if acknowledged else
+                            "; set [milter] fail_open_acknowledged = true if that is meant"))
+            for subject, text in problems]
 
 
 def postfix(config: Config, directory: str | None) -> list[Finding]:
@@ -74,9 +88,9 @@ def postfix(config: Config, directory: str | None) -> list[Finding]:
     if directory is None and not SYSTEM_POSTFIX.exists():
         return [Finding("warning", "postfix",
                         f"no {SYSTEM_POSTFIX}: Postfix not checked (give --postfix-config DIR)")]
-    command = [postconf, *(["-c", directory] if directory else []), "-h",
-               "message_size_limit", "milter_default_action"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    base = [postconf, *(["-c", directory] if directory else [])]
+    result = subprocess.run([*base, "-h", "message_size_limit", "milter_default_action"],
+                            capture_output=True, text=True, check=False)
     lines = result.stdout.split()
     if result.returncode != 0 or len(lines) != 2:
         return [Finding("error", "postfix", f"postconf failed: {result.stderr.strip()[:200]}")]
@@ -97,7 +111,129 @@ def postfix(config: Config, directory: str | None) -> list[Finding]:
     if not findings:
         findings.append(Finding("ok", "postfix",
                                 f"message_size_limit {size_limit}, milter_default_action tempfail"))
+    if config.mode is Mode.INBOUND:
+        findings += inbound_listeners(config, base)
     return findings
+
+
+# The wiring guard. An inbound instance accepts every message (it only
+# counts), so on a listener where Postfix leaves the relay decision to the
+# milter (contrib/postfix/main.cf: check_client_access static:OK) it makes an
+# open relay, and on any listener customers relay through it counts their
+# outbound mail as inbound volume, which raises their allowance. It belongs
+# only on the inbound relay's listener, where Postfix itself refuses mail for
+# other domains. Restrictions that end every client's relaying:
+_RELAY_CLOSED = {"reject_unauth_destination", "defer_unauth_destination", "reject", "defer",
+                 "check_relay_domains"}
+# Permits that cannot make an arbitrary client a relay user: the operator's
+# own hosts, or mail to the relay's own destinations.
+_RELAY_HARMLESS = {"permit_mynetworks", "permit_inet_interfaces", "permit_auth_destination",
+                   "permit_mx_backup"}
+_LISTENER_PARAMETERS = ("smtpd_milters", "smtpd_relay_restrictions",
+                        "smtpd_recipient_restrictions", "smtpd_sasl_auth_enable")
+
+
+def inbound_listeners(config: Config, postconf: list[str]) -> list[Finding]:
+    """Each smtpd listener that points at this inbound instance must refuse relaying itself."""
+    listeners = smtpd_listeners(postconf)
+    if isinstance(listeners, str):
+        return [Finding("warning", "postfix listeners", f"not checked: {listeners}")]
+    instance = parse_socket(config.milter.socket)
+    findings = []
+    for name, settings in listeners.items():
+        specs = milter_specs(settings["smtpd_milters"])
+        if not any(_same_socket(instance, spec) for spec in specs):
+            continue
+        sasl = settings["smtpd_sasl_auth_enable"] == "yes"
+        opening = [relay_opening(settings[key], sasl) for key in
+                   ("smtpd_relay_restrictions", "smtpd_recipient_restrictions")]
+        if None in opening:
+            findings.append(Finding("ok", f"postfix listener {name}",
+                                    "refuses relaying itself: fit for the inbound instance"))
+            continue
+        findings.append(Finding(
+            "error", f"postfix listener {name}",
+            f"lets clients relay ({opening[0]} in smtpd_relay_restrictions) and its "
+            "smtpd_milters point at this instance, which is in inbound mode and accepts "
+            "everything: an open relay; put the outbound instance on it, and the inbound "
+            "one only on a listener that refuses relaying (reject_unauth_destination)"))
+    return findings
+
+
+def smtpd_listeners(postconf: list[str]) -> dict[str, dict[str, str]] | str:
+    """The effective listener settings of each smtpd in master.cf, or why they are unknown."""
+    runs = [subprocess.run([*postconf, *options], capture_output=True, text=True, check=False)
+            for options in (["-M"], ["-P", "-x"], ["-x", *_LISTENER_PARAMETERS])]
+    failed = next((r for r in runs if r.returncode != 0), None)
+    if failed is not None:
+        return f"postconf failed: {failed.stderr.strip()[:200]}"
+    services, overrides, main = (r.stdout.splitlines() for r in runs)
+    defaults = dict(_assignment(line) for line in main)
+    listeners = {}
+    for line in services:
+        fields = line.split()
+        # A network listener running smtpd, or the smtpd that postscreen passes to.
+        if len(fields) >= 8 and fields[1] in ("inet", "pass") and fields[7] == "smtpd":
+            listeners[f"{fields[0]}/{fields[1]}"] = dict(defaults)
+    for line in overrides:
+        key, value = _assignment(line)
+        service, _, parameter = key.rpartition("/")
+        if service in listeners and parameter in _LISTENER_PARAMETERS:
+            listeners[service][parameter] = value
+    return listeners
+
+
+def _assignment(line: str) -> tuple[str, str]:
+    key, _, value = line.partition("=")
+    return key.strip(), value.strip()
+
+
+def milter_specs(value: str) -> list[str]:
+    """The sockets in an smtpd_milters value, "{ inet:host:port, settings }" groups included."""
+    return [token.strip("{} ").split(",")[0].strip()
+            for token in re.findall(r"\{[^}]*\}|[^\s,{}]+", value)]
+
+
+def _same_socket(instance: SocketSpec, spec: str) -> bool:
+    """Does Postfix's milter spec (inet:HOST:PORT, unix:PATH) reach this libmilter socket?"""
+    kind, _, rest = spec.partition(":")
+    if kind in ("unix", "local"):
+        return instance.family == "unix" and os.path.normpath(rest) == instance.path
+    if kind != "inet" or instance.family == "unix":
+        return False
+    host, _, port = rest.rpartition(":")
+    if not port.isdigit() or int(port) != instance.port:
+        return False
+    return _host_matches(instance.host or "", host.strip("[]"))
+
+
+def _host_matches(bound: str, connected: str) -> bool:
+    if bound == connected:
+        return True
+    try:
+        ours = ipaddress.ip_address("127.0.0.1" if bound == "localhost" else bound)
+        theirs = ipaddress.ip_address("127.0.0.1" if connected == "localhost" else connected)
+    except ValueError:
+        return False
+    # A socket bound to every address (0.0.0.0, ::) is reached at any of them.
+    return ours == theirs or ours.is_unspecified
+
+
+def relay_opening(restrictions: str, sasl: bool) -> str | None:
+    """The first restriction that may let a client relay, or None if relaying ends first."""
+    for restriction in re.split(r"[\s,]+", restrictions):
+        if not restriction or ":" in restriction:  # a table or service given to the one before
+            continue
+        if restriction in _RELAY_CLOSED:
+            return None
+        if restriction == "permit_sasl_authenticated":
+            # SASL logins are customers, who send outbound mail.
+            if sasl:
+                return restriction
+        elif restriction not in _RELAY_HARMLESS and restriction.startswith(("permit", "check_")):
+            # check_*_access and policy services can answer OK, for any client or sender.
+            return restriction
+    return "nothing that refuses relaying"
 
 
 def clamd(config: Config, path: Path, explicit: bool) -> list[Finding]:
@@ -106,17 +242,19 @@ def clamd(config: Config, path: Path, explicit: bool) -> list[Finding]:
     except OSError as exc:
         severity = "error" if explicit else "warning"
         return [Finding(severity, "clamd", f"{path} not read ({exc.strerror}): clamd not checked")]
+    findings = clamd_syntax(settings)
     message = largest_message(config)
     required = {
         # The stream is the message as sent, base64 attachments and all.
-        "StreamMaxLength": math.ceil(message * BASE64_OVERHEAD),
+        "StreamMaxLength": message + STREAM_MARGIN,
         # Decoded parts are at most the message; a larger limit is not needed.
         "MaxFileSize": message,
         "MaxScanSize": message,
     }
     alert_exceeds = settings.get("AlertExceedsMax", "no").lower() in ("yes", "true")
-    findings = []
     for key, needed in required.items():
+        if key in settings and _SIZE.match(settings[key]) is None:
+            continue  # clamd_syntax said so
         value = parse_size(settings[key]) if key in settings else CLAMD_DEFAULTS[key]
         if value >= needed or (key != "StreamMaxLength" and alert_exceeds):
             continue
@@ -129,13 +267,41 @@ def clamd(config: Config, path: Path, explicit: bool) -> list[Finding]:
     return findings or [Finding("ok", "clamd", f"{path}: limits fit {message}-byte messages")]
 
 
+def clamd_unused(path: Path) -> list[Finding]:
+    """A clamd.conf given while virus scanning is off: its limits matter to no one."""
+    try:
+        settings = read_clamd_config(path)
+    except OSError as exc:
+        return [Finding("error", "clamd", f"{path} not read ({exc.strerror})")]
+    return [Finding("warning", "clamd", f"{path} not checked against the message limit: "
+                    "[clamav] address is empty, so clamd is not used"),
+            *clamd_syntax(settings)]
+
+
+def clamd_syntax(settings: dict[str, str]) -> list[Finding]:
+    """What clamd would refuse to start with, or check-config could not read."""
+    findings = []
+    if "Example" in settings:
+        findings.append(Finding("error", "clamd Example",
+                                "the sample's \"Example\" line is still there, and clamd "
+                                "refuses to start with it; remove it"))
+    for key, value in settings.items():
+        if _CLAMD_OPTION.match(key) is None:
+            findings.append(Finding("error", "clamd", f"{key!r} is not an option name"))
+        elif key in CLAMD_DEFAULTS and _SIZE.match(value) is None:
+            findings.append(Finding("error", f"clamd {key}",
+                                    f"{value!r} is not a size (bytes, or with K, M or G)"))
+    return findings
+
+
 def read_clamd_config(path: Path) -> dict[str, str]:
     settings = {}
     for line in path.read_text(errors="replace").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
-            key, _, value = line.partition(" ")
-            settings[key] = value.strip()
+            # clamd separates a key from its value by any whitespace, tabs too.
+            key, *value = line.split(None, 1)
+            settings[key] = value[0].strip() if value else ""
     return settings
 
 

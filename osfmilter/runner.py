@@ -15,7 +15,7 @@ import milter as libmilter
 from osfmilter import __version__
 from osfmilter.adapter import FLAGS, OsfMilter
 from osfmilter.clock import Clock, SystemClock
-from osfmilter.config import Config, parse_socket
+from osfmilter.config import Config, Mode, parse_socket
 from osfmilter.decisionlog import DecisionLog
 from osfmilter.errors import ConfigError
 from osfmilter.health import BackendHealth
@@ -73,8 +73,10 @@ def build_scans(config: Config, health: BackendHealth) -> ScanService:
         virus = ConfiguredScanner(ClamavScanner(config.clamav.address), config.clamav.timeout)
         log.info("virus scanning: clamd at %s (on error: %s)", config.clamav.address,
                  config.clamav.on_error)
-    else:
-        log.warning("virus scanning is off: [clamav] address is not set")
+    elif config.mode is Mode.OUTBOUND:
+        log.warning("virus scanning is off ([clamav] address is empty): every message is "
+                    "relayed unscanned (fail-open; check-config refuses it unless [milter] "
+                    "fail_open_acknowledged = true)")
     if config.spam.backend == "spamassassin":
         spam = ConfiguredScanner(SpamassassinScanner(config.spam.address), config.spam.timeout)
     elif config.spam.backend == "rspamd":
@@ -86,6 +88,17 @@ def build_scans(config: Config, health: BackendHealth) -> ScanService:
                  config.spam.backend, config.spam.address, config.spam.reject_score,
                  config.spam.on_error)
     return ScanService(virus, spam, health)
+
+
+def warn_about_mode(config: Config) -> None:
+    """Inbound mode judges nothing: said loudly, since on the wrong listener it is an open relay."""
+    if config.mode is Mode.INBOUND:
+        log.warning(
+            "INBOUND MODE: every message is accepted and only counted, nothing is authorized, "
+            "limited or scanned. This instance must only be on the inbound relay's listener, "
+            "where Postfix itself refuses relaying (reject_unauth_destination), NEVER on a "
+            "listener customers send through: there it makes an open relay (check-config "
+            "--postfix-config DIR checks the wiring)")
 
 
 def build_spf(config: Config) -> SpfChecker | None:
@@ -204,6 +217,7 @@ def run(config: Config) -> None:
         __version__, config.mode, config.milter.socket, safe_url(config.database_url),
         services.node,
     )
+    warn_about_mode(config)
     # libmilter stops gracefully on SIGTERM, SIGHUP and SIGINT by taking them
     # in a thread of its own (sigwait). A thread that does not block them may
     # be handed one instead, and the default action kills the process with

@@ -258,7 +258,8 @@ class PostfixInstance(Service):
             lines.append(f"[::1]:{self.smtpd_port_v6} inet n - n - - smtpd")
         return "\n".join(lines) + "\n" + _INTERNAL_SERVICES
 
-    def _write_config(self) -> None:
+    def write_config(self) -> None:
+        """Write main.cf and master.cf (start() does it too), e.g. for check-config."""
         # The daemons run as "postfix" and must traverse to the queue.
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o755)
@@ -302,7 +303,7 @@ class PostfixInstance(Service):
 
     def start(self, timeout: float = 30.0) -> None:
         """Write the configuration, start the master and wait for the banner."""
-        self._write_config()
+        self.write_config()
         self._check_traversable()
         # "postfix start" runs "post-install create-missing" (queue and data
         # directories) and the integrity checks, then "master -w", which

@@ -488,3 +488,50 @@ def test_sendmail_cf_builds_from_the_mc(tmp_path: Path) -> None:
     # The snippet's comments are dnl'd away and leave no stray text behind.
     assert not [line for line in cf if "osfmilter" in line and not line.startswith(
         ("X", "O ", "#"))]
+
+
+# osfmilter's own files ----------------------------------------------------------
+
+OSFMILTER_TOML = CONTRIB / "osfmilter.toml"
+POSTFIX_DIR = CONTRIB / "postfix"
+CLAMD_CONF = CONTRIB / "clamav" / "clamd-osfmilter.conf"
+
+
+def check_config(config: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return run(sys.executable, "-m", "osfmilter", "--config", str(config), "check-config",
+               "--postfix-config", str(POSTFIX_DIR), *options)
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stdout.splitlines() if line.startswith("error:")]
+
+
+def test_shipped_config_is_refused_until_clamd_is_set() -> None:
+    """Its [clamav] address is empty: scanning off is fail-open, the one thing left to decide."""
+    result = check_config(OSFMILTER_TOML)
+    assert result.returncode == 2, output(result)
+    errors = error_lines(result)
+    assert len(errors) == 1 and errors[0].startswith("error: [clamav] address: empty"), \
+        output(result)
+
+
+def test_shipped_files_pass_check_config_together(tmp_path: Path) -> None:
+    """contrib's osfmilter.toml with clamd set, its Postfix snippets and its clamd limits."""
+    text = OSFMILTER_TOML.read_text()
+    clamav = text.index("[clamav]")
+    empty = text.index('address = ""', clamav)
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(text[:empty] + 'address = "/run/clamav/clamd.ctl"'
+                      + text[empty + len('address = ""'):])
+    result = check_config(config, "--clamd-config", str(CLAMD_CONF))
+    assert result.returncode == 0 and not error_lines(result), output(result)
+
+
+def test_shipped_postfix_listeners_refuse_an_inbound_instance(tmp_path: Path) -> None:
+    """contrib/postfix's listeners are the customers': the milter gates them."""
+    config = tmp_path / "inbound.toml"
+    config.write_text('mode = "inbound"\n[milter]\nsocket = "inet:8894@127.0.0.1"\n')
+    result = check_config(config)
+    assert result.returncode == 2, output(result)
+    assert [line.split(":")[1] for line in error_lines(result)] == [
+        " postfix listener smtp/inet", " postfix listener 2525/inet"], output(result)

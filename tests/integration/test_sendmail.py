@@ -11,6 +11,7 @@ client's address is the loopback address the test connects from.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ DOMAIN = "sm-customer.example"
 SENDER = f"office@{DOMAIN}"
 REGISTERED = "127.0.0.2"
 UNREGISTERED = "127.0.0.3"
+README = Path(__file__).parents[2] / "contrib" / "sendmail" / "README"
 
 
 @dataclass
@@ -106,6 +108,11 @@ def test_unregistered_client_is_refused_at_mail_after_sendmails_sender_prefix(
     # Sendmail inserts the sender before the milter's text of a MAIL FROM reply.
     assert text.startswith(f"<{SENDER}>... relay not permitted for {UNREGISTERED}: "), text
     assert "SMTP servers > Add" in text
+    # contrib/sendmail/README shows this reply for its own sender and client.
+    example = re.search(r"^ +# <\*\* (550 .*)$", README.read_text(), re.MULTILINE)
+    assert example, "contrib/sendmail/README has no example reply"
+    assert str(result.mail) == (example[1].replace("you@example.com", SENDER)
+                                .replace("198.51.100.7", UNREGISTERED))
     assert result.rcpt == () and result.data is None
     [decision] = relay.milter.decisions(client=UNREGISTERED)
     assert (decision["stage"], decision["reason"], decision["code"], decision["dsn"]) == (

@@ -139,3 +139,18 @@ def test_51st_recipient_of_a_known_sender_is_452_and_the_first_50_are_delivered(
         "rcpt", "recipient_limit", "452")
     assert (accepted["action"], accepted["rcpts"]) == ("accept", "50")
 
+
+
+def test_sendmail_refuses_a_milter_socket_below_a_world_writable_directory(
+    relay: SendmailRelay, tmp_path: Path,
+) -> None:
+    """Why contrib/sendmail/README puts the unix socket under /run/osfmilter, never /tmp."""
+    socket_dir = Path(tempfile.mkdtemp(prefix="osfsm-", dir="/tmp"))  # 0700, in sticky /tmp
+    sendmail = SendmailInstance(tmp_path / "sendmail", relay_port=relay.sink.port,
+                                milter=f"unix:{socket_dir}/milter.sock")
+    try:
+        with pytest.raises(RuntimeError, match="unsafe: World writable directory"):
+            sendmail.start()
+    finally:
+        sendmail.stop()
+        shutil.rmtree(socket_dir, ignore_errors=True)

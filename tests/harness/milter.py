@@ -7,10 +7,12 @@ in a process of its own, from the project's own command line.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,3 +82,22 @@ class MilterProcess(Service):
     def decision_lines(self) -> list[str]:
         return [line for line in self.log().splitlines() if "osfmilter.decision" in line]
 
+
+    def decisions(self, count: int = 1, timeout: float = 5.0, **where: str) -> list[dict[str, str]]:
+        """The fields of the decision lines whose fields match ``where`` (e.g. ``qid=``).
+
+        Waits up to ``timeout`` for ``count`` of them (the milter may log a
+        moment after the MTA answered), then asserts there are exactly ``count``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = []
+            for line in self.decision_lines():
+                _, _, text = line.partition("osfmilter.decision: ")
+                fields = dict(part.partition("=")[::2] for part in shlex.split(text))
+                if all(fields.get(key) == value for key, value in where.items()):
+                    found.append(fields)
+            if len(found) >= count or time.monotonic() > deadline:
+                assert len(found) == count, f"{where}: {found}\n--- milter log ---\n{self.log()}"
+                return found
+            time.sleep(0.1)

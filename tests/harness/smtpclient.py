@@ -100,10 +100,14 @@ def _reply(code: int, text: bytes | str) -> Reply:
 class Client:
     """One SMTP session; methods return :class:`Reply` instead of raising."""
 
-    def __init__(self, timeout: float = 60.0, ehlo_name: str = "client.harness.test") -> None:
+    def __init__(self, timeout: float = 60.0, ehlo_name: str = "client.harness.test",
+                 source: str | None = None) -> None:
+        """``source`` is the local address to connect from (an MTA without XCLIENT
+        sees it as the client's address, e.g. ``127.0.0.2``)."""
         self.timeout = timeout
         self.ehlo_name = ehlo_name
-        self.smtp = smtplib.SMTP(timeout=timeout, local_hostname=ehlo_name)
+        self.smtp = smtplib.SMTP(timeout=timeout, local_hostname=ehlo_name,
+                                 source_address=(source, 0) if source else None)
         self.banner: Reply | None = None
 
     def connect(self, port: int, host: str = "127.0.0.1") -> Reply:
@@ -241,10 +245,12 @@ def send(
     mail_options: Sequence[str] = (),
     size: int | None = None,
     timeout: float = 120.0,
+    source: str | None = None,
 ) -> Result:
     """Run one complete transaction and report every reply.
 
-    XCLIENT is sent when ``client_addr``, ``login`` or ``helo`` is given.
+    XCLIENT is sent when ``client_addr``, ``login`` or ``helo`` is given;
+    ``source`` is the local address to connect from (see :class:`Client`).
     RCPT is skipped when MAIL is refused, DATA when no RCPT was accepted;
     a server that hangs up mid-way shows up as a :class:`Reply` with code -1.
     """
@@ -254,7 +260,7 @@ def send(
     data_reply: Reply | None = None
     banner = Reply(-1, "not connected")
     stage = "connect"
-    with Client(timeout=timeout) as client:
+    with Client(timeout=timeout, source=source) as client:
         try:
             banner = client.connect(port, host)
             if banner.code != 220:

@@ -460,10 +460,12 @@ def test_sendmail_message_size_is_above_every_plan() -> None:
     assert int(match[1]) > 52428800
 
 
-def test_sendmail_cf_builds_from_the_mc(tmp_path: Path) -> None:
-    """m4 with Sendmail's cf files (Debian: m4, sendmail-cf) turns it into sendmail.cf."""
+@pytest.fixture(scope="module")
+def sendmail_cf_build(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """m4 on a minimal sendmail.mc that includes the snippet, as the README's step 1 says."""
     assert SENDMAIL_CF_M4.exists(), "install the Debian packages m4 and sendmail-cf"
-    mc = tmp_path / "sendmail.mc"
+    directory = tmp_path_factory.mktemp("sendmail-cf")
+    mc = directory / "sendmail.mc"
     mc.write_text(
         f"include(`{SENDMAIL_CF_M4}')dnl\n"
         "VERSIONID(`osfmilter contrib test')dnl\n"
@@ -473,7 +475,14 @@ def test_sendmail_cf_builds_from_the_mc(tmp_path: Path) -> None:
         "MAILER(`local')dnl\n"
         "MAILER(`smtp')dnl\n"
     )
-    result = run("m4", str(mc), cwd=tmp_path)
+    return run("m4", str(mc), cwd=directory)
+
+
+def test_sendmail_cf_builds_from_the_mc(
+    sendmail_cf_build: subprocess.CompletedProcess[str],
+) -> None:
+    """m4 with Sendmail's cf files (Debian: m4, sendmail-cf) turns it into sendmail.cf."""
+    result = sendmail_cf_build
     assert result.returncode == 0, output(result)
     # The only thing m4 says is the expected warning about promiscuous_relay.
     assert result.stderr.count("WARNING") == 1 and "promiscuous_relay" in result.stderr
@@ -488,6 +497,26 @@ def test_sendmail_cf_builds_from_the_mc(tmp_path: Path) -> None:
     # The snippet's comments are dnl'd away and leave no stray text behind.
     assert not [line for line in cf if "osfmilter" in line and not line.startswith(
         ("X", "O ", "#"))]
+
+
+def test_sendmail_readme_shows_what_its_grep_prints(
+    sendmail_cf_build: subprocess.CompletedProcess[str],
+) -> None:
+    """Step 3 of contrib/sendmail/README: its grep, and the lines it says that prints."""
+    readme = (CONTRIB / "sendmail" / "README").read_text()
+    match = re.search(r"^ +grep -E '([^']+)' /etc/mail/sendmail.cf\n.*?should show.*?\n\n"
+                      r"((?: {7}\S[^\n]*\n)+)", readme, re.MULTILINE | re.DOTALL)
+    assert match, "step 3 of contrib/sendmail/README has moved"
+    printed = [line for line in sendmail_cf_build.stdout.splitlines()
+               if re.match(match[1], line)]
+    shown = [line.strip() for line in match[2].splitlines()]
+    assert len(shown) == len(printed), f"README shows {shown}, grep prints {printed}"
+    for text, line in zip(shown, printed, strict=True):
+        # A long line may end in ", ..." in the README.
+        if text.endswith(", ..."):
+            assert line.startswith(text.removesuffix("...")), (text, line)
+        else:
+            assert text == line
 
 
 # osfmilter's own files ----------------------------------------------------------

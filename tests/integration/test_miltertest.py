@@ -12,11 +12,9 @@ keyed by the queue id the script sent as macro ``i``).
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,22 +88,6 @@ def miltertest(milter: MilterProcess, script: str, **defines: str) -> str:
     return result.stdout
 
 
-def decisions(milter: MilterProcess, qid: str, count: int = 1) -> list[dict[str, str]]:
-    """The decision lines the milter logged for one queue id (waits briefly for them)."""
-    deadline = time.monotonic() + 5
-    while True:
-        found = []
-        for line in milter.decision_lines():
-            _, _, text = line.partition("osfmilter.decision: ")
-            fields = dict(part.partition("=")[::2] for part in shlex.split(text))
-            if fields.get("qid") == qid:
-                found.append(fields)
-        if len(found) >= count or time.monotonic() > deadline:
-            assert len(found) == count, f"{qid}: {found}\n--- milter log ---\n{milter.log()}"
-            return found
-        time.sleep(0.1)
-
-
 def test_registered_server_clean_message_is_accepted(milter: MilterProcess) -> None:
     output = miltertest(milter, "accept.lua", client4=SERVER4, client6=SERVER6,
                         sender=SENDER, qid="MTACC")
@@ -118,7 +100,7 @@ def test_registered_server_clean_message_is_accepted(milter: MilterProcess) -> N
         ("MTACCM", SERVER4, f"server:{SERVER4}/32"),  # IPv4-mapped: the same server
         ("MTACC6", SERVER6, f"server:{NETWORK6}"),
     ):
-        [decision] = decisions(milter, qid)
+        [decision] = milter.decisions(qid=qid)
         assert decision["action"] == "accept", decision
         assert decision["reason"] == "accepted"
         assert decision["client"] == client
@@ -133,7 +115,7 @@ def test_unregistered_client_is_refused_at_mail(milter: MilterProcess) -> None:
                         qid="MTDENY")
     assert f"MAIL FROM:<{SENDER}> from {UNREGISTERED} -> REPLYCODE" in output
     assert "PASS relay_denied" in output
-    [decision] = decisions(milter, "MTDENY")
+    [decision] = milter.decisions(qid="MTDENY")
     assert decision["stage"] == "mail"
     assert (decision["action"], decision["reason"]) == ("reject", "relay_denied")
     assert (decision["code"], decision["dsn"]) == ("550", "5.7.1")
@@ -146,11 +128,11 @@ def test_sasl_login_lets_an_unregistered_address_send(milter: MilterProcess) -> 
     assert f"MAIL FROM:<{SENDER}> AUTH={LOGIN} -> CONTINUE" in output
     assert "end of message -> ACCEPT" in output
     assert f"MAIL FROM:<{SENDER}> AUTH=nobody-{LOGIN} -> REPLYCODE" in output
-    [accepted] = decisions(milter, "MTSASLA")
+    [accepted] = milter.decisions(qid="MTSASLA")
     assert (accepted["action"], accepted["reason"]) == ("accept", "accepted")
     assert accepted["identity"] == f"sasl:{LOGIN}"
     assert accepted["client"] == HOSTED
-    [refused] = decisions(milter, "MTSASLU")
+    [refused] = milter.decisions(qid="MTSASLU")
     assert (refused["reason"], refused["code"], refused["dsn"]) == ("relay_denied", "550", "5.7.1")
 
 
@@ -164,13 +146,13 @@ def test_recipients_past_the_unknown_sender_limit_get_452_each(milter: MilterPro
     assert "PASS recipients: header From unknown, 452 4.5.3 at end of message" in output
 
     # One decision for the refused recipients (not one per recipient), then the accept.
-    refused, accepted = decisions(milter, "MTRCPTR", count=2)
+    refused, accepted = milter.decisions(qid="MTRCPTR", count=2)
     assert refused["stage"] == "rcpt"
     assert (refused["action"], refused["reason"]) == ("tempfail", "recipient_limit")
     assert (refused["code"], refused["dsn"]) == ("452", "4.5.3")
     assert (accepted["action"], accepted["rcpts"]) == ("accept", "5")
 
-    [header] = decisions(milter, "MTRCPTH")
+    [header] = milter.decisions(qid="MTRCPTH")
     assert header["stage"] == "eom"
     assert (header["reason"], header["code"], header["dsn"]) == ("recipient_limit", "452", "4.5.3")
     assert header["header_from"] == "elsewhere.example"
@@ -181,11 +163,11 @@ def test_oversize_message_is_refused_with_552(milter: MilterProcess) -> None:
     assert f"MAIL FROM:<{SENDER}> SIZE=5000 -> REPLYCODE" in output
     assert "body chunk 1 (400 bytes) -> CONTINUE" in output
     assert "body chunk 2 (800 bytes more) -> REPLYCODE" in output
-    [announced] = decisions(milter, "MTSIZES")
+    [announced] = milter.decisions(qid="MTSIZES")
     assert announced["stage"] == "mail"
     assert (announced["reason"], announced["code"], announced["dsn"]) == (
         "message_size", "552", "5.3.4")
-    [streamed] = decisions(milter, "MTSIZEB")
+    [streamed] = milter.decisions(qid="MTSIZEB")
     assert streamed["stage"] == "body"
     assert (streamed["action"], streamed["reason"]) == ("reject", "message_size")
     assert (streamed["code"], streamed["dsn"]) == ("552", "5.3.4")
@@ -195,7 +177,7 @@ def test_oversize_message_is_refused_with_552(milter: MilterProcess) -> None:
 def test_blocked_server_is_refused_with_554(milter: MilterProcess) -> None:
     output = miltertest(milter, "blocked.lua", client=BLOCKED, sender=SENDER, qid="MTBLOCK")
     assert f"from blocked {BLOCKED} -> REPLYCODE" in output
-    [decision] = decisions(milter, "MTBLOCK")
+    [decision] = milter.decisions(qid="MTBLOCK")
     assert (decision["action"], decision["reason"]) == ("reject", "blocked")
     assert (decision["code"], decision["dsn"]) == ("554", "5.7.1")
     assert decision["identity"] == f"server:{BLOCKED}/32"

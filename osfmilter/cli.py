@@ -50,6 +50,8 @@ Handler = Callable[[argparse.Namespace, Config], int]
 
 log = logging.getLogger("osfmilter")
 CLAMD_CONFIG_HINT = "/etc/clamav/clamd.conf, when [clamav] address is set"
+# --help is read in a terminal: plain text, not the docstrings' reStructuredText.
+DESCRIPTION = "The osfmilter command line: run the milter and administer registrations."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -587,7 +589,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="osfmilter", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="osfmilter", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"osfmilter {__version__}")
     parser.add_argument(
         "--config", metavar="PATH", help="TOML config file (default: $OSFMILTER_CONFIG, else none)"

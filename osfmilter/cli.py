@@ -35,6 +35,7 @@ from osfmilter.reputation import SYSTEM, OperatorActionKind, Rules, Standing, Tr
 from osfmilter.reputation.store import ReputationStore
 from osfmilter.storage import admin, retention
 from osfmilter.storage.db import (
+    Access,
     make_engine,
     make_url_safe,
     safe_url,
@@ -51,6 +52,8 @@ Handler = Callable[[argparse.Namespace, Config], int]
 
 log = logging.getLogger("osfmilter")
 CLAMD_CONFIG_HINT = "/etc/clamav/clamd.conf, when [clamav] address is set"
+# --help is read in a terminal: plain text, not the docstrings' reStructuredText.
+DESCRIPTION = "The osfmilter command line: run the milter and administer registrations."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,9 +131,15 @@ def _host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+# Commands that only look use Access.READ_ONLY: they never create a database,
+# upgrade its schema or write to it, and say which database they looked for.
+# Writing commands (CREATE) make and upgrade the embedded SQLite database the
+# way `osfmilter run` does.
+
+
 @contextmanager
-def _engine(config: Config) -> Iterator[Engine]:
-    engine = make_engine(config.database_url, config.database.timeout)
+def _engine(config: Config, access: Access = Access.CREATE) -> Iterator[Engine]:
+    engine = make_engine(config.database_url, config.database.timeout, access)
     try:
         yield engine
     finally:
@@ -138,27 +147,34 @@ def _engine(config: Config) -> Iterator[Engine]:
 
 
 @contextmanager
-def _transaction(config: Config) -> Iterator[Session]:
-    """One transaction against a schema that is up to date; commits if no error."""
-    from osfmilter.runner import prepare_schema
+def _store(config: Config, access: Access) -> Iterator[SqlStore]:
+    """A store on a schema that is up to date: upgraded if CREATE allows, else required."""
+    from osfmilter.runner import prepare_schema, require_schema
 
-    with _engine(config) as engine:
+    with _engine(config, access) as engine:
         store = SqlStore(engine)
-        prepare_schema(config, store)
-        with store.session() as session:
-            yield session
+        if access is Access.CREATE:
+            prepare_schema(config, store)
+        else:
+            require_schema(config, engine)
+        yield store
 
 
 @contextmanager
-def _reputation(config: Config) -> Iterator[tuple[SqlStore, ReputationStore]]:
-    """The stores behind the state commands, against a schema that is up to date."""
-    from osfmilter.runner import prepare_schema
+def _transaction(config: Config, access: Access = Access.CREATE) -> Iterator[Session]:
+    """One transaction against a schema that is up to date; commits if no error."""
+    with _store(config, access) as store, store.session() as session:
+        yield session
 
-    with _engine(config) as engine:
-        store = SqlStore(engine)
-        prepare_schema(config, store)
+
+@contextmanager
+def _reputation(
+    config: Config, access: Access = Access.CREATE
+) -> Iterator[tuple[SqlStore, ReputationStore]]:
+    """The stores behind the state commands, against a schema that is up to date."""
+    with _store(config, access) as store:
         rules = Rules.from_config(config.reputation)
-        yield store, ReputationStore(engine, SystemClock(), rules)
+        yield store, ReputationStore(store.engine, SystemClock(), rules)
 
 
 def _sender(store: SqlStore, text: str) -> admin.Sender:
@@ -258,7 +274,7 @@ def cmd_db_upgrade(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_db_status(args: argparse.Namespace, config: Config) -> int:
-    with _engine(config) as engine:
+    with _engine(config, Access.READ_ONLY) as engine:
         current, head = schema_status(engine)
     state = "up to date" if current == head else f"needs upgrade to {head}"
     print(f"database {safe_url(config.database_url)}: revision {current or 'none'} ({state})")
@@ -270,14 +286,11 @@ def cmd_db_purge(args: argparse.Namespace, config: Config) -> int:
     now = SystemClock().now()
     events_before = now - age
     slots_before = retention.slot_cutoff(now, config.rates.window, config.rates.reservation_ttl)
-    with _engine(config) as engine:
-        from osfmilter.runner import prepare_schema
-
-        prepare_schema(config, SqlStore(engine))
+    with _store(config, Access.READ_ONLY if args.dry_run else Access.CREATE) as store:
         if args.dry_run:
-            result = retention.count(engine, events_before, slots_before)
+            result = retention.count(store.engine, events_before, slots_before)
         else:
-            result = retention.purge(engine, events_before, slots_before, args.batch_size)
+            result = retention.purge(store.engine, events_before, slots_before, args.batch_size)
     verb = "would remove" if args.dry_run else "removed"
     batches = "" if args.dry_run else f" in {result.batches} batch(es)"
     print(f"{verb} {result.events} event(s) older than {_when(events_before)} "
@@ -300,7 +313,7 @@ def cmd_customer_plan(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_customer_list(args: argparse.Namespace, config: Config) -> int:
-    with _transaction(config) as session:
+    with _transaction(config, Access.READ_ONLY) as session:
         customers = session.scalars(select(Customer).order_by(Customer.name)).all()
         rows = [
             (c.name, c.plan, len(c.domains), len(c.servers), len(c.sasl_accounts))
@@ -326,7 +339,7 @@ def cmd_domain_add(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_domain_list(args: argparse.Namespace, config: Config) -> int:
-    with _transaction(config) as session:
+    with _transaction(config, Access.READ_ONLY) as session:
         query = select(ScannedDomain).join(Customer).order_by(ScannedDomain.domain)
         if args.customer:
             query = query.where(Customer.id == admin.get_customer(session, args.customer).id)
@@ -353,7 +366,7 @@ def cmd_server_add(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_server_list(args: argparse.Namespace, config: Config) -> int:
-    with _transaction(config) as session:
+    with _transaction(config, Access.READ_ONLY) as session:
         query = select(SmtpServer).join(Customer).order_by(
             SmtpServer.family, SmtpServer.first_address, SmtpServer.prefix_len
         )
@@ -365,7 +378,7 @@ def cmd_server_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_server_show(args: argparse.Namespace, config: Config) -> int:
-    with _transaction(config) as session:
+    with _transaction(config, Access.READ_ONLY) as session:
         server = admin.find_server(session, args.address)
         limits = config.plans.limits(server.customer.plan)
         fields = [
@@ -416,7 +429,9 @@ def _operator_command(action: OperatorActionKind) -> Handler:
 
 
 def cmd_server_history(args: argparse.Namespace, config: Config) -> int:
-    with _reputation(config) as (store, reputation):
+    # It writes (a recovery that fell due is recorded), but only to a
+    # database that is there: an empty new one has no history to show.
+    with _reputation(config, Access.EXISTING) as (store, reputation):
         sender = _sender(store, args.identity)
         # Looking is observing: a recovery that fell due is recorded (at its due time).
         reputation.observe(sender.kind, sender.id)
@@ -439,7 +454,7 @@ def cmd_sasl_add(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_sasl_list(args: argparse.Namespace, config: Config) -> int:
-    with _transaction(config) as session:
+    with _transaction(config, Access.READ_ONLY) as session:
         query = select(SaslAccount).join(Customer).order_by(SaslAccount.login)
         if args.customer:
             query = query.where(Customer.id == admin.get_customer(session, args.customer).id)
@@ -484,7 +499,7 @@ def cmd_spf_check(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_report_volume(args: argparse.Namespace, config: Config) -> int:
     month = reports.parse_month(args.month or SystemClock().now().strftime("%Y-%m"))
-    with _transaction(config) as session:
+    with _transaction(config, Access.READ_ONLY) as session:
         rows = reports.volume(session, month, config.plans)
     records = [_record(r, use_percent=r.use_percent) for r in rows]
     output = _output(args)
@@ -509,7 +524,7 @@ def cmd_report_volume(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_report_bill(args: argparse.Namespace, config: Config) -> int:
     month = reports.parse_month(args.month or SystemClock().now().strftime("%Y-%m"))
-    with _transaction(config) as session:
+    with _transaction(config, Access.READ_ONLY) as session:
         rows = reports.bill(session, month, config.billing)
     records = [_record(r) for r in rows]
     output = _output(args)
@@ -529,7 +544,7 @@ def cmd_report_bill(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_report_refused(args: argparse.Namespace, config: Config) -> int:
     since = _since(args.since, SystemClock().now())
-    with _transaction(config) as session:
+    with _transaction(config, Access.READ_ONLY) as session:
         rows = reports.refusals(session, since, args.limit)
     records = [_record(r) for r in rows]
     output = _output(args)
@@ -546,7 +561,7 @@ def cmd_report_refused(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_report_states(args: argparse.Namespace, config: Config) -> int:
-    with _transaction(config) as session:
+    with _transaction(config, Access.READ_ONLY) as session:
         report = reports.states(session, Rules.from_config(config.reputation))
     records = [_record(r) for r in report.identities]
     output = _output(args)
@@ -590,7 +605,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="osfmilter", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="osfmilter", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"osfmilter {__version__}")
     parser.add_argument(
         "--config", metavar="PATH", help="TOML config file (default: $OSFMILTER_CONFIG, else none)"

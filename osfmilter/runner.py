@@ -11,6 +11,7 @@ from pathlib import Path
 
 import Milter
 import milter as libmilter
+from sqlalchemy import Engine
 
 from osfmilter import __version__
 from osfmilter.adapter import FLAGS, OsfMilter
@@ -49,7 +50,18 @@ def prepare_schema(config: Config, store: SqlStore) -> None:
         log.info("upgrading the SQLite schema from %s to %s", current or "empty", head)
         upgrade(store.engine)
         return
-    raise ConfigError(
+    raise _schema_behind(config, current, head)
+
+
+def require_schema(config: Config, engine: Engine) -> None:
+    """For commands that must not change the database: its schema is at head already."""
+    current, head = schema_status(engine)
+    if current != head:
+        raise _schema_behind(config, current, head)
+
+
+def _schema_behind(config: Config, current: str | None, head: str) -> ConfigError:
+    return ConfigError(
         f"database {safe_url(config.database_url)} is at schema revision {current or 'none'}, "
         f"this version needs {head}: run 'osfmilter db upgrade'"
     )

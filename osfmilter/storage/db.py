@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import importlib.resources
 import threading
 import weakref
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -25,8 +27,26 @@ from osfmilter.errors import ConfigError, StorageError
 SQLITE_POOL_SIZE = 64
 
 
-def make_engine(url: str, timeout: float = 10.0) -> Engine:
-    """An engine with bounded waits, so a slow or locked database tempfails mail."""
+class Access(enum.Enum):
+    """What a user of the database may do to it (see make_engine)."""
+
+    CREATE = "create"  # the milter and the writing commands: SQLite's file is made if missing
+    EXISTING = "existing"  # writes, but only to a database that is already there
+    READ_ONLY = "read-only"  # commands that only look: no file made, no write
+
+
+class MissingDatabase(ConfigError):
+    """There is no SQLite file where the configuration points, and none may be made."""
+
+
+def make_engine(url: str, timeout: float = 10.0, access: Access = Access.CREATE) -> Engine:
+    """An engine with bounded waits, so a slow or locked database tempfails mail.
+
+    sqlite3 creates the file on connect: unless ``access`` is CREATE, a
+    missing SQLite file is a MissingDatabase instead. READ_ONLY opens the
+    file with mode=ro and PostgreSQL sessions read-only, so a command that
+    only looks cannot change the database by mistake either.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -35,8 +55,7 @@ def make_engine(url: str, timeout: float = 10.0) -> Engine:
     connect_args: dict[str, Any] = {}
     options: dict[str, Any] = {}
     if backend == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        parsed = _sqlite_file(parsed, url, access)
         connect_args = {"timeout": timeout, "check_same_thread": False}
         # Never close an SQLite connection while the milter runs: closing one
         # calls back into Python (the functions SQLAlchemy registers) through
@@ -48,10 +67,10 @@ def make_engine(url: str, timeout: float = 10.0) -> Engine:
     elif backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        connect_args = {
-            "connect_timeout": max(1, int(timeout)),
-            "options": f"-c statement_timeout={int(timeout * 1000)}",
-        }
+        session_options = f"-c statement_timeout={int(timeout * 1000)}"
+        if access is Access.READ_ONLY:
+            session_options += " -c default_transaction_read_only=on"
+        connect_args = {"connect_timeout": max(1, int(timeout)), "options": session_options}
         options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
     else:
         raise ConfigError(f"database.url: unsupported database {backend!r} (sqlite or postgresql)")
@@ -60,7 +79,8 @@ def make_engine(url: str, timeout: float = 10.0) -> Engine:
     except (ArgumentError, ImportError) as exc:
         raise ConfigError(f"database.url: {exc}") from None
     if backend == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        pragmas = _sqlite_reader_pragmas if access is Access.READ_ONLY else _sqlite_pragmas
+        event.listen(engine, "connect", pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         event.listen(engine, "commit", _release_write_lock)
         event.listen(engine, "rollback", _release_write_lock)
@@ -80,16 +100,45 @@ def write_lock(engine: Engine) -> tuple[threading.Lock, float]:
     return _WRITE_LOCKS[engine]
 
 
+def _sqlite_file(parsed: URL, url: str, access: Access) -> URL:
+    """The URL to connect to, after making (CREATE) or finding the file's place."""
+    database = parsed.database or ":memory:"
+    if database == ":memory:":
+        return parsed  # nothing to make or find; its schema is simply missing
+    if access is Access.CREATE:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        return parsed
+    if not Path(database).is_file():
+        raise MissingDatabase(
+            f"database {safe_url(url)} does not exist: pass --config (or set $OSFMILTER_CONFIG) "
+            "to use another, or create it with 'osfmilter db upgrade'"
+        )
+    if access is Access.EXISTING:
+        return parsed
+    # mode=ro: SQLite refuses every write (and never creates the file).
+    return parsed.set(database=f"file:{quote(database)}",
+                      query={**parsed.query, "mode": "ro", "uri": "true"})
+
+
 def _sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    _sqlite_reader_pragmas(dbapi_connection, record)
+    # WAL lets readers go on while one writer commits; several milter
+    # processes share the file.
+    dbapi_connection.execute("PRAGMA journal_mode=WAL").close()
+
+
+def _sqlite_reader_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    # Everything but the journal mode, which a read-only connection cannot set.
     # pysqlite's own transaction handling cannot say BEGIN IMMEDIATE, which
     # a counter needs so that two processes cannot both read, then write:
     # turn it off and let _sqlite_begin open every transaction.
     dbapi_connection.isolation_level = None
-    # WAL lets readers go on while one writer commits; several milter
-    # processes share the file.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk before the client hears 250; NORMAL in WAL
+    # mode can lose the last commits (accepts, their slots and volume) on
+    # power loss. Group commit (storage.writer) makes concurrent sessions
+    # share one fsync; bench/README.md has the cost.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

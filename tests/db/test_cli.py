@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from osfmilter.cli import main
+from osfmilter.config import CONFIG_ENV
+from osfmilter.storage.db import Access, make_engine, schema_status, upgrade
 
 
 def test_register_and_list(run) -> None:
@@ -92,3 +96,97 @@ def test_bad_config_is_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     config.write_text("[milter]\nsockett = 'x'\n")
     assert main(["--config", str(config), "check-config"]) == 2
     assert "unknown key 'milter.sockett'" in capsys.readouterr().err
+
+
+# Every command that only looks; none may create, upgrade or write a database.
+READ_ONLY_COMMANDS = [
+    ("customer", "list"),
+    ("domain", "list"),
+    ("server", "list"),
+    ("server", "show", "192.0.2.1"),
+    ("server", "history", "192.0.2.1"),
+    ("sasl", "list"),
+    ("report", "volume"),
+    ("report", "bill"),
+    ("report", "refused"),
+    ("report", "states"),
+    ("db", "status"),
+    ("db", "purge", "--older-than", "400d", "--dry-run"),
+]
+
+
+@pytest.mark.parametrize("args", READ_ONLY_COMMANDS, ids=" ".join)
+def test_a_read_only_command_never_creates_the_database(
+    args: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # No --config: the default database, here under $STATE_DIRECTORY, not
+    # /var/lib/osfmilter.
+    state = tmp_path / "state"
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.setenv("STATE_DIRECTORY", str(state))
+    status = main(list(args))
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{state}/osfmilter.sqlite3 does not exist" in err and "--config" in err
+    assert not state.exists()  # neither the file nor its directory
+
+
+@pytest.mark.parametrize("revision", [None, "0006"])
+@pytest.mark.parametrize("args", READ_ONLY_COMMANDS[:3], ids=" ".join)
+def test_a_read_only_command_never_upgrades_the_schema(
+    args: tuple[str, ...], revision: str | None, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"sqlite:///{tmp_path}/old.sqlite3"
+    engine = make_engine(url)
+    if revision:
+        upgrade(engine, revision)
+    else:
+        with engine.connect():  # an empty file
+            pass
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n')
+    status = main(["--config", str(config), *args])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert f"{url} is at schema revision {revision or 'none'}" in err
+    assert "osfmilter db upgrade" in err
+    assert schema_status(engine)[0] == revision
+    engine.dispose()
+
+
+def test_db_status_reports_a_schema_behind_without_upgrading(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/old.sqlite3"
+    engine = make_engine(url)
+    upgrade(engine, "0006")
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n')
+    assert main(["--config", str(config), "db", "status"]) == 1
+    assert schema_status(engine)[0] == "0006"
+    engine.dispose()
+
+
+def test_a_read_only_engine_refuses_writes(db_url: str) -> None:
+    engine = make_engine(db_url, access=Access.READ_ONLY)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM customers")).scalar() == 0
+        with pytest.raises(DBAPIError, match=r"read-only|readonly"), engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO customers (name, plan, created_at) VALUES ('x', 'free', '2026-12-02')"
+            ))
+    finally:
+        engine.dispose()
+
+
+def test_a_writing_command_still_creates_the_embedded_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = tmp_path / "state"
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.setenv("STATE_DIRECTORY", str(state))
+    assert main(["customer", "add", "acme"]) == 0
+    assert (state / "osfmilter.sqlite3").is_file()
+    assert main(["customer", "list"]) == 0

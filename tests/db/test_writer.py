@@ -208,6 +208,16 @@ def test_a_reservation_leaves_the_batch_durable(pg_server_url: str) -> None:
         engine.dispose()
 
 
+def test_sqlite_syncs_every_commit_to_disk(sqlite: Engine) -> None:
+    """NORMAL in WAL mode can lose committed accepts on power loss: FULL (2) cannot."""
+    with sqlite.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    sql = DirectSql(sqlite)  # the mail path's connections come from the same pool
+    assert sql.transact(lambda cursor: cursor.execute(
+        Statement("PRAGMA synchronous")).one()[0]) == 2
+
+
 @pytest.mark.postgres
 def test_postgresql_waits_once_per_batch_and_reruns_it_to_place_an_error(
     pg_server_url: str, monkeypatch: pytest.MonkeyPatch,

@@ -1,25 +1,84 @@
-"""The configuration scripts/quickstart writes, judged by check-config as it runs it.
+"""scripts/quickstart as a newcomer uses it: an accept, a refusal, a restart, the CLI.
 
-The quick start itself installs packages and stays up, so the test takes its
-configuration text from the script and its Postfix settings from the harness
-the script uses.
+And the configuration it writes, judged by check-config as it runs it.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from string import Template
 
 import pytest
 
+from tests.harness.ports import free_port
 from tests.harness.postfix import PostfixInstance
 
 pytestmark = pytest.mark.integration
 
-QUICKSTART = Path(__file__).parents[2] / "scripts" / "quickstart"
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "scripts" / "quickstart"
+
+
+@pytest.fixture
+def quickstart() -> Iterator[tuple[Path, dict[str, str]]]:
+    run = Path(tempfile.mkdtemp(prefix="osfqs-", dir="/tmp"))
+    env = {**os.environ, "OSF_RUN": str(run), "OSF_SMTP_PORT": str(free_port()),
+           "OSF_SINK_PORT": str(free_port()), "OSF_MILTER_PORT": str(free_port())}
+    env.pop("OSFMILTER_CONFIG", None)
+    try:
+        yield run, env
+    finally:
+        subprocess.run([str(ROOT / "scripts/quickstart"), "stop"], env=env, check=False,
+                       capture_output=True)
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def start(env: dict[str, str]) -> str:
+    done = subprocess.run([str(ROOT / "scripts/quickstart")], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def printed_swaks(output: str) -> list[str]:
+    return [line.strip() for line in output.splitlines() if line.strip().startswith("swaks ")]
+
+
+def shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", command], env=env, cwd="/", capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_quickstart_shows_an_accept_and_a_refusal_and_keeps_them(
+    quickstart: tuple[Path, dict[str, str]],
+) -> None:
+    run, env = quickstart
+    output = start(env)
+    if shutil.which("swaks") is None:
+        pytest.skip("no swaks on this machine")
+    accept, refusal = printed_swaks(output)
+    assert "250 2.0.0 Ok: queued" in shell(accept, env).stdout
+    assert "550 5.7.1 relay not permitted for 127.0.0.2" in shell(refusal, env).stdout
+    log = run / "osfmilter.log"
+    assert log.read_text().count("osfmilter.decision") == 2
+
+    start(env)  # a restart appends to the log: the decisions are still there
+    assert log.read_text().count("osfmilter.decision") == 2
+
+    # The line it prints makes the README's `osfmilter ...` examples work as written.
+    assert f". {run}/env" in output
+    listed = shell(f". {run}/env && osfmilter server list && osfmilter report refused", env)
+    assert listed.returncode == 0, listed.stderr
+    assert "127.0.0.1/32  demo" in listed.stdout
+    assert "unregistered:127.0.0.2" in listed.stdout
+
 
 
 def quickstart_config(run: Path, milter_port: int) -> str:

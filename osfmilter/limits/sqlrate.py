@@ -96,9 +96,11 @@ class SqlRateLimiter:
     def _admit(self, identity: str, buckets: Sequence[Bucket],
                replacing: Reservation | None) -> Reservation | RateDenied:
         now = self.clock.now().timestamp()
+        # Not durable: a power loss ends the transactions that hold these
+        # slots, and an accept's commit makes them durable anyway.
         return self.sql.transact_later(
             lambda cursor: self._reserve_in(cursor, identity, buckets, now, replacing),
-            order=_locked_order(identity))
+            order=_locked_order(identity), durable=False)
 
     def _reserve_in(
         self, cursor: Cursor, identity: str, buckets: Sequence[Bucket], now: float,
@@ -166,7 +168,7 @@ class SqlRateLimiter:
             _lock(cursor, reservation.identity)
             cursor.execute(_RELEASE, {"reservation": reservation.id})
 
-        self.sql.transact(give_back, order=_locked_order(reservation.identity))
+        self.sql.transact(give_back, order=_locked_order(reservation.identity), durable=False)
 
 
 def _locked_order(identity: str) -> tuple[int, int]:

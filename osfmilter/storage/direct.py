@@ -128,24 +128,27 @@ class DirectSql:
             return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
         return moment
 
-    def transact(self, job: Callable[[Cursor], T], order: Order = ()) -> T:
+    def transact(self, job: Callable[[Cursor], T], order: Order = (),
+                 durable: bool = True) -> T:
         """``job(cursor)`` in a write transaction: committed when it returns, undone if it raises.
 
         The transaction may hold other sessions' work too (storage.writer),
         run in ``order``. On SQLite it holds the write lock (BEGIN IMMEDIATE)
         from the start, so a counter read in it cannot change before the
-        commit; on PostgreSQL the job locks what it must.
+        commit; on PostgreSQL the job locks what it must. ``durable=False``:
+        see storage.writer.GroupCommit.run.
         """
-        result: T = self._writes.run(job, order)
+        result: T = self._writes.run(job, order, durable)
         return result
 
-    def transact_later(self, job: Callable[[Cursor], Later[T]], order: Order = ()) -> T:
+    def transact_later(self, job: Callable[[Cursor], Later[T]], order: Order = (),
+                       durable: bool = True) -> T:
         """As transact, for a job that only sends statements and reads their outcome Later.
 
         On PostgreSQL the outcome is read once the whole batch is sent, so
         the job adds no wait of its own (storage.writer).
         """
-        result: T = self._writes.run(job, order)
+        result: T = self._writes.run(job, order, durable)
         return result
 
     def read(self, job: Callable[[Cursor], T]) -> T:

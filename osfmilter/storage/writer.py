@@ -82,6 +82,8 @@ class _Work:
     order: Order
     job: Job = field(compare=False)
     future: Future[Any] = field(compare=False)
+    # Must survive a power loss once committed (an accept); see _synchronous.
+    durable: bool = field(compare=False, default=True)
 
 
 class _Unattributed(Exception):
@@ -142,6 +144,7 @@ class GroupCommit:
         # replaced.
         self._connection: Any = None
         self._pipeline: Any = None  # psycopg's, while a PostgreSQL batch runs
+        self._synchronous = "FULL"  # SQLite's setting on self._connection
         # A connection checked out of the pool keeps the engine alive: give
         # it back when the engine is disposed of (tests, the CLI).
         event.listen(engine, "engine_disposed", self._give_back)
@@ -158,14 +161,17 @@ class GroupCommit:
             finally:
                 lock.release()
 
-    def run(self, job: Job, order: Order = ()) -> Any:
+    def run(self, job: Job, order: Order = (), durable: bool = True) -> Any:
         """Run ``job(cursor)`` in a committed transaction; its exception if it raised.
 
         A :class:`Later` the job answers is read before the commit (the
         typed ways in are storage.direct's transact and transact_later).
+        ``durable=False`` is for work whose loss in a power cut loses no
+        answered mail (a reservation, a refusal's event): on SQLite a batch
+        of only such work commits without waiting for the disk.
         """
         future: Future[Any] = Future()
-        self._queue.put(_Work(order, job, future))
+        self._queue.put(_Work(order, job, future, durable))
         lock, timeout = self.write_lock
         if not lock.acquire(timeout=timeout):
             if future.cancel():
@@ -240,11 +246,13 @@ class GroupCommit:
             if engine is None:
                 raise _BatchFailed(StorageError("the database engine was disposed of"), retry=False)
             self._connection = engine.raw_connection()
+            self._synchronous = "FULL"  # as storage.db sets every SQLite connection
         connection = self._connection
         running_jobs = committing = False
         cursor = None
         try:
             with self._pipelined(connection):
+                self._sync_mode(connection, batch)
                 self._begin(connection)
                 running_jobs = True
                 cursor = self._wrap_cursor(connection.cursor())
@@ -339,6 +347,21 @@ class GroupCommit:
             self._pipeline.sync()
 
     # The two drivers' transactions ------------------------------------------
+
+    def _sync_mode(self, connection: Any, batch: list[_Work]) -> None:
+        """SQLite: FULL (the commit waits for the disk) when the batch holds durable work.
+
+        Every message commits twice, its reservation at MAIL and its accept
+        at the end; only the accept must survive a power loss (the client
+        has been told 250). A FULL commit syncs the whole WAL, so the
+        NORMAL commits before it become durable with it.
+        """
+        if not self._sqlite:
+            return  # PostgreSQL: synchronous_commit stays on for every batch
+        wanted = "FULL" if any(work.durable for work in batch) else "NORMAL"
+        if wanted != self._synchronous:
+            connection.execute(f"PRAGMA synchronous={wanted}")
+            self._synchronous = wanted
 
     def _begin(self, connection: Any) -> None:
         if self._sqlite:

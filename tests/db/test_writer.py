@@ -8,6 +8,7 @@ real concurrency.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -214,8 +215,32 @@ def test_sqlite_syncs_every_commit_to_disk(sqlite: Engine) -> None:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
     sql = DirectSql(sqlite)  # the mail path's connections come from the same pool
-    assert sql.transact(lambda cursor: cursor.execute(
-        Statement("PRAGMA synchronous")).one()[0]) == 2
+    synchronous = Statement("PRAGMA synchronous")
+    assert sql.transact(lambda cursor: cursor.execute(synchronous).one()[0]) == 2
+    # A batch of only reservations (lost with their transactions in a power
+    # cut) does not wait for the disk; the next durable one does again.
+    assert sql.transact(lambda cursor: cursor.execute(synchronous).one()[0],
+                        durable=False) == 1
+    assert sql.transact(lambda cursor: cursor.execute(synchronous).one()[0]) == 2
+
+
+def test_a_batch_with_one_durable_job_syncs(sqlite: Engine) -> None:
+    sql = DirectSql(sqlite)
+    writer = writer_of(sql)
+    synchronous = Statement("PRAGMA synchronous")
+    seen: list[int] = []
+    lock, _ = writer.write_lock
+    with lock:  # both jobs queue, then run in one batch
+        threads = [threading.Thread(target=lambda d=d: seen.append(sql.transact(
+            lambda cursor: cursor.execute(synchronous).one()[0], durable=d)))
+            for d in (False, True)]
+        for thread in threads:
+            thread.start()
+        while writer._queue.qsize() < 2:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join()
+    assert seen == [2, 2]
 
 
 @pytest.mark.postgres

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from osfmilter.addresses import IPAddress
-from osfmilter.config import Config
+from osfmilter.config import Config, RegistrationSection
 from osfmilter.decisionlog import DecisionLog
 from osfmilter.errors import StorageError
 from osfmilter.health import BackendHealth
@@ -31,6 +31,10 @@ from osfmilter.scanning import ScanService
 from osfmilter.session import Services
 from osfmilter.spfcheck import SpfChecker
 from osfmilter.storage.store import EventRecord
+
+# The tests register documentation networks (192.0.2.0/24, 2001:db8::/32) and
+# loopback, which a real relay refuses (osfmilter.registration).
+TEST_REGISTRATION = RegistrationSection(allow_non_global=True)
 
 
 class FixedClock:

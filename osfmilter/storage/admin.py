@@ -20,6 +20,7 @@ from osfmilter.addresses import Registration, address_key, normalize_client, par
 from osfmilter.config import PlanName, RegistrationSection
 from osfmilter.errors import UsageError
 from osfmilter.model import IdentityKind, ServerState
+from osfmilter.registration import non_global_reason
 from osfmilter.storage.schema import (
     Customer,
     MonthlyVolume,
@@ -117,12 +118,23 @@ def remove_domain(session: Session, domain: str) -> None:
 
 
 def add_server(
-    session: Session, network: str, customer_name: str, rules: RegistrationSection, now: datetime
+    session: Session,
+    network: str,
+    customer_name: str,
+    rules: RegistrationSection,
+    now: datetime,
+    *,
+    allow_non_global: bool = False,
 ) -> SmtpServer:
+    """Register a network; ``allow_non_global`` (or the rules') admits a non-global one."""
     try:
         registration = parse_registration(network, rules.min_prefix_ipv4, rules.min_prefix_ipv6)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if not (allow_non_global or rules.allow_non_global):
+        reason = non_global_reason(registration.network)
+        if reason is not None:
+            raise UsageError(f"{reason} (--allow-non-global registers it on purpose)")
     customer = get_customer(session, customer_name)
     for other in _overlapping(session, registration):
         if other.network == registration.text:

@@ -122,14 +122,18 @@ def _engine(config: Config) -> Iterator[Engine]:
 
 
 @contextmanager
-def _transaction(config: Config) -> Iterator[Session]:
-    """One transaction against a schema that is up to date; commits if no error."""
+def _transaction(config: Config, locked: bool = False) -> Iterator[Session]:
+    """One transaction against a schema that is up to date; commits if no error.
+
+    ``locked``: SQLite's write lock from the start, for a check that must
+    still hold when its insert commits.
+    """
     from osfmilter.runner import prepare_schema
 
     with _engine(config) as engine:
         store = SqlStore(engine)
         prepare_schema(config, store)
-        with store.session() as session:
+        with store.session(locked=locked) as session:
             yield session
 
 
@@ -327,7 +331,9 @@ def cmd_domain_remove(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_server_add(args: argparse.Namespace, config: Config) -> int:
-    with _transaction(config) as session:
+    # Locked: on SQLite, no other registration slips in between the overlap
+    # check and the insert (PostgreSQL's exclusion constraint refuses one).
+    with _transaction(config, locked=True) as session:
         server = admin.add_server(
             session, args.network, args.customer, config.registration, SystemClock().now(),
             allow_non_global=args.allow_non_global,

@@ -56,7 +56,8 @@ def relay(scratch: Path, kind: str) -> Iterator[SendmailInstance]:
     with SqlStore(engine).session() as session:
         admin.add_customer(session, "bench", "free", now)
         admin.add_domain(session, "bench.example", "bench", now)
-        admin.add_server(session, CLIENT, "bench", RegistrationSection(), now)
+        admin.add_server(session, CLIENT, "bench",
+                         RegistrationSection(allow_non_global=True), now)  # 127.0.0.2
     engine.dispose()
     milter = MilterProcess(scratch / f"milter-{kind}", url)
     spec = milter.socket_spec

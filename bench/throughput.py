@@ -471,7 +471,7 @@ def prepare_database(url: str) -> Engine:
     with SqlStore(engine).session() as session:
         admin.add_customer(session, "bench", "paid", now)
         admin.add_domain(session, SCANNED_DOMAIN, "bench", now)
-        admin.add_server(session, CLIENT, "bench", RegistrationSection(), now)
+        admin.add_server(session, CLIENT, "bench", RegistrationSection(allow_non_global=True), now)
     return engine
 
 

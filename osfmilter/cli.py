@@ -161,9 +161,14 @@ def _store(config: Config, access: Access) -> Iterator[SqlStore]:
 
 
 @contextmanager
-def _transaction(config: Config, access: Access = Access.CREATE) -> Iterator[Session]:
-    """One transaction against a schema that is up to date; commits if no error."""
-    with _store(config, access) as store, store.session() as session:
+def _transaction(config: Config, access: Access = Access.CREATE,
+                 locked: bool = False) -> Iterator[Session]:
+    """One transaction against a schema that is up to date; commits if no error.
+
+    ``locked``: SQLite's write lock from the start, for a check that must
+    still hold when its insert commits.
+    """
+    with _store(config, access) as store, store.session(locked=locked) as session:
         yield session
 
 
@@ -356,9 +361,12 @@ def cmd_domain_remove(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_server_add(args: argparse.Namespace, config: Config) -> int:
-    with _transaction(config) as session:
+    # Locked: on SQLite, no other registration slips in between the overlap
+    # check and the insert (PostgreSQL's exclusion constraint refuses one).
+    with _transaction(config, locked=True) as session:
         server = admin.add_server(
-            session, args.network, args.customer, config.registration, SystemClock().now()
+            session, args.network, args.customer, config.registration, SystemClock().now(),
+            allow_non_global=args.allow_non_global,
         )
         network = server.network
     print(f"SMTP server {network} added to {args.customer}")
@@ -667,6 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(server, "add", cmd_server_add, "register an SMTP server (address or CIDR)")
     p.add_argument("network", metavar="IP_OR_CIDR")
     p.add_argument("--customer", required=True)
+    p.add_argument("--allow-non-global", action="store_true",
+                   help="register a private, loopback, NAT64 ... network on purpose: "
+                        "every host behind it relays as this customer")
     p = command(server, "list", cmd_server_list, "list registered SMTP servers")
     p.add_argument("--customer")
     p = command(server, "show", cmd_server_show, "show the registration an address falls under")

@@ -317,10 +317,15 @@ class MetricsSection(Section):
 
 
 class RegistrationSection(Section):
-    """The widest networks the administration CLI lets anyone register."""
+    """Which networks the administration CLI lets anyone register."""
 
     min_prefix_ipv4: Annotated[int, Field(ge=1, le=32)] = 16
     min_prefix_ipv6: Annotated[int, Field(ge=1, le=128)] = 48
+    # Private, loopback, link-local, NAT64, 6to4 ... networks are refused
+    # (osfmilter.registration): every host behind such an address would
+    # relay as the customer. True for a relay whose customers really are on
+    # a private network (a demo, a test set-up).
+    allow_non_global: bool = False
 
 
 class RepliesSection(Section):

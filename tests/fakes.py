@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from osfmilter.addresses import IPAddress
-from osfmilter.config import Config
+from osfmilter.config import Config, RegistrationSection
 from osfmilter.decisionlog import DecisionLog
 from osfmilter.errors import StorageError, TooLate
 from osfmilter.health import BackendHealth
@@ -32,6 +32,10 @@ from osfmilter.scanning import ScanService
 from osfmilter.session import Services
 from osfmilter.spfcheck import SpfChecker
 from osfmilter.storage.store import EventRecord
+
+# The tests register documentation networks (192.0.2.0/24, 2001:db8::/32) and
+# loopback, which a real relay refuses (osfmilter.registration).
+TEST_REGISTRATION = RegistrationSection(allow_non_global=True)
 
 
 class FixedClock:

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from osfmilter.addresses import Registration, address_key, normalize_client, parse_registration
 from osfmilter.config import PlanName, RegistrationSection
 from osfmilter.errors import UsageError
 from osfmilter.model import IdentityKind, ServerState
+from osfmilter.registration import non_global_reason
 from osfmilter.storage.schema import (
     Customer,
     MonthlyVolume,
@@ -117,13 +119,50 @@ def remove_domain(session: Session, domain: str) -> None:
 
 
 def add_server(
-    session: Session, network: str, customer_name: str, rules: RegistrationSection, now: datetime
+    session: Session,
+    network: str,
+    customer_name: str,
+    rules: RegistrationSection,
+    now: datetime,
+    *,
+    allow_non_global: bool = False,
 ) -> SmtpServer:
+    """Register a network; ``allow_non_global`` (or the rules') admits a non-global one."""
     try:
         registration = parse_registration(network, rules.min_prefix_ipv4, rules.min_prefix_ipv6)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if not (allow_non_global or rules.allow_non_global):
+        reason = non_global_reason(registration.network)
+        if reason is not None:
+            raise UsageError(f"{reason} (--allow-non-global registers it on purpose)")
     customer = get_customer(session, customer_name)
+    _refuse_overlap(session, registration, customer)
+    try:
+        with session.begin_nested():
+            server = SmtpServer(
+                customer=customer,
+                network=registration.text,
+                family=registration.network.version,
+                prefix_len=registration.network.prefixlen,
+                first_address=registration.first_key,
+                last_address=registration.last_key,
+                state=ServerState.VEILIG,
+                state_changed_at=now,
+                created_at=now,
+            )
+            session.add(server)
+    except IntegrityError:
+        # Another registration was committed since the check above, and the
+        # database (unique network, no overlap across customers: migration
+        # 0008) refused this one: name it as the check would have.
+        with session.no_autoflush:
+            _refuse_overlap(session, registration, customer)
+        raise
+    return server
+
+
+def _refuse_overlap(session: Session, registration: Registration, customer: Customer) -> None:
     for other in _overlapping(session, registration):
         if other.network == registration.text:
             raise UsageError(f"{other.network} is already registered to {other.customer.name!r}")
@@ -131,20 +170,6 @@ def add_server(
             raise UsageError(
                 f"{registration.text} overlaps {other.network} of customer {other.customer.name!r}"
             )
-    server = SmtpServer(
-        customer=customer,
-        network=registration.text,
-        family=registration.network.version,
-        prefix_len=registration.network.prefixlen,
-        first_address=registration.first_key,
-        last_address=registration.last_key,
-        state=ServerState.VEILIG,
-        state_changed_at=now,
-        created_at=now,
-    )
-    session.add(server)
-    session.flush()
-    return server
 
 
 def _overlapping(session: Session, registration: Registration) -> list[SmtpServer]:

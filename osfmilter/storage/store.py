@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -94,11 +94,23 @@ class SqlStore:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A transaction; any database failure surfaces as :class:`StorageError`."""
+    def session(self, locked: bool = False) -> Iterator[Session]:
+        """A transaction; any database failure surfaces as :class:`StorageError`.
+
+        ``locked`` holds SQLite's write lock from the start (``BEGIN
+        IMMEDIATE``), so what the transaction reads no other writer changes
+        before it commits.
+        """
         try:
-            with self._sessions.begin() as session:
-                yield session
+            with ExitStack() as stack:
+                if locked:
+                    connection = stack.enter_context(self.engine.connect())
+                    connection.execution_options(sqlite_begin="IMMEDIATE")
+                    session = stack.enter_context(self._sessions(bind=connection))
+                else:
+                    session = stack.enter_context(self._sessions())
+                with session.begin():
+                    yield session
         except SQLAlchemyError as exc:
             self.health.failed(HEALTH_NAME, describe(exc))
             raise StorageError(describe(exc)) from exc

@@ -16,6 +16,8 @@ from osfmilter.storage.store import SqlStore
 # The CLI as a test calls it: (exit status, stdout, stderr).
 Run = Callable[..., tuple[int, str, str]]
 
+ALLOW_NON_GLOBAL = "[registration]\nallow_non_global = true\n"
+
 REGISTERED_AT = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
@@ -31,13 +33,19 @@ def acme(engine: Engine) -> SqlStore:
 
 @pytest.fixture
 def run(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Run:
-    """``osfmilter ARGS...`` against the test database, in this process."""
+    """``osfmilter ARGS...`` against the test database, in this process.
+
+    The tests register documentation networks (192.0.2.0/24, 2001:db8::/32),
+    so the config allows non-global ones unless ``config_text`` says otherwise.
+    """
     config = tmp_path / "osfmilter.toml"
-    config.write_text(f'[database]\nurl = "{db_url}"\n')
+    database = f'[database]\nurl = "{db_url}"\n'
+    config.write_text(f"{database}{ALLOW_NON_GLOBAL}")
 
     def run(*args: str, config_text: str = "") -> tuple[int, str, str]:
-        if config_text:  # more settings for this call (and the ones after it)
-            config.write_text(f'[database]\nurl = "{db_url}"\n{config_text}')
+        # Settings for this call (and the ones after it) instead of the default.
+        if config_text:
+            config.write_text(f"{database}{config_text}")
         status = main(["--config", str(config), *args])
         out, err = capsys.readouterr()
         return status, out, err

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from osfmilter.cli import main
 from osfmilter.config import CONFIG_ENV
 from osfmilter.storage.db import Access, make_engine, schema_status, upgrade
+from tests.db.conftest import ALLOW_NON_GLOBAL
 
 
 def test_register_and_list(run) -> None:
@@ -59,6 +60,53 @@ def test_bad_input_is_one_line_and_status_2(run, args: tuple[str, ...], message:
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     after = run("server", "list")[1], run("domain", "list")[1], run("customer", "list")[1]
     assert after == before
+
+
+STRICT = "[registration]\nallow_non_global = false\n"
+
+
+@pytest.mark.parametrize(
+    ("network", "reason"),
+    [
+        ("10.0.0.0/16", "10.0.0.0/16 is private-use (RFC 1918)"),
+        ("100.64.0.0/16", "100.64.0.0/16 is carrier-grade NAT"),
+        ("169.254.0.0/16", "169.254.0.0/16 is link-local"),
+        ("127.0.0.0/16", "127.0.0.0/16 is loopback"),
+        ("172.17.0.1", "172.17.0.1/32 is private-use (RFC 1918)"),
+        ("fe80::/64", "fe80::/64 is link-local"),
+        ("255.255.255.255", "255.255.255.255/32 is limited broadcast"),
+        ("64:ff9b::/96", "64:ff9b::/96 is the NAT64 well-known prefix"),
+        ("64:ff9b:1::/48", "64:ff9b:1::/48 is local-use NAT64"),
+        ("2002:c000:204::/48", "2002:c000:204::/48 is 6to4"),
+        ("203.0.0.0/16", "203.0.0.0/16 includes 203.0.113.0/24"),
+    ],
+)
+def test_a_non_global_network_is_refused_by_default(run, network: str, reason: str) -> None:
+    run("customer", "add", "acme")
+    status, out, err = run("server", "add", network, "--customer", "acme", config_text=STRICT)
+    assert status == 2 and out == ""
+    assert err.startswith(f"osfmilter: error: {reason}") and "--allow-non-global" in err
+    assert err.count("\n") == 1
+    assert run("server", "list")[1].strip() == "server  customer  state"
+
+
+def test_a_non_global_network_can_be_registered_on_purpose(run) -> None:
+    run("customer", "add", "acme")
+    status, _, err = run("server", "add", "172.17.0.1", "--customer", "acme",
+                         "--allow-non-global", config_text=STRICT)
+    assert (status, err) == (0, "")
+    # The flag is for that one registration; the config still refuses the next.
+    assert run("server", "add", "10.1.0.0/16", "--customer", "acme")[0] == 2
+    assert run("server", "add", "10.1.0.0/16", "--customer", "acme",
+               config_text=ALLOW_NON_GLOBAL)[0] == 0
+    assert "172.17.0.1/32" in run("server", "list")[1]
+
+
+def test_a_global_network_needs_no_permission(run) -> None:
+    run("customer", "add", "acme")
+    assert run("server", "add", "193.0.0.0/24", "--customer", "acme", config_text=STRICT) == (
+        0, "SMTP server 193.0.0.0/24 added to acme\n", "")
+    assert run("server", "add", "2a00:1450:4001::/48", "--customer", "acme")[0] == 0
 
 
 def test_remove(run) -> None:

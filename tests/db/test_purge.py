@@ -12,12 +12,12 @@ from sqlalchemy import Connection, Engine, event, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from osfmilter.cli import main
-from osfmilter.config import RegistrationSection
 from osfmilter.limits.sqlrate import advisory_lock_id
 from osfmilter.storage import admin, retention
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.schema import Event, MonthlyVolume, RateSlot, StateChange
 from tests.db.conftest import Run
+from tests.fakes import TEST_REGISTRATION
 from tests.harness.database import reset_database
 
 NOW = datetime.now(UTC)
@@ -108,7 +108,7 @@ def test_long_expired_rate_slots_go(engine: Engine) -> None:
 def test_cli_purge_and_totals_survive(engine: Engine, run: Run) -> None:
     with Session(engine) as session, session.begin():
         acme = admin.add_customer(session, "acme", "paid", NOW - timedelta(days=600))
-        server = admin.add_server(session, "192.0.2.0/24", "acme", RegistrationSection(),
+        server = admin.add_server(session, "192.0.2.0/24", "acme", TEST_REGISTRATION,
                                   NOW - timedelta(days=600))
         month = (NOW - timedelta(days=500)).strftime("%Y-%m")
         session.add_all([

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, text
 
-from osfmilter.config import RegistrationSection, ReputationSection
+from osfmilter.config import ReputationSection
 from osfmilter.model import Identity, ServerState
 from osfmilter.reputation.store import ReputationStore
 from osfmilter.reputation.transitions import OperatorActionKind, Rules
@@ -22,7 +22,7 @@ from osfmilter.storage import admin, registry
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.direct import Cursor
 from osfmilter.storage.store import SqlStore
-from tests.fakes import FixedClock
+from tests.fakes import TEST_REGISTRATION, FixedClock
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 CLIENT = ipaddress.ip_address("192.0.2.10")
@@ -31,7 +31,7 @@ CLIENT = ipaddress.ip_address("192.0.2.10")
 @pytest.fixture
 def store(acme: SqlStore) -> SqlStore:
     with acme.session() as s:
-        admin.add_server(s, "192.0.2.0/24", "acme", RegistrationSection(), NOW)
+        admin.add_server(s, "192.0.2.0/24", "acme", TEST_REGISTRATION, NOW)
         admin.add_sasl(s, "alice@example.com", "acme", NOW)
     return acme
 
@@ -110,7 +110,7 @@ def test_a_client_registered_after_a_miss_is_found(store: SqlStore) -> None:
     other = ipaddress.ip_address("203.0.113.5")
     assert store.find_identity(other, "") is None
     with store.session() as s:
-        admin.add_server(s, "203.0.113.0/28", "acme", RegistrationSection(), NOW)
+        admin.add_server(s, "203.0.113.0/28", "acme", TEST_REGISTRATION, NOW)
     assert store.find_identity(other, "") is not None
 
 

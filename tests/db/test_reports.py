@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from osfmilter import reports
 from osfmilter.cli import main
-from osfmilter.config import BillingSection, RegistrationSection
+from osfmilter.config import BillingSection
 from osfmilter.storage import admin
 from osfmilter.storage.db import _alembic_config, schema_status
 from osfmilter.storage.schema import (
@@ -29,6 +29,7 @@ from osfmilter.storage.schema import (
     UTCDateTime,
 )
 from tests.db.conftest import Run
+from tests.fakes import TEST_REGISTRATION
 
 GB = 1_000_000_000
 MONTH = "2025-03"
@@ -61,7 +62,7 @@ def volume(month: str, direction: str, customer_id: int, domain: str, messages: 
 @pytest.fixture
 def seeded(engine: Engine) -> Engine:
     """Customers, volume, events and states with fixed times (March 2025)."""
-    rules = RegistrationSection()
+    rules = TEST_REGISTRATION
     with Session(engine) as session, session.begin():
         acme = admin.add_customer(session, "acme", "free", at(10, month=1))
         bigco = admin.add_customer(session, "bigco", "paid", at(1, 0, month=2))

@@ -10,7 +10,6 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from osfmilter.clock import SystemClock
-from osfmilter.config import RegistrationSection
 from osfmilter.errors import UnknownIdentity, UsageError
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.reputation import SYSTEM, IncidentKind, OperatorActionKind, Rules
@@ -18,7 +17,7 @@ from osfmilter.reputation.store import ReputationStore
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.schema import ReputationEvidence, SaslAccount, SmtpServer, StateChange
-from tests.fakes import FixedClock
+from tests.fakes import TEST_REGISTRATION, FixedClock
 
 VEILIG, VERDACHT, ONVEILIG = ServerState.VEILIG, ServerState.VERDACHT, ServerState.ONVEILIG
 SERVER, SASL = IdentityKind.SERVER, IdentityKind.SASL
@@ -30,7 +29,7 @@ def register(engine: Engine, now: datetime) -> dict[IdentityKind, int]:
     """A customer with one SMTP server and one SASL login; their ids."""
     with Session(engine) as session, session.begin():
         admin.add_customer(session, "acme", "free", now)
-        server = admin.add_server(session, "192.0.2.0/24", "acme", RegistrationSection(), now)
+        server = admin.add_server(session, "192.0.2.0/24", "acme", TEST_REGISTRATION, now)
         account = admin.add_sasl(session, "alice@example.com", "acme", now)
         return {SERVER: server.id, SASL: account.id}
 

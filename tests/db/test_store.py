@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, select
 
-from osfmilter.config import RegistrationSection
 from osfmilter.model import IdentityKind
 from osfmilter.storage import admin
 from osfmilter.storage.schema import Event
 from osfmilter.storage.store import EventRecord, SqlStore
+from tests.fakes import TEST_REGISTRATION
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-RULES = RegistrationSection()
+RULES = TEST_REGISTRATION
 
 
 @pytest.fixture

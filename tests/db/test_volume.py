@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import Engine, select
 
 from osfmilter.cli import main
-from osfmilter.config import RegistrationSection
 from osfmilter.errors import TooLate
 from osfmilter.limits.volume import VolumeCharge
 from osfmilter.storage import admin
 from osfmilter.storage.schema import Event, MonthlyVolume
 from osfmilter.storage.store import EventRecord, SqlStore
+from tests.fakes import TEST_REGISTRATION
 
 MB = 1_000_000
 GB = 1_000_000_000
@@ -25,7 +25,7 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def store(acme: SqlStore) -> SqlStore:
     with acme.session() as s:
-        admin.add_server(s, "192.0.2.10", "acme", RegistrationSection(), NOW)
+        admin.add_server(s, "192.0.2.10", "acme", TEST_REGISTRATION, NOW)
     return acme
 
 

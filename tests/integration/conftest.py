@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import select, update
 
 from osfmilter.cli import main
-from osfmilter.config import RegistrationSection
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.schema import (
@@ -26,6 +25,7 @@ from osfmilter.storage.schema import (
     StateChange,
 )
 from osfmilter.storage.store import SqlStore
+from tests.fakes import TEST_REGISTRATION
 from tests.harness.clamd import ClamdProcess
 from tests.harness.database import reset_database
 from tests.harness.milter import MilterProcess
@@ -61,7 +61,7 @@ class Relay:
             for domain in domains:
                 admin.add_domain(session, domain, customer, now)
             for server in servers:
-                admin.add_server(session, server, customer, RegistrationSection(), now)
+                admin.add_server(session, server, customer, TEST_REGISTRATION, now)
             for login in logins:
                 admin.add_sasl(session, login, customer, now)
 

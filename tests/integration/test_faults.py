@@ -36,11 +36,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 
-from osfmilter.config import RegistrationSection
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.schema import Event, MonthlyVolume, RateSlot
 from osfmilter.storage.store import SqlStore
+from tests.fakes import TEST_REGISTRATION
 from tests.harness.clamd import ClamdProcess
 from tests.harness.database import reset_database
 from tests.harness.fakeclamd import ENDLESS, FakeClamd
@@ -177,7 +177,7 @@ class FaultRelay:
             with self.store.session() as session:
                 admin.add_customer(session, customer, "free", now)
                 admin.add_domain(session, domain, customer, now)
-                admin.add_server(session, server, customer, RegistrationSection(), now)
+                admin.add_server(session, server, customer, TEST_REGISTRATION, now)
             self._registered.add(key)
         return f"server:{server}/32"
 

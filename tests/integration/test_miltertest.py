@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from osfmilter.cli import main
-from osfmilter.config import RegistrationSection
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.store import SqlStore
+from tests.fakes import TEST_REGISTRATION
 from tests.harness.database import reset_database
 from tests.harness.milter import MilterProcess
 
@@ -59,7 +59,7 @@ def milter() -> Iterator[MilterProcess]:
             admin.add_customer(session, CUSTOMER, "free", now)
             admin.add_domain(session, DOMAIN, CUSTOMER, now)
             for server in (SERVER4, NETWORK6, BLOCKED):
-                admin.add_server(session, server, CUSTOMER, RegistrationSection(), now)
+                admin.add_server(session, server, CUSTOMER, TEST_REGISTRATION, now)
             admin.add_sasl(session, LOGIN, CUSTOMER, now)
         process = MilterProcess(
             scratch / "milter", url, extra_config="[plans.free]\nmax_message_size = 1000\n"

@@ -33,10 +33,10 @@ def scratch() -> Iterator[Path]:
 def register(database_url: str) -> None:
     from datetime import UTC, datetime
 
-    from osfmilter.config import RegistrationSection
     from osfmilter.storage import admin
     from osfmilter.storage.db import make_engine, upgrade
     from osfmilter.storage.store import SqlStore
+    from tests.fakes import TEST_REGISTRATION
 
     engine = make_engine(database_url)
     upgrade(engine)
@@ -44,7 +44,7 @@ def register(database_url: str) -> None:
         now = datetime.now(UTC)
         admin.add_customer(session, "ops", "free", now)
         admin.add_domain(session, "ops.example", "ops", now)
-        admin.add_server(session, "192.0.2.70", "ops", RegistrationSection(), now)
+        admin.add_server(session, "192.0.2.70", "ops", TEST_REGISTRATION, now)
     engine.dispose()
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from osfmilter.config import RegistrationSection
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.store import SqlStore
+from tests.fakes import TEST_REGISTRATION
 from tests.harness.database import reset_database
 from tests.harness.milter import MilterProcess
 from tests.harness.sendmail import SENDMAIL_BINARY, SendmailInstance
@@ -62,7 +62,7 @@ def relay() -> Iterator[SendmailRelay]:
         with SqlStore(engine).session() as session:
             admin.add_customer(session, CUSTOMER, "free", now)
             admin.add_domain(session, DOMAIN, CUSTOMER, now)
-            admin.add_server(session, REGISTERED, CUSTOMER, RegistrationSection(), now)
+            admin.add_server(session, REGISTERED, CUSTOMER, TEST_REGISTRATION, now)
         with (
             Sink() as sink,
             MilterProcess(scratch / "milter", url) as milter,

@@ -1,0 +1,105 @@
+"""Which networks a registration may name: only globally routable unicast ones.
+
+A registered network authorizes every host that reaches the relay from an
+address inside it, and bills that host's mail to the customer. An address
+that is not globally unique (private, carrier-grade NAT, link-local,
+loopback) is shared by hosts the customer does not control: a container
+gateway or a NAT in front of the relay turns all of them into one address.
+NAT64 and 6to4 prefixes stand for other hosts altogether (the IPv4 internet).
+So a registration must lie wholly in the global unicast space.
+
+The blocks are IANA's special-purpose registries (the ones not globally
+reachable), plus the translation prefixes IANA counts as reachable but that
+stand for other hosts; Python's ``ipaddress.is_global`` is consulted as
+well, so a block that a newer Python knows is refused too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from typing import NamedTuple
+
+from osfmilter.addresses import IPNetwork
+
+
+class Why(StrEnum):
+    """What registering such a block would do, as the refusal says it."""
+
+    SHARED = ("its addresses are not unique on the internet: every host that reaches "
+              "the relay from one (through a NAT, VPN, proxy or container gateway) "
+              "would relay as this customer")
+    OTHERS = ("its addresses stand for other hosts behind a translator or relay, "
+              "and every one of them would relay as this customer")
+    EXAMPLE = "it is reserved for documentation: no real server sends from it"
+    NO_SENDER = "no server sends from it"
+
+
+class _Block(NamedTuple):
+    network: IPNetwork
+    what: str
+    why: Why
+
+
+def _blocks(*rows: tuple[str, str, Why]) -> tuple[_Block, ...]:
+    return tuple(_Block(ipaddress.ip_network(net), what, why) for net, what, why in rows)
+
+
+# In the order a refusal names them: a network that meets several blocks is
+# told about the first one.
+_IPV4 = _blocks(
+    ("0.0.0.0/8", '"this network" (RFC 791)', Why.NO_SENDER),
+    ("10.0.0.0/8", "private-use (RFC 1918)", Why.SHARED),
+    ("100.64.0.0/10", "carrier-grade NAT shared space (RFC 6598)", Why.SHARED),
+    ("127.0.0.0/8", "loopback (RFC 1122)", Why.SHARED),
+    ("169.254.0.0/16", "link-local (RFC 3927)", Why.SHARED),
+    ("172.16.0.0/12", "private-use (RFC 1918)", Why.SHARED),
+    ("192.0.0.0/24", "IETF protocol assignments (RFC 6890)", Why.SHARED),
+    ("192.0.2.0/24", "TEST-NET-1 (RFC 5737)", Why.EXAMPLE),
+    ("192.88.99.0/24", "6to4 relay anycast (RFC 7526)", Why.OTHERS),
+    ("192.168.0.0/16", "private-use (RFC 1918)", Why.SHARED),
+    ("198.18.0.0/15", "benchmarking (RFC 2544)", Why.SHARED),
+    ("198.51.100.0/24", "TEST-NET-2 (RFC 5737)", Why.EXAMPLE),
+    ("203.0.113.0/24", "TEST-NET-3 (RFC 5737)", Why.EXAMPLE),
+    ("224.0.0.0/4", "multicast (RFC 5771)", Why.NO_SENDER),
+    ("255.255.255.255/32", "limited broadcast (RFC 919)", Why.NO_SENDER),
+    ("240.0.0.0/4", "reserved (RFC 1112)", Why.NO_SENDER),
+)
+_IPV6 = _blocks(
+    ("::/128", "the unspecified address (RFC 4291)", Why.NO_SENDER),
+    ("::1/128", "loopback (RFC 4291)", Why.SHARED),
+    ("::ffff:0:0/96", "IPv4-mapped (RFC 4291)", Why.OTHERS),
+    ("64:ff9b::/96", "the NAT64 well-known prefix (RFC 6052)", Why.OTHERS),
+    ("64:ff9b:1::/48", "local-use NAT64 (RFC 8215)", Why.OTHERS),
+    ("100::/64", "discard-only (RFC 6666)", Why.NO_SENDER),
+    ("2001::/32", "Teredo (RFC 4380)", Why.OTHERS),
+    ("2001:db8::/32", "documentation (RFC 3849)", Why.EXAMPLE),
+    ("2001::/23", "IETF protocol assignments (RFC 2928)", Why.SHARED),
+    ("2002::/16", "6to4 (RFC 3056)", Why.OTHERS),
+    ("3fff::/20", "documentation (RFC 9637)", Why.EXAMPLE),
+    ("fc00::/7", "unique-local (RFC 4193)", Why.SHARED),
+    ("fe80::/10", "link-local (RFC 4291)", Why.SHARED),
+    ("ff00::/8", "multicast (RFC 4291)", Why.NO_SENDER),
+)
+_GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
+
+
+def non_global_reason(network: IPNetwork) -> str | None:
+    """Why ``network`` may not be registered, in one line; None if it is wholly global unicast."""
+    for block in _IPV4 if network.version == 4 else _IPV6:
+        if network.overlaps(block.network):
+            return _reason(network, block)
+    if isinstance(network, ipaddress.IPv6Network) and not network.subnet_of(_GLOBAL_UNICAST_V6):
+        return (f"{network.with_prefixlen} is outside the global unicast space "
+                f"{_GLOBAL_UNICAST_V6} (RFC 4291): {Why.NO_SENDER}")
+    # Both ends and the network: ipaddress judges a network by its ends only.
+    if not all(part.is_global for part in
+               (network, network.network_address, network.broadcast_address)):
+        return f"{network.with_prefixlen} is not globally routable (Python's ipaddress)"
+    return None
+
+
+def _reason(network: IPNetwork, block: _Block) -> str:
+    if network.subnet_of(block.network):  # type: ignore[arg-type]  # same version
+        return f"{network.with_prefixlen} is {block.what}: {block.why}"
+    return f"{network.with_prefixlen} includes {block.network} ({block.what}): {block.why}"

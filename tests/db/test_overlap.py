@@ -1,0 +1,141 @@
+"""Networks of different customers never overlap, however the registrations race."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import threading
+from contextlib import redirect_stderr, redirect_stdout, suppress
+from datetime import UTC, datetime
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
+
+from osfmilter.cli import main
+from osfmilter.errors import StorageError
+from osfmilter.storage import admin
+from osfmilter.storage.db import _alembic_config, upgrade
+from osfmilter.storage.store import SqlStore
+from tests.db.conftest import ALLOW_NON_GLOBAL, Run
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+CUSTOMERS = ("c0", "c1", "c2", "c3")
+# Each pair overlaps: 192.0.2.100 is in the /26, in the /25, in the /24.
+NESTED = ("192.0.2.0/24", "192.0.2.0/25", "192.0.2.64/26", "192.0.2.100")
+
+
+def _add_server(config: str, network: str, customer: str, start: Barrier, checked: Barrier,
+                results: Any) -> None:
+    """One ``server add`` process; it waits after its overlap check for the others' checks."""
+    look = admin._overlapping
+    first = threading.Event()
+
+    # Widens the race to all of it: every process has looked and found
+    # nothing before any inserts. A process the database keeps from looking
+    # (SQLite's BEGIN IMMEDIATE) cannot arrive, and the others go on alone.
+    def look_then_wait(*args: Any) -> Any:
+        found = look(*args)
+        if not first.is_set():
+            first.set()
+            with suppress(threading.BrokenBarrierError):
+                checked.wait(timeout=3)
+        return found
+
+    admin._overlapping = look_then_wait  # type: ignore[assignment]
+    out, err = io.StringIO(), io.StringIO()
+    start.wait()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = main(["--config", config, "server", "add", network, "--customer", customer])
+    results.put((customer, status, err.getvalue()))
+
+
+@pytest.mark.parametrize("networks", [NESTED, ("192.0.2.0/24",) * 4], ids=["nested", "same"])
+def test_concurrent_overlapping_registrations_one_succeeds(
+    run: Run, db_url: str, tmp_path: Path, networks: tuple[str, ...]
+) -> None:
+    for customer in CUSTOMERS:
+        run("customer", "add", customer)
+    config = tmp_path / "race.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n{ALLOW_NON_GLOBAL}')
+    context = multiprocessing.get_context("spawn")
+    start, checked = context.Barrier(len(CUSTOMERS)), context.Barrier(len(CUSTOMERS))
+    results = context.Queue()
+    processes = [
+        context.Process(target=_add_server,
+                        args=(str(config), network, customer, start, checked, results))
+        for network, customer in zip(networks, CUSTOMERS, strict=True)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=60) for _ in processes]
+    for process in processes:
+        process.join(timeout=10)
+
+    winners = [customer for customer, status, _ in outcomes if status == 0]
+    assert len(winners) == 1, outcomes
+    for customer, status, err in outcomes:
+        if customer not in winners:
+            assert status == 2, outcomes
+            assert err.startswith("osfmilter: error: ") and err.count("\n") == 1, err
+            assert "overlaps" in err or "is already registered to" in err, err
+            assert repr(winners[0]) in err, err
+    listed = run("server", "list")[1].splitlines()[1:]
+    assert len(listed) == 1 and winners[0] in listed[0]
+
+
+def _insert(engine: Engine, network: str, customer: str, first: str, last: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("""
+            INSERT INTO smtp_servers (customer_id, network, family, prefix_len, first_address,
+                                      last_address, state, state_changed_at, created_at)
+            SELECT id, :network, 4, :prefix, :first, :last, 'veilig', :now, :now
+            FROM customers WHERE name = :customer
+        """), {"network": network, "prefix": int(network.partition("/")[2]), "first": first,
+               "last": last, "now": NOW.replace(tzinfo=None), "customer": customer})
+
+
+@pytest.fixture
+def two_customers(engine: Engine) -> Engine:
+    with SqlStore(engine).session() as session:
+        admin.add_customer(session, "acme", "free", NOW)
+        admin.add_customer(session, "other", "free", NOW)
+    _insert(engine, "192.0.2.0/24", "acme", "c0000200", "c00002ff")
+    return engine
+
+
+def test_the_database_refuses_an_overlap_whoever_inserts_it(two_customers: Engine) -> None:
+    with pytest.raises(IntegrityError):
+        _insert(two_customers, "192.0.2.64/26", "other", "c0000240", "c000027f")
+    with pytest.raises(IntegrityError):
+        _insert(two_customers, "192.0.0.0/16", "other", "c0000000", "c000ffff")
+    # One customer's networks may nest; another customer's may sit beside them.
+    _insert(two_customers, "192.0.2.64/26", "acme", "c0000240", "c000027f")
+    _insert(two_customers, "192.0.3.0/24", "other", "c0000300", "c00003ff")
+
+
+def test_the_database_refuses_an_update_into_an_overlap(two_customers: Engine) -> None:
+    _insert(two_customers, "192.0.2.64/26", "acme", "c0000240", "c000027f")
+    with pytest.raises(IntegrityError), two_customers.begin() as connection:
+        connection.execute(text(
+            "UPDATE smtp_servers SET customer_id = (SELECT id FROM customers WHERE name = 'other')"
+            " WHERE network = '192.0.2.64/26'"))
+
+
+def test_the_upgrade_names_overlaps_registered_before_it(engine: Engine) -> None:
+    command.downgrade(_alembic_config(engine), "0007")
+    with SqlStore(engine).session() as session:
+        admin.add_customer(session, "acme", "free", NOW)
+        admin.add_customer(session, "other", "free", NOW)
+    _insert(engine, "192.0.2.0/24", "acme", "c0000200", "c00002ff")
+    _insert(engine, "192.0.2.64/26", "other", "c0000240", "c000027f")
+    with pytest.raises(StorageError, match=r"192\.0\.2\.0/24 \('acme'\) overlaps "
+                                           r"192\.0\.2\.64/26 \('other'\); remove one"):
+        upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM smtp_servers WHERE network = '192.0.2.64/26'"))
+    upgrade(engine)

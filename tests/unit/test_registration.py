@@ -1,0 +1,99 @@
+"""Only wholly globally routable unicast networks may be registered."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from osfmilter.addresses import IPNetwork
+from osfmilter.registration import non_global_reason
+
+
+def net(text: str) -> IPNetwork:
+    return ipaddress.ip_network(text)
+
+
+@pytest.mark.parametrize(
+    ("network", "words"),
+    [
+        # The registrations the review found accepted.
+        ("10.0.0.0/16", "10.0.0.0/16 is private-use (RFC 1918): its addresses are not unique"),
+        ("100.64.0.0/16", "is carrier-grade NAT shared space (RFC 6598)"),
+        ("169.254.0.0/16", "is link-local (RFC 3927)"),
+        ("127.0.0.0/16", "is loopback (RFC 1122)"),
+        ("172.17.0.1/32", "172.17.0.1/32 is private-use (RFC 1918)"),
+        ("fe80::/64", "is link-local (RFC 4291)"),
+        ("255.255.255.255/32", "is limited broadcast (RFC 919): no server sends from it"),
+        ("64:ff9b::/96", "is the NAT64 well-known prefix (RFC 6052): its addresses stand for "
+                         "other hosts"),
+        # The other translation prefixes.
+        ("64:ff9b:1::/48", "is local-use NAT64 (RFC 8215): its addresses stand for other"),
+        ("2002::/16", "is 6to4 (RFC 3056)"),
+        ("2002:c000:204::/48", "is 6to4 (RFC 3056)"),
+        ("192.88.99.1/32", "is 6to4 relay anycast (RFC 7526)"),
+        ("2001:0:4136:e378::/64", "is Teredo (RFC 4380)"),
+        ("::ffff:0:0/96", "is IPv4-mapped"),
+        # Every other kind of block.
+        ("0.0.0.0/8", '"this network"'),
+        ("192.168.1.0/24", "is private-use (RFC 1918)"),
+        ("172.31.255.255/32", "is private-use (RFC 1918)"),
+        ("192.0.0.0/24", "is IETF protocol assignments"),
+        ("192.0.2.0/24", "is TEST-NET-1 (RFC 5737): it is reserved for documentation"),
+        ("198.51.100.7/32", "is TEST-NET-2"),
+        ("203.0.113.0/28", "is TEST-NET-3"),
+        ("198.19.0.0/16", "is benchmarking (RFC 2544)"),
+        ("224.0.0.1/32", "is multicast (RFC 5771)"),
+        ("240.0.0.0/16", "is reserved (RFC 1112)"),
+        ("::/128", "is the unspecified address"),
+        ("::1/128", "is loopback (RFC 4291)"),
+        ("100::/64", "is discard-only (RFC 6666)"),
+        ("2001:db8::/32", "is documentation (RFC 3849)"),
+        ("2001:db8:1::/48", "is documentation (RFC 3849)"),
+        ("2001:2::/48", "is IETF protocol assignments (RFC 2928)"),
+        ("3fff::/20", "is documentation (RFC 9637)"),
+        ("fd00:1234::/48", "is unique-local (RFC 4193)"),
+        ("ff02::1/128", "is multicast (RFC 4291)"),
+        ("4000::/48", "is outside the global unicast space 2000::/3"),
+        # Partly global, partly not: refused, naming the part that is not.
+        ("172.0.0.0/8", "172.0.0.0/8 includes 172.16.0.0/12 (private-use (RFC 1918))"),
+        ("203.0.0.0/16", "includes 203.0.113.0/24 (TEST-NET-3 (RFC 5737))"),
+        ("198.0.0.0/8", "includes 198.18.0.0/15 (benchmarking (RFC 2544))"),
+        ("192.0.0.0/16", "includes 192.0.0.0/24"),
+        ("2001::/16", "includes 2001::/32 (Teredo (RFC 4380))"),
+        ("2000::/3", "includes 2001::/32"),
+        ("::/0", "includes ::/128"),
+        ("0.0.0.0/0", "includes 0.0.0.0/8"),
+    ],
+)
+def test_a_network_not_wholly_global_is_refused_saying_why(network: str, words: str) -> None:
+    reason = non_global_reason(net(network))
+    assert reason is not None
+    assert words in reason
+    assert reason.startswith(net(network).with_prefixlen) and "\n" not in reason
+
+
+@pytest.mark.parametrize(
+    "network",
+    ["8.8.8.0/24", "1.1.1.1/32", "193.0.0.0/16", "172.32.0.0/16", "100.128.0.0/16",
+     "2a00:1450:4001::/48", "2001:4860:4860::8888/128", "2001:200::/32", "2003::/16",
+     "2c0f:f248::/32"],
+)
+def test_an_ordinary_global_network_is_allowed(network: str) -> None:
+    assert non_global_reason(net(network)) is None
+
+
+ipv4 = st.builds(lambda a, p: ipaddress.IPv4Network((a, p), strict=False),
+                 st.integers(0, 2**32 - 1), st.integers(0, 32))
+ipv6 = st.builds(lambda a, p: ipaddress.IPv6Network((a, p), strict=False),
+                 st.integers(0, 2**128 - 1), st.integers(0, 128))
+
+
+@given(st.one_of(ipv4, ipv6))
+def test_whatever_python_calls_not_global_is_refused(network: IPNetwork) -> None:
+    ends = (network, network.network_address, network.broadcast_address)
+    if not all(part.is_global for part in ends):
+        assert non_global_reason(network) is not None
+

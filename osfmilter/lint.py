@@ -47,6 +47,7 @@ class Finding:
 def lint(config: Config, postfix_dir: str | None = None,
          clamd_config: Path | None = None) -> list[Finding]:
     findings = fail_open(config)
+    findings += reservation_lifetime(config)
     findings += postfix(config, postfix_dir)
     if config.clamav.address:
         findings += clamd(config, clamd_config or CLAMD_CONFIG, explicit=clamd_config is not None)
@@ -79,6 +80,28 @@ def fail_open(config: Config) -> list[Finding]:
                     text + ("" if acknowledged else
                             "; set [milter] fail_open_acknowledged = true if that is meant"))
             for subject, text in problems]
+
+
+def reservation_lifetime(config: Config) -> list[Finding]:
+    """A rate reservation should outlive the transactions the MTA's timeouts allow.
+
+    Between MAIL and the end of the message the milter waits up to [milter]
+    timeout for each next command (a slow client, a long DATA), then up to
+    content_timeout for its own end of message. A transaction that outlives
+    its reservation is admitted again at the end (limits.rate), and is
+    tempfailed if the window filled meanwhile: correct, but a retry.
+    """
+    longest = config.milter.timeout + config.milter.content_timeout
+    ttl = config.rates.reservation_ttl
+    if ttl >= longest:
+        return []
+    return [Finding(
+        "warning", "[rates] reservation_ttl",
+        f"{ttl:g} s is shorter than a transaction may last ([milter] timeout"
+        f" {config.milter.timeout} s + content_timeout {config.milter.content_timeout:g} s"
+        f" = {longest:g} s): longer ones"
+        " are admitted to the rate window again at end of message, and tempfailed if it filled;"
+        f" raise it to at least {longest:g}")]
 
 
 def postfix(config: Config, directory: str | None) -> list[Finding]:

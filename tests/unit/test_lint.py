@@ -8,7 +8,7 @@ import pytest
 
 from osfmilter.cli import main
 from osfmilter.config import config_from_dict
-from osfmilter.lint import lint, parse_size
+from osfmilter.lint import lint, parse_size, reservation_lifetime
 
 
 def postfix_dir(tmp_path: Path, **settings: str) -> str:
@@ -293,3 +293,12 @@ def test_inbound_instance_on_a_listener_that_relays_for_some_clients(
 def test_listeners_unknown_without_master_cf(tmp_path: Path) -> None:
     findings = lint(config_from_dict(INBOUND), postfix_dir(tmp_path, **GOOD_POSTFIX))
     assert any(f.severity == "warning" and f.subject == "postfix listeners" for f in findings)
+
+
+def test_a_reservation_shorter_than_a_transaction_may_last_is_warned_about() -> None:
+    assert reservation_lifetime(config_from_dict({})) == []  # 900 s = 600 + 300
+    short = reservation_lifetime(config_from_dict({"rates": {"reservation_ttl": 600}}))
+    assert [(f.severity, f.subject) for f in short] == [("warning", "[rates] reservation_ttl")]
+    assert "600 s is shorter than a transaction may last" in short[0].text
+    longer_mta = config_from_dict({"milter": {"timeout": 1200}})
+    assert "raise it to at least 1500" in reservation_lifetime(longer_mta)[0].text

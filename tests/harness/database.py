@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, create_engine, text
 
+from osfmilter.storage import admin
 from osfmilter.storage.db import upgrade
+from osfmilter.storage.store import SqlStore
+from tests.fakes import TEST_REGISTRATION
 
 
 def reset_database(engine: Engine) -> None:
@@ -43,3 +47,19 @@ def scratch_database(admin_url: str, prefix: str) -> Iterator[str]:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
     finally:
         admin.dispose()
+
+
+def register_customer(engine: Engine, customer: str, domain: str,
+                      servers: Sequence[str] = (), logins: Sequence[str] = ()) -> None:
+    """A free-plan customer with its scanned domain, servers and SASL logins, as of now.
+
+    The servers may be test networks that are not globally routable.
+    """
+    now = datetime.now(UTC)
+    with SqlStore(engine).session() as session:
+        admin.add_customer(session, customer, "free", now)
+        admin.add_domain(session, domain, customer, now)
+        for server in servers:
+            admin.add_server(session, server, customer, TEST_REGISTRATION, now)
+        for login in logins:
+            admin.add_sasl(session, login, customer, now)

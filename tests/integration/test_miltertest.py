@@ -16,17 +16,13 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from osfmilter.cli import main
-from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
-from osfmilter.storage.store import SqlStore
-from tests.fakes import TEST_REGISTRATION
-from tests.harness.database import reset_database
+from tests.harness.database import register_customer, reset_database
 from tests.harness.milter import MilterProcess
 
 pytestmark = pytest.mark.integration
@@ -54,13 +50,8 @@ def milter() -> Iterator[MilterProcess]:
     engine = make_engine(url)
     try:
         reset_database(engine)
-        now = datetime.now(UTC)
-        with SqlStore(engine).session() as session:
-            admin.add_customer(session, CUSTOMER, "free", now)
-            admin.add_domain(session, DOMAIN, CUSTOMER, now)
-            for server in (SERVER4, NETWORK6, BLOCKED):
-                admin.add_server(session, server, CUSTOMER, TEST_REGISTRATION, now)
-            admin.add_sasl(session, LOGIN, CUSTOMER, now)
+        register_customer(engine, CUSTOMER, DOMAIN, servers=[SERVER4, NETWORK6, BLOCKED],
+                          logins=[LOGIN])
         process = MilterProcess(
             scratch / "milter", url, extra_config="[plans.free]\nmax_message_size = 1000\n"
         )

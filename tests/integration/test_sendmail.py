@@ -16,16 +16,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
-from osfmilter.storage.store import SqlStore
-from tests.fakes import TEST_REGISTRATION
-from tests.harness.database import reset_database
+from tests.harness.database import register_customer, reset_database
 from tests.harness.milter import MilterProcess
 from tests.harness.sendmail import SENDMAIL_BINARY, SendmailInstance
 from tests.harness.sink import Sink
@@ -58,11 +54,7 @@ def relay() -> Iterator[SendmailRelay]:
     engine = make_engine(url)
     try:
         reset_database(engine)
-        now = datetime.now(UTC)
-        with SqlStore(engine).session() as session:
-            admin.add_customer(session, CUSTOMER, "free", now)
-            admin.add_domain(session, DOMAIN, CUSTOMER, now)
-            admin.add_server(session, REGISTERED, CUSTOMER, TEST_REGISTRATION, now)
+        register_customer(engine, CUSTOMER, DOMAIN, servers=[REGISTERED])
         with (
             Sink() as sink,
             MilterProcess(scratch / "milter", url) as milter,

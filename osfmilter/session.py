@@ -288,8 +288,10 @@ class MilterSession:
         abort() gives back whatever is left of it.
         """
         now = self.services.clock.now().timestamp()
+        # The accept commits within content_timeout of now or not at all.
+        horizon = self.services.config.milter.content_timeout
         for index, reservation in enumerate(tx.reservations):
-            if not reservation.due_for_renewal(now):
+            if not reservation.due_for_renewal(now + horizon):
                 continue
             outcome = self.services.limiter.renew(reservation)
             if isinstance(outcome, Reservation):
@@ -350,7 +352,13 @@ class MilterSession:
         tx = self._require_tx()
         if tx.refused is not None or tx.spool is None:
             return tx.refused
-        tx.spool.body(chunk)
+        try:
+            tx.spool.body(chunk)
+        except Exception:
+            # The spool's disk (ENOSPC, EIO): one decision now, as for a header.
+            log.exception("qid=%s message not spooled", tx.queue_id or "-")
+            self.fault(Stage.BODY)
+            return tx.refused
         if self.inbound:
             return None
         refusal = first_refusal(BODY_CHECKS, BodyFacts(tx.size, tx.limits))
@@ -571,14 +579,19 @@ class MilterSession:
 
     def _give_back(self, tx: _Transaction) -> None:
         """Close the spool and release the rate slots the transaction still holds."""
-        if tx.spool is not None:
-            tx.spool.close()
-            tx.spool = None
+        # Never raises: it runs after an accept was committed (end_of_message's
+        # finally), whose answer must stay an accept.
+        spool, tx.spool = tx.spool, None
+        if spool is not None:
+            try:
+                spool.close()
+            except OSError as exc:  # a spooled file's last write, on a full disk
+                log.error("spool of qid=%s not closed: %s", tx.queue_id or "-", exc)
         reservations, tx.reservations = tx.reservations, []
         for reservation in reservations:
             try:
                 self.services.limiter.release(reservation)
-            except DependencyError as exc:
+            except Exception as exc:  # noqa: BLE001 - the others must still be released
                 # The reservation expires by itself; the window is only fuller meanwhile.
                 log.warning("rate slot of qid=%s not released: %s", tx.queue_id or "-", exc)
 

@@ -11,7 +11,8 @@ A transaction may outlive its reservation (RCPT gaps, a slow DATA, a long
 end of message: MAIL to the end of message can exceed ``reservation_ttl``),
 and an expired reservation's slots may be gone. Such a message is admitted
 again, under the identity's lock like a new one, before it is accepted
-(:meth:`RateLimiter.renew`); it is never counted past the limit.
+(:meth:`RateLimiter.renew`) when it could expire before its accept commits;
+it is never counted past the limit.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ class Reservation:
     # The buckets it was admitted to, to admit it again if it outlives itself.
     buckets: tuple[Bucket, ...] = ()
 
-    def due_for_renewal(self, now: float) -> bool:
-        """Its slots may be gone, here or on another node: admit it again before counting it."""
-        return now >= self.expires - EXPIRY_MARGIN
+    def due_for_renewal(self, when: float) -> bool:
+        """Its slots may be gone by ``when``, here or on another node: admit it again first."""
+        return when >= self.expires - EXPIRY_MARGIN
 
 
 @dataclass(frozen=True)

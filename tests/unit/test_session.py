@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from osfmilter.limits.rate import RateDenied, Reservation
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import ServerState
 from osfmilter.replies import Reply
 from osfmilter.session import MilterSession
+from osfmilter.spool import Spool
 from osfmilter.storage.store import EventRecord
 from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, MemoryLimiter, identity, services
 
@@ -290,3 +293,66 @@ def test_an_accept_whose_database_wait_outlasts_the_mta_is_not_counted(
     assert code(eom) == (451, "4.3.0")
     assert [r.reason for r in recorder.records] == ["internal_error"]
     assert recorder.volume == {} and limiter.counting("server:192.0.2.0/24") == 0
+
+
+def test_a_spool_that_fails_to_close_after_the_accept_leaves_the_accept(
+    directory: FakeDirectory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The accept is committed; its answer must stay an accept (review of 9e589c6)."""
+    recorder = FakeRecorder()
+    session = MilterSession(services(directory, recorder))
+    session.connect(REGISTERED)
+
+    def disk_full(self: Spool) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Spool, "close", disk_full)
+    _, _, eom = send(session, "<a@example.com>", 1, "a@example.com")
+    session.close()
+    assert eom is None
+    assert [r.reason for r in recorder.records] == ["accepted"]
+
+
+def test_a_spool_write_failure_in_the_body_is_one_decision_at_once(
+    directory: FakeDirectory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FixedClock()
+    recorder, limiter = FakeRecorder(), MemoryLimiter(clock)
+    session = MilterSession(services(directory, recorder, clock=clock, limiter=limiter))
+    session.connect(REGISTERED)
+
+    def disk_full(self: Spool, chunk: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Spool, "body", disk_full)
+    _, body, eom = send(session, "<a@example.com>", 1, "a@example.com")
+    assert code(body) == (451, "4.3.0") and code(eom) == (451, "4.3.0")
+    assert [(r.stage, r.reason) for r in recorder.records] == [("body", "internal_error")]
+    assert not any(limiter.slots.values())
+
+
+@pytest.mark.parametrize(("age", "renewed"), [(100.0, False), (600.0, True)])
+def test_a_reservation_that_could_expire_before_the_commit_is_renewed(
+    directory: FakeDirectory, age: float, renewed: bool,
+) -> None:
+    """reservation_ttl 900 s: one 600 s old could expire in the 300 s the accept may wait."""
+    class CountingLimiter(MemoryLimiter):
+        renewals = 0
+
+        def renew(self, reservation: Reservation) -> Reservation | RateDenied:
+            self.renewals += 1
+            return super().renew(reservation)
+
+    clock = FixedClock()
+    limiter = CountingLimiter(clock)
+    session = MilterSession(services(directory, FakeRecorder(), clock=clock, limiter=limiter))
+    session.connect(REGISTERED)
+    assert session.mail("<a@example.com>", [], login="", queue_id="") is None
+    assert session.rcpt("<r@example.org>", queue_id="Q") is None
+    clock.advance(age)
+    session.header("From", "a@example.com")
+    session.end_of_headers()
+    assert session.body(b"hi\r\n") is None
+    assert session.end_of_message("Q") is None
+    assert limiter.renewals == (1 if renewed else 0)
+    assert limiter.counting("server:192.0.2.0/24") == 1

@@ -153,12 +153,21 @@ class SqlStore:
 
         def accept(cursor: Cursor) -> Later[None]:
             if in_time is not None and not in_time():
-                return Later(_too_late)
+                return Later(_too_late)  # nothing written
             check = self._charge(cursor, charge) if charge is not None else None
             cursor.execute(_INSERT_EVENT, row)
             if also is not None:
                 also(cursor)
-            return Later(check or (lambda: None))
+
+            def answer() -> None:
+                if check is not None:
+                    check()
+                # Asked again once the batch's statements are answered: on
+                # PostgreSQL they may have waited for other nodes' locks.
+                if in_time is not None and not in_time():
+                    _too_late()
+
+            return Later(answer)
 
         order = (2,) if charge is None else _volume_order(
             charge.month, "outbound", charge.customer_id, charge.domain)

@@ -167,8 +167,8 @@ class GroupCommit:
         A :class:`Later` the job answers is read before the commit (the
         typed ways in are storage.direct's transact and transact_later).
         ``durable=False`` is for work whose loss in a power cut loses no
-        answered mail (a reservation, a refusal's event): on SQLite a batch
-        of only such work commits without waiting for the disk.
+        answered mail (a rate reservation): on SQLite a batch of only such
+        work commits without waiting for the disk.
         """
         future: Future[Any] = Future()
         self._queue.put(_Work(order, job, future, durable))

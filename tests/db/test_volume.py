@@ -135,3 +135,13 @@ def test_an_accept_too_late_for_the_mta_writes_nothing(store: SqlStore) -> None:
     with store.session() as s:
         assert len(s.scalars(select(Event)).all()) == 1
         assert [v.bytes for v in s.scalars(select(MonthlyVolume)).all()] == [100 * MB]
+
+
+def test_an_accept_whose_batch_waited_past_the_deadline_writes_nothing(store: SqlStore) -> None:
+    """Still in time when the job ran, too late once its statements were answered."""
+    answers = iter([True])
+    with pytest.raises(TooLate):
+        store.record_accept(record(store), charge(store), in_time=lambda: next(answers, False))
+    with store.session() as s:
+        assert s.scalars(select(Event)).all() == []
+        assert s.scalars(select(MonthlyVolume)).all() == []

@@ -534,8 +534,9 @@ class MilterSession:
         try:
             for reservation in tx.reservations:
                 self.services.limiter.commit(reservation)
-        except DependencyError as exc:
-            log.error("rate slots of qid=%s not committed: %s", tx.queue_id or "-", exc)
+        except Exception as exc:  # even a bug must leave the accept standing
+            log.error("rate slots of qid=%s not committed: %s", tx.queue_id or "-", exc,
+                      exc_info=not isinstance(exc, DependencyError))
         tx.reservations.clear()
 
     def _record_inbound(self, tx: _Transaction) -> None:

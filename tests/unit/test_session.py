@@ -356,3 +356,20 @@ def test_a_reservation_that_could_expire_before_the_commit_is_renewed(
     assert session.end_of_message("Q") is None
     assert limiter.renewals == (1 if renewed else 0)
     assert limiter.counting("server:192.0.2.0/24") == 1
+
+
+def test_a_limiter_bug_after_the_accept_leaves_the_accept(directory: FakeDirectory) -> None:
+    """A limiter that commits after the database (Redis): the message is already counted."""
+
+    class BrokenCommit(MemoryLimiter):
+        def commit(self, reservation: Reservation) -> None:
+            raise RuntimeError("a bug in the limiter")
+
+    recorder = FakeRecorder()
+    clock = FixedClock()
+    session = MilterSession(services(directory, recorder, clock=clock,
+                                     limiter=BrokenCommit(clock)))
+    session.connect(REGISTERED)
+    _, _, eom = send(session, "<a@example.com>", 1, "a@example.com")
+    session.close()
+    assert eom is None and [r.reason for r in recorder.records] == ["accepted"]

@@ -158,7 +158,9 @@ def add_server(
         # 0008) refused this one: name it as the check would have.
         with session.no_autoflush:
             _refuse_overlap(session, registration, customer)
-        raise
+        # Not an overlap after all: still one line, never a traceback.
+        raise UsageError(f"{registration.text}: the database refused the registration "
+                         "(a constraint other than overlap); nothing was changed") from None
     return server
 
 

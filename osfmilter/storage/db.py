@@ -137,7 +137,8 @@ def _sqlite_reader_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -
     # FULL: a commit is on disk before the client hears 250; NORMAL in WAL
     # mode can lose the last commits (accepts, their slots and volume) on
     # power loss. Group commit (storage.writer) makes concurrent sessions
-    # share one fsync; bench/README.md has the cost.
+    # share one fsync, and lowers it to NORMAL for a batch of rate
+    # reservations alone; bench/README.md has the cost.
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

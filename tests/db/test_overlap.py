@@ -17,11 +17,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from osfmilter.cli import main
-from osfmilter.errors import StorageError
+from osfmilter.errors import StorageError, UsageError
 from osfmilter.storage import admin
 from osfmilter.storage.db import _alembic_config, upgrade
 from osfmilter.storage.store import SqlStore
 from tests.db.conftest import ALLOW_NON_GLOBAL, Run
+from tests.fakes import TEST_REGISTRATION
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 CUSTOMERS = ("c0", "c1", "c2", "c3")
@@ -139,3 +140,13 @@ def test_the_upgrade_names_overlaps_registered_before_it(engine: Engine) -> None
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM smtp_servers WHERE network = '192.0.2.64/26'"))
     upgrade(engine)
+
+
+def test_a_refusal_the_check_cannot_name_is_still_one_line(
+    two_customers: Engine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database refuses, the check finds nothing to name: a UsageError, no traceback."""
+    monkeypatch.setattr(admin, "_refuse_overlap", lambda *args: None)
+    with pytest.raises(UsageError, match=r"192\.0\.2\.64/26: the database refused"), \
+            SqlStore(two_customers).session() as session:
+        admin.add_server(session, "192.0.2.64/26", "other", TEST_REGISTRATION, NOW)

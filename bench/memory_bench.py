@@ -50,19 +50,20 @@ def main() -> int:
             assert relay.milter.process is not None
             pid = relay.milter.process.pid
             warm = make_message("a@big.example", ["b@example.org"], "warm", "hi\r\n")
-            assert send(relay.port, "a@big.example", ["b@example.org"], warm,
-                        client_addr=SERVER).accepted
+            assert send(
+                relay.port, "a@big.example", ["b@example.org"], warm, client_addr=SERVER
+            ).accepted
             idle_rss, idle_hwm = status_kib(pid, "VmRSS"), status_kib(pid, "VmHWM")
-            big = make_message("a@big.example", ["b@example.org"], "big", "x\r\n",
-                               size=args.size)
-            result = send(relay.port, "a@big.example", ["b@example.org"], big,
-                          client_addr=SERVER)
+            big = make_message("a@big.example", ["b@example.org"], "big", "x\r\n", size=args.size)
+            result = send(relay.port, "a@big.example", ["b@example.org"], big, client_addr=SERVER)
             assert result.accepted, result
             peak = status_kib(pid, "VmHWM")
         growth = (peak - idle_hwm) / 1024
         print(f"message: {len(big):,} bytes, clamd: {'yes' if clamd else 'no'}")
-        print(f"milter idle RSS {idle_rss / 1024:.1f} MiB, peak before {idle_hwm / 1024:.1f} MiB, "
-              f"peak after {peak / 1024:.1f} MiB: growth {growth:.1f} MiB (target <= 32)")
+        print(
+            f"milter idle RSS {idle_rss / 1024:.1f} MiB, peak before {idle_hwm / 1024:.1f} MiB, "
+            f"peak after {peak / 1024:.1f} MiB: growth {growth:.1f} MiB (target <= 32)"
+        )
         return 0
     finally:
         if clamd is not None:

@@ -56,23 +56,30 @@ def relay(scratch: Path, kind: str) -> Iterator[SendmailInstance]:
     with SqlStore(engine).session() as session:
         admin.add_customer(session, "bench", "free", now)
         admin.add_domain(session, "bench.example", "bench", now)
-        admin.add_server(session, CLIENT, "bench",
-                         RegistrationSection(allow_non_global=True), now)  # 127.0.0.2
+        admin.add_server(
+            session, CLIENT, "bench", RegistrationSection(allow_non_global=True), now
+        )  # 127.0.0.2
     engine.dispose()
     milter = MilterProcess(scratch / f"milter-{kind}", url)
     spec = milter.socket_spec
     if kind == "unix":
         path = scratch / f"run-{kind}" / "milter.sock"
         spec = f"unix:{path}"
-        milter.config_path.write_text(milter.config_path.read_text().replace(
-            f'socket = "{milter.socket_spec}"', f'socket = "{spec}"'))
+        milter.config_path.write_text(
+            milter.config_path.read_text().replace(
+                f'socket = "{milter.socket_spec}"', f'socket = "{spec}"'
+            )
+        )
         milter.start_unix(path)
     else:
         milter.start()
     try:
-        with (Sink() as sink,
-              SendmailInstance(scratch / f"sendmail-{kind}", relay_port=sink.port,
-                               milter=spec) as sendmail):
+        with (
+            Sink() as sink,
+            SendmailInstance(
+                scratch / f"sendmail-{kind}", relay_port=sink.port, milter=spec
+            ) as sendmail,
+        ):
             yield sendmail
     finally:
         milter.stop()
@@ -114,16 +121,20 @@ def main() -> int:
                     mails.append(mail)
                     rcpts.extend(each)
                     totals.append(mail + sum(each))
-            rows.append(f"| {kind} | {statistics.median(mails) * 1000:.1f} "
-                        f"| {statistics.median(rcpts) * 1000:.1f} "
-                        f"| {max(rcpts) * 1000:.1f} "
-                        f"| {statistics.median(totals):.2f} |")
+            rows.append(
+                f"| {kind} | {statistics.median(mails) * 1000:.1f} "
+                f"| {statistics.median(rcpts) * 1000:.1f} "
+                f"| {max(rcpts) * 1000:.1f} "
+                f"| {statistics.median(totals):.2f} |"
+            )
             print(f"{kind}: done", file=sys.stderr)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"{args.rounds} transactions each, MAIL FROM + {RECIPIENTS} RCPT TO\n")
-    print("| milter socket | MAIL ms (median) | RCPT ms (median) | RCPT ms (max) "
-          f"| MAIL + {RECIPIENTS} RCPT s (median) |")
+    print(
+        "| milter socket | MAIL ms (median) | RCPT ms (median) | RCPT ms (max) "
+        f"| MAIL + {RECIPIENTS} RCPT s (median) |"
+    )
     print("|---|--:|--:|--:|--:|")
     print("\n".join(rows))
     return 0

@@ -76,6 +76,7 @@ def one_message(services: Services, number: int, body: bytes) -> None:
 
 def run(services: Services, messages: int, threads: int, body: bytes) -> float:
     """CPU seconds of the whole process for `messages` messages in `threads` sessions."""
+
     def worker(first: int, count: int) -> None:
         for number in range(first, first + count):
             one_message(services, number, body)
@@ -100,10 +101,15 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--size", type=int, default=10240, help="body bytes")
-    parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="profile the run and print the top N functions by own time")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="profile the run and print the top N functions by own time",
+    )
     args = parser.parse_args()
-    body = (BODY * (args.size // len(BODY) + 1))[:args.size]
+    body = (BODY * (args.size // len(BODY) + 1))[: args.size]
     with tempfile.TemporaryDirectory() as scratch, DnsServer(ZONE) as dns:
         url = args.database or f"sqlite:///{scratch}/bench.sqlite3"
         services = build(url, dns.nameserver)
@@ -117,8 +123,10 @@ def main() -> int:
         if profiler:
             profiler.disable()
         per = cpu / args.messages * 1000
-        print(f"{args.messages} messages, {args.threads} thread(s), {url.split(':')[0]}: "
-              f"{per:.3f} ms CPU and {wall / args.messages * 1000:.3f} ms wall per message")
+        print(
+            f"{args.messages} messages, {args.threads} thread(s), {url.split(':')[0]}: "
+            f"{per:.3f} ms CPU and {wall / args.messages * 1000:.3f} ms wall per message"
+        )
         if profiler:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
     return 0

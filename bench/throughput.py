@@ -219,13 +219,19 @@ class Histogram:
     count: float = 0.0
 
     def minus(self, other: Histogram) -> Histogram:
-        return Histogram({le: v - other.buckets.get(le, 0.0) for le, v in self.buckets.items()},
-                         self.total - other.total, self.count - other.count)
+        return Histogram(
+            {le: v - other.buckets.get(le, 0.0) for le, v in self.buckets.items()},
+            self.total - other.total,
+            self.count - other.count,
+        )
 
     def plus(self, other: Histogram) -> Histogram:
         bounds = set(self.buckets) | set(other.buckets)
-        return Histogram({le: self.buckets.get(le, 0.0) + other.buckets.get(le, 0.0)
-                          for le in bounds}, self.total + other.total, self.count + other.count)
+        return Histogram(
+            {le: self.buckets.get(le, 0.0) + other.buckets.get(le, 0.0) for le in bounds},
+            self.total + other.total,
+            self.count + other.count,
+        )
 
     def mean_ms(self) -> float:
         return self.total / self.count * 1000 if self.count else math.nan
@@ -295,9 +301,10 @@ class SmtpSink:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=1
-            ) as sock:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock,
+            ):
                 if sock.recv(64).startswith(b"220"):
                     sock.sendall(b"QUIT\r\n")
                     return
@@ -353,8 +360,9 @@ class RspamdMilter(RspamdProcess):
         super().start(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.proxy_port), timeout=1
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.proxy_port), timeout=1),
             ):
                 break
             time.sleep(0.1)
@@ -411,7 +419,8 @@ class PooledMilterProcess(MilterProcess):
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", POOLED_LAUNCH, "--config", str(self.config_path), "run"],
-                stdout=log_file, stderr=subprocess.STDOUT,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         deadline = time.monotonic() + timeout
@@ -439,7 +448,8 @@ class NullMilter:
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, str(REPO / "bench" / "null_milter.py"), self.socket_spec],
-                stdout=out, stderr=subprocess.STDOUT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -612,10 +622,14 @@ class Bench:
         """Report a milter that ended during a measurement, and start it again."""
         how = f"signal {signal.Signals(-status).name}" if status < 0 else f"exit {status}"
         kernel = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
-        lines = [line.strip() for line in kernel.splitlines()
-                 if any(f"[{pid}]" in line for pid in pids)]
-        tail = [line for line in read_from(peer.log_path, 0).splitlines()
-                if "osfmilter.decision" not in line][-12:]
+        lines = [
+            line.strip() for line in kernel.splitlines() if any(f"[{pid}]" in line for pid in pids)
+        ]
+        tail = [
+            line
+            for line in read_from(peer.log_path, 0).splitlines()
+            if "osfmilter.decision" not in line
+        ][-12:]
         log(f"  {peer.title}: the milter died ({how}); restarting it")
         assert peer.service is not None
         peer.service.stop()
@@ -623,8 +637,15 @@ class Bench:
         kernel_text = f"kernel: {' | '.join(lines[-2:])}; " if lines else ""
         return f"the milter process died ({how}); {kernel_text}its log ends: {' | '.join(tail)}"
 
-    def send(self, peer: Peer, messages: int, payload: int, label: str, round_number: int,
-             sessions: int = 0) -> Sample:
+    def send(
+        self,
+        peer: Peer,
+        messages: int,
+        payload: int,
+        label: str,
+        round_number: int,
+        sessions: int = 0,
+    ) -> Sample:
         postfix = peer.postfix
         errors: list[str] = []
         status = peer.exit_status()
@@ -638,8 +659,9 @@ class Bench:
         callbacks_before: dict[str, Histogram] = {}
         scans_before: dict[str, Histogram] = {}
         if peer.metrics_url:
-            callbacks_before = scrape(peer.metrics_url, "osfmilter_callback_duration_seconds",
-                                      "stage")
+            callbacks_before = scrape(
+                peer.metrics_url, "osfmilter_callback_duration_seconds", "stage"
+            )
             scans_before = scrape(peer.metrics_url, "osfmilter_scan_duration_seconds", "scanner")
         pids = peer.pids()
         scanner_pids = peer.scanner_pids() if peer.scanner_pids else []
@@ -648,21 +670,38 @@ class Bench:
         scanners_before, database_before = cpu_sample(scanner_pids), cpu_sample(database_pids)
         busy_before = machine_ticks()
         sessions = sessions or self.settings.sessions
-        command = ["smtp-source", "-4", "-A", "-s", str(sessions), "-m", str(messages),
-                   "-l", str(payload), "-M", HELO, "-f", SENDER, "-t", RECIPIENT,
-                   f"127.0.0.1:{postfix.smtpd_port}"]
+        command = [
+            "smtp-source",
+            "-4",
+            "-A",
+            "-s",
+            str(sessions),
+            "-m",
+            str(messages),
+            "-l",
+            str(payload),
+            "-M",
+            HELO,
+            "-f",
+            SENDER,
+            "-t",
+            RECIPIENT,
+            f"127.0.0.1:{postfix.smtpd_port}",
+        ]
         started = time.perf_counter()
         try:
-            source = subprocess.run(command, capture_output=True, text=True, check=False,
-                                    timeout=self.settings.timeout)
+            source = subprocess.run(
+                command, capture_output=True, text=True, check=False, timeout=self.settings.timeout
+            )
         except subprocess.TimeoutExpired:
             errors.append(f"smtp-source did not finish within {self.settings.timeout} s")
         else:
             if source.returncode != 0 or source.stderr.strip():
-                said = Counter(line.strip() for line in source.stderr.splitlines()
-                               if line.strip())
-                errors.append(f"smtp-source exit {source.returncode}, stderr: " + "; ".join(
-                    f"{count} × {line[:160]}" for line, count in said.most_common(3)))
+                said = Counter(line.strip() for line in source.stderr.splitlines() if line.strip())
+                errors.append(
+                    f"smtp-source exit {source.returncode}, stderr: "
+                    + "; ".join(f"{count} × {line[:160]}" for line, count in said.most_common(3))
+                )
         if not wait_queue_empty(postfix, self.settings.timeout):
             errors.append("queue not empty within the time limit")
         seconds = time.perf_counter() - started
@@ -671,9 +710,17 @@ class Bench:
         scanners_after = cpu_sample(peer.scanner_pids() if peer.scanner_pids else [])
         database_after = cpu_sample(peer.database_pids() if peer.database_pids else [])
         busy_after = machine_ticks()
-        sample = Sample(peer.key, label, round_number, messages, seconds, 0, 0,
-                        cpu_ms(cpu_before, cpu_after) / messages,
-                        cpu_ms(system_before, system_after) / messages)
+        sample = Sample(
+            peer.key,
+            label,
+            round_number,
+            messages,
+            seconds,
+            0,
+            0,
+            cpu_ms(cpu_before, cpu_after) / messages,
+            cpu_ms(system_before, system_after) / messages,
+        )
         status = peer.exit_status()
         if status is not None:
             errors.append(self.died(peer, status, pids))
@@ -684,11 +731,13 @@ class Bench:
         total = busy_after[1] - busy_before[1]
         sample.busy = (busy_after[0] - busy_before[0]) / total if total else math.nan
         if peer.metrics_url and status is None:
-            sample.callbacks = delta(scrape(peer.metrics_url,
-                                            "osfmilter_callback_duration_seconds", "stage"),
-                                     callbacks_before)
-            sample.scans = delta(scrape(peer.metrics_url, "osfmilter_scan_duration_seconds",
-                                        "scanner"), scans_before)
+            sample.callbacks = delta(
+                scrape(peer.metrics_url, "osfmilter_callback_duration_seconds", "stage"),
+                callbacks_before,
+            )
+            sample.scans = delta(
+                scrape(peer.metrics_url, "osfmilter_scan_duration_seconds", "scanner"), scans_before
+            )
         # Postfix's log and the sink's counter may trail the queue by a moment.
         deadline = time.monotonic() + 10
         maillog = ""
@@ -701,10 +750,15 @@ class Bench:
                 break
             time.sleep(0.1)
         if sample.delivered_sink != messages or sample.delivered_log != messages:
-            errors.append(f"delivered {sample.delivered_sink} (sink) / {sample.delivered_log} "
-                          f"(Postfix log) of {messages}")
-        trouble = [line for line in maillog.splitlines()
-                   if MAILLOG_TROUBLE.search(line) and not MAILLOG_HARMLESS.search(line)]
+            errors.append(
+                f"delivered {sample.delivered_sink} (sink) / {sample.delivered_log} "
+                f"(Postfix log) of {messages}"
+            )
+        trouble = [
+            line
+            for line in maillog.splitlines()
+            if MAILLOG_TROUBLE.search(line) and not MAILLOG_HARMLESS.search(line)
+        ]
         if trouble:
             errors.append(f"{len(trouble)} Postfix log line(s) like: " + " | ".join(trouble[:3]))
         milter_log = read_from(peer.log_path, milter_log_at)
@@ -742,28 +796,45 @@ class Settings:
 
 def parse_settings(argv: Sequence[str] | None) -> Settings:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 round, 300 / 20 messages (under 2 minutes)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 round, 300 / 20 messages (under 2 minutes)",
+    )
     parser.add_argument("--rounds", type=int, help="alternating rounds (default 3; quick 1)")
     parser.add_argument("--configs", default="ABCDEF", help="which of A-F (default %(default)s)")
-    parser.add_argument("--sizes", default="10 KB,1 MB",
-                        help="comma-separated, of: 10 KB, 1 MB (default %(default)s)")
-    parser.add_argument("--messages", type=int,
-                        help="messages per 10 KB measurement for A-D, F (default 2000)")
-    parser.add_argument("--sessions", type=int, default=CONCURRENCY,
-                        help="smtp-source's parallel sessions (default %(default)s)")
+    parser.add_argument(
+        "--sizes",
+        default="10 KB,1 MB",
+        help="comma-separated, of: 10 KB, 1 MB (default %(default)s)",
+    )
+    parser.add_argument(
+        "--messages", type=int, help="messages per 10 KB measurement for A-D, F (default 2000)"
+    )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=CONCURRENCY,
+        help="smtp-source's parallel sessions (default %(default)s)",
+    )
     parser.add_argument("--no-big", action="store_true", help="skip the 50 MB message")
     parser.add_argument(
-        "--sqlite-pool-open", action="store_true",
+        "--sqlite-pool-open",
+        action="store_true",
         help="start osfmilter with its SQLite connections never closed (a 64-connection "
-             "pool, no overflow): works around the crash on closing one (see README)")
-    parser.add_argument("--profile", action="store_true",
-                        help="after the rounds, py-spy one extra C 10 KB batch (not counted)")
+        "pool, no overflow): works around the crash on closing one (see README)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the rounds, py-spy one extra C 10 KB batch (not counted)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
     parser.add_argument("--no-readme", action="store_true", help="do not touch bench/README.md")
     parser.add_argument("--readme", action="store_true", help="write bench/README.md even if quick")
-    parser.add_argument("--pg-url", default=PG_ADMIN_URL,
-                        help="PostgreSQL admin URL (env OSFMILTER_BENCH_PG)")
+    parser.add_argument(
+        "--pg-url", default=PG_ADMIN_URL, help="PostgreSQL admin URL (env OSFMILTER_BENCH_PG)"
+    )
     args = parser.parse_args(argv)
     configs = tuple(c for c in args.configs.upper() if c in CONFIGS)
     sizes = tuple(s.strip() for s in args.sizes.split(",") if s.strip())
@@ -775,11 +846,19 @@ def parse_settings(argv: Sequence[str] | None) -> Settings:
     rounds = args.rounds or (1 if args.quick else 3)
     shown = " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     return Settings(
-        configs=configs, sizes=sizes, rounds=rounds, counts=counts, timeout=300.0,
-        big_message=not args.no_big, sessions=args.sessions, sqlite_pool_open=args.sqlite_pool_open,
+        configs=configs,
+        sizes=sizes,
+        rounds=rounds,
+        counts=counts,
+        timeout=300.0,
+        big_message=not args.no_big,
+        sessions=args.sessions,
+        sqlite_pool_open=args.sqlite_pool_open,
         profile=args.profile,
-        readme=not args.no_readme and (args.readme or not args.quick), quick=args.quick,
-        keep=args.keep, pg_admin_url=args.pg_url,
+        readme=not args.no_readme and (args.readme or not args.quick),
+        quick=args.quick,
+        keep=args.keep,
+        pg_admin_url=args.pg_url,
         command=f".venv/bin/python bench/throughput.py {shown}".strip(),
     )
 
@@ -793,15 +872,20 @@ def osf_config(metrics_port: int, nameserver: str, extra: str = "") -> str:
     )
 
 
-def start_peers(settings: Settings, stack: ExitStack, scratch: Path, sink: SmtpSink,
-                dns: DnsServer) -> dict[str, Peer]:
+def start_peers(
+    settings: Settings, stack: ExitStack, scratch: Path, sink: SmtpSink, dns: DnsServer
+) -> dict[str, Peer]:
     peers: dict[str, Peer] = {}
     main_cf = contrib_main_cf()
 
     def postfix(key: str, milter: str | None) -> PostfixInstance:
-        instance = PostfixInstance(scratch / f"postfix-{key}", relay_port=sink.port,
-                                   milter=milter, extra_main_cf=main_cf,
-                                   name=f"osf-bench-{key.lower()}")
+        instance = PostfixInstance(
+            scratch / f"postfix-{key}",
+            relay_port=sink.port,
+            milter=milter,
+            extra_main_cf=main_cf,
+            name=f"osf-bench-{key.lower()}",
+        )
         instance.start()
         stack.callback(instance.stop)
         return instance
@@ -811,13 +895,19 @@ def start_peers(settings: Settings, stack: ExitStack, scratch: Path, sink: SmtpS
         stack.callback(engine.dispose)
         port = free_port()
         kind = PooledMilterProcess if settings.sqlite_pool_open else MilterProcess
-        milter = kind(scratch / f"milter-{key}", url,
-                      extra_config=osf_config(port, dns.nameserver, extra))
+        milter = kind(
+            scratch / f"milter-{key}", url, extra_config=osf_config(port, dns.nameserver, extra)
+        )
         milter.start()
         stack.callback(milter.stop)
-        return Peer(key, postfix(key, milter.socket_spec), milter,
-                    metrics_url=f"http://127.0.0.1:{port}/metrics", log_path=milter.log_path,
-                    engine=engine)
+        return Peer(
+            key,
+            postfix(key, milter.socket_spec),
+            milter,
+            metrics_url=f"http://127.0.0.1:{port}/metrics",
+            log_path=milter.log_path,
+            engine=engine,
+        )
 
     for key in settings.configs:
         log(f"starting {key}. {CONFIGS[key]}")
@@ -836,9 +926,11 @@ def start_peers(settings: Settings, stack: ExitStack, scratch: Path, sink: SmtpS
             peer = osfmilter(key, url)
 
             def backends(name: bytes = database) -> list[int]:
-                return [p for p in all_pids()
-                        if cmdline(p).startswith(b"postgres: ") and b" " + name + b" " in
-                        cmdline(p)]
+                return [
+                    p
+                    for p in all_pids()
+                    if cmdline(p).startswith(b"postgres: ") and b" " + name + b" " in cmdline(p)
+                ]
 
             peer.database_pids = backends
             peers[key] = peer
@@ -849,14 +941,18 @@ def start_peers(settings: Settings, stack: ExitStack, scratch: Path, sink: SmtpS
             spamd = SpamdProcess(scratch / "spamd")
             spamd.start()
             stack.callback(spamd.stop)
-            extra = (f'[clamav]\naddress = "{clamd.socket_path}"\ntimeout = 120\n'
-                     f'[spam]\nbackend = "spamassassin"\naddress = "{spamd.address}"\n'
-                     "timeout = 120\n")
+            extra = (
+                f'[clamav]\naddress = "{clamd.socket_path}"\ntimeout = 120\n'
+                f'[spam]\nbackend = "spamassassin"\naddress = "{spamd.address}"\n'
+                "timeout = 120\n"
+            )
             peer = osfmilter(key, f"sqlite:///{scratch}/e.sqlite3", extra)
             clamd_process, spamd_process = clamd.process, spamd.process
             assert clamd_process is not None and spamd_process is not None
             peer.scanner_pids = lambda clamd_pid=clamd_process.pid, spamd_pid=spamd_process.pid: [
-                clamd_pid, *with_descendants(spamd_pid)]
+                clamd_pid,
+                *with_descendants(spamd_pid),
+            ]
             peers[key] = peer
         elif key == "F":
             RSPAMD_CACHE.mkdir(parents=True, exist_ok=True)
@@ -891,8 +987,9 @@ def big_message(bench: Bench, peer: Peer) -> BigMessage:
     warm = bench.send(peer, 1, 1_000, "warm", 0, sessions=1)
     idle, before = status_kib(pid, "VmRSS"), status_kib(pid, "VmHWM")
     sample = bench.send(peer, 1, BIG_MESSAGE, "50 MB", 0, sessions=1)
-    return BigMessage(peer.key, BIG_MESSAGE, idle, before, status_kib(pid, "VmHWM"),
-                      warm.errors + sample.errors)
+    return BigMessage(
+        peer.key, BIG_MESSAGE, idle, before, status_kib(pid, "VmHWM"), warm.errors + sample.errors
+    )
 
 
 def check_sender_class(peer: Peer) -> str:
@@ -900,9 +997,12 @@ def check_sender_class(peer: Peer) -> str:
     assert peer.engine is not None
     with peer.engine.connect() as connection:
         keys = [row[0] for row in connection.execute(text("SELECT DISTINCT key FROM rate_slots"))]
-        rows = connection.execute(text(
-            "SELECT reason, header_from_domain, spf_result, count(*) FROM events "
-            "GROUP BY reason, header_from_domain, spf_result")).all()
+        rows = connection.execute(
+            text(
+                "SELECT reason, header_from_domain, spf_result, count(*) FROM events "
+                "GROUP BY reason, header_from_domain, spf_result"
+            )
+        ).all()
     buckets = sorted({key.rpartition("|")[2] for key in keys})
     events = ", ".join(f"{r[0]} from={r[1] or '-'} spf={r[2] or '-'}: {r[3]}" for r in rows)
     return f"rate buckets used: {', '.join(buckets) or '-'}; events: {events}"
@@ -919,9 +1019,25 @@ def profile_osfmilter(bench: Bench, peer: Peer, scratch: Path) -> list[str]:
     messages = bench.settings.messages("10 KB", "C")
     seconds = 60
     spy_process = subprocess.Popen(
-        [spy, "record", "--gil", "--nonblocking", "--format", "raw", "-r", "250",
-         "-d", str(seconds), "-p", str(pid), "-o", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            spy,
+            "record",
+            "--gil",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "-r",
+            "250",
+            "-d",
+            str(seconds),
+            "-p",
+            str(pid),
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)
     bench.send(peer, messages, PAYLOAD["10 KB"], "profile", 0)
     spy_process.send_signal(signal.SIGINT)
@@ -966,20 +1082,24 @@ def summarise_profile(bench: Bench, collapsed: str) -> list[str]:
         for group, needles in PROFILE_GROUPS:
             if any(n in f for f in frames for n in needles):
                 groups[group] += count
-        callbacks = [m.group(1) for f in frames
-                     if (m := re.match(r"OsfMilter\.(\w+) \(.*adapter\.py", f))]
+        callbacks = [
+            m.group(1) for f in frames if (m := re.match(r"OsfMilter\.(\w+) \(.*adapter\.py", f))
+        ]
         stages[callbacks[0] if callbacks else "(outside the callbacks)"] += count
     if not total:
         return ["py-spy recorded no samples"]
-    lines = [f"py-spy --gil, {total} samples (250 Hz) of the thread holding the GIL, "
-             f"{bench.settings.sessions} smtp-source session(s)", "",
-             "| adapter callback (inclusive) | share |", "|---|--:|"]
+    lines = [
+        f"py-spy --gil, {total} samples (250 Hz) of the thread holding the GIL, "
+        f"{bench.settings.sessions} smtp-source session(s)",
+        "",
+        "| adapter callback (inclusive) | share |",
+        "|---|--:|",
+    ]
     lines += [f"| {stage} | {count / total:.0%} |" for stage, count in stages.most_common()]
     lines += ["", "| library (inclusive) | share |", "|---|--:|"]
     lines += [f"| {group} | {count / total:.0%} |" for group, count in groups.most_common()]
     lines += ["", "| osfmilter / stdlib function (inclusive) | share |", "|---|--:|"]
-    lines += [f"| `{name}` | {count / total:.0%} |" for name, count in
-              inclusive.most_common(25)]
+    lines += [f"| `{name}` | {count / total:.0%} |" for name, count in inclusive.most_common(25)]
     lines += ["", "| leaf function (self time) | share |", "|---|--:|"]
     lines += [f"| `{name}` | {count / total:.0%} |" for name, count in leaves.most_common(15)]
     return lines
@@ -1000,8 +1120,11 @@ def median(values: Sequence[float]) -> float:
 def paired(samples: Sequence[Sample], top: str, bottom: str, size: str) -> list[float]:
     rates = {(s.key, s.round): s.rate for s in samples if s.size == size}
     rounds = sorted({s.round for s in samples if s.size == size})
-    return [rates[(top, r)] / rates[(bottom, r)] for r in rounds
-            if (top, r) in rates and (bottom, r) in rates and rates[(bottom, r)] > 0]
+    return [
+        rates[(top, r)] / rates[(bottom, r)]
+        for r in rounds
+        if (top, r) in rates and (bottom, r) in rates and rates[(bottom, r)] > 0
+    ]
 
 
 def ratio_text(values: Sequence[float]) -> str:
@@ -1010,8 +1133,9 @@ def ratio_text(values: Sequence[float]) -> str:
     return f"{median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
 
 
-def pooled(samples: Sequence[Sample], key: str, size: str, scans: bool = False
-           ) -> dict[str, Histogram]:
+def pooled(
+    samples: Sequence[Sample], key: str, size: str, scans: bool = False
+) -> dict[str, Histogram]:
     merged: dict[str, Histogram] = {}
     for sample in samples:
         if sample.key == key and sample.size == size:
@@ -1038,12 +1162,23 @@ def ratio_verdict(what: str, values: Sequence[float], target: float) -> Verdict:
         return Verdict(what, f"≥ {target:.2f}", "not measured", None)
     value = median(values)
     short = (target - value) / target
-    return Verdict(what, f"≥ {target:.2f}", ratio_text(values), value >= target,
-                   f"by {short:.0%} ({value:.2f} < {target:.2f})")
+    return Verdict(
+        what,
+        f"≥ {target:.2f}",
+        ratio_text(values),
+        value >= target,
+        f"by {short:.0%} ({value:.2f} < {target:.2f})",
+    )
 
 
-def report(settings: Settings, every: list[Sample], rss: dict[tuple[str, str], int],
-           big: BigMessage | None, facts: list[str], notes: list[str]) -> tuple[str, bool]:
+def report(
+    settings: Settings,
+    every: list[Sample],
+    rss: dict[tuple[str, str], int],
+    big: BigMessage | None,
+    facts: list[str],
+    notes: list[str],
+) -> tuple[str, bool]:
     # Figures come from clean measurements only; the others are counted and listed.
     samples = [s for s in every if not s.errors]
     out: list[str] = []
@@ -1051,11 +1186,14 @@ def report(settings: Settings, every: list[Sample], rss: dict[tuple[str, str], i
     out.append("")
     verdicts: list[Verdict] = []
     for size in settings.sizes:
-        out += [f"#### {size} messages ({PAYLOAD[size]:,} bytes of payload), "
-                f"{settings.sessions} sessions, {settings.rounds} round(s)", "",
-                "| configuration | msgs | msg/s (median) | rounds | ÷ bare | "
-                "peer CPU ms/msg (kernel) | peak RSS MiB | machine busy | rounds with errors |",
-                "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        out += [
+            f"#### {size} messages ({PAYLOAD[size]:,} bytes of payload), "
+            f"{settings.sessions} sessions, {settings.rounds} round(s)",
+            "",
+            "| configuration | msgs | msg/s (median) | rounds | ÷ bare | "
+            "peer CPU ms/msg (kernel) | peak RSS MiB | machine busy | rounds with errors |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        ]
         for key in settings.configs:
             tried = [s for s in every if s.key == key and s.size == size]
             own = [s for s in tried if not s.errors]
@@ -1063,35 +1201,47 @@ def report(settings: Settings, every: list[Sample], rss: dict[tuple[str, str], i
                 continue
             failed = len(tried) - len(own)
             if not own:
-                out.append(f"| {key}. {CONFIGS[key]} | {tried[0].messages:,} | no clean round | "
-                           f"| | | | | {failed} of {len(tried)} |")
+                out.append(
+                    f"| {key}. {CONFIGS[key]} | {tried[0].messages:,} | no clean round | "
+                    f"| | | | | {failed} of {len(tried)} |"
+                )
                 continue
             rates = [s.rate for s in own]
             bare = ratio_text(paired(samples, key, "A", size)) if key != "A" else "1"
             extra = ""
             if key == "D":
-                extra = (f" (+ PostgreSQL ≥ {fmt(median([s.database_cpu_ms for s in own]), 2)})")
+                extra = f" (+ PostgreSQL ≥ {fmt(median([s.database_cpu_ms for s in own]), 2)})"
             if key == "E":
                 extra = f" (+ scanners {fmt(median([s.scanner_cpu_ms for s in own]), 1)})"
-            cpu = "–" if key == "A" else (
-                f"{fmt(median([s.cpu_ms for s in own]), 2)} "
-                f"({fmt(median([s.system_cpu_ms for s in own]), 2)} sys){extra}")
+            cpu = (
+                "–"
+                if key == "A"
+                else (
+                    f"{fmt(median([s.cpu_ms for s in own]), 2)} "
+                    f"({fmt(median([s.system_cpu_ms for s in own]), 2)} sys){extra}"
+                )
+            )
             peak = rss.get((key, size), 0)
             peak_text = fmt(peak / 1024) if peak else "–"
             out.append(
                 f"| {key}. {CONFIGS[key]} | {own[0].messages:,} | {fmt(median(rates))} | "
                 f"{fmt(min(rates))}–{fmt(max(rates))} | {bare} | {cpu} | {peak_text} | "
-                f"{median([s.busy for s in own]):.0%} | {failed} of {len(tried)} |")
+                f"{median([s.busy for s in own]):.0%} | {failed} of {len(tried)} |"
+            )
         out.append("")
         verdicts.append(ratio_verdict(f"C/B, {size}", paired(samples, "C", "B", size), 0.90))
         verdicts.append(ratio_verdict(f"C/F, {size}", paired(samples, "C", "F", size), 1.2))
         verdicts.append(ratio_verdict(f"D/C, {size}", paired(samples, "D", "C", size), 0.9))
     # osfmilter's own latency per stage.
     if any(s.callbacks for s in samples):
-        out += ["#### osfmilter's latency per callback (its histograms, clean rounds pooled)", "",
-                "| configuration | size | " + " | ".join(
-                    f"{s} mean / p50 / p99 ms" for s in STAGES) + " |",
-                "|---|---|" + "--:|" * len(STAGES)]
+        out += [
+            "#### osfmilter's latency per callback (its histograms, clean rounds pooled)",
+            "",
+            "| configuration | size | "
+            + " | ".join(f"{s} mean / p50 / p99 ms" for s in STAGES)
+            + " |",
+            "|---|---|" + "--:|" * len(STAGES),
+        ]
     for size in settings.sizes:
         for key in OSF:
             hist = pooled(samples, key, size)
@@ -1100,26 +1250,42 @@ def report(settings: Settings, every: list[Sample], rss: dict[tuple[str, str], i
             cells = []
             for stage in STAGES:
                 h = hist.get(stage)
-                cells.append("–" if h is None or not h.count else
-                             f"{fmt(h.mean_ms(), 2)} / {fmt(h.quantile_ms(0.5), 2)} / "
-                             f"{fmt(h.quantile_ms(0.99), 1)}")
+                cells.append(
+                    "–"
+                    if h is None or not h.count
+                    else f"{fmt(h.mean_ms(), 2)} / {fmt(h.quantile_ms(0.5), 2)} / "
+                    f"{fmt(h.quantile_ms(0.99), 1)}"
+                )
             out.append(f"| {key} | {size} | " + " | ".join(cells) + " |")
     if any(s.callbacks for s in samples):
-        out += ["", "Percentiles are interpolated within the histogram's buckets "
-                "(0.5, 1, 2.5, 5, 10, 25, 50, 100, 250 ms, ...); the means are exact.", ""]
+        out += [
+            "",
+            "Percentiles are interpolated within the histogram's buckets "
+            "(0.5, 1, 2.5, 5, 10, 25, 50, 100, 250 ms, ...); the means are exact.",
+            "",
+        ]
     # CPU target.
     c_cpu = [s.cpu_ms for s in samples if s.key == "C" and s.size == "10 KB"]
     if c_cpu:
         value = median(c_cpu)
-        verdicts.append(Verdict("osfmilter CPU per message, C 10 KB", "≤ 1.5 ms",
-                                f"{value:.2f} ms", value <= 1.5,
-                                f"by {value - 1.5:.2f} ms ({value / 1.5:.1f}×)"))
+        verdicts.append(
+            Verdict(
+                "osfmilter CPU per message, C 10 KB",
+                "≤ 1.5 ms",
+                f"{value:.2f} ms",
+                value <= 1.5,
+                f"by {value - 1.5:.2f} ms ({value / 1.5:.1f}×)",
+            )
+        )
     # Scanning: added latency vs the scanners' own.
     if any(s.key == "E" for s in samples):
-        out += ["#### E: what scanning adds to a message, against the scanners' own latency", "",
-                "| size | eom E mean / p50 ms | eom C mean / p50 ms | added mean / p50 ms | "
-                "clamd mean / p50 / p99 ms | spamd mean / p50 / p99 ms | slower + 10 % (mean) |",
-                "|---|--:|--:|--:|--:|--:|--:|"]
+        out += [
+            "#### E: what scanning adds to a message, against the scanners' own latency",
+            "",
+            "| size | eom E mean / p50 ms | eom C mean / p50 ms | added mean / p50 ms | "
+            "clamd mean / p50 / p99 ms | spamd mean / p50 / p99 ms | slower + 10 % (mean) |",
+            "|---|--:|--:|--:|--:|--:|--:|",
+        ]
         for size in settings.sizes:
             eom_e = pooled(samples, "E", size).get("eom")
             eom_c = pooled(samples, "C", size).get("eom")
@@ -1133,31 +1299,60 @@ def report(settings: Settings, every: list[Sample], rss: dict[tuple[str, str], i
             cells = []
             for name in ("clamav", "spamassassin"):
                 h = measured.get(name)
-                cells.append("–" if h is None else f"{fmt(h.mean_ms())} / "
-                             f"{fmt(h.quantile_ms(0.5))} / {fmt(h.quantile_ms(0.99))}")
-            out.append(f"| {size} | {fmt(eom_e.mean_ms())} / {fmt(eom_e.quantile_ms(0.5))} | "
-                       f"{fmt(eom_c.mean_ms())} / {fmt(eom_c.quantile_ms(0.5))} | "
-                       f"{fmt(added)} / {fmt(added_p50)} | {cells[0]} | {cells[1]} | "
-                       f"{fmt(slower * 1.1)} |")
-            verdicts.append(Verdict(
-                f"E {size}: added latency ≤ slower scanner + 10 %", f"≤ {fmt(slower * 1.1)} ms",
-                f"{fmt(added)} ms (slower scanner {fmt(slower)} ms)", added <= slower * 1.1,
-                f"by {fmt(added - slower * 1.1)} ms"))
-        out += ["", "Added = mean eom callback of E − mean eom callback of C at the same size; "
-                "the scanners' latency is osfmilter_scan_duration_seconds.", ""]
+                cells.append(
+                    "–"
+                    if h is None
+                    else f"{fmt(h.mean_ms())} / "
+                    f"{fmt(h.quantile_ms(0.5))} / {fmt(h.quantile_ms(0.99))}"
+                )
+            out.append(
+                f"| {size} | {fmt(eom_e.mean_ms())} / {fmt(eom_e.quantile_ms(0.5))} | "
+                f"{fmt(eom_c.mean_ms())} / {fmt(eom_c.quantile_ms(0.5))} | "
+                f"{fmt(added)} / {fmt(added_p50)} | {cells[0]} | {cells[1]} | "
+                f"{fmt(slower * 1.1)} |"
+            )
+            verdicts.append(
+                Verdict(
+                    f"E {size}: added latency ≤ slower scanner + 10 %",
+                    f"≤ {fmt(slower * 1.1)} ms",
+                    f"{fmt(added)} ms (slower scanner {fmt(slower)} ms)",
+                    added <= slower * 1.1,
+                    f"by {fmt(added - slower * 1.1)} ms",
+                )
+            )
+        out += [
+            "",
+            "Added = mean eom callback of E − mean eom callback of C at the same size; "
+            "the scanners' latency is osfmilter_scan_duration_seconds.",
+            "",
+        ]
     if big is not None:
-        out += ["#### One 50 MB message through osfmilter "
-                f"({'with clamd' if big.config == 'E' else 'no clamd'})", "",
-                "| message | idle RSS | peak before | peak after | growth | errors |",
-                "|--:|--:|--:|--:|--:|--:|",
-                f"| {big.size:,} B payload | {big.idle_rss_kib / 1024:.1f} MiB | "
-                f"{big.hwm_before_kib / 1024:.1f} MiB | {big.hwm_after_kib / 1024:.1f} MiB | "
-                f"**{big.growth_mib:.1f} MiB** | {len(big.errors)} |", ""]
-        verdicts.append(Verdict("peak RSS growth, one 50 MB message", "≤ 32 MiB",
-                                f"{big.growth_mib:.1f} MiB", big.growth_mib <= 32,
-                                f"by {big.growth_mib - 32:.1f} MiB"))
-    out += ["#### Targets", "", "| what | target | measured (median, rounds' range) | |",
-            "|---|---|---|---|"]
+        out += [
+            "#### One 50 MB message through osfmilter "
+            f"({'with clamd' if big.config == 'E' else 'no clamd'})",
+            "",
+            "| message | idle RSS | peak before | peak after | growth | errors |",
+            "|--:|--:|--:|--:|--:|--:|",
+            f"| {big.size:,} B payload | {big.idle_rss_kib / 1024:.1f} MiB | "
+            f"{big.hwm_before_kib / 1024:.1f} MiB | {big.hwm_after_kib / 1024:.1f} MiB | "
+            f"**{big.growth_mib:.1f} MiB** | {len(big.errors)} |",
+            "",
+        ]
+        verdicts.append(
+            Verdict(
+                "peak RSS growth, one 50 MB message",
+                "≤ 32 MiB",
+                f"{big.growth_mib:.1f} MiB",
+                big.growth_mib <= 32,
+                f"by {big.growth_mib - 32:.1f} MiB",
+            )
+        )
+    out += [
+        "#### Targets",
+        "",
+        "| what | target | measured (median, rounds' range) | |",
+        "|---|---|---|---|",
+    ]
     out += [v.row() for v in verdicts]
     out.append("")
     errors = [f"{s.key} {s.size} round {s.round + 1}: {e}" for s in every for e in s.errors]
@@ -1166,9 +1361,12 @@ def report(settings: Settings, every: list[Sample], rss: dict[tuple[str, str], i
     if errors:
         out += ["#### Errors", ""] + [f"- {e}" for e in errors[:30]] + [""]
     else:
-        out += ["No errors: every message of every measurement reached the sink (smtp-sink's "
-                "count and Postfix's `status=sent` lines), nothing was refused or deferred, "
-                "and no milter logged a warning, an error or a traceback.", ""]
+        out += [
+            "No errors: every message of every measurement reached the sink (smtp-sink's "
+            "count and Postfix's `status=sent` lines), nothing was refused or deferred, "
+            "and no milter logged a warning, an error or a traceback.",
+            "",
+        ]
     out += notes
     return "\n".join(out), bool(errors)
 
@@ -1187,13 +1385,17 @@ def write_readme(block: str) -> None:
 
 
 def machine_facts(settings: Settings) -> list[str]:
-    models = [line.split(":", 1)[1].strip() for line in
-              Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+    models = [
+        line.split(":", 1)[1].strip()
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+        if line.startswith("model name")
+    ]
 
     def version(command: list[str], pattern: str = r"[\d.]+") -> str:
         try:
-            output = subprocess.run(command, capture_output=True, text=True, timeout=20,
-                                    check=False)
+            output = subprocess.run(
+                command, capture_output=True, text=True, timeout=20, check=False
+            )
         except (OSError, subprocess.TimeoutExpired):
             return "?"
         found = re.search(pattern, output.stdout + output.stderr)
@@ -1214,10 +1416,16 @@ def machine_facts(settings: Settings) -> list[str]:
         f"rspamd {version(['rspamd', '--version'], after_version)}",
     ]
     commit = version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], r"\w+")
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "osfmilter"],
-                           capture_output=True, text=True, check=False).stdout.strip()
-    facts.append(f"osfmilter at commit {commit}"
-                 + (" with uncommitted changes in osfmilter/" if dirty else ", clean tree"))
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "osfmilter"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    facts.append(
+        f"osfmilter at commit {commit}"
+        + (" with uncommitted changes in osfmilter/" if dirty else ", clean tree")
+    )
     if "D" in settings.configs:
         engine = create_engine(settings.pg_admin_url)
         try:
@@ -1261,16 +1469,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 big = big_message(bench, peer)
                 log(f"  peak RSS growth {big.growth_mib:.1f} MiB {big.errors or ''}")
             for key, peer in list(peers.items()):
-                warm = bench.send(peer, WARMUP // 4 if key == "E" else WARMUP,
-                                  PAYLOAD["10 KB"], "warm-up", 0)
+                warm = bench.send(
+                    peer, WARMUP // 4 if key == "E" else WARMUP, PAYLOAD["10 KB"], "warm-up", 0
+                )
                 log(f"warm-up {peer.title}: {warm.rate:.0f} msg/s {warm.errors or ''}")
                 if warm.errors:
                     notes.append(f"- {peer.title} left out: its warm-up failed: {warm.errors}")
                     del peers[key]
             for key in OSF:
                 if key in peers:
-                    notes.append(f"- {peers[key].title}, smtp-source's mail after the warm-up: "
-                                 f"{check_sender_class(peers[key])}")
+                    notes.append(
+                        f"- {peers[key].title}, smtp-source's mail after the warm-up: "
+                        f"{check_sender_class(peers[key])}"
+                    )
             keys = list(peers)
             for size in settings.sizes:
                 for round_number in range(settings.rounds):
@@ -1280,11 +1491,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         messages = settings.messages(size, key)
                         sample = bench.send(peer, messages, PAYLOAD[size], size, round_number)
                         samples.append(sample)
-                        log(f"{size} round {round_number + 1}/{settings.rounds} {peer.title}: "
+                        log(
+                            f"{size} round {round_number + 1}/{settings.rounds} {peer.title}: "
                             f"{messages} in {sample.seconds:.1f} s = {sample.rate:.1f} msg/s, "
                             f"peer CPU {sample.cpu_ms:.2f} ms/msg "
                             f"({sample.system_cpu_ms:.2f} system), busy {sample.busy:.0%}"
-                            + (f"  ERRORS {sample.errors}" if sample.errors else ""))
+                            + (f"  ERRORS {sample.errors}" if sample.errors else "")
+                        )
                 for key, peer in peers.items():
                     pid = peer.rss_pid()
                     if pid is not None:
@@ -1299,14 +1512,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             shutil.rmtree(scratch, ignore_errors=True)
     if any(key in settings.configs for key in ("C", "E")):
-        facts.append("osfmilter on SQLite (C, E): " + (
-            "started with its SQLite connections kept open (`--sqlite-pool-open`: a pool of 64, "
-            "no overflow), around the crash on closing one" if settings.sqlite_pool_open else
-            "as shipped (a pool of 64 connections that are never closed, group commit)"))
+        facts.append(
+            "osfmilter on SQLite (C, E): "
+            + (
+                "started with its SQLite connections kept open (`--sqlite-pool-open`: "
+                "a pool of 64, no overflow), around the crash on closing one"
+                if settings.sqlite_pool_open
+                else "as shipped (a pool of 64 connections that are never closed, group commit)"
+            )
+        )
     load_after = os.getloadavg()
-    facts.append("load average (1/5/15 min) before: " + " / ".join(f"{x:.2f}" for x in load_before)
-                 + ", after: " + " / ".join(f"{x:.2f}" for x in load_after)
-                 + f"; whole run {time.monotonic() - started:.0f} s")
+    facts.append(
+        "load average (1/5/15 min) before: "
+        + " / ".join(f"{x:.2f}" for x in load_before)
+        + ", after: "
+        + " / ".join(f"{x:.2f}" for x in load_after)
+        + f"; whole run {time.monotonic() - started:.0f} s"
+    )
     block, failed = report(settings, samples, rss, big, facts, notes)
     print(block)
     if settings.readme:

@@ -50,8 +50,9 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
         self.setreply(str(reply.code), reply.dsn, reply.text.replace("%", "%%"))
         return Milter.TEMPFAIL if reply.code < 500 else Milter.REJECT
 
-    def _safely(self, stage: str, step: Callable[[], Reply | None],
-                done: int = Milter.CONTINUE) -> int:
+    def _safely(
+        self, stage: str, step: Callable[[], Reply | None], done: int = Milter.CONTINUE
+    ) -> int:
         """Last line of defence: anything unexpected is 451 4.3.0, never a 5xx or accept."""
         try:
             if self._fault:
@@ -109,14 +110,12 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
                 [_text(p) for p in params],
                 login=self._macro("{auth_authen}").strip(),
                 queue_id=self._macro("i"),
-            )
+            ),
         )
 
     @Milter.symlist("i")
     def envrcpt(self, to: str, *params: str) -> int:
-        return self._safely(
-            "rcpt", lambda: self.session.rcpt(_text(to), queue_id=self._macro("i"))
-        )
+        return self._safely("rcpt", lambda: self.session.rcpt(_text(to), queue_id=self._macro("i")))
 
     @Milter.noreply
     def header(self, field: str, value: str) -> int:
@@ -134,8 +133,9 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
         return self._safely("eom", self._end_of_message, done=Milter.ACCEPT)
 
     def _end_of_message(self) -> Reply | None:
-        return self.session.end_of_message(queue_id=self._macro("i"),
-                                           edit_headers=self._edit_headers)
+        return self.session.end_of_message(
+            queue_id=self._macro("i"), edit_headers=self._edit_headers
+        )
 
     def _edit_headers(self, changes: HeaderChanges) -> None:
         """Called before the accept is committed: a failure here leaves nothing counted."""

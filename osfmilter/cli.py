@@ -111,13 +111,20 @@ def warn_about_exposed_secrets(config: Config, path: str | None) -> None:
     """A password in a world-readable config file is everyone's password."""
     if not path:
         return
-    keys = [key for key, has_password in (
-        ("[database] url", make_url_safe(config.database_url).password is not None),
-        ("[rates] redis_url", _url_has_password(config.rates.redis_url)),
-    ) if has_password]
+    keys = [
+        key
+        for key, has_password in (
+            ("[database] url", make_url_safe(config.database_url).password is not None),
+            ("[rates] redis_url", _url_has_password(config.rates.redis_url)),
+        )
+        if has_password
+    ]
     if keys and Path(path).stat().st_mode & 0o004:
-        log.warning("config file %s holds a password (%s) and is world-readable; "
-                    "chmod o-r it", path, ", ".join(keys))
+        log.warning(
+            "config file %s holds a password (%s) and is world-readable; chmod o-r it",
+            path,
+            ", ".join(keys),
+        )
 
 
 def _url_has_password(url: str) -> bool:
@@ -161,8 +168,9 @@ def _store(config: Config, access: Access) -> Iterator[SqlStore]:
 
 
 @contextmanager
-def _transaction(config: Config, access: Access = Access.CREATE,
-                 locked: bool = False) -> Iterator[Session]:
+def _transaction(
+    config: Config, access: Access = Access.CREATE, locked: bool = False
+) -> Iterator[Session]:
     """One transaction against a schema that is up to date; commits if no error.
 
     ``locked``: SQLite's write lock from the start, for a check that must
@@ -298,8 +306,10 @@ def cmd_db_purge(args: argparse.Namespace, config: Config) -> int:
             result = retention.purge(store.engine, events_before, slots_before, args.batch_size)
     verb = "would remove" if args.dry_run else "removed"
     batches = "" if args.dry_run else f" in {result.batches} batch(es)"
-    print(f"{verb} {result.events} event(s) older than {_when(events_before)} "
-          f"and {result.rate_slots} expired rate slot(s){batches}")
+    print(
+        f"{verb} {result.events} event(s) older than {_when(events_before)} "
+        f"and {result.rate_slots} expired rate slot(s){batches}"
+    )
     return 0
 
 
@@ -365,7 +375,11 @@ def cmd_server_add(args: argparse.Namespace, config: Config) -> int:
     # check and the insert (PostgreSQL's exclusion constraint refuses one).
     with _transaction(config, locked=True) as session:
         server = admin.add_server(
-            session, args.network, args.customer, config.registration, SystemClock().now(),
+            session,
+            args.network,
+            args.customer,
+            config.registration,
+            SystemClock().now(),
             allow_non_global=args.allow_non_global,
         )
         network = server.network
@@ -375,8 +389,10 @@ def cmd_server_add(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_server_list(args: argparse.Namespace, config: Config) -> int:
     with _transaction(config, Access.READ_ONLY) as session:
-        query = select(SmtpServer).join(Customer).order_by(
-            SmtpServer.family, SmtpServer.first_address, SmtpServer.prefix_len
+        query = (
+            select(SmtpServer)
+            .join(Customer)
+            .order_by(SmtpServer.family, SmtpServer.first_address, SmtpServer.prefix_len)
         )
         if args.customer:
             query = query.where(Customer.id == admin.get_customer(session, args.customer).id)
@@ -403,8 +419,9 @@ def cmd_server_show(args: argparse.Namespace, config: Config) -> int:
                 f"{limits.max_recipients_known}/{limits.max_recipients_unknown}",
             ),
         ]
-        standing = Standing(ServerState(server.state), server.state_changed_at,
-                            server.last_incident_at)
+        standing = Standing(
+            ServerState(server.state), server.state_changed_at, server.last_incident_at
+        )
         if (due := standing.recovery_due(Rules.from_config(config.reputation))) is not None:
             fields.insert(6, ("veilig again at", _when(due)))
     for key, value in fields:
@@ -427,8 +444,10 @@ def _operator_command(action: OperatorActionKind) -> Handler:
             sender = _sender(store, args.identity)
             changes = reputation.operator(sender.kind, sender.id, action, args.by, args.reason)
         for change in changes:
-            print(f"{_describe(sender)}: {change.old} → {change.new} at {_when(change.at)} "
-                  f"by {change.actor}: {change.reason}")
+            print(
+                f"{_describe(sender)}: {change.old} → {change.new} at {_when(change.at)} "
+                f"by {change.actor}: {change.reason}"
+            )
         if all(change.actor == SYSTEM for change in changes):
             print(f"{_describe(sender)} is already {target}: nothing to {action}")
         return 0
@@ -515,17 +534,29 @@ def cmd_report_volume(args: argparse.Namespace, config: Config) -> int:
         _print_json({"month": month, "rows": records})
     elif output == "csv":
         unlimited = {"allowance": "unlimited"}
-        _print_csv([{"month": month, **r, **(unlimited if r["allowance"] is None else {})}
-                    for r in records],
-                   ["month", *(f.name for f in dataclasses.fields(reports.VolumeRow)),
-                    "use_percent"])
+        _print_csv(
+            [
+                {"month": month, **r, **(unlimited if r["allowance"] is None else {})}
+                for r in records
+            ],
+            ["month", *(f.name for f in dataclasses.fields(reports.VolumeRow)), "use_percent"],
+        )
     else:
         _table(
             ("customer", "plan", "domain", "messages", "bytes", "inbound", "allowance", "use"),
-            [(r.customer, r.plan, r.domain or "(unknown senders)", r.messages, r.bytes,
-              r.inbound_bytes if r.domain else "-",
-              "unlimited" if r.allowance is None else r.allowance,
-              "-" if r.use_percent is None else f"{r.use_percent:.1f}%") for r in rows],
+            [
+                (
+                    r.customer,
+                    r.plan,
+                    r.domain or "(unknown senders)",
+                    r.messages,
+                    r.bytes,
+                    r.inbound_bytes if r.domain else "-",
+                    "unlimited" if r.allowance is None else r.allowance,
+                    "-" if r.use_percent is None else f"{r.use_percent:.1f}%",
+                )
+                for r in rows
+            ],
         )
     return 0
 
@@ -539,13 +570,19 @@ def cmd_report_bill(args: argparse.Namespace, config: Config) -> int:
     if output == "json":
         _print_json({"month": month, "currency": config.billing.currency, "rows": records})
     elif output == "csv":
-        _print_csv([{"month": month, **r} for r in records],
-                   ["month", *(f.name for f in dataclasses.fields(reports.BillRow))])
+        _print_csv(
+            [{"month": month, **r} for r in records],
+            ["month", *(f.name for f in dataclasses.fields(reports.BillRow))],
+        )
     else:
         currency = config.billing.currency
-        _table(("customer", "plan", "messages", "bytes", "extra GB", "amount"),
-               [(r.customer, r.plan, r.messages, r.bytes, r.extra_gb, f"{r.amount} {currency}")
-                for r in rows])
+        _table(
+            ("customer", "plan", "messages", "bytes", "extra GB", "amount"),
+            [
+                (r.customer, r.plan, r.messages, r.bytes, r.extra_gb, f"{r.amount} {currency}")
+                for r in rows
+            ],
+        )
         print(f"total {month}: {sum(r.amount for r in rows)} {currency}")
     return 0
 
@@ -562,9 +599,10 @@ def cmd_report_refused(args: argparse.Namespace, config: Config) -> int:
         _print_csv(records, [f.name for f in dataclasses.fields(reports.RefusalRow)])
     else:
         print(f"refusals since {_when(since)}")
-        _table(("identity", "customer", "reason", "count", "last seen"),
-               [(r.identity, r.customer or "-", r.reason, r.count, _when(r.last_at))
-                for r in rows])
+        _table(
+            ("identity", "customer", "reason", "count", "last seen"),
+            [(r.identity, r.customer or "-", r.reason, r.count, _when(r.last_at)) for r in rows],
+        )
     return 0
 
 
@@ -581,24 +619,38 @@ def cmd_report_states(args: argparse.Namespace, config: Config) -> int:
         _table(("state", "identities"), list(report.counts.items()))
         if report.identities:
             print()
-            _table(("identity", "customer", "state", "since", "veilig again at", "by",
-                    "last reason"),
-                   [(r.identity, r.customer, r.state, _when(r.since),
-                     _when(r.veilig_again_at) if r.veilig_again_at else "-",
-                     r.last_actor or "-", r.last_reason or "-") for r in report.identities])
+            _table(
+                ("identity", "customer", "state", "since", "veilig again at", "by", "last reason"),
+                [
+                    (
+                        r.identity,
+                        r.customer,
+                        r.state,
+                        _when(r.since),
+                        _when(r.veilig_again_at) if r.veilig_again_at else "-",
+                        r.last_actor or "-",
+                        r.last_reason or "-",
+                    )
+                    for r in report.identities
+                ],
+            )
     return 0
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     from osfmilter.lint import lint
 
-    findings = lint(config, args.postfix_config,
-                    Path(args.clamd_config) if args.clamd_config else None)
+    findings = lint(
+        config, args.postfix_config, Path(args.clamd_config) if args.clamd_config else None
+    )
     for finding in findings:
         print(finding)
     errors = sum(1 for f in findings if f.severity == "error")
-    print(f"configuration is valid; {errors} problem(s) around it" if errors
-          else "configuration is valid")
+    print(
+        f"configuration is valid; {errors} problem(s) around it"
+        if errors
+        else "configuration is valid"
+    )
     return 2 if errors else 0
 
 
@@ -620,8 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def command(sub: argparse._SubParsersAction[_Parser], name: str, handler: Handler,
-                help_: str) -> _Parser:
+    def command(
+        sub: argparse._SubParsersAction[_Parser], name: str, handler: Handler, help_: str
+    ) -> _Parser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(handler=handler)
         return p
@@ -631,24 +684,45 @@ def build_parser() -> argparse.ArgumentParser:
         return p.add_subparsers(dest=f"{name}_command", required=True, parser_class=_Parser)
 
     command(commands, "run", cmd_run, "run the milter")
-    p = command(commands, "check-config", cmd_check_config,
-                "validate the configuration, and Postfix's and clamd's settings around it")
-    p.add_argument("--postfix-config", metavar="DIR",
-                   help="Postfix config directory to check (default: the system's)")
-    p.add_argument("--clamd-config", metavar="FILE",
-                   help=f"clamd.conf to check (default: {CLAMD_CONFIG_HINT})")
+    p = command(
+        commands,
+        "check-config",
+        cmd_check_config,
+        "validate the configuration, and Postfix's and clamd's settings around it",
+    )
+    p.add_argument(
+        "--postfix-config",
+        metavar="DIR",
+        help="Postfix config directory to check (default: the system's)",
+    )
+    p.add_argument(
+        "--clamd-config", metavar="FILE", help=f"clamd.conf to check (default: {CLAMD_CONFIG_HINT})"
+    )
 
     db = group("db", "database schema")
     p = command(db, "upgrade", cmd_db_upgrade, "create or upgrade the schema")
     p.add_argument("revision", nargs="?", default="head")
     command(db, "status", cmd_db_status, "show the schema revision")
-    p = command(db, "purge", cmd_db_purge,
-                "delete old events and long-expired rate slots (monthly totals stay)")
-    p.add_argument("--older-than", required=True, metavar="Nd|Nh",
-                   help="delete events older than this, e.g. 400d")
+    p = command(
+        db,
+        "purge",
+        cmd_db_purge,
+        "delete old events and long-expired rate slots (monthly totals stay)",
+    )
+    p.add_argument(
+        "--older-than",
+        required=True,
+        metavar="Nd|Nh",
+        help="delete events older than this, e.g. 400d",
+    )
     p.add_argument("--dry-run", action="store_true", help="only count what would go")
-    p.add_argument("--batch-size", type=_positive, default=retention.BATCH_SIZE, metavar="N",
-                   help=f"rows per transaction (default {retention.BATCH_SIZE})")
+    p.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=retention.BATCH_SIZE,
+        metavar="N",
+        help=f"rows per transaction (default {retention.BATCH_SIZE})",
+    )
 
     plans = [str(p) for p in PlanName]
     customer = group("customer", "customers and their plans")
@@ -675,9 +749,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(server, "add", cmd_server_add, "register an SMTP server (address or CIDR)")
     p.add_argument("network", metavar="IP_OR_CIDR")
     p.add_argument("--customer", required=True)
-    p.add_argument("--allow-non-global", action="store_true",
-                   help="register a private, loopback, NAT64 ... network on purpose: "
-                        "every host behind it relays as this customer")
+    p.add_argument(
+        "--allow-non-global",
+        action="store_true",
+        help="register a private, loopback, NAT64 ... network on purpose: "
+        "every host behind it relays as this customer",
+    )
     p = command(server, "list", cmd_server_list, "list registered SMTP servers")
     p.add_argument("--customer")
     p = command(server, "show", cmd_server_show, "show the registration an address falls under")
@@ -692,8 +769,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("identity", metavar="IP|LOGIN")
         p.add_argument("--by", required=True, metavar="NAME", help="the operator, for the history")
         p.add_argument("--reason", required=True, metavar="TEXT", help="why, for the history")
-    p = command(server, "history", cmd_server_history,
-                "the state changes of a server or SASL login")
+    p = command(
+        server, "history", cmd_server_history, "the state changes of a server or SASL login"
+    )
     p.add_argument("identity", metavar="IP|LOGIN")
 
     sasl = group("sasl", "SASL accounts")
@@ -706,14 +784,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("login")
 
     spf = group("spf", "SPF of customers' domains")
-    p = command(spf, "check", cmd_spf_check,
-                "show a domain's SPF record, whether the relay passes, and what to publish")
+    p = command(
+        spf,
+        "check",
+        cmd_spf_check,
+        "show a domain's SPF record, whether the relay passes, and what to publish",
+    )
     p.add_argument("domain")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     inbound = group("inbound", "inbound volume (it raises a free domain's allowance)")
-    p = command(inbound, "import", cmd_inbound_import,
-                "set inbound volume from a CSV file of domain,month,bytes rows")
+    p = command(
+        inbound,
+        "import",
+        cmd_inbound_import,
+        "set inbound volume from a CSV file of domain,month,bytes rows",
+    )
     p.add_argument("file", metavar="FILE.csv")
 
     def formats(p: _Parser) -> None:
@@ -722,22 +808,33 @@ def build_parser() -> argparse.ArgumentParser:
         output.add_argument("--json", action="store_true", help="JSON")
 
     report = group("report", "volume, bill, refusals and states (also SQL views report_*)")
-    p = command(report, "volume", cmd_report_volume,
-                "outbound volume per customer and domain, with the allowance and its use")
+    p = command(
+        report,
+        "volume",
+        cmd_report_volume,
+        "outbound volume per customer and domain, with the allowance and its use",
+    )
     p.add_argument("--month", metavar="YYYY-MM", help="calendar month, UTC (default: this one)")
     formats(p)
     p = command(report, "bill", cmd_report_bill, "the price of each customer's month")
     p.add_argument("--month", metavar="YYYY-MM", help="calendar month, UTC (default: this one)")
     formats(p)
-    p = command(report, "refused", cmd_report_refused,
-                "the identities refused most often, per reason")
-    p.add_argument("--since", default="7d", metavar="DATE|DURATION",
-                   help="YYYY-MM-DD (UTC), an ISO time, or Nd/Nh back from now (default 7d)")
-    p.add_argument("--limit", type=_positive, default=20, metavar="N",
-                   help="at most N rows (default 20)")
+    p = command(
+        report, "refused", cmd_report_refused, "the identities refused most often, per reason"
+    )
+    p.add_argument(
+        "--since",
+        default="7d",
+        metavar="DATE|DURATION",
+        help="YYYY-MM-DD (UTC), an ISO time, or Nd/Nh back from now (default 7d)",
+    )
+    p.add_argument(
+        "--limit", type=_positive, default=20, metavar="N", help="at most N rows (default 20)"
+    )
     formats(p)
-    p = command(report, "states", cmd_report_states,
-                "identities per state, and each one that is not veilig")
+    p = command(
+        report, "states", cmd_report_states, "identities per state, and each one that is not veilig"
+    )
     formats(p)
     return parser
 

@@ -66,7 +66,6 @@ def _is_loopback(host: str) -> bool:
     return host == "localhost" or ipaddress.ip_address(host).is_loopback
 
 
-
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -286,8 +285,18 @@ class LogSection(Section):
     # "stderr" (journald under systemd) or "syslog".
     target: Literal["stderr", "syslog"] = "stderr"
     syslog_address: str = "/dev/log"
-    syslog_facility: Literal["mail", "daemon", "local0", "local1", "local2", "local3",
-                             "local4", "local5", "local6", "local7"] = "mail"
+    syslog_facility: Literal[
+        "mail",
+        "daemon",
+        "local0",
+        "local1",
+        "local2",
+        "local3",
+        "local4",
+        "local5",
+        "local6",
+        "local7",
+    ] = "mail"
 
 
 class MetricsSection(Section):
@@ -311,8 +320,10 @@ class MetricsSection(Section):
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"listen {self.listen!r}: port must be 1-65535")
         if not address.is_loopback and not self.allow_public_bind:
-            raise ValueError(f"listen {self.listen!r} is not loopback; "
-                             "set metrics.allow_public_bind = true to do that on purpose")
+            raise ValueError(
+                f"listen {self.listen!r} is not loopback; "
+                "set metrics.allow_public_bind = true to do that on purpose"
+            )
         return self
 
 

@@ -28,8 +28,11 @@ STREAM_MARGIN = 1024**2
 CLAMD_CONFIG = Path("/etc/clamav/clamd.conf")
 SYSTEM_POSTFIX = Path("/etc/postfix/main.cf")
 # clamd's limits where its config does not set them (older defaults; ClamAV 1.x raised some).
-CLAMD_DEFAULTS = {"StreamMaxLength": 25 * 1024**2, "MaxFileSize": 25 * 1024**2,
-                  "MaxScanSize": 100 * 1024**2}
+CLAMD_DEFAULTS = {
+    "StreamMaxLength": 25 * 1024**2,
+    "MaxFileSize": 25 * 1024**2,
+    "MaxScanSize": 100 * 1024**2,
+}
 _SIZE = re.compile(r"^(\d+)\s*([kKmMgG]?)$")
 _CLAMD_OPTION = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 
@@ -44,8 +47,9 @@ class Finding:
         return f"{self.severity}: {self.subject}: {self.text}"
 
 
-def lint(config: Config, postfix_dir: str | None = None,
-         clamd_config: Path | None = None) -> list[Finding]:
+def lint(
+    config: Config, postfix_dir: str | None = None, clamd_config: Path | None = None
+) -> list[Finding]:
     findings = fail_open(config)
     findings += reservation_lifetime(config)
     findings += postfix(config, postfix_dir)
@@ -66,20 +70,38 @@ def fail_open(config: Config) -> list[Finding]:
     if config.mode is Mode.OUTBOUND and not config.clamav.address:
         # Not calling clamd at all is the widest fail-open of all: every
         # message, not only those that meet a clamd outage.
-        problems.append(("[clamav] address", "empty: virus scanning is off, so every message "
-                         "is relayed unscanned (give clamd's socket, e.g. /run/clamav/clamd.ctl)"))
+        problems.append(
+            (
+                "[clamav] address",
+                "empty: virus scanning is off, so every message "
+                "is relayed unscanned (give clamd's socket, e.g. /run/clamav/clamd.ctl)",
+            )
+        )
     for name, configured, on_error in (
         ("clamav", bool(config.clamav.address), config.clamav.on_error),
         ("spam", config.spam.backend != "none", config.spam.on_error),
     ):
         if configured and on_error == "accept":
-            problems.append((f"[{name}] on_error",
-                             "\"accept\" lets mail through unscanned while the scanner is down"))
+            problems.append(
+                (
+                    f"[{name}] on_error",
+                    '"accept" lets mail through unscanned while the scanner is down',
+                )
+            )
     acknowledged = config.milter.fail_open_acknowledged
-    return [Finding("warning" if acknowledged else "error", subject,
-                    text + ("" if acknowledged else
-                            "; set [milter] fail_open_acknowledged = true if that is meant"))
-            for subject, text in problems]
+    return [
+        Finding(
+            "warning" if acknowledged else "error",
+            subject,
+            text
+            + (
+                ""
+                if acknowledged
+                else "; set [milter] fail_open_acknowledged = true if that is meant"
+            ),
+        )
+        for subject, text in problems
+    ]
 
 
 def reservation_lifetime(config: Config) -> list[Finding]:
@@ -95,13 +117,17 @@ def reservation_lifetime(config: Config) -> list[Finding]:
     ttl = config.rates.reservation_ttl
     if ttl >= longest:
         return []
-    return [Finding(
-        "warning", "[rates] reservation_ttl",
-        f"{ttl:g} s is shorter than a transaction may last ([milter] timeout"
-        f" {config.milter.timeout} s + content_timeout {config.milter.content_timeout:g} s"
-        f" = {longest:g} s): longer ones"
-        " are admitted to the rate window again at end of message, and tempfailed if it filled;"
-        f" raise it to at least {longest:g}")]
+    return [
+        Finding(
+            "warning",
+            "[rates] reservation_ttl",
+            f"{ttl:g} s is shorter than a transaction may last ([milter] timeout"
+            f" {config.milter.timeout} s + content_timeout {config.milter.content_timeout:g} s"
+            f" = {longest:g} s): longer ones"
+            " are admitted to the rate window again at end of message, and tempfailed if it filled;"
+            f" raise it to at least {longest:g}",
+        )
+    ]
 
 
 def postfix(config: Config, directory: str | None) -> list[Finding]:
@@ -109,11 +135,20 @@ def postfix(config: Config, directory: str | None) -> list[Finding]:
     if postconf is None:
         return [Finding("warning", "postfix", "postconf not found: Postfix not checked")]
     if directory is None and not SYSTEM_POSTFIX.exists():
-        return [Finding("warning", "postfix",
-                        f"no {SYSTEM_POSTFIX}: Postfix not checked (give --postfix-config DIR)")]
+        return [
+            Finding(
+                "warning",
+                "postfix",
+                f"no {SYSTEM_POSTFIX}: Postfix not checked (give --postfix-config DIR)",
+            )
+        ]
     base = [postconf, *(["-c", directory] if directory else [])]
-    result = subprocess.run([*base, "-h", "message_size_limit", "milter_default_action"],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [*base, "-h", "message_size_limit", "milter_default_action"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     lines = result.stdout.split()
     if result.returncode != 0 or len(lines) != 2:
         return [Finding("error", "postfix", f"postconf failed: {result.stderr.strip()[:200]}")]
@@ -121,19 +156,30 @@ def postfix(config: Config, directory: str | None) -> list[Finding]:
     findings = []
     needed = largest_message(config)
     if size_limit and size_limit <= needed:
-        findings.append(Finding(
-            "error", "postfix message_size_limit",
-            f"{size_limit} is not above osfmilter's {needed}: customers would get Postfix's "
-            "refusal, not the plan's; raise it (e.g. to 62914560)"))
+        findings.append(
+            Finding(
+                "error",
+                "postfix message_size_limit",
+                f"{size_limit} is not above osfmilter's {needed}: customers would get Postfix's "
+                "refusal, not the plan's; raise it (e.g. to 62914560)",
+            )
+        )
     if default_action != "tempfail":
-        findings.append(Finding(
-            "error", "postfix milter_default_action",
-            f"{default_action!r}: with the milter down, mail would be "
-            + ("relayed unchecked" if default_action == "accept" else "refused for good")
-            + "; set it to tempfail"))
+        findings.append(
+            Finding(
+                "error",
+                "postfix milter_default_action",
+                f"{default_action!r}: with the milter down, mail would be "
+                + ("relayed unchecked" if default_action == "accept" else "refused for good")
+                + "; set it to tempfail",
+            )
+        )
     if not findings:
-        findings.append(Finding("ok", "postfix",
-                                f"message_size_limit {size_limit}, milter_default_action tempfail"))
+        findings.append(
+            Finding(
+                "ok", "postfix", f"message_size_limit {size_limit}, milter_default_action tempfail"
+            )
+        )
     if config.mode is Mode.INBOUND:
         findings += inbound_listeners(config, base)
     return findings
@@ -146,14 +192,27 @@ def postfix(config: Config, directory: str | None) -> list[Finding]:
 # outbound mail as inbound volume, which raises their allowance. It belongs
 # only on the inbound relay's listener, where Postfix itself refuses mail for
 # other domains. Restrictions that end every client's relaying:
-_RELAY_CLOSED = {"reject_unauth_destination", "defer_unauth_destination", "reject", "defer",
-                 "check_relay_domains"}
+_RELAY_CLOSED = {
+    "reject_unauth_destination",
+    "defer_unauth_destination",
+    "reject",
+    "defer",
+    "check_relay_domains",
+}
 # Permits that cannot make an arbitrary client a relay user: the operator's
 # own hosts, or mail to the relay's own destinations.
-_RELAY_HARMLESS = {"permit_mynetworks", "permit_inet_interfaces", "permit_auth_destination",
-                   "permit_mx_backup"}
-_LISTENER_PARAMETERS = ("smtpd_milters", "smtpd_relay_restrictions",
-                        "smtpd_recipient_restrictions", "smtpd_sasl_auth_enable")
+_RELAY_HARMLESS = {
+    "permit_mynetworks",
+    "permit_inet_interfaces",
+    "permit_auth_destination",
+    "permit_mx_backup",
+}
+_LISTENER_PARAMETERS = (
+    "smtpd_milters",
+    "smtpd_relay_restrictions",
+    "smtpd_recipient_restrictions",
+    "smtpd_sasl_auth_enable",
+)
 
 
 def inbound_listeners(config: Config, postconf: list[str]) -> list[Finding]:
@@ -168,25 +227,38 @@ def inbound_listeners(config: Config, postconf: list[str]) -> list[Finding]:
         if not any(_same_socket(instance, spec) for spec in specs):
             continue
         sasl = settings["smtpd_sasl_auth_enable"] == "yes"
-        opening = [relay_opening(settings[key], sasl) for key in
-                   ("smtpd_relay_restrictions", "smtpd_recipient_restrictions")]
+        opening = [
+            relay_opening(settings[key], sasl)
+            for key in ("smtpd_relay_restrictions", "smtpd_recipient_restrictions")
+        ]
         if None in opening:
-            findings.append(Finding("ok", f"postfix listener {name}",
-                                    "refuses relaying itself: fit for the inbound instance"))
+            findings.append(
+                Finding(
+                    "ok",
+                    f"postfix listener {name}",
+                    "refuses relaying itself: fit for the inbound instance",
+                )
+            )
             continue
-        findings.append(Finding(
-            "error", f"postfix listener {name}",
-            f"lets clients relay ({opening[0]} in smtpd_relay_restrictions) and its "
-            "smtpd_milters point at this instance, which is in inbound mode and accepts "
-            "everything: an open relay; put the outbound instance on it, and the inbound "
-            "one only on a listener that refuses relaying (reject_unauth_destination)"))
+        findings.append(
+            Finding(
+                "error",
+                f"postfix listener {name}",
+                f"lets clients relay ({opening[0]} in smtpd_relay_restrictions) and its "
+                "smtpd_milters point at this instance, which is in inbound mode and accepts "
+                "everything: an open relay; put the outbound instance on it, and the inbound "
+                "one only on a listener that refuses relaying (reject_unauth_destination)",
+            )
+        )
     return findings
 
 
 def smtpd_listeners(postconf: list[str]) -> dict[str, dict[str, str]] | str:
     """The effective listener settings of each smtpd in master.cf, or why they are unknown."""
-    runs = [subprocess.run([*postconf, *options], capture_output=True, text=True, check=False)
-            for options in (["-M"], ["-P", "-x"], ["-x", *_LISTENER_PARAMETERS])]
+    runs = [
+        subprocess.run([*postconf, *options], capture_output=True, text=True, check=False)
+        for options in (["-M"], ["-P", "-x"], ["-x", *_LISTENER_PARAMETERS])
+    ]
     failed = next((r for r in runs if r.returncode != 0), None)
     if failed is not None:
         return f"postconf failed: {failed.stderr.strip()[:200]}"
@@ -213,8 +285,10 @@ def _assignment(line: str) -> tuple[str, str]:
 
 def milter_specs(value: str) -> list[str]:
     """The sockets in an smtpd_milters value, "{ inet:host:port, settings }" groups included."""
-    return [token.strip("{} ").split(",")[0].strip()
-            for token in re.findall(r"\{[^}]*\}|[^\s,{}]+", value)]
+    return [
+        token.strip("{} ").split(",")[0].strip()
+        for token in re.findall(r"\{[^}]*\}|[^\s,{}]+", value)
+    ]
 
 
 def _same_socket(instance: SocketSpec, spec: str) -> bool:
@@ -281,12 +355,19 @@ def clamd(config: Config, path: Path, explicit: bool) -> list[Finding]:
         value = parse_size(settings[key]) if key in settings else CLAMD_DEFAULTS[key]
         if value >= needed or (key != "StreamMaxLength" and alert_exceeds):
             continue
-        consequence = ("clamd refuses the stream (451 4.7.1 for the customer)"
-                       if key == "StreamMaxLength" else
-                       "parts past it are not scanned, and clamd says OK")
-        findings.append(Finding("error", f"clamd {key}",
-                                f"{value} is below {needed}: {consequence}; raise it "
-                                "(see contrib/clamav/clamd-osfmilter.conf)"))
+        consequence = (
+            "clamd refuses the stream (451 4.7.1 for the customer)"
+            if key == "StreamMaxLength"
+            else "parts past it are not scanned, and clamd says OK"
+        )
+        findings.append(
+            Finding(
+                "error",
+                f"clamd {key}",
+                f"{value} is below {needed}: {consequence}; raise it "
+                "(see contrib/clamav/clamd-osfmilter.conf)",
+            )
+        )
     return findings or [Finding("ok", "clamd", f"{path}: limits fit {message}-byte messages")]
 
 
@@ -296,24 +377,38 @@ def clamd_unused(path: Path) -> list[Finding]:
         settings = read_clamd_config(path)
     except OSError as exc:
         return [Finding("error", "clamd", f"{path} not read ({exc.strerror})")]
-    return [Finding("warning", "clamd", f"{path} not checked against the message limit: "
-                    "[clamav] address is empty, so clamd is not used"),
-            *clamd_syntax(settings)]
+    return [
+        Finding(
+            "warning",
+            "clamd",
+            f"{path} not checked against the message limit: "
+            "[clamav] address is empty, so clamd is not used",
+        ),
+        *clamd_syntax(settings),
+    ]
 
 
 def clamd_syntax(settings: dict[str, str]) -> list[Finding]:
     """What clamd would refuse to start with, or check-config could not read."""
     findings = []
     if "Example" in settings:
-        findings.append(Finding("error", "clamd Example",
-                                "the sample's \"Example\" line is still there, and clamd "
-                                "refuses to start with it; remove it"))
+        findings.append(
+            Finding(
+                "error",
+                "clamd Example",
+                'the sample\'s "Example" line is still there, and clamd '
+                "refuses to start with it; remove it",
+            )
+        )
     for key, value in settings.items():
         if _CLAMD_OPTION.match(key) is None:
             findings.append(Finding("error", "clamd", f"{key!r} is not an option name"))
         elif key in CLAMD_DEFAULTS and _SIZE.match(value) is None:
-            findings.append(Finding("error", f"clamd {key}",
-                                    f"{value!r} is not a size (bytes, or with K, M or G)"))
+            findings.append(
+                Finding(
+                    "error", f"clamd {key}", f"{value!r} is not a size (bytes, or with K, M or G)"
+                )
+            )
     return findings
 
 

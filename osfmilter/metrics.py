@@ -32,37 +32,61 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self.decisions = Counter(
-            "osfmilter_decisions", "Decisions made, by action and reason.",
-            ["action", "reason"], registry=registry)
+            "osfmilter_decisions",
+            "Decisions made, by action and reason.",
+            ["action", "reason"],
+            registry=registry,
+        )
         self.accepted_messages = Counter(
-            "osfmilter_accepted_messages", "Messages accepted for relaying.", registry=registry)
+            "osfmilter_accepted_messages", "Messages accepted for relaying.", registry=registry
+        )
         self.accepted_bytes = Counter(
-            "osfmilter_accepted_bytes", "Bytes of accepted messages, counted once per recipient.",
-            registry=registry)
+            "osfmilter_accepted_bytes",
+            "Bytes of accepted messages, counted once per recipient.",
+            registry=registry,
+        )
         self.callback_seconds = Histogram(
-            "osfmilter_callback_duration_seconds", "Time spent in a milter callback, by stage.",
-            ["stage"], buckets=CALLBACK_BUCKETS, registry=registry)
+            "osfmilter_callback_duration_seconds",
+            "Time spent in a milter callback, by stage.",
+            ["stage"],
+            buckets=CALLBACK_BUCKETS,
+            registry=registry,
+        )
         self.scan_seconds = Histogram(
-            "osfmilter_scan_duration_seconds", "Time one scanner took for one message.",
-            ["scanner"], buckets=SCAN_BUCKETS, registry=registry)
+            "osfmilter_scan_duration_seconds",
+            "Time one scanner took for one message.",
+            ["scanner"],
+            buckets=SCAN_BUCKETS,
+            registry=registry,
+        )
         self.spf_results = Counter(
-            "osfmilter_spf_results", "SPF results of checked messages.", ["result"],
-            registry=registry)
+            "osfmilter_spf_results",
+            "SPF results of checked messages.",
+            ["result"],
+            registry=registry,
+        )
         self.fail_open = Counter(
-            "osfmilter_fail_open", "Messages let through although a backend failed "
-            "(on_error = \"accept\").", ["backend"], registry=registry)
+            "osfmilter_fail_open",
+            'Messages let through although a backend failed (on_error = "accept").',
+            ["backend"],
+            registry=registry,
+        )
         self.connections = Gauge(
-            "osfmilter_connections_active", "SMTP connections the milter is handling.",
-            registry=registry)
-        build = Gauge("osfmilter_build_info", "The running osfmilter version.", ["version"],
-                      registry=registry)
+            "osfmilter_connections_active",
+            "SMTP connections the milter is handling.",
+            registry=registry,
+        )
+        build = Gauge(
+            "osfmilter_build_info", "The running osfmilter version.", ["version"], registry=registry
+        )
         build.labels(__version__).set(1)
 
     def observe_backends(self, health: Callable[[], Mapping[str, bool]]) -> None:
         self.registry.register(_BackendCollector(health))
 
-    def observe_states(self, count_states: Callable[[], Mapping[str, int]],
-                       max_age: float = 10.0) -> None:
+    def observe_states(
+        self, count_states: Callable[[], Mapping[str, int]], max_age: float = 10.0
+    ) -> None:
         self.registry.register(_StateCollector(count_states, max_age))
 
     def serve(self, listen: str) -> None:
@@ -93,9 +117,11 @@ class _BackendCollector(Collector):
 
     @staticmethod
     def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily("osfmilter_backend_up",
-                                 "1 if the backend answered its last request, else 0.",
-                                 labels=["backend"])
+        return GaugeMetricFamily(
+            "osfmilter_backend_up",
+            "1 if the backend answered its last request, else 0.",
+            labels=["backend"],
+        )
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         yield self._family()
@@ -118,9 +144,11 @@ class _StateCollector(Collector):
 
     @staticmethod
     def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily("osfmilter_servers",
-                                 "Registered sender identities (servers and SASL accounts) "
-                                 "by state.", labels=["state"])
+        return GaugeMetricFamily(
+            "osfmilter_servers",
+            "Registered sender identities (servers and SASL accounts) by state.",
+            labels=["state"],
+        )
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Without this the registry would call collect() (a query) on registration.

@@ -26,11 +26,15 @@ from osfmilter.addresses import IPNetwork
 class Why(StrEnum):
     """What registering such a block would do, as the refusal says it."""
 
-    SHARED = ("its addresses are not unique on the internet: every host that reaches "
-              "the relay from one (through a NAT, VPN, proxy or container gateway) "
-              "would relay as this customer")
-    OTHERS = ("its addresses stand for other hosts behind a translator or relay, "
-              "and every one of them would relay as this customer")
+    SHARED = (
+        "its addresses are not unique on the internet: every host that reaches "
+        "the relay from one (through a NAT, VPN, proxy or container gateway) "
+        "would relay as this customer"
+    )
+    OTHERS = (
+        "its addresses stand for other hosts behind a translator or relay, "
+        "and every one of them would relay as this customer"
+    )
     EXAMPLE = "it is reserved for documentation: no real server sends from it"
     NO_SENDER = "no server sends from it"
 
@@ -90,11 +94,14 @@ def non_global_reason(network: IPNetwork) -> str | None:
         if network.overlaps(block.network):
             return _reason(network, block)
     if isinstance(network, ipaddress.IPv6Network) and not network.subnet_of(_GLOBAL_UNICAST_V6):
-        return (f"{network.with_prefixlen} is outside the global unicast space "
-                f"{_GLOBAL_UNICAST_V6} (RFC 4291): {Why.NO_SENDER}")
+        return (
+            f"{network.with_prefixlen} is outside the global unicast space "
+            f"{_GLOBAL_UNICAST_V6} (RFC 4291): {Why.NO_SENDER}"
+        )
     # Both ends and the network: ipaddress judges a network by its ends only.
-    if not all(part.is_global for part in
-               (network, network.network_address, network.broadcast_address)):
+    if not all(
+        part.is_global for part in (network, network.network_address, network.broadcast_address)
+    ):
         return f"{network.with_prefixlen} is not globally routable (Python's ipaddress)"
     return None
 

@@ -78,24 +78,28 @@ _TEMPLATES: dict[Reason, _Template] = {
         552, "5.3.4", "message size {size} exceeds the limit of {limit} bytes"
     ),
     Reason.RECIPIENT_LIMIT: _Template(
-        452, "4.5.3", "too many recipients for {sender_class} sender (at most {limit} "
-        "per message); send the rest in another message"
+        452,
+        "4.5.3",
+        "too many recipients for {sender_class} sender (at most {limit} "
+        "per message); send the rest in another message",
     ),
     Reason.RATE_LIMIT: _Template(
-        451, "4.7.1", "too many messages from {identity}: at most {limit} per {window} "
-        "for {sender_class}; retry in {retry_after} seconds"
+        451,
+        "4.7.1",
+        "too many messages from {identity}: at most {limit} per {window} "
+        "for {sender_class}; retry in {retry_after} seconds",
     ),
     Reason.VOLUME_LIMIT: _Template(
-        451, "4.7.1", "monthly volume limit reached for {domain}: {used} of {allowance} "
-        "bytes used this month; upgrade the plan or retry next month"
+        451,
+        "4.7.1",
+        "monthly volume limit reached for {domain}: {used} of {allowance} "
+        "bytes used this month; upgrade the plan or retry next month",
     ),
     Reason.SPF_FAIL: _Template(
-        550, "5.7.23", "SPF of {domain} does not allow this relay ({ip}) to send its mail; "
-        "{advice}"
+        550, "5.7.23", "SPF of {domain} does not allow this relay ({ip}) to send its mail; {advice}"
     ),
     Reason.SPF_FAIL_DEFERRED: _Template(
-        451, "4.7.24", "SPF of {domain} does not allow this relay ({ip}) to send its mail; "
-        "{advice}"
+        451, "4.7.24", "SPF of {domain} does not allow this relay ({ip}) to send its mail; {advice}"
     ),
     Reason.SPF_TEMPERROR: _Template(
         451, "4.7.24", "SPF of {domain} could not be checked (DNS error); please retry later"
@@ -106,21 +110,15 @@ _TEMPLATES: dict[Reason, _Template] = {
     Reason.SPF_PERMERROR_DEFERRED: _Template(
         451, "4.7.24", "SPF record of {domain} is broken ({cause}); please fix it"
     ),
-    Reason.VIRUS: _Template(
-        554, "5.7.1", "message contains a virus ({virus}); it was not sent"
-    ),
+    Reason.VIRUS: _Template(554, "5.7.1", "message contains a virus ({virus}); it was not sent"),
     Reason.SPAM: _Template(
         550, "5.7.1", "message rejected as spam (score {score}, limit {threshold})"
     ),
     Reason.SCANNER_ERROR: _Template(
         451, "4.7.1", "message could not be scanned ({scanner} unavailable); please retry later"
     ),
-    Reason.INTERNAL_ERROR: _Template(
-        451, "4.3.0", "temporary internal error, please retry later"
-    ),
-    Reason.DATABASE_ERROR: _Template(
-        451, "4.3.0", "temporary database error, please retry later"
-    ),
+    Reason.INTERNAL_ERROR: _Template(451, "4.3.0", "temporary internal error, please retry later"),
+    Reason.DATABASE_ERROR: _Template(451, "4.3.0", "temporary database error, please retry later"),
 }
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")

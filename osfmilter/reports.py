@@ -86,8 +86,13 @@ def volume(session: Session, month: str, plans: Plans) -> list[VolumeRow]:
     }
     rows = []
     for customer, plan, domain, messages, size in session.execute(
-        select(Customer.name, Customer.plan, MonthlyVolume.domain, MonthlyVolume.messages,
-               MonthlyVolume.bytes)
+        select(
+            Customer.name,
+            Customer.plan,
+            MonthlyVolume.domain,
+            MonthlyVolume.messages,
+            MonthlyVolume.bytes,
+        )
         .join(Customer, Customer.id == MonthlyVolume.customer_id)
         .where(MonthlyVolume.month == month, MonthlyVolume.direction == "outbound")
         .order_by(Customer.name, MonthlyVolume.domain)
@@ -95,13 +100,26 @@ def volume(session: Session, month: str, plans: Plans) -> list[VolumeRow]:
         limits = plans.limits(plan)
         # The milter's own arithmetic (inbound volume counts for known domains only).
         charge = VolumeCharge(
-            customer_id=0, domain=domain, month=month, volume=0,
-            limited=limits.monthly_volume_limited, base=limits.monthly_volume_base,
+            customer_id=0,
+            domain=domain,
+            month=month,
+            volume=0,
+            limited=limits.monthly_volume_limited,
+            base=limits.monthly_volume_base,
             inbound_factor=limits.inbound_volume_factor,
         )
         received = inbound.get(domain, 0) if domain else 0
-        rows.append(VolumeRow(customer, plan, domain, int(messages), int(size), received,
-                              charge.allowance(received)))
+        rows.append(
+            VolumeRow(
+                customer,
+                plan,
+                domain,
+                int(messages),
+                int(size),
+                received,
+                charge.allowance(received),
+            )
+        )
     return rows
 
 
@@ -158,8 +176,17 @@ def bill(session: Session, month: str, billing: BillingSection) -> list[BillRow]
     ):
         used = int(size or 0)
         cost = price(plan, used, billing)
-        rows.append(BillRow(customer, plan, int(messages or 0), used, cost.extra_gb, cost.amount,
-                            billing.currency))
+        rows.append(
+            BillRow(
+                customer,
+                plan,
+                int(messages or 0),
+                used,
+                cost.extra_gb,
+                cost.amount,
+                billing.currency,
+            )
+        )
     return rows
 
 
@@ -179,8 +206,9 @@ def refusals(session: Session, since: datetime, limit: int) -> list[RefusalRow]:
     """The identities refused most often since a moment, per reason (every non-accept event)."""
     refused = (
         select(
-            func.coalesce(func.nullif(Event.identity, ""),
-                          literal(UNREGISTERED) + Event.client_ip).label("identity"),
+            func.coalesce(
+                func.nullif(Event.identity, ""), literal(UNREGISTERED) + Event.client_ip
+            ).label("identity"),
             Event.customer_id,
             Event.reason,
             Event.at,
@@ -197,8 +225,10 @@ def refusals(session: Session, since: datetime, limit: int) -> list[RefusalRow]:
         .order_by(count.desc(), last_at.desc(), refused.c.identity, refused.c.reason)
         .limit(limit)
     )
-    return [RefusalRow(identity, customer, reason, int(n), at)
-            for identity, customer, reason, n, at in result]
+    return [
+        RefusalRow(identity, customer, reason, int(n), at)
+        for identity, customer, reason, n, at in result
+    ]
 
 
 # States ----------------------------------------------------------------------
@@ -246,9 +276,14 @@ def states(session: Session, rules: Rules) -> StatesReport:
         (IdentityKind.SASL, SaslAccount, SaslAccount.login),
     ):
         for id_, label, customer, state, since, last_incident in session.execute(
-            select(table.id, name, Customer.name, table.state, table.state_changed_at,
-                   table.last_incident_at)
-            .join(Customer, Customer.id == table.customer_id)
+            select(
+                table.id,
+                name,
+                Customer.name,
+                table.state,
+                table.state_changed_at,
+                table.last_incident_at,
+            ).join(Customer, Customer.id == table.customer_id)
         ):
             counts[state] = counts.get(state, 0) + 1
             if state != ServerState.VEILIG:
@@ -258,8 +293,18 @@ def states(session: Session, rules: Rules) -> StatesReport:
     for f in found:
         standing = Standing(ServerState(f.state), f.since, f.last_incident_at)
         reason, actor = latest.get((f.kind, f.id), ("", ""))
-        identities.append(StateRow(str(f.kind), f"{f.kind}:{f.name}", f.customer, f.state,
-                                   f.since, reason, actor, standing.recovery_due(rules)))
+        identities.append(
+            StateRow(
+                str(f.kind),
+                f"{f.kind}:{f.name}",
+                f.customer,
+                f.state,
+                f.since,
+                reason,
+                actor,
+                standing.recovery_due(rules),
+            )
+        )
     identities.sort(key=lambda r: (_SEVERITY[ServerState(r.state)], r.since, r.identity))
     return StatesReport(counts, identities)
 
@@ -269,8 +314,10 @@ def _latest_changes(
 ) -> dict[tuple[IdentityKind, int], tuple[str, str]]:
     """(reason, actor) of each identity's latest state change."""
     latest: dict[tuple[IdentityKind, int], tuple[str, str]] = {}
-    for kind, column in ((IdentityKind.SERVER, StateChange.smtp_server_id),
-                         (IdentityKind.SASL, StateChange.sasl_account_id)):
+    for kind, column in (
+        (IdentityKind.SERVER, StateChange.smtp_server_id),
+        (IdentityKind.SASL, StateChange.sasl_account_id),
+    ):
         ids = [f.id for f in found if f.kind is kind]
         if not ids:
             continue

@@ -73,8 +73,13 @@ def build_limiter(config: Config, store: SqlStore, clock: Clock) -> RateLimiter:
         from osfmilter.limits.redisrate import RedisRateLimiter
 
         log.info("rate windows in Redis at %s", safe_url(rates.redis_url))
-        return RedisRateLimiter(rates.redis_url, clock, rates.window, rates.reservation_ttl,
-                                timeout=config.database.timeout)
+        return RedisRateLimiter(
+            rates.redis_url,
+            clock,
+            rates.window,
+            rates.reservation_ttl,
+            timeout=config.database.timeout,
+        )
     return SqlRateLimiter(store.engine, clock, rates.window, rates.reservation_ttl)
 
 
@@ -83,22 +88,31 @@ def build_scans(config: Config, health: BackendHealth) -> ScanService:
     virus = spam = None
     if config.clamav.address:
         virus = ConfiguredScanner(ClamavScanner(config.clamav.address), config.clamav.timeout)
-        log.info("virus scanning: clamd at %s (on error: %s)", config.clamav.address,
-                 config.clamav.on_error)
+        log.info(
+            "virus scanning: clamd at %s (on error: %s)",
+            config.clamav.address,
+            config.clamav.on_error,
+        )
     elif config.mode is Mode.OUTBOUND:
-        log.warning("virus scanning is off ([clamav] address is empty): every message is "
-                    "relayed unscanned (fail-open; check-config refuses it unless [milter] "
-                    "fail_open_acknowledged = true)")
+        log.warning(
+            "virus scanning is off ([clamav] address is empty): every message is "
+            "relayed unscanned (fail-open; check-config refuses it unless [milter] "
+            "fail_open_acknowledged = true)"
+        )
     if config.spam.backend == "spamassassin":
         spam = ConfiguredScanner(SpamassassinScanner(config.spam.address), config.spam.timeout)
     elif config.spam.backend == "rspamd":
         spam = ConfiguredScanner(RspamdScanner(config.spam.address), config.spam.timeout)
     if spam is None:
-        log.warning("spam scoring is off: [spam] backend is \"none\"")
+        log.warning('spam scoring is off: [spam] backend is "none"')
     else:
-        log.info("spam scoring: %s at %s, reject at score %g (on error: %s)",
-                 config.spam.backend, config.spam.address, config.spam.reject_score,
-                 config.spam.on_error)
+        log.info(
+            "spam scoring: %s at %s, reject at score %g (on error: %s)",
+            config.spam.backend,
+            config.spam.address,
+            config.spam.reject_score,
+            config.spam.on_error,
+        )
     return ScanService(virus, spam, health)
 
 
@@ -110,7 +124,8 @@ def warn_about_mode(config: Config) -> None:
             "limited or scanned. This instance must only be on the inbound relay's listener, "
             "where Postfix itself refuses relaying (reject_unauth_destination), NEVER on a "
             "listener customers send through: there it makes an open relay (check-config "
-            "--postfix-config DIR checks the wiring)")
+            "--postfix-config DIR checks the wiring)"
+        )
 
 
 def build_spf(config: Config) -> SpfChecker | None:
@@ -118,11 +133,19 @@ def build_spf(config: Config) -> SpfChecker | None:
     if not settings.outbound_ips:
         log.warning("SPF check is off: [spf] outbound_ips is empty")
         return None
-    log.info("SPF: evaluating senders' domains for %s (resolvers: %s, timeout %g s)",
-             ", ".join(settings.outbound_ips), ", ".join(settings.nameservers) or "system",
-             settings.timeout)
-    return SpfChecker(settings.outbound_ips, resolver_for(settings.nameservers, settings.timeout),
-                      settings.timeout, settings.cache_size, settings.cache_max_ttl)
+    log.info(
+        "SPF: evaluating senders' domains for %s (resolvers: %s, timeout %g s)",
+        ", ".join(settings.outbound_ips),
+        ", ".join(settings.nameservers) or "system",
+        settings.timeout,
+    )
+    return SpfChecker(
+        settings.outbound_ips,
+        resolver_for(settings.nameservers, settings.timeout),
+        settings.timeout,
+        settings.cache_size,
+        settings.cache_max_ttl,
+    )
 
 
 def build_services(config: Config) -> Services:
@@ -210,8 +233,11 @@ def _no_delay_if_tcp_listener(fd: int) -> None:
     except OSError:
         return  # not a socket (or gone)
     try:
-        if (sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM
-                and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
+        if (
+            sock.family in (socket.AF_INET, socket.AF_INET6)
+            and sock.type == socket.SOCK_STREAM
+            and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        ):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     finally:
         sock.detach()  # libmilter's descriptor: leave it open
@@ -226,7 +252,10 @@ def run(config: Config) -> None:
     _open_socket_our_way()
     log.info(
         "osfmilter %s starting: mode=%s socket=%s database=%s node=%s",
-        __version__, config.mode, config.milter.socket, safe_url(config.database_url),
+        __version__,
+        config.mode,
+        config.milter.socket,
+        safe_url(config.database_url),
         services.node,
     )
     warn_about_mode(config)

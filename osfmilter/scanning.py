@@ -37,8 +37,9 @@ class ScanReport:
 
     @property
     def spam(self) -> Verdict | None:
-        return next((o.verdict for o in self.outcomes
-                     if o.verdict and o.verdict.score is not None), None)
+        return next(
+            (o.verdict for o in self.outcomes if o.verdict and o.verdict.score is not None), None
+        )
 
     @property
     def failures(self) -> tuple[ScanOutcome, ...]:
@@ -52,8 +53,13 @@ class ConfiguredScanner:
 
 
 class ScanService:
-    def __init__(self, virus: ConfiguredScanner | None, spam: ConfiguredScanner | None,
-                 health: BackendHealth, workers: int = 32) -> None:
+    def __init__(
+        self,
+        virus: ConfiguredScanner | None,
+        spam: ConfiguredScanner | None,
+        health: BackendHealth,
+        workers: int = 32,
+    ) -> None:
         self.virus = virus
         self.spam = spam
         self.health = health
@@ -90,5 +96,3 @@ class ScanService:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-

@@ -102,8 +102,9 @@ class Directory(Protocol):
 class Reputation(Protocol):
     def observe(self, kind: IdentityKind, identity_id: int) -> ServerState: ...
 
-    def record_incident(self, kind: IdentityKind, identity_id: int,
-                        incident_kind: IncidentKind, detail: str = "") -> ServerState: ...
+    def record_incident(
+        self, kind: IdentityKind, identity_id: int, incident_kind: IncidentKind, detail: str = ""
+    ) -> ServerState: ...
 
     def record_limit_refusal(self, kind: IdentityKind, identity_id: int) -> ServerState: ...
 
@@ -112,7 +113,9 @@ class Recorder(Protocol):
     def record(self, record: EventRecord) -> None: ...
 
     def record_accept(
-        self, record: EventRecord, charge: VolumeCharge | None,
+        self,
+        record: EventRecord,
+        charge: VolumeCharge | None,
         also: Callable[[Any], None] | None = None,
         in_time: Callable[[], bool] | None = None,
     ) -> VolumeDenied | None: ...
@@ -267,8 +270,12 @@ class MilterSession:
         tx.spf = checker.check(tx.facts.sender, self.helo)
         self.services.metrics.spf_results.labels(tx.spf.result).inc()
         if tx.spf.result == "permerror":
-            log.warning("qid=%s SPF permerror for %s: %s", tx.queue_id or "-", tx.spf.domain,
-                        tx.spf.explanation)
+            log.warning(
+                "qid=%s SPF permerror for %s: %s",
+                tx.queue_id or "-",
+                tx.spf.domain,
+                tx.spf.explanation,
+            )
         return first_refusal(SPF_CHECKS, SpfFacts(tx.spf, self.services.config.spf))
 
     def _reserve(self, tx: _Transaction, buckets: Sequence[Bucket]) -> Refusal | None:
@@ -371,7 +378,9 @@ class MilterSession:
             self.abort()
 
     def end_of_message(
-        self, queue_id: str, edit_headers: Callable[[HeaderChanges], None] = _leave_headers,
+        self,
+        queue_id: str,
+        edit_headers: Callable[[HeaderChanges], None] = _leave_headers,
     ) -> Reply | None:
         """The decision on the whole message; None when it is accepted.
 
@@ -393,13 +402,13 @@ class MilterSession:
             if self.inbound:
                 self._record_inbound(tx)
                 return None
-            return self._guarded(
-                Stage.EOM, lambda: self._end_of_message(tx, started, edit_headers))
+            return self._guarded(Stage.EOM, lambda: self._end_of_message(tx, started, edit_headers))
         finally:
             self.abort()
 
-    def _end_of_message(self, tx: _Transaction, started: float,
-                        edit_headers: Callable[[HeaderChanges], None]) -> Reply | None:
+    def _end_of_message(
+        self, tx: _Transaction, started: float, edit_headers: Callable[[HeaderChanges], None]
+    ) -> Reply | None:
         assert tx.identity is not None
         known = tx.header_sender_known()
         facts = EomFacts(tx.size, len(tx.recipients), known, tx.limits)
@@ -407,8 +416,11 @@ class MilterSession:
         if refusal is None and not known and not tx.counted_as_unknown:
             # RCPT time trusted the envelope; the header says unknown sender,
             # so the message must also fit the unknown senders' window.
-            buckets = [b for b in rate_buckets(tx.limits, tx.identity.state, False)
-                       if b.name == UNKNOWN_SENDERS]
+            buckets = [
+                b
+                for b in rate_buckets(tx.limits, tx.identity.state, False)
+                if b.name == UNKNOWN_SENDERS
+            ]
             refusal = self._reserve(tx, buckets)
         if refusal is None:
             refusal = self._scan(tx)
@@ -431,13 +443,22 @@ class MilterSession:
         # database slow...) and has answered the client 4xx itself; the
         # message will come again, so this one must not count.
         took = self.services.clock.monotonic() - started
-        log.warning("qid=%s end of message took %.1f s, about as long as the MTA waits "
-                    "(milter.content_timeout): not accepted", tx.queue_id or "-", took)
+        log.warning(
+            "qid=%s end of message took %.1f s, about as long as the MTA waits "
+            "(milter.content_timeout): not accepted",
+            tx.queue_id or "-",
+            took,
+        )
         return self._refuse(Stage.EOM, tx, Refusal(Reason.INTERNAL_ERROR))
 
-    def _accept(self, tx: _Transaction, known: bool,
-                edit_headers: Callable[[HeaderChanges], None],
-                in_time: Callable[[], bool], started: float) -> Reply | None:
+    def _accept(
+        self,
+        tx: _Transaction,
+        known: bool,
+        edit_headers: Callable[[HeaderChanges], None],
+        in_time: Callable[[], bool],
+        started: float,
+    ) -> Reply | None:
         """Edit the headers, then charge the volume, record the accept and count the
         rate slots: all or nothing."""
         self.header_changes = HeaderChanges(
@@ -455,6 +476,7 @@ class MilterSession:
 
             def also(connection: Any) -> None:
                 limiter.commit_in(connection, reservations)
+
         try:
             denied = self.services.recorder.record_accept(record, charge, also, in_time)
         except TooLate:
@@ -473,11 +495,18 @@ class MilterSession:
     def _stamp(self, tx: _Transaction) -> str:
         """Our header on accepted mail: who relayed it and what the scans said."""
         spam = tx.scan.spam
-        virus = "unscanned" if any(f.scanner == "clamav" for f in tx.scan.failures) else (
-            "clean" if self.services.scans.virus is not None else "off")
-        parts = [f"node={self.services.node}", f"qid={tx.queue_id or '-'}", f"virus={virus}",
-                 f"spam={spam.score:g}" if spam and spam.score is not None else "spam=-",
-                 f"spf={tx.spf.result if tx.spf else '-'}"]
+        virus = (
+            "unscanned"
+            if any(f.scanner == "clamav" for f in tx.scan.failures)
+            else ("clean" if self.services.scans.virus is not None else "off")
+        )
+        parts = [
+            f"node={self.services.node}",
+            f"qid={tx.queue_id or '-'}",
+            f"virus={virus}",
+            f"spam={spam.score:g}" if spam and spam.score is not None else "spam=-",
+            f"spf={tx.spf.result if tx.spf else '-'}",
+        ]
         return "; ".join(parts)
 
     def _scan(self, tx: _Transaction) -> Refusal | None:
@@ -535,8 +564,12 @@ class MilterSession:
             for reservation in tx.reservations:
                 self.services.limiter.commit(reservation)
         except Exception as exc:  # even a bug must leave the accept standing
-            log.error("rate slots of qid=%s not committed: %s", tx.queue_id or "-", exc,
-                      exc_info=not isinstance(exc, DependencyError))
+            log.error(
+                "rate slots of qid=%s not committed: %s",
+                tx.queue_id or "-",
+                exc,
+                exc_info=not isinstance(exc, DependencyError),
+            )
         tx.reservations.clear()
 
     def _record_inbound(self, tx: _Transaction) -> None:
@@ -624,8 +657,14 @@ class MilterSession:
         reply = reply_for(Refusal(reason))
         if self._tx is not None:
             # A database that just failed would only fail (slowly) again.
-            self._decide(stage, self._tx, reason, reply, must_record=False,
-                         record=reason is not Reason.DATABASE_ERROR)
+            self._decide(
+                stage,
+                self._tx,
+                reason,
+                reply,
+                must_record=False,
+                record=reason is not Reason.DATABASE_ERROR,
+            )
         return reply
 
     def _refuse(self, stage: Stage, tx: _Transaction, refusal: Refusal) -> Reply:
@@ -645,30 +684,45 @@ class MilterSession:
         reputation = self.services.reputation
         try:
             if refusal.reason is Reason.VIRUS:
-                reputation.record_incident(identity.kind, identity.id, IncidentKind.VIRUS,
-                                           tx.scan.virus)
+                reputation.record_incident(
+                    identity.kind, identity.id, IncidentKind.VIRUS, tx.scan.virus
+                )
             elif refusal.reason is Reason.SPAM:
                 spam = tx.scan.spam
-                reputation.record_incident(identity.kind, identity.id, IncidentKind.SPAM,
-                                           f"score {spam.score:g}" if spam and spam.score else "")
+                reputation.record_incident(
+                    identity.kind,
+                    identity.id,
+                    IncidentKind.SPAM,
+                    f"score {spam.score:g}" if spam and spam.score else "",
+                )
             elif refusal.reason is Reason.VOLUME_LIMIT or (
                 refusal.reason is Reason.RATE_LIMIT and not self._suspicion_limit(tx)
             ):
                 reputation.record_limit_refusal(identity.kind, identity.id)
         except (DependencyError, UnknownIdentity) as exc:
             # The refusal stands; only its weight in the reputation is lost.
-            log.error("reputation of %s not updated after %s: %s", identity.label,
-                      refusal.reason, exc)
+            log.error(
+                "reputation of %s not updated after %s: %s", identity.label, refusal.reason, exc
+            )
 
     @staticmethod
     def _suspicion_limit(tx: _Transaction) -> bool:
         """The verdacht server's own low limit: counting it would keep the server verdacht."""
         assert tx.identity is not None
-        return (tx.identity.state is ServerState.VERDACHT and tx.rate_denied is not None
-                and tx.rate_denied.bucket == ALL_MAIL)
+        return (
+            tx.identity.state is ServerState.VERDACHT
+            and tx.rate_denied is not None
+            and tx.rate_denied.bucket == ALL_MAIL
+        )
 
     def _decide(
-        self, stage: Stage, tx: _Transaction, reason: Reason, reply: Reply, *, must_record: bool,
+        self,
+        stage: Stage,
+        tx: _Transaction,
+        reason: Reason,
+        reply: Reply,
+        *,
+        must_record: bool,
         record: bool = True,
     ) -> None:
         """Record and log one refusal; one that must be recorded fails loudly if it cannot be."""

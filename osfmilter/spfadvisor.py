@@ -97,8 +97,13 @@ def _term(term: str) -> tuple[str, str]:
     return name.partition("/")[0], value.partition("/")[0]
 
 
-def advise(domain: str, checker: SpfChecker, resolver: dns.resolver.Resolver,
-           include: str, outbound_ips: Sequence[str]) -> Advice:
+def advise(
+    domain: str,
+    checker: SpfChecker,
+    resolver: dns.resolver.Resolver,
+    include: str,
+    outbound_ips: Sequence[str],
+) -> Advice:
     tree = lookup_tree(resolver, domain)
     outcome = checker.check(f"postmaster@{domain}", domain)
     if include:
@@ -115,8 +120,7 @@ def advise(domain: str, checker: SpfChecker, resolver: dns.resolver.Resolver,
 
 
 def render_text(advice: Advice) -> str:
-    lines = [f"domain:   {advice.domain}",
-             f"record:   {advice.tree.record or '(none)'}"]
+    lines = [f"domain:   {advice.domain}", f"record:   {advice.tree.record or '(none)'}"]
     if advice.tree.problem:
         lines.append(f"problem:  {advice.tree.problem}")
     verdict = "OK" if advice.lookups <= LOOKUP_LIMIT else "TOO MANY: receivers will permerror"

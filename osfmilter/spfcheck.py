@@ -130,8 +130,12 @@ def unusable_domain(domain: str) -> str:
 
 # The lookup of a name dnspython cannot encode (a macro expanded into an empty or
 # overlong label, an overlong name): no such name, as pyspf itself treats them.
-_NOT_A_NAME = (dns.exception.SyntaxError, dns.name.NameTooLong, dns.name.IDNAException,
-               UnicodeError)
+_NOT_A_NAME = (
+    dns.exception.SyntaxError,
+    dns.name.NameTooLong,
+    dns.name.IDNAException,
+    UnicodeError,
+)
 
 
 class _Lookups(threading.local):
@@ -147,8 +151,14 @@ class _Lookups(threading.local):
 
 
 class SpfChecker:
-    def __init__(self, outbound_ips: Sequence[str], resolver: dns.resolver.Resolver,
-                 timeout: float, cache_size: int = 10_000, max_ttl: float = 3600.0) -> None:
+    def __init__(
+        self,
+        outbound_ips: Sequence[str],
+        resolver: dns.resolver.Resolver,
+        timeout: float,
+        cache_size: int = 10_000,
+        max_ttl: float = 3600.0,
+    ) -> None:
         self.outbound_ips = tuple(outbound_ips)
         self.resolver = resolver
         self.timeout = timeout
@@ -169,8 +179,9 @@ class SpfChecker:
         domain = parsed.domain
         if problem := unusable_domain(domain):
             why = f"{domain!r} is not a domain SPF can look up: {problem}"
-            return SpfOutcome(domain, "none", why, tuple((ip, "none", why)
-                                                         for ip in self.outbound_ips))
+            return SpfOutcome(
+                domain, "none", why, tuple((ip, "none", why) for ip in self.outbound_ips)
+            )
         # One time budget for the whole check, however many outbound IPs.
         deadline = time.monotonic() + self.timeout
         per_ip = tuple((ip, *self._check_ip(ip, parsed, deadline)) for ip in self.outbound_ips)
@@ -226,8 +237,9 @@ class SpfChecker:
         if remaining <= 0:
             raise spf.TempError(f"DNS: no answer within {self.timeout:g} s")
         try:
-            answer = self.resolver.resolve(name, qtype, lifetime=remaining,
-                                           raise_on_no_answer=False, search=False)
+            answer = self.resolver.resolve(
+                name, qtype, lifetime=remaining, raise_on_no_answer=False, search=False
+            )
         except dns.resolver.NXDOMAIN as exc:
             self._seen.ttl = min(self._seen.ttl, _negative_ttl(exc))
             return []
@@ -273,7 +285,15 @@ def _negative_ttl(exc: dns.resolver.NXDOMAIN) -> float:
     responses: dict[dns.name.Name, object] = exc.kwargs.get("responses", {})
     try:
         # dnspython's own reading, as it caches the answer (300 s without an SOA).
-        return float(min((r.resolve_chaining().minimum_ttl for r in responses.values()
-                          if isinstance(r, dns.message.QueryMessage)), default=0))
+        return float(
+            min(
+                (
+                    r.resolve_chaining().minimum_ttl
+                    for r in responses.values()
+                    if isinstance(r, dns.message.QueryMessage)
+                ),
+                default=0,
+            )
+        )
     except dns.exception.DNSException:  # an answer dnspython cannot make sense of
         return 0.0

@@ -102,7 +102,9 @@ class FakeRecorder:
         self.records.append(record)
 
     def record_accept(
-        self, record: EventRecord, charge: VolumeCharge | None,
+        self,
+        record: EventRecord,
+        charge: VolumeCharge | None,
         also: Callable[[Any], None] | None = None,
         in_time: Callable[[], bool] | None = None,
     ) -> VolumeDenied | None:
@@ -113,8 +115,11 @@ class FakeRecorder:
         if charge is not None:
             key = (charge.month, "outbound", charge.customer_id, charge.domain)
             used = self.volume.get(key, 0)
-            inbound = sum(v for (m, d, _, dom), v in self.volume.items()
-                          if (m, d, dom) == (charge.month, "inbound", charge.domain))
+            inbound = sum(
+                v
+                for (m, d, _, dom), v in self.volume.items()
+                if (m, d, dom) == (charge.month, "inbound", charge.domain)
+            )
             allowance = charge.allowance(inbound)
             if allowance is not None and used + charge.volume > allowance:
                 return VolumeDenied(used, allowance)
@@ -148,8 +153,9 @@ class MemoryLimiter:
     def renew(self, reservation: Reservation) -> Reservation | RateDenied:
         return self._admit(reservation.identity, reservation.buckets, replacing=reservation)
 
-    def _admit(self, identity: str, buckets: Sequence[Bucket],
-               replacing: Reservation | None) -> Reservation | RateDenied:
+    def _admit(
+        self, identity: str, buckets: Sequence[Bucket], replacing: Reservation | None
+    ) -> Reservation | RateDenied:
         self._check()
         if replacing is not None:
             self.release(replacing)
@@ -162,8 +168,11 @@ class MemoryLimiter:
                     del slots[rid]
             if len(slots) >= bucket.limit:
                 counting = [at for pending, at in slots.values() if not pending]
-                return RateDenied(bucket.name, bucket.limit,
-                                  retry_after(min(counting, default=None), now, self.window))
+                return RateDenied(
+                    bucket.name,
+                    bucket.limit,
+                    retry_after(min(counting, default=None), now, self.window),
+                )
         rid = uuid.uuid4().hex
         for key in keys:
             self.slots[key][rid] = (True, now + self.ttl)
@@ -184,8 +193,11 @@ class MemoryLimiter:
             self.slots.get(key, {}).pop(reservation.id, None)
 
     def counting(self, identity: str, bucket: str = "all") -> int:
-        return sum(1 for pending, _ in self.slots.get(slot_key(identity, bucket), {}).values()
-                   if not pending)
+        return sum(
+            1
+            for pending, _ in self.slots.get(slot_key(identity, bucket), {}).values()
+            if not pending
+        )
 
 
 class MemoryReputation:
@@ -215,8 +227,9 @@ class MemoryReputation:
     def observe(self, kind: IdentityKind, identity_id: int) -> ServerState:
         return self._apply(kind, identity_id, Tick(self.clock.now()))
 
-    def record_incident(self, kind: IdentityKind, identity_id: int,
-                        incident_kind: IncidentKind, detail: str = "") -> ServerState:
+    def record_incident(
+        self, kind: IdentityKind, identity_id: int, incident_kind: IncidentKind, detail: str = ""
+    ) -> ServerState:
         return self._apply(kind, identity_id, Incident(incident_kind, self.clock.now(), detail))
 
     def record_limit_refusal(self, kind: IdentityKind, identity_id: int) -> ServerState:
@@ -224,10 +237,15 @@ class MemoryReputation:
 
 
 def services(
-    directory: FakeDirectory, recorder: FakeRecorder, config: Config | None = None,
-    clock: FixedClock | None = None, limiter: MemoryLimiter | None = None,
-    scans: ScanService | None = None, spf: SpfChecker | None = None,
-    reputation: MemoryReputation | None = None, metrics: Metrics | None = None,
+    directory: FakeDirectory,
+    recorder: FakeRecorder,
+    config: Config | None = None,
+    clock: FixedClock | None = None,
+    limiter: MemoryLimiter | None = None,
+    scans: ScanService | None = None,
+    spf: SpfChecker | None = None,
+    reputation: MemoryReputation | None = None,
+    metrics: Metrics | None = None,
 ) -> Services:
     clock = clock or FixedClock()
     return Services(

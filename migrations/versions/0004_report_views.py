@@ -16,33 +16,33 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '0004'
-down_revision: str | None = '0003'
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # The calendar month (UTC, YYYY-MM) a customer was created in. SQLite keeps
 # UTC timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' text.
 CREATED_MONTH = {
-    'sqlite': "substr(c.created_at, 1, 7)",
-    'postgresql': "to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM')",
+    "sqlite": "substr(c.created_at, 1, 7)",
+    "postgresql": "to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM')",
 }
 
 VIEWS = {
     # One row per customer, domain, month and direction (the milter's counters).
-    'report_monthly_volume': """
+    "report_monthly_volume": """
         SELECT v.month, c.name AS customer, c.plan, v.domain, v.direction,
                v.messages, v.bytes
         FROM monthly_volume v
         JOIN customers c ON c.id = v.customer_id
     """,
     # Every customer with its current plan and the month it was created in.
-    'report_customers': """
+    "report_customers": """
         SELECT c.name AS customer, c.plan, {created_month} AS created_month
         FROM customers c
     """,
     # Every decision that was not an accept; an unregistered client is named by its address.
-    'report_refused_events': """
+    "report_refused_events": """
         SELECT e.at, COALESCE(NULLIF(e.identity, ''), 'unregistered:' || e.client_ip) AS identity,
                c.name AS customer, e.action, e.reason, e.smtp_code, e.enhanced_code,
                e.queue_id, e.client_ip, e.node
@@ -51,13 +51,13 @@ VIEWS = {
         WHERE e.action <> 'accept'
     """,
     # Refusals per identity and reason over every event still stored.
-    'report_refusals': """
+    "report_refusals": """
         SELECT identity, customer, reason, COUNT(*) AS count, MAX(at) AS last_at
         FROM report_refused_events
         GROUP BY identity, customer, reason
     """,
     # Every sender identity, its state, since when, and its latest state change.
-    'report_states': """
+    "report_states": """
         SELECT 'server' AS kind, 'server:' || s.network AS identity, c.name AS customer,
                s.state, s.state_changed_at AS since,
                (SELECT h.reason FROM state_history h WHERE h.smtp_server_id = s.id
@@ -77,7 +77,7 @@ VIEWS = {
         JOIN customers c ON c.id = a.customer_id
     """,
     # Every state change, with the identity named as in events.
-    'report_state_changes': """
+    "report_state_changes": """
         SELECT h.at,
                CASE WHEN h.smtp_server_id IS NOT NULL THEN 'server:' || s.network
                     ELSE 'sasl:' || a.login END AS identity,
@@ -93,9 +93,9 @@ VIEWS = {
 def upgrade() -> None:
     created_month = CREATED_MONTH[op.get_bind().dialect.name]
     for name, query in VIEWS.items():
-        op.execute(f'CREATE VIEW {name} AS {query.format(created_month=created_month).strip()}')
+        op.execute(f"CREATE VIEW {name} AS {query.format(created_month=created_month).strip()}")
 
 
 def downgrade() -> None:
     for name in reversed(VIEWS):
-        op.execute(f'DROP VIEW {name}')
+        op.execute(f"DROP VIEW {name}")

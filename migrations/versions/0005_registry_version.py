@@ -15,24 +15,25 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0005'
-down_revision: str | None = '0004'
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-REGISTRY_TABLES = ('customers', 'scanned_domains', 'smtp_servers', 'sasl_accounts')
-BUMP = 'UPDATE registry_version SET version = version + 1'
+REGISTRY_TABLES = ("customers", "scanned_domains", "smtp_servers", "sasl_accounts")
+BUMP = "UPDATE registry_version SET version = version + 1"
 
 
 def upgrade() -> None:
-    op.create_table('registry_version',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('version', sa.BigInteger(), nullable=False),
-    sa.CheckConstraint('id = 1', name=op.f('ck_registry_version_one_row')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_registry_version'))
+    op.create_table(
+        "registry_version",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.CheckConstraint("id = 1", name=op.f("ck_registry_version_one_row")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_registry_version")),
     )
-    op.execute('INSERT INTO registry_version (id, version) VALUES (1, 1)')
-    if op.get_bind().dialect.name == 'postgresql':
+    op.execute("INSERT INTO registry_version (id, version) VALUES (1, 1)")
+    if op.get_bind().dialect.name == "postgresql":
         op.execute(f"""
             CREATE FUNCTION osfmilter_bump_registry_version() RETURNS trigger
             LANGUAGE plpgsql AS $$ BEGIN {BUMP}; RETURN NULL; END $$
@@ -45,7 +46,7 @@ def upgrade() -> None:
             """)
     else:
         for table in REGISTRY_TABLES:
-            for operation in ('INSERT', 'UPDATE', 'DELETE'):
+            for operation in ("INSERT", "UPDATE", "DELETE"):
                 op.execute(f"""
                     CREATE TRIGGER {table}_registry_version_{operation.lower()}
                     AFTER {operation} ON {table} BEGIN {BUMP}; END
@@ -53,12 +54,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == 'postgresql':
+    if op.get_bind().dialect.name == "postgresql":
         for table in REGISTRY_TABLES:
-            op.execute(f'DROP TRIGGER {table}_registry_version ON {table}')
-        op.execute('DROP FUNCTION osfmilter_bump_registry_version()')
+            op.execute(f"DROP TRIGGER {table}_registry_version ON {table}")
+        op.execute("DROP FUNCTION osfmilter_bump_registry_version()")
     else:
         for table in REGISTRY_TABLES:
-            for operation in ('insert', 'update', 'delete'):
-                op.execute(f'DROP TRIGGER {table}_registry_version_{operation}')
-    op.drop_table('registry_version')
+            for operation in ("insert", "update", "delete"):
+                op.execute(f"DROP TRIGGER {table}_registry_version_{operation}")
+    op.drop_table("registry_version")

@@ -14,18 +14,19 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '0006'
-down_revision: str | None = '0005'
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index('ix_rate_slots_key_pending_at', 'rate_slots', ['key', 'pending', 'at'],
-                    unique=False)
-    op.drop_index('ix_rate_slots_key_at', table_name='rate_slots')
+    op.create_index(
+        "ix_rate_slots_key_pending_at", "rate_slots", ["key", "pending", "at"], unique=False
+    )
+    op.drop_index("ix_rate_slots_key_at", table_name="rate_slots")
 
 
 def downgrade() -> None:
-    op.create_index('ix_rate_slots_key_at', 'rate_slots', ['key', 'at'], unique=False)
-    op.drop_index('ix_rate_slots_key_pending_at', table_name='rate_slots')
+    op.create_index("ix_rate_slots_key_at", "rate_slots", ["key", "at"], unique=False)
+    op.drop_index("ix_rate_slots_key_pending_at", table_name="rate_slots")

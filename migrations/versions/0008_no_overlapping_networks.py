@@ -24,25 +24,25 @@ from sqlalchemy import text
 
 from osfmilter.errors import StorageError
 
-revision: str = '0008'
-down_revision: str | None = '0007'
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-CONSTRAINT = 'ex_smtp_servers_network_overlap'
+CONSTRAINT = "ex_smtp_servers_network_overlap"
 # A row of another customer whose range meets NEW's; "IS NOT": an insert's NEW.id is NULL.
 REFUSE = (
     "SELECT RAISE(ABORT, 'ex_smtp_servers_network_overlap: "
     "the network overlaps another customer''s') "
-    'WHERE EXISTS (SELECT 1 FROM smtp_servers AS other '
-    'WHERE other.family = NEW.family AND other.customer_id <> NEW.customer_id '
-    'AND other.first_address <= NEW.last_address AND other.last_address >= NEW.first_address '
-    'AND other.id IS NOT NEW.id)'
+    "WHERE EXISTS (SELECT 1 FROM smtp_servers AS other "
+    "WHERE other.family = NEW.family AND other.customer_id <> NEW.customer_id "
+    "AND other.first_address <= NEW.last_address AND other.last_address >= NEW.first_address "
+    "AND other.id IS NOT NEW.id)"
 )
 TRIGGERS = {
-    'smtp_servers_no_overlap_insert': 'BEFORE INSERT ON smtp_servers',
-    'smtp_servers_no_overlap_update': (
-        'BEFORE UPDATE OF customer_id, family, first_address, last_address ON smtp_servers'
+    "smtp_servers_no_overlap_insert": "BEFORE INSERT ON smtp_servers",
+    "smtp_servers_no_overlap_update": (
+        "BEFORE UPDATE OF customer_id, family, first_address, last_address ON smtp_servers"
     ),
 }
 OVERLAPS = text("""
@@ -60,31 +60,34 @@ OVERLAPS = text("""
 
 def upgrade() -> None:
     _refuse_existing_overlaps()
-    if op.get_bind().dialect.name == 'postgresql':
-        op.execute('CREATE EXTENSION IF NOT EXISTS btree_gist')
-        op.execute(f'ALTER TABLE smtp_servers ADD CONSTRAINT {CONSTRAINT} EXCLUDE USING gist '
-                   '((network::inet) inet_ops WITH &&, customer_id WITH <>)')
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+        op.execute(
+            f"ALTER TABLE smtp_servers ADD CONSTRAINT {CONSTRAINT} EXCLUDE USING gist "
+            "((network::inet) inet_ops WITH &&, customer_id WITH <>)"
+        )
     else:
         for name, when in TRIGGERS.items():
-            op.execute(f'CREATE TRIGGER {name} {when} BEGIN {REFUSE}; END')
+            op.execute(f"CREATE TRIGGER {name} {when} BEGIN {REFUSE}; END")
 
 
 def _refuse_existing_overlaps() -> None:
     """Overlaps registered before this revision: the operator decides which one goes."""
     pairs = op.get_bind().execute(OVERLAPS).all()
     if pairs:
-        listed = '; '.join(f'{a} ({owner_a!r}) overlaps {b} ({owner_b!r})'
-                           for a, owner_a, b, owner_b in pairs)
+        listed = "; ".join(
+            f"{a} ({owner_a!r}) overlaps {b} ({owner_b!r})" for a, owner_a, b, owner_b in pairs
+        )
         raise StorageError(
-            f'schema revision 0008 forbids networks of different customers to overlap: '
-            f'{listed}; remove one of each (osfmilter server remove), then upgrade again'
+            f"schema revision 0008 forbids networks of different customers to overlap: "
+            f"{listed}; remove one of each (osfmilter server remove), then upgrade again"
         )
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == 'postgresql':
+    if op.get_bind().dialect.name == "postgresql":
         # btree_gist stays: other schemas in the database may use it.
-        op.execute(f'ALTER TABLE smtp_servers DROP CONSTRAINT {CONSTRAINT}')
+        op.execute(f"ALTER TABLE smtp_servers DROP CONSTRAINT {CONSTRAINT}")
     else:
         for name in TRIGGERS:
-            op.execute(f'DROP TRIGGER {name}')
+            op.execute(f"DROP TRIGGER {name}")

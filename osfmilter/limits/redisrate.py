@@ -68,8 +68,15 @@ class RedisError(DependencyError):
 
 
 class RedisRateLimiter:
-    def __init__(self, url: str, clock: Clock, window: float, reservation_ttl: float,
-                 timeout: float = 3.0, prefix: str = "osfmilter:rate:") -> None:
+    def __init__(
+        self,
+        url: str,
+        clock: Clock,
+        window: float,
+        reservation_ttl: float,
+        timeout: float = 3.0,
+        prefix: str = "osfmilter:rate:",
+    ) -> None:
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
@@ -95,17 +102,26 @@ class RedisRateLimiter:
     def renew(self, reservation: Reservation) -> Reservation | RateDenied:
         return self._admit(reservation.identity, reservation.buckets, replacing=reservation.id)
 
-    def _admit(self, identity: str, buckets: tuple[Bucket, ...],
-               replacing: str) -> Reservation | RateDenied:
+    def _admit(
+        self, identity: str, buckets: tuple[Bucket, ...], replacing: str
+    ) -> Reservation | RateDenied:
         now = self.clock.now().timestamp()
         keys = tuple(slot_key(identity, b.name) for b in buckets)
-        reservation = Reservation(uuid.uuid4().hex, identity, keys,
-                                  now + self.reservation_ttl, buckets)
+        reservation = Reservation(
+            uuid.uuid4().hex, identity, keys, now + self.reservation_ttl, buckets
+        )
         result = self._run(
             self._reserve,
             reservation.keys,
-            [now, self.window, reservation.expires, reservation.id, self._key_ttl, replacing,
-             *(b.limit for b in buckets)],
+            [
+                now,
+                self.window,
+                reservation.expires,
+                reservation.id,
+                self._key_ttl,
+                replacing,
+                *(b.limit for b in buckets),
+            ],
         )
         if int(result[0]) == 0:
             return reservation

@@ -36,9 +36,7 @@ _COMMIT = Statement(
 )
 _RELEASE = Statement("DELETE FROM rate_slots WHERE reservation = :reservation")
 # The index on (key, pending, at) answers it with one seek.
-_OLDEST_COUNTING = Statement(
-    'SELECT min(at) FROM rate_slots WHERE "key" = :key AND pending = :no'
-)
+_OLDEST_COUNTING = Statement('SELECT min(at) FROM rate_slots WHERE "key" = :key AND pending = :no')
 
 
 @cache
@@ -93,17 +91,24 @@ class SqlRateLimiter:
     def renew(self, reservation: Reservation) -> Reservation | RateDenied:
         return self._admit(reservation.identity, reservation.buckets, replacing=reservation)
 
-    def _admit(self, identity: str, buckets: Sequence[Bucket],
-               replacing: Reservation | None) -> Reservation | RateDenied:
+    def _admit(
+        self, identity: str, buckets: Sequence[Bucket], replacing: Reservation | None
+    ) -> Reservation | RateDenied:
         now = self.clock.now().timestamp()
         # Not durable: a power loss ends the transactions that hold these
         # slots, and an accept's commit makes them durable anyway.
         return self.sql.transact_later(
             lambda cursor: self._reserve_in(cursor, identity, buckets, now, replacing),
-            order=_locked_order(identity), durable=False)
+            order=_locked_order(identity),
+            durable=False,
+        )
 
     def _reserve_in(
-        self, cursor: Cursor, identity: str, buckets: Sequence[Bucket], now: float,
+        self,
+        cursor: Cursor,
+        identity: str,
+        buckets: Sequence[Bucket],
+        now: float,
         replacing: Reservation | None = None,
     ) -> Later[Reservation | RateDenied]:
         """Sends every statement of the admission, and reads its outcome Later.
@@ -118,10 +123,16 @@ class SqlRateLimiter:
         keys = {f"k{i}": key for i, key in enumerate(by_key)}
         limits = {f"l{i}": bucket.limit for i, bucket in enumerate(by_key.values())}
         expired_reservations, out_of_window, admit, usage = _window_statements(len(keys))
-        reservation = Reservation(uuid.uuid4().hex, identity, tuple(by_key),
-                                  now + self.reservation_ttl, tuple(buckets))
-        wanted = {**keys, **limits, "reservation": reservation.id, "yes": True,
-                  "expires": reservation.expires}
+        reservation = Reservation(
+            uuid.uuid4().hex, identity, tuple(by_key), now + self.reservation_ttl, tuple(buckets)
+        )
+        wanted = {
+            **keys,
+            **limits,
+            "reservation": reservation.id,
+            "yes": True,
+            "expires": reservation.expires,
+        }
         admitted = cursor.another().execute(admit, wanted)
 
         def outcome() -> Reservation | RateDenied:
@@ -137,8 +148,9 @@ class SqlRateLimiter:
                 bucket = by_key[key]
                 if used >= bucket.limit:
                     oldest = cursor.execute(_OLDEST_COUNTING, {"key": key, "no": False}).one()[0]
-                    return RateDenied(bucket.name, bucket.limit,
-                                      retry_after(oldest, now, self.window))
+                    return RateDenied(
+                        bucket.name, bucket.limit, retry_after(oldest, now, self.window)
+                    )
             # A bucket with limit 0 has no rows to count and admits nothing.
             for bucket in by_key.values():
                 if bucket.limit <= 0:

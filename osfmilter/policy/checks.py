@@ -237,8 +237,9 @@ def no_virus(facts: ScanFacts) -> Refusal | None:
 def not_spam(facts: ScanFacts) -> Refusal | None:
     spam = facts.report.spam
     if spam is not None and spam.score is not None and spam.score >= facts.reject_score:
-        return Refusal(Reason.SPAM, {"score": f"{spam.score:g}",
-                                     "threshold": f"{facts.reject_score:g}"})
+        return Refusal(
+            Reason.SPAM, {"score": f"{spam.score:g}", "threshold": f"{facts.reject_score:g}"}
+        )
     return None
 
 
@@ -271,7 +272,8 @@ def spf_authorizes_relay(facts: SpfFacts) -> Refusal | None:
         "domain": outcome.domain,
         "ip": outcome.failing_ip,
         "cause": outcome.explanation,
-        "advice": f"publish \"v=spf1 {include}-all\" (or ~all)" if include
+        "advice": f'publish "v=spf1 {include}-all" (or ~all)'
+        if include
         else "add the relay's addresses to the SPF record",
     }
     reason = {
@@ -280,11 +282,16 @@ def spf_authorizes_relay(facts: SpfFacts) -> Refusal | None:
         ("temperror", "tempfail"): Reason.SPF_TEMPERROR,
         ("permerror", "reject"): Reason.SPF_PERMERROR,
         ("permerror", "tempfail"): Reason.SPF_PERMERROR_DEFERRED,
-    }.get((outcome.result, {
-        "fail": settings.on_fail,
-        "temperror": settings.on_temperror,
-        "permerror": settings.on_permerror,
-    }.get(outcome.result, "record")))
+    }.get(
+        (
+            outcome.result,
+            {
+                "fail": settings.on_fail,
+                "temperror": settings.on_temperror,
+                "permerror": settings.on_permerror,
+            }.get(outcome.result, "record"),
+        )
+    )
     return Refusal(reason, params) if reason is not None else None
 
 

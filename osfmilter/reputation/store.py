@@ -103,11 +103,13 @@ class ReputationStore:
             return standing.state
         return self._apply(target, Tick).standing.state
 
-    def record_incident(self, kind: IdentityKind, identity_id: int,
-                        incident_kind: IncidentKind, detail: str = "") -> ServerState:
+    def record_incident(
+        self, kind: IdentityKind, identity_id: int, incident_kind: IncidentKind, detail: str = ""
+    ) -> ServerState:
         """A spam or virus detection (or a usage incident) of the identity's mail."""
-        outcome = self._apply(_Target(kind, identity_id),
-                              lambda at: Incident(incident_kind, at, detail))
+        outcome = self._apply(
+            _Target(kind, identity_id), lambda at: Incident(incident_kind, at, detail)
+        )
         return outcome.standing.state
 
     def record_limit_refusal(self, kind: IdentityKind, identity_id: int) -> ServerState:
@@ -116,8 +118,14 @@ class ReputationStore:
 
     # Operators -------------------------------------------------------------
 
-    def operator(self, kind: IdentityKind, identity_id: int, action: OperatorActionKind,
-                 actor: str, reason: str) -> list[Transition]:
+    def operator(
+        self,
+        kind: IdentityKind,
+        identity_id: int,
+        action: OperatorActionKind,
+        actor: str,
+        reason: str,
+    ) -> list[Transition]:
         """Release or block; the transitions made (none: it already was in that state).
 
         A recovery that had fallen due is recorded first, so releasing a
@@ -127,8 +135,9 @@ class ReputationStore:
         reason = _one_line("--reason", reason, MAX_REASON)
         if actor.casefold() == SYSTEM:
             raise UsageError(f"--by {actor!r} is reserved for automatic transitions")
-        outcome = self._apply(_Target(kind, identity_id),
-                              lambda at: OperatorAction(action, actor, reason, at))
+        outcome = self._apply(
+            _Target(kind, identity_id), lambda at: OperatorAction(action, actor, reason, at)
+        )
         return list(outcome.transitions)
 
     def history(self, kind: IdentityKind, identity_id: int) -> list[Transition]:
@@ -137,20 +146,26 @@ class ReputationStore:
         with self._connection() as connection:
             self._row(connection, target)
             rows = connection.execute(
-                select(StateChange.at, StateChange.old_state, StateChange.new_state,
-                       StateChange.reason, StateChange.actor)
+                select(
+                    StateChange.at,
+                    StateChange.old_state,
+                    StateChange.new_state,
+                    StateChange.reason,
+                    StateChange.actor,
+                )
                 .where(target.owns(StateChange))
                 .order_by(StateChange.at, StateChange.id)
             ).all()
-        return [Transition(r.at, ServerState(r.old_state), ServerState(r.new_state),
-                           r.reason, r.actor) for r in rows]
+        return [
+            Transition(r.at, ServerState(r.old_state), ServerState(r.new_state), r.reason, r.actor)
+            for r in rows
+        ]
 
     def standing(self, kind: IdentityKind, identity_id: int) -> Standing:
         """The stored standing, as it is (no recovery applied)."""
         target = _Target(kind, identity_id)
         with self._connection() as connection:
-            return _with_evidence(self._row(connection, target),
-                                  self._evidence(connection, target))
+            return _with_evidence(self._row(connection, target), self._evidence(connection, target))
 
     # Inside ----------------------------------------------------------------
 
@@ -200,23 +215,31 @@ class ReputationStore:
         return [_Evidence(r.id, r.kind, r.at) for r in rows]
 
     @staticmethod
-    def _save(connection: Connection, target: _Target, before: Standing, outcome: Outcome,
-              evidence: list[_Evidence]) -> None:
+    def _save(
+        connection: Connection,
+        target: _Target,
+        before: Standing,
+        outcome: Outcome,
+        evidence: list[_Evidence],
+    ) -> None:
         after = outcome.standing
         values: dict[str, object] = {}
         if outcome.transitions:
             # The state never changes without its history rows, in this transaction.
-            connection.execute(insert(StateChange), [
-                {
-                    "at": change.at,
-                    target.fk: target.id,
-                    "old_state": change.old,
-                    "new_state": change.new,
-                    "reason": _fit(change.reason, 500),
-                    "actor": _fit(change.actor, 100),
-                }
-                for change in outcome.transitions
-            ])
+            connection.execute(
+                insert(StateChange),
+                [
+                    {
+                        "at": change.at,
+                        target.fk: target.id,
+                        "old_state": change.old,
+                        "new_state": change.new,
+                        "reason": _fit(change.reason, 500),
+                        "actor": _fit(change.actor, 100),
+                    }
+                    for change in outcome.transitions
+                ],
+            )
             values.update(state=after.state, state_changed_at=after.changed_at)
         else:
             assert (after.state, after.changed_at) == (before.state, before.changed_at)
@@ -229,17 +252,22 @@ class ReputationStore:
         for kind, times in ((DETECTION, after.detections), (REFUSAL, after.refusals)):
             rows = [e for e in evidence if e.kind == kind]
             kept = _kept_from(rows, times)
-            if gone := [e.id for e in rows[:len(rows) - kept]]:
-                connection.execute(delete(ReputationEvidence).where(ReputationEvidence.id.in_(gone)))
+            if gone := [e.id for e in rows[: len(rows) - kept]]:
+                connection.execute(
+                    delete(ReputationEvidence).where(ReputationEvidence.id.in_(gone))
+                )
             if added := times[kept:]:
-                connection.execute(insert(ReputationEvidence), [
-                    {"at": at, target.fk: target.id, "kind": kind} for at in added
-                ])
+                connection.execute(
+                    insert(ReputationEvidence),
+                    [{"at": at, target.fk: target.id, "kind": kind} for at in added],
+                )
 
 
 def _with_evidence(standing: Standing, evidence: Sequence[_Evidence]) -> Standing:
     return Standing(
-        standing.state, standing.changed_at, standing.last_incident_at,
+        standing.state,
+        standing.changed_at,
+        standing.last_incident_at,
         detections=tuple(e.at for e in evidence if e.kind == DETECTION),
         refusals=tuple(e.at for e in evidence if e.kind == REFUSAL),
     )
@@ -249,7 +277,7 @@ def _kept_from(rows: Sequence[_Evidence], times: Sequence[datetime]) -> int:
     """How many of the newest rows times still holds at its start (the rules only
     drop the oldest and append the newest)."""
     for kept in range(min(len(rows), len(times)), 0, -1):
-        if [e.at for e in rows[len(rows) - kept:]] == list(times[:kept]):
+        if [e.at for e in rows[len(rows) - kept :]] == list(times[:kept]):
             return kept
     return 0
 

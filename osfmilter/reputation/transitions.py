@@ -169,16 +169,20 @@ def apply(standing: Standing, event: Event, rules: Rules) -> Outcome:
         if len(refusals) <= rules.usage_refusals:
             return Outcome(replace(standing, refusals=refusals), transitions)
         standing = replace(standing, refusals=())
-        event = Incident(IncidentKind.USAGE, at, f"{len(refusals)} limit refusals within "
-                                                 f"{_hours(rules.usage_window)}")
+        event = Incident(
+            IncidentKind.USAGE,
+            at,
+            f"{len(refusals)} limit refusals within {_hours(rules.usage_window)}",
+        )
     if isinstance(event, Incident):
         standing, change = _incident(standing, event, at, rules)
         transitions += change
     return Outcome(standing, transitions)
 
 
-def _catch_up(standing: Standing, at: datetime,
-              rules: Rules) -> tuple[Standing, tuple[Transition, ...]]:
+def _catch_up(
+    standing: Standing, at: datetime, rules: Rules
+) -> tuple[Standing, tuple[Transition, ...]]:
     """The recovery that fell due at or before at, dated when it fell due."""
     due = standing.recovery_due(rules)
     if due is None or due > at:
@@ -189,36 +193,44 @@ def _catch_up(standing: Standing, at: datetime,
     return replace(standing, state=ServerState.VEILIG, changed_at=due), (change,)
 
 
-def _incident(standing: Standing, incident: Incident, at: datetime,
-              rules: Rules) -> tuple[Standing, tuple[Transition, ...]]:
+def _incident(
+    standing: Standing, incident: Incident, at: datetime, rules: Rules
+) -> tuple[Standing, tuple[Transition, ...]]:
     detections = standing.detections
     if incident.kind in DETECTIONS:
-        detections = (*detections, at)[-rules.auto_block_detections:]
-    standing = replace(standing, detections=detections,
-                       last_incident_at=max(at, standing.last_incident_at or at))
+        detections = (*detections, at)[-rules.auto_block_detections :]
+    standing = replace(
+        standing, detections=detections, last_incident_at=max(at, standing.last_incident_at or at)
+    )
     what = describe(incident)
-    if (rules.auto_block and incident.kind in DETECTIONS
-            and len(detections) >= rules.auto_block_detections):
-        reason = (f"{len(detections)} spam/virus detections within "
-                  f"{_hours(rules.auto_block_window)}, the last: {what}")
+    if (
+        rules.auto_block
+        and incident.kind in DETECTIONS
+        and len(detections) >= rules.auto_block_detections
+    ):
+        reason = (
+            f"{len(detections)} spam/virus detections within "
+            f"{_hours(rules.auto_block_window)}, the last: {what}"
+        )
         return _move(standing, ServerState.ONVEILIG, at, reason, SYSTEM)
     if standing.state is ServerState.VEILIG:
         return _move(standing, ServerState.VERDACHT, at, what, SYSTEM)
     return standing, ()  # verdacht already: the recovery period starts again
 
 
-def _operator(standing: Standing, action: OperatorAction,
-              at: datetime) -> tuple[Standing, tuple[Transition, ...]]:
-    target = (ServerState.ONVEILIG if action.kind is OperatorActionKind.BLOCK
-              else ServerState.VEILIG)
+def _operator(
+    standing: Standing, action: OperatorAction, at: datetime
+) -> tuple[Standing, tuple[Transition, ...]]:
+    target = ServerState.ONVEILIG if action.kind is OperatorActionKind.BLOCK else ServerState.VEILIG
     if standing.state is target:
         return standing, ()
     standing = replace(standing, detections=(), refusals=())
     return _move(standing, target, at, action.reason, action.actor)
 
 
-def _move(standing: Standing, new: ServerState, at: datetime, reason: str,
-          actor: str) -> tuple[Standing, tuple[Transition, ...]]:
+def _move(
+    standing: Standing, new: ServerState, at: datetime, reason: str, actor: str
+) -> tuple[Standing, tuple[Transition, ...]]:
     change = Transition(at, standing.state, new, reason, actor)
     return replace(standing, state=new, changed_at=at), (change,)
 

@@ -31,9 +31,13 @@ class RspamdScanner:
         self.path = (url.path.rstrip("/") or "") + "/checkv2"
 
     def scan(self, message: Message, context: ScanContext, timeout: float) -> Verdict:
-        headers = [("Content-Length", str(message.size)), ("IP", context.client_ip),
-                   ("Helo", context.helo), ("From", context.sender),
-                   ("Queue-Id", context.queue_id)]
+        headers = [
+            ("Content-Length", str(message.size)),
+            ("IP", context.client_ip),
+            ("Helo", context.helo),
+            ("From", context.sender),
+            ("Queue-Id", context.queue_id),
+        ]
         if context.login:
             headers.append(("User", context.login))
         headers += [("Rcpt", rcpt) for rcpt in context.recipients]

@@ -70,11 +70,14 @@ def parse_reply(reply: bytes) -> Verdict:
     if status is None:
         raise ScannerError(NAME, f"unexpected answer {reply[:100]!r}")
     if status.group(1) != b"0":
-        raise ScannerError(NAME, f"spamd error {status.group(1).decode()} "
-                                 f"{status.group(2).decode(errors='replace')}")
+        raise ScannerError(
+            NAME,
+            f"spamd error {status.group(1).decode()} {status.group(2).decode(errors='replace')}",
+        )
     for line in lines[1:]:
         if found := _SPAM.match(line):
-            rules = tuple(r.strip() for r in body.decode("ascii", "replace").split(",")
-                          if r.strip())
+            rules = tuple(
+                r.strip() for r in body.decode("ascii", "replace").split(",") if r.strip()
+            )
             return Verdict(score=float(found.group(2)), rules=rules)
     raise ScannerError(NAME, "answer without a Spam: header")

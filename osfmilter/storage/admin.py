@@ -159,8 +159,10 @@ def add_server(
         with session.no_autoflush:
             _refuse_overlap(session, registration, customer)
         # Not an overlap after all: still one line, never a traceback.
-        raise UsageError(f"{registration.text}: the database refused the registration "
-                         "(a constraint other than overlap); nothing was changed") from None
+        raise UsageError(
+            f"{registration.text}: the database refused the registration "
+            "(a constraint other than overlap); nothing was changed"
+        ) from None
     return server
 
 
@@ -253,15 +255,16 @@ def add_sasl(session: Session, login: str, customer_name: str, now: datetime) ->
     if not login or len(login) > 255 or any(ch.isspace() or ord(ch) < 32 for ch in login):
         raise UsageError(f"{login!r} is not a valid SASL login (1-255 characters, no spaces)")
     customer = get_customer(session, customer_name)
-    existing = session.scalars(
-        select(SaslAccount).where(SaslAccount.login == login)
-    ).one_or_none()
+    existing = session.scalars(select(SaslAccount).where(SaslAccount.login == login)).one_or_none()
     if existing is not None:
         owner = existing.customer.name
         raise UsageError(f"SASL login {login!r} is already registered to {owner!r}")
     account = SaslAccount(
-        customer=customer, login=login, state=ServerState.VEILIG,
-        state_changed_at=now, created_at=now,
+        customer=customer,
+        login=login,
+        state=ServerState.VEILIG,
+        state_changed_at=now,
+        created_at=now,
     )
     session.add(account)
     session.flush()
@@ -275,7 +278,6 @@ def remove_sasl(session: Session, login: str) -> None:
     if account is None:
         raise UsageError(f"SASL login {login!r} is not registered")
     session.delete(account)
-
 
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -327,8 +329,11 @@ def import_inbound(session: Session, rows: Sequence[InboundRow]) -> int:
             select(ScannedDomain).where(ScannedDomain.domain.in_({r.domain for r in rows}))
         )
     }
-    unknown = [f"line {r.line}: {r.domain} is not a scanned domain" for r in rows
-               if r.domain not in domains]
+    unknown = [
+        f"line {r.line}: {r.domain} is not a scanned domain"
+        for r in rows
+        if r.domain not in domains
+    ]
     if unknown:
         raise UsageError("; ".join(unknown) + "; nothing imported")
     for row in rows:
@@ -342,9 +347,16 @@ def import_inbound(session: Session, rows: Sequence[InboundRow]) -> int:
             )
         ).one_or_none()
         if existing is None:
-            session.add(MonthlyVolume(month=row.month, direction="inbound",
-                                      customer_id=customer_id, domain=row.domain,
-                                      messages=0, bytes=row.bytes))
+            session.add(
+                MonthlyVolume(
+                    month=row.month,
+                    direction="inbound",
+                    customer_id=customer_id,
+                    domain=row.domain,
+                    messages=0,
+                    bytes=row.bytes,
+                )
+            )
         else:
             existing.bytes = row.bytes
     return len(rows)

@@ -62,8 +62,12 @@ def make_engine(url: str, timeout: float = 10.0, access: Access = Access.CREATE)
         # PyGILState_Ensure, and on a libmilter worker thread, whose thread
         # state pymilter has already freed, that crashes the process (seen
         # under 20 sessions with the default pool's overflow connections).
-        options = {"poolclass": QueuePool, "pool_size": SQLITE_POOL_SIZE, "max_overflow": 0,
-                   "pool_timeout": timeout}
+        options = {
+            "poolclass": QueuePool,
+            "pool_size": SQLITE_POOL_SIZE,
+            "max_overflow": 0,
+            "pool_timeout": timeout,
+        }
     elif backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -116,8 +120,9 @@ def _sqlite_file(parsed: URL, url: str, access: Access) -> URL:
     if access is Access.EXISTING:
         return parsed
     # mode=ro: SQLite refuses every write (and never creates the file).
-    return parsed.set(database=f"file:{quote(database)}",
-                      query={**parsed.query, "mode": "ro", "uri": "true"})
+    return parsed.set(
+        database=f"file:{quote(database)}", query={**parsed.query, "mode": "ro", "uri": "true"}
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:

@@ -111,8 +111,11 @@ class DirectSql:
         self._errors = (SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
         dialect = self.dialect
         self._writes = group_commit(
-            engine, self.health, wrap_cursor=lambda cursor: Cursor(cursor, dialect),
-            describe=_problem, health_name=HEALTH_NAME,
+            engine,
+            self.health,
+            wrap_cursor=lambda cursor: Cursor(cursor, dialect),
+            describe=_problem,
+            health_name=HEALTH_NAME,
         )
         self._readers_lock = threading.Lock()
         self._readers: list[Any] = []
@@ -128,8 +131,7 @@ class DirectSql:
             return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
         return moment
 
-    def transact(self, job: Callable[[Cursor], T], order: Order = (),
-                 durable: bool = True) -> T:
+    def transact(self, job: Callable[[Cursor], T], order: Order = (), durable: bool = True) -> T:
         """``job(cursor)`` in a write transaction: committed when it returns, undone if it raises.
 
         The transaction may hold other sessions' work too (storage.writer),
@@ -141,8 +143,9 @@ class DirectSql:
         result: T = self._writes.run(job, order, durable)
         return result
 
-    def transact_later(self, job: Callable[[Cursor], Later[T]], order: Order = (),
-                       durable: bool = True) -> T:
+    def transact_later(
+        self, job: Callable[[Cursor], Later[T]], order: Order = (), durable: bool = True
+    ) -> T:
         """As transact, for a job that only sends statements and reads their outcome Later.
 
         On PostgreSQL the outcome is read once the whole batch is sent, so

@@ -87,7 +87,8 @@ class Registry:
             return None
         names = {f"d{i}": name for i, name in enumerate(candidates)}
         rows = self.sql.read(
-            lambda cursor: cursor.execute(_domains_among(len(candidates)), names).all())
+            lambda cursor: cursor.execute(_domains_among(len(candidates)), names).all()
+        )
         if not rows:
             return None
         # The longest match: a subdomain registered on its own wins.
@@ -99,8 +100,7 @@ class Registry:
 def _domains_among(count: int) -> Statement:
     """Scanned domains among ``count`` candidates (a recipient domain and its parents)."""
     marks = ", ".join(f":d{i}" for i in range(count))  # placeholders only
-    return Statement(
-        f"SELECT customer_id, domain FROM scanned_domains WHERE domain IN ({marks})")  # noqa: S608
+    return Statement(f"SELECT customer_id, domain FROM scanned_domains WHERE domain IN ({marks})")  # noqa: S608
 
 
 def _look_up(cursor: Cursor, key: _Key) -> Identity | None:

@@ -63,8 +63,9 @@ def count(engine: Engine, events_before: datetime, slots_before: float) -> Purge
     return PurgeResult(int(events), int(slots), 0)
 
 
-def purge(engine: Engine, events_before: datetime, slots_before: float,
-          batch_size: int = BATCH_SIZE) -> PurgeResult:
+def purge(
+    engine: Engine, events_before: datetime, slots_before: float, batch_size: int = BATCH_SIZE
+) -> PurgeResult:
     """Delete events older than events_before and rate slots older than slots_before."""
     old_events, dead_slots = _conditions(events_before, slots_before)
     events, batches = _purge(engine, Event, old_events, batch_size)
@@ -72,22 +73,31 @@ def purge(engine: Engine, events_before: datetime, slots_before: float,
     with _transaction(engine) as connection:
         keys = connection.scalars(select(RateSlot.key).where(dead_slots).distinct()).all()
     for key in keys:
-        removed, key_batches = _purge(engine, RateSlot, dead_slots & (RateSlot.key == key),
-                                      batch_size, lock=identity_of(key))
+        removed, key_batches = _purge(
+            engine, RateSlot, dead_slots & (RateSlot.key == key), batch_size, lock=identity_of(key)
+        )
         slots += removed
         batches += key_batches
     return PurgeResult(events, slots, batches)
 
 
-def _purge(engine: Engine, table: type[Event] | type[RateSlot], condition: Any,
-           batch_size: int, lock: str | None = None) -> tuple[int, int]:
+def _purge(
+    engine: Engine,
+    table: type[Event] | type[RateSlot],
+    condition: Any,
+    batch_size: int,
+    lock: str | None = None,
+) -> tuple[int, int]:
     removed = batches = 0
     while True:
         with _transaction(engine, write=True) as connection:
             if lock is not None and not _try_lock(connection, lock):
                 break
             ids = connection.scalars(
-                select(table.id).where(condition).order_by(table.id).limit(batch_size)
+                select(table.id)
+                .where(condition)
+                .order_by(table.id)
+                .limit(batch_size)
                 .with_for_update(skip_locked=True)
             ).all()
             if ids:

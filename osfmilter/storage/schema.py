@@ -173,9 +173,7 @@ class Event(Base):
     stage: Mapped[str] = mapped_column(String(8))
     client_ip: Mapped[str] = mapped_column(String(45))
     identity: Mapped[str] = mapped_column(String(300))
-    customer_id: Mapped[int | None] = mapped_column(
-        ForeignKey("customers.id", ondelete="SET NULL")
-    )
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
     smtp_server_id: Mapped[int | None] = mapped_column(
         ForeignKey("smtp_servers.id", ondelete="SET NULL"), index=True
     )

@@ -51,10 +51,27 @@ class EventRecord:
 
 # The mail path's writes (see storage.direct for why they bypass SQLAlchemy).
 _EVENT_COLUMNS = (
-    "at", "node", "queue_id", "stage", "client_ip", "identity", "customer_id",
-    "smtp_server_id", "sasl_account_id", "envelope_sender", "header_from_domain",
-    "rcpt_count", "size", "action", "reason", "smtp_code", "enhanced_code", "spam_score",
-    "spam_rules", "virus_name", "spf_result",
+    "at",
+    "node",
+    "queue_id",
+    "stage",
+    "client_ip",
+    "identity",
+    "customer_id",
+    "smtp_server_id",
+    "sasl_account_id",
+    "envelope_sender",
+    "header_from_domain",
+    "rcpt_count",
+    "size",
+    "action",
+    "reason",
+    "smtp_code",
+    "enhanced_code",
+    "spam_score",
+    "spam_rules",
+    "virus_name",
+    "spf_result",
 )
 # Column names and placeholders only: no value is ever part of the text.
 _INSERT_EVENT = Statement(
@@ -138,7 +155,9 @@ class SqlStore:
         self.direct.transact(lambda cursor: cursor.execute(_INSERT_EVENT, row), order=(2,))
 
     def record_accept(
-        self, record: EventRecord, charge: VolumeCharge | None,
+        self,
+        record: EventRecord,
+        charge: VolumeCharge | None,
         also: Callable[[Cursor], None] | None = None,
         in_time: Callable[[], bool] | None = None,
     ) -> VolumeDenied | None:
@@ -169,8 +188,11 @@ class SqlStore:
 
             return Later(answer)
 
-        order = (2,) if charge is None else _volume_order(
-            charge.month, "outbound", charge.customer_id, charge.domain)
+        order = (
+            (2,)
+            if charge is None
+            else _volume_order(charge.month, "outbound", charge.customer_id, charge.domain)
+        )
         try:
             self.direct.transact_later(accept, order)
         except _OverAllowance as over:
@@ -187,11 +209,18 @@ class SqlStore:
         inbound_cursor = None
         if charge.limited and charge.domain:
             inbound_cursor = cursor.another().execute(
-                _INBOUND_BYTES, {"month": charge.month, "domain": charge.domain})
-        total_cursor = cursor.another().execute(_ADD_VOLUME, {
-            "month": charge.month, "direction": "outbound", "customer_id": charge.customer_id,
-            "domain": charge.domain, "added": charge.volume,
-        })
+                _INBOUND_BYTES, {"month": charge.month, "domain": charge.domain}
+            )
+        total_cursor = cursor.another().execute(
+            _ADD_VOLUME,
+            {
+                "month": charge.month,
+                "direction": "outbound",
+                "customer_id": charge.customer_id,
+                "domain": charge.domain,
+                "added": charge.volume,
+            },
+        )
 
         def check() -> None:
             total = int(total_cursor.one()[0])
@@ -210,9 +239,16 @@ class SqlStore:
 
         def add(cursor: Cursor) -> None:
             for (customer_id, domain), volume in rows:
-                cursor.execute(_ADD_VOLUME, {"month": month, "direction": "inbound",
-                                             "customer_id": customer_id, "domain": domain,
-                                             "added": volume}).one()
+                cursor.execute(
+                    _ADD_VOLUME,
+                    {
+                        "month": month,
+                        "direction": "inbound",
+                        "customer_id": customer_id,
+                        "domain": domain,
+                        "added": volume,
+                    },
+                ).one()
 
         (customer_id, domain), _ = rows[0]
         self.direct.transact(add, _volume_order(month, "inbound", customer_id, domain))

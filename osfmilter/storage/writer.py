@@ -103,8 +103,13 @@ class _BatchFailed(Exception):
 _CREATING = threading.Lock()
 
 
-def group_commit(engine: Engine, health: BackendHealth, wrap_cursor: Callable[[Any], Any],
-                 describe: Callable[[BaseException], str], health_name: str) -> GroupCommit:
+def group_commit(
+    engine: Engine,
+    health: BackendHealth,
+    wrap_cursor: Callable[[Any], Any],
+    describe: Callable[[BaseException], str],
+    health_name: str,
+) -> GroupCommit:
     """The engine's one group commit: the store's and the rate limiter's writes share it.
 
     It lives on the engine object, so it goes when the engine goes (a table

@@ -91,7 +91,10 @@ def test_samples_where_they_exist_are_used_in_addition(
     assert samples_problem() is None
     [entry] = sample_entries()
     assert (entry.name, entry.category, entry.expect) == (
-        "sample_spamassassin_nice_hello_eml", "sample:spamassassin", Expect.DELIVERED)
+        "sample_spamassassin_nice_hello_eml",
+        "sample:spamassassin",
+        Expect.DELIVERED,
+    )
     assert entry.data() == HAM
 
 
@@ -103,14 +106,23 @@ def run_pytest(*args: str, samples: Path, ci: bool) -> subprocess.CompletedProce
         env[CI_ENV] = "true"
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
 def test_without_samples_the_end_to_end_corpus_test_still_collects(tmp_path: Path) -> None:
     """It used to fail at import with FileNotFoundError, and took the whole run with it."""
-    run = run_pytest("--collect-only", "tests/integration/test_hostile_input.py",
-                     samples=tmp_path / "missing", ci=False)
+    run = run_pytest(
+        "--collect-only",
+        "tests/integration/test_hostile_input.py",
+        samples=tmp_path / "missing",
+        ci=False,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "test_corpus_message" in run.stdout
     assert "sample_" not in run.stdout
@@ -119,9 +131,11 @@ def test_without_samples_the_end_to_end_corpus_test_still_collects(tmp_path: Pat
 @pytest.mark.parametrize("ci", [False, True], ids=["outside-ci", "ci"])
 def test_without_samples_the_run_fails_only_in_ci(tmp_path: Path, ci: bool) -> None:
     missing = tmp_path / "missing"
-    run = run_pytest(f"{Path(__file__).relative_to(ROOT)}::"
-                     "test_public_samples_are_there_when_ci_needs_them",
-                     samples=missing, ci=ci)
+    run = run_pytest(
+        f"{Path(__file__).relative_to(ROOT)}::test_public_samples_are_there_when_ci_needs_them",
+        samples=missing,
+        ci=ci,
+    )
     output = run.stdout + run.stderr
     if ci:
         assert run.returncode == pytest.ExitCode.TESTS_FAILED, output

@@ -92,20 +92,32 @@ def test_a_non_global_network_is_refused_by_default(run, network: str, reason: s
 
 def test_a_non_global_network_can_be_registered_on_purpose(run) -> None:
     run("customer", "add", "acme")
-    status, _, err = run("server", "add", "172.17.0.1", "--customer", "acme",
-                         "--allow-non-global", config_text=STRICT)
+    status, _, err = run(
+        "server",
+        "add",
+        "172.17.0.1",
+        "--customer",
+        "acme",
+        "--allow-non-global",
+        config_text=STRICT,
+    )
     assert (status, err) == (0, "")
     # The flag is for that one registration; the config still refuses the next.
     assert run("server", "add", "10.1.0.0/16", "--customer", "acme")[0] == 2
-    assert run("server", "add", "10.1.0.0/16", "--customer", "acme",
-               config_text=ALLOW_NON_GLOBAL)[0] == 0
+    assert (
+        run("server", "add", "10.1.0.0/16", "--customer", "acme", config_text=ALLOW_NON_GLOBAL)[0]
+        == 0
+    )
     assert "172.17.0.1/32" in run("server", "list")[1]
 
 
 def test_a_global_network_needs_no_permission(run) -> None:
     run("customer", "add", "acme")
     assert run("server", "add", "193.0.0.0/24", "--customer", "acme", config_text=STRICT) == (
-        0, "SMTP server 193.0.0.0/24 added to acme\n", "")
+        0,
+        "SMTP server 193.0.0.0/24 added to acme\n",
+        "",
+    )
     assert run("server", "add", "2a00:1450:4001::/48", "--customer", "acme")[0] == 0
 
 
@@ -130,9 +142,7 @@ def test_unreachable_database_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "osfmilter.toml"
-    config.write_text(
-        '[database]\nurl = "postgresql://osf:s3cret@127.0.0.1:1/none"\ntimeout = 2\n'
-    )
+    config.write_text('[database]\nurl = "postgresql://osf:s3cret@127.0.0.1:1/none"\ntimeout = 2\n')
     status = main(["--config", str(config), "customer", "list"])
     err = capsys.readouterr().err
     assert status == 1 and err.startswith("osfmilter: database error:")
@@ -165,7 +175,9 @@ READ_ONLY_COMMANDS = [
 
 @pytest.mark.parametrize("args", READ_ONLY_COMMANDS, ids=" ".join)
 def test_a_read_only_command_never_creates_the_database(
-    args: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # No --config: the default database, here under $STATE_DIRECTORY, not
@@ -184,7 +196,9 @@ def test_a_read_only_command_never_creates_the_database(
 @pytest.mark.parametrize("revision", [None, "0006"])
 @pytest.mark.parametrize("args", READ_ONLY_COMMANDS[:3], ids=" ".join)
 def test_a_read_only_command_never_upgrades_the_schema(
-    args: tuple[str, ...], revision: str | None, tmp_path: Path,
+    args: tuple[str, ...],
+    revision: str | None,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url = f"sqlite:///{tmp_path}/old.sqlite3"
@@ -222,15 +236,19 @@ def test_a_read_only_engine_refuses_writes(db_url: str) -> None:
         with engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM customers")).scalar() == 0
         with pytest.raises(DBAPIError, match=r"read-only|readonly"), engine.begin() as connection:
-            connection.execute(text(
-                "INSERT INTO customers (name, plan, created_at) VALUES ('x', 'free', '2026-12-02')"
-            ))
+            connection.execute(
+                text(
+                    "INSERT INTO customers (name, plan, created_at)"
+                    " VALUES ('x', 'free', '2026-12-02')"
+                )
+            )
     finally:
         engine.dispose()
 
 
 def test_a_writing_command_still_creates_the_embedded_database(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     state = tmp_path / "state"
     monkeypatch.delenv(CONFIG_ENV, raising=False)

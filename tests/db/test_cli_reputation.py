@@ -30,16 +30,25 @@ def run(run: Run) -> Run:
 
 
 def test_block_release_and_history(run) -> None:
-    status, out, _ = run("server", "block", "192.0.2.7", "--by", "Jan de Vries",
-                         "--reason", "open relay, ticket 4711")
+    status, out, _ = run(
+        "server",
+        "block",
+        "192.0.2.7",
+        "--by",
+        "Jan de Vries",
+        "--reason",
+        "open relay, ticket 4711",
+    )
     assert status == 0
-    assert re.fullmatch(f"SMTP server 192.0.2.0/24: veilig → onveilig at {ISO} "
-                        "by Jan de Vries: open relay, ticket 4711\n", out)
+    assert re.fullmatch(
+        f"SMTP server 192.0.2.0/24: veilig → onveilig at {ISO} "
+        "by Jan de Vries: open relay, ticket 4711\n",
+        out,
+    )
     assert "onveilig" in run("server", "list")[1]
     assert re.search(r"state:\s+onveilig", run("server", "show", "192.0.2.7")[1])
 
-    status, out, _ = run("server", "release", "192.0.2.0/24", "--by", "piet",
-                         "--reason", "fixed")
+    status, out, _ = run("server", "release", "192.0.2.0/24", "--by", "piet", "--reason", "fixed")
     assert status == 0 and "onveilig → veilig" in out
 
     status, out, _ = run("server", "history", "192.0.2.7")
@@ -47,15 +56,15 @@ def test_block_release_and_history(run) -> None:
     lines = out.splitlines()
     assert re.fullmatch(f"SMTP server 192.0.2.0/24: veilig since {ISO}", lines[0])
     assert lines[1].split() == ["at", "change", "actor", "reason"]
-    assert re.match(f"{ISO}  veilig → onveilig  Jan de Vries  open relay, ticket 4711$",
-                    lines[2])
+    assert re.match(f"{ISO}  veilig → onveilig  Jan de Vries  open relay, ticket 4711$", lines[2])
     assert re.match(f"{ISO}  onveilig → veilig  piet          fixed$", lines[3])
     assert len(lines) == 4
 
 
 def test_sasl_logins_by_name(run) -> None:
-    status, out, _ = run("server", "block", "alice@example.com", "--by", "jan",
-                         "--reason", "phished")
+    status, out, _ = run(
+        "server", "block", "alice@example.com", "--by", "jan", "--reason", "phished"
+    )
     assert status == 0 and out.startswith("SASL login alice@example.com: veilig → onveilig")
     assert "onveilig" in run("sasl", "list")[1]
     assert "phished" in run("server", "history", "alice@example.com")[1]
@@ -74,9 +83,9 @@ def test_history_records_a_recovery_that_fell_due(run, db_url: str) -> None:
     clock = FixedClock(SystemClock().now() - timedelta(days=3))
     with engine.begin() as connection:
         server_id = connection.execute(select(SmtpServer.id)).scalar_one()
-        connection.execute(update(SmtpServer).values(
-            state_changed_at=clock.now() - timedelta(days=4)
-        ))
+        connection.execute(
+            update(SmtpServer).values(state_changed_at=clock.now() - timedelta(days=4))
+        )
     store = ReputationStore(engine, clock, Rules())
     store.record_incident(IdentityKind.SERVER, server_id, IncidentKind.VIRUS, "Eicar")
     due = (clock.now() + timedelta(hours=48)).isoformat(timespec="seconds")
@@ -96,17 +105,25 @@ def test_history_records_a_recovery_that_fell_due(run, db_url: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("server", "release", "bob@example.com", "--by", "jan", "--reason", "x"),
-         "neither a registered SMTP server nor a SASL login"),
+        (
+            ("server", "release", "bob@example.com", "--by", "jan", "--reason", "x"),
+            "neither a registered SMTP server nor a SASL login",
+        ),
         (("server", "block", "203.0.113.9", "--by", "jan", "--reason", "x"), "not covered"),
         (("server", "history", "nobody"), "neither a registered SMTP server"),
-        (("server", "block", "192.0.2.1", "--by", "jan", "--reason", "two\nlines"),
-         "--reason must be one line"),
+        (
+            ("server", "block", "192.0.2.1", "--by", "jan", "--reason", "two\nlines"),
+            "--reason must be one line",
+        ),
         (("server", "block", "192.0.2.1", "--by", "", "--reason", "x"), "--by must be one line"),
-        (("server", "block", "192.0.2.1", "--by", "jan", "--reason", "x" * 401),
-         "1 to 400 printable characters"),
-        (("server", "block", "192.0.2.1", "--by", "system", "--reason", "x"),
-         "reserved for automatic transitions"),
+        (
+            ("server", "block", "192.0.2.1", "--by", "jan", "--reason", "x" * 401),
+            "1 to 400 printable characters",
+        ),
+        (
+            ("server", "block", "192.0.2.1", "--by", "system", "--reason", "x"),
+            "reserved for automatic transitions",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(run, args: tuple[str, ...], message: str) -> None:
@@ -118,8 +135,7 @@ def test_bad_input_is_one_line_and_status_2(run, args: tuple[str, ...], message:
 
 
 @pytest.mark.parametrize("missing", ["--by", "--reason"])
-def test_by_and_reason_are_required(run, missing: str,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_by_and_reason_are_required(run, missing: str, capsys: pytest.CaptureFixture[str]) -> None:
     args = {"--by": "jan", "--reason": "x"}
     del args[missing]
     with pytest.raises(SystemExit) as info:
@@ -127,4 +143,3 @@ def test_by_and_reason_are_required(run, missing: str,
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert missing in err and err.count("\n") == 1
-

@@ -30,8 +30,9 @@ CUSTOMERS = ("c0", "c1", "c2", "c3")
 NESTED = ("192.0.2.0/24", "192.0.2.0/25", "192.0.2.64/26", "192.0.2.100")
 
 
-def _add_server(config: str, network: str, customer: str, start: Barrier, checked: Barrier,
-                results: Any) -> None:
+def _add_server(
+    config: str, network: str, customer: str, start: Barrier, checked: Barrier, results: Any
+) -> None:
     """One ``server add`` process; it waits after its overlap check for the others' checks."""
     look = admin._overlapping
     first = threading.Event()
@@ -67,8 +68,9 @@ def test_concurrent_overlapping_registrations_one_succeeds(
     start, checked = context.Barrier(len(CUSTOMERS)), context.Barrier(len(CUSTOMERS))
     results = context.Queue()
     processes = [
-        context.Process(target=_add_server,
-                        args=(str(config), network, customer, start, checked, results))
+        context.Process(
+            target=_add_server, args=(str(config), network, customer, start, checked, results)
+        )
         for network, customer in zip(networks, CUSTOMERS, strict=True)
     ]
     for process in processes:
@@ -91,13 +93,22 @@ def test_concurrent_overlapping_registrations_one_succeeds(
 
 def _insert(engine: Engine, network: str, customer: str, first: str, last: str) -> None:
     with engine.begin() as connection:
-        connection.execute(text("""
+        connection.execute(
+            text("""
             INSERT INTO smtp_servers (customer_id, network, family, prefix_len, first_address,
                                       last_address, state, state_changed_at, created_at)
             SELECT id, :network, 4, :prefix, :first, :last, 'veilig', :now, :now
             FROM customers WHERE name = :customer
-        """), {"network": network, "prefix": int(network.partition("/")[2]), "first": first,
-               "last": last, "now": NOW.replace(tzinfo=None), "customer": customer})
+        """),
+            {
+                "network": network,
+                "prefix": int(network.partition("/")[2]),
+                "first": first,
+                "last": last,
+                "now": NOW.replace(tzinfo=None),
+                "customer": customer,
+            },
+        )
 
 
 @pytest.fixture
@@ -122,9 +133,13 @@ def test_the_database_refuses_an_overlap_whoever_inserts_it(two_customers: Engin
 def test_the_database_refuses_an_update_into_an_overlap(two_customers: Engine) -> None:
     _insert(two_customers, "192.0.2.64/26", "acme", "c0000240", "c000027f")
     with pytest.raises(IntegrityError), two_customers.begin() as connection:
-        connection.execute(text(
-            "UPDATE smtp_servers SET customer_id = (SELECT id FROM customers WHERE name = 'other')"
-            " WHERE network = '192.0.2.64/26'"))
+        connection.execute(
+            text(
+                "UPDATE smtp_servers"
+                " SET customer_id = (SELECT id FROM customers WHERE name = 'other')"
+                " WHERE network = '192.0.2.64/26'"
+            )
+        )
 
 
 def test_the_upgrade_names_overlaps_registered_before_it(engine: Engine) -> None:
@@ -134,8 +149,11 @@ def test_the_upgrade_names_overlaps_registered_before_it(engine: Engine) -> None
         admin.add_customer(session, "other", "free", NOW)
     _insert(engine, "192.0.2.0/24", "acme", "c0000200", "c00002ff")
     _insert(engine, "192.0.2.64/26", "other", "c0000240", "c000027f")
-    with pytest.raises(StorageError, match=r"192\.0\.2\.0/24 \('acme'\) overlaps "
-                                           r"192\.0\.2\.64/26 \('other'\); remove one"):
+    with pytest.raises(
+        StorageError,
+        match=r"192\.0\.2\.0/24 \('acme'\) overlaps "
+        r"192\.0\.2\.64/26 \('other'\); remove one",
+    ):
         upgrade(engine)
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM smtp_servers WHERE network = '192.0.2.64/26'"))
@@ -143,10 +161,13 @@ def test_the_upgrade_names_overlaps_registered_before_it(engine: Engine) -> None
 
 
 def test_a_refusal_the_check_cannot_name_is_still_one_line(
-    two_customers: Engine, monkeypatch: pytest.MonkeyPatch,
+    two_customers: Engine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The database refuses, the check finds nothing to name: a UsageError, no traceback."""
     monkeypatch.setattr(admin, "_refuse_overlap", lambda *args: None)
-    with pytest.raises(UsageError, match=r"192\.0\.2\.64/26: the database refused"), \
-            SqlStore(two_customers).session() as session:
+    with (
+        pytest.raises(UsageError, match=r"192\.0\.2\.64/26: the database refused"),
+        SqlStore(two_customers).session() as session,
+    ):
         admin.add_server(session, "192.0.2.64/26", "other", TEST_REGISTRATION, NOW)

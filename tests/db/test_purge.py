@@ -25,10 +25,20 @@ NOW = datetime.now(UTC)
 
 def event_row(when: datetime, action: str = "accept") -> dict[str, object]:
     return dict(
-        at=when, node="relay1", queue_id="4XyZ1", stage="eom", client_ip="192.0.2.10",
-        identity="server:192.0.2.0/24", customer_id=None, envelope_sender="a@example.com",
-        header_from_domain="example.com", rcpt_count=1, size=1000, action=action,
-        reason="accepted" if action == "accept" else "rate_limit", smtp_code=None,
+        at=when,
+        node="relay1",
+        queue_id="4XyZ1",
+        stage="eom",
+        client_ip="192.0.2.10",
+        identity="server:192.0.2.0/24",
+        customer_id=None,
+        envelope_sender="a@example.com",
+        header_from_domain="example.com",
+        rcpt_count=1,
+        size=1000,
+        action=action,
+        reason="accepted" if action == "accept" else "rate_limit",
+        smtp_code=None,
         enhanced_code="",
     )
 
@@ -38,8 +48,9 @@ def slot(key: str, at: float, pending: bool = False) -> dict[str, object]:
 
 
 def add_events(engine: Engine, old: int, recent: int) -> None:
-    rows = ([event_row(NOW - timedelta(days=500, minutes=i)) for i in range(old)]
-            + [event_row(NOW - timedelta(days=399, minutes=i)) for i in range(recent)])
+    rows = [event_row(NOW - timedelta(days=500, minutes=i)) for i in range(old)] + [
+        event_row(NOW - timedelta(days=399, minutes=i)) for i in range(recent)
+    ]
     with engine.begin() as connection:
         connection.execute(insert(Event), rows)
 
@@ -54,8 +65,9 @@ def deletes(engine: Engine) -> Iterator[list[int]]:
     """The number of ids in each DELETE statement run on the engine."""
     sizes: list[int] = []
 
-    def listen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
-               executemany: bool) -> None:
+    def listen(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         if statement.lstrip().upper().startswith("DELETE"):
             values = parameters.values() if isinstance(parameters, dict) else parameters
             sizes.append(len(list(values)))
@@ -76,7 +88,8 @@ def test_purge_deletes_in_batches(engine: Engine, deletes: list[int]) -> None:
     assert oldest > NOW - timedelta(days=400)
 
     assert retention.purge(engine, NOW - timedelta(days=400), 0.0, batch_size=5) == (
-        retention.PurgeResult(0, 0, 0))
+        retention.PurgeResult(0, 0, 0)
+    )
 
 
 def test_purge_batch_of_exact_size_ends(engine: Engine) -> None:
@@ -89,12 +102,17 @@ def test_purge_batch_of_exact_size_ends(engine: Engine) -> None:
 def test_long_expired_rate_slots_go(engine: Engine) -> None:
     now = NOW.timestamp()
     with engine.begin() as connection:
-        connection.execute(insert(RateSlot), [
-            slot("a", now - 5000), slot("b", now - 1300), slot("b", now - 1300, pending=True),
-            slot("a", now - 100),  # committed, still in its window
-            slot("c", now - 600, pending=True),  # expired reservation, recently
-            slot("c", now + 800, pending=True),  # reserved now
-        ])
+        connection.execute(
+            insert(RateSlot),
+            [
+                slot("a", now - 5000),
+                slot("b", now - 1300),
+                slot("b", now - 1300, pending=True),
+                slot("a", now - 100),  # committed, still in its window
+                slot("c", now - 600, pending=True),  # expired reservation, recently
+                slot("c", now + 800, pending=True),  # reserved now
+            ],
+        )
     cutoff = retention.slot_cutoff(NOW, window=300, reservation_ttl=900)
     assert cutoff == now - 1200
     assert retention.count(engine, NOW - timedelta(days=400), cutoff).rate_slots == 3
@@ -108,19 +126,35 @@ def test_long_expired_rate_slots_go(engine: Engine) -> None:
 def test_cli_purge_and_totals_survive(engine: Engine, run: Run) -> None:
     with Session(engine) as session, session.begin():
         acme = admin.add_customer(session, "acme", "paid", NOW - timedelta(days=600))
-        server = admin.add_server(session, "192.0.2.0/24", "acme", TEST_REGISTRATION,
-                                  NOW - timedelta(days=600))
+        server = admin.add_server(
+            session, "192.0.2.0/24", "acme", TEST_REGISTRATION, NOW - timedelta(days=600)
+        )
         month = (NOW - timedelta(days=500)).strftime("%Y-%m")
-        session.add_all([
-            MonthlyVolume(month=month, direction="outbound", customer_id=acme.id,
-                          domain="", messages=12, bytes=12_000),
-            StateChange(at=NOW - timedelta(days=500), smtp_server_id=server.id,
-                        old_state="veilig", new_state="verdacht", reason="spam", actor="system"),
-        ])
+        session.add_all(
+            [
+                MonthlyVolume(
+                    month=month,
+                    direction="outbound",
+                    customer_id=acme.id,
+                    domain="",
+                    messages=12,
+                    bytes=12_000,
+                ),
+                StateChange(
+                    at=NOW - timedelta(days=500),
+                    smtp_server_id=server.id,
+                    old_state="veilig",
+                    new_state="verdacht",
+                    reason="spam",
+                    actor="system",
+                ),
+            ]
+        )
     add_events(engine, old=12, recent=3)
     with engine.begin() as connection:
-        connection.execute(insert(RateSlot), [slot("a", NOW.timestamp() - 5000),
-                                              slot("a", NOW.timestamp() - 10)])
+        connection.execute(
+            insert(RateSlot), [slot("a", NOW.timestamp() - 5000), slot("a", NOW.timestamp() - 10)]
+        )
     bill_before = run("report", "bill", "--month", month, "--json")[1]
     volume_before = run("report", "volume", "--month", month, "--csv")[1]
 
@@ -156,10 +190,12 @@ def test_bad_age_is_one_line_and_status_2(run: Run, engine: Engine, value: str) 
     assert count(engine, Event) == 2
 
 
-@pytest.mark.parametrize("args", [(), ("--older-than",), ("--older-than", "400d",
-                                                          "--batch-size", "0")])
-def test_bad_arguments_are_usage_errors(args: tuple[str, ...],
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "args", [(), ("--older-than",), ("--older-than", "400d", "--batch-size", "0")]
+)
+def test_bad_arguments_are_usage_errors(
+    args: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(["db", "purge", *args])
     assert info.value.code == 2
@@ -180,19 +216,24 @@ def pg_engine(pg_server_url: str) -> Iterator[Engine]:
 
 def add_dead_slots(engine: Engine, *keys: str) -> Engine:
     with engine.begin() as connection:
-        connection.execute(insert(RateSlot), [slot(key, OLD_SLOT - i)
-                                              for i, key in enumerate(keys)])
+        connection.execute(
+            insert(RateSlot), [slot(key, OLD_SLOT - i) for i, key in enumerate(keys)]
+        )
     return engine
 
 
-def purge_while(engine: Engine,
-                hold: Callable[[Connection], object]) -> list[retention.PurgeResult]:
+def purge_while(
+    engine: Engine, hold: Callable[[Connection], object]
+) -> list[retention.PurgeResult]:
     """A purge run while a milter's transaction holds what ``hold`` takes; it must not wait."""
     with engine.connect() as milter, milter.begin():
         hold(milter)
         done: list[retention.PurgeResult] = []
-        worker = threading.Thread(target=lambda: done.append(
-            retention.purge(engine, NOW - timedelta(days=400), SLOT_CUTOFF)))
+        worker = threading.Thread(
+            target=lambda: done.append(
+                retention.purge(engine, NOW - timedelta(days=400), SLOT_CUTOFF)
+            )
+        )
         worker.start()
         worker.join(timeout=3)
     return done
@@ -202,8 +243,10 @@ def purge_while(engine: Engine,
 def test_purge_skips_a_slot_a_milter_holds(pg_engine: Engine) -> None:
     """PostgreSQL: a rate slot locked by a milter's transaction is left, and nobody waits."""
     pg_with_slots = add_dead_slots(pg_engine, "a", "b")
-    done = purge_while(pg_with_slots, lambda milter: milter.execute(
-        text("SELECT id FROM rate_slots WHERE key = 'a' FOR UPDATE")))
+    done = purge_while(
+        pg_with_slots,
+        lambda milter: milter.execute(text("SELECT id FROM rate_slots WHERE key = 'a' FOR UPDATE")),
+    )
     assert done == [retention.PurgeResult(0, 1, 1)]  # it did not wait for the lock
     with pg_with_slots.connect() as connection:
         assert connection.execute(select(RateSlot.key)).scalars().all() == ["a"]
@@ -213,11 +256,14 @@ def test_purge_skips_a_slot_a_milter_holds(pg_engine: Engine) -> None:
 def test_purge_leaves_a_sender_a_milter_holds_to_that_milter(pg_engine: Engine) -> None:
     """PostgreSQL: slots of a sender whose lock a milter holds stay, and nobody waits."""
     pg_with_slots = add_dead_slots(pg_engine, "sasl:bob|all", "sasl:eve|all")
-    done = purge_while(pg_with_slots, lambda milter: milter.execute(
-        select(func.pg_advisory_xact_lock(advisory_lock_id("sasl:bob")))))
+    done = purge_while(
+        pg_with_slots,
+        lambda milter: milter.execute(
+            select(func.pg_advisory_xact_lock(advisory_lock_id("sasl:bob")))
+        ),
+    )
     assert done == [retention.PurgeResult(0, 1, 1)]  # eve's went; bob's waits
-    assert retention.purge(pg_with_slots, NOW - timedelta(days=400),
-                           SLOT_CUTOFF).rate_slots == 1
+    assert retention.purge(pg_with_slots, NOW - timedelta(days=400), SLOT_CUTOFF).rate_slots == 1
     with pg_with_slots.connect() as connection:
         assert connection.execute(select(func.count()).select_from(RateSlot)).scalar() == 0
         assert connection.execute(text("SELECT sum(used) FROM rate_counts")).scalar() == 0

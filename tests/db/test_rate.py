@@ -64,8 +64,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, redis_prefix: str) -
     if request.param == "redis":
         yield Target("redis", redis_prefix)
         return
-    url = (f"sqlite:///{tmp_path}/rate.sqlite3" if request.param == "sqlite"
-           else request.getfixturevalue("pg_server_url"))
+    url = (
+        f"sqlite:///{tmp_path}/rate.sqlite3"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_server_url")
+    )
     engine = make_engine(url)
     reset_database(engine)
     engine.dispose()
@@ -87,8 +90,11 @@ def make_limiter(backend: Target) -> Iterator[Callable[[FixedClock], RateLimiter
         engine.dispose()
 
 
-def admit(limiter: RateLimiter, identity: str = "server:192.0.2.1/32",
-          buckets: tuple[Bucket, ...] = ALL_100) -> Reservation | None:
+def admit(
+    limiter: RateLimiter,
+    identity: str = "server:192.0.2.1/32",
+    buckets: tuple[Bucket, ...] = ALL_100,
+) -> Reservation | None:
     outcome = limiter.reserve(identity, buckets)
     if isinstance(outcome, RateDenied):
         return None
@@ -255,6 +261,7 @@ def test_parallel_processes_and_threads_admit_exactly_the_limit(backend: Target)
 
 # The session over each backend: at no instant more than the limit in any window --
 
+
 class _CommittingRecorder(FakeRecorder):
     """Events in memory; the limiter's commit in a real transaction, as SqlStore runs it."""
 
@@ -262,9 +269,13 @@ class _CommittingRecorder(FakeRecorder):
         super().__init__()
         self.limiter = limiter
 
-    def record_accept(self, record: EventRecord, charge: VolumeCharge | None,
-                      also: Callable[[Any], None] | None = None,
-                      in_time: Callable[[], bool] | None = None) -> VolumeDenied | None:
+    def record_accept(
+        self,
+        record: EventRecord,
+        charge: VolumeCharge | None,
+        also: Callable[[Any], None] | None = None,
+        in_time: Callable[[], bool] | None = None,
+    ) -> VolumeDenied | None:
         denied = super().record_accept(record, charge, in_time=in_time)
         if also is not None and denied is None:
             assert isinstance(self.limiter, SqlRateLimiter)
@@ -281,8 +292,7 @@ class _Relay:
         self.recorder = _CommittingRecorder(self.limiter)
         config = config_from_dict({"plans": {"free": {"rate_known": limit}}})
         directory = FakeDirectory(by_address={"192.0.2.10": identity()})
-        self.services = services(directory, self.recorder, config, self.clock,
-                                 self.limiter)  # type: ignore[arg-type]
+        self.services = services(directory, self.recorder, config, self.clock, self.limiter)  # type: ignore[arg-type]
         self.accepted: list[float] = []
         self.origin = self.clock.now().timestamp()
 
@@ -353,7 +363,8 @@ def _schedule(chance: random.Random) -> list[tuple[float, int]]:
 
 @pytest.mark.parametrize("seed", range(8))
 def test_long_and_short_transactions_never_exceed_the_limit_in_any_window(
-    make_limiter: Callable[[FixedClock], RateLimiter], seed: int,
+    make_limiter: Callable[[FixedClock], RateLimiter],
+    seed: int,
 ) -> None:
     """Before renewals, seeds 2 and 7 accepted 4 and 5 messages within 300 s."""
     relay = _Relay(make_limiter, limit=3)

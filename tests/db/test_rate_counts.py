@@ -34,7 +34,8 @@ def counts(engine: Engine) -> dict[str, int]:
 def slots(engine: Engine) -> dict[str, int]:
     with engine.connect() as connection:
         rows = connection.execute(
-            text('SELECT "key", count(*) FROM rate_slots GROUP BY "key"')).all()
+            text('SELECT "key", count(*) FROM rate_slots GROUP BY "key"')
+        ).all()
     return {key: int(n) for key, n in rows}
 
 
@@ -48,13 +49,19 @@ def test_the_count_follows_the_limiter_retention_and_plain_sql(engine: Engine) -
     limiter = SqlRateLimiter(engine, clock, 300.0, 900.0)
     first = [admitted(limiter.reserve("server:192.0.2.1/32", BUCKETS)) for _ in range(3)]
     other = admitted(limiter.reserve("sasl:bob", BUCKETS[:1]))
-    assert counts(engine) == slots(engine) == {
-        "server:192.0.2.1/32|all": 3, "server:192.0.2.1/32|unknown": 3, "sasl:bob|all": 1}
+    assert (
+        counts(engine)
+        == slots(engine)
+        == {"server:192.0.2.1/32|all": 3, "server:192.0.2.1/32|unknown": 3, "sasl:bob|all": 1}
+    )
 
     limiter.commit(first[0])
     limiter.release(first[1])
-    assert counts(engine) == slots(engine) == {
-        "server:192.0.2.1/32|all": 2, "server:192.0.2.1/32|unknown": 2, "sasl:bob|all": 1}
+    assert (
+        counts(engine)
+        == slots(engine)
+        == {"server:192.0.2.1/32|all": 2, "server:192.0.2.1/32|unknown": 2, "sasl:bob|all": 1}
+    )
     # The "unknown" bucket is full at 3: pending and counting slots both count.
     admitted(limiter.reserve("server:192.0.2.1/32", BUCKETS))
     assert isinstance(limiter.reserve("server:192.0.2.1/32", BUCKETS), RateDenied)
@@ -62,15 +69,21 @@ def test_the_count_follows_the_limiter_retention_and_plain_sql(engine: Engine) -
     # Past the window and the reservations' lifetime: a full bucket makes the admission prune.
     clock.advance(1000)
     admitted(limiter.reserve("server:192.0.2.1/32", BUCKETS))
-    assert counts(engine) == slots(engine) == {
-        "server:192.0.2.1/32|all": 1, "server:192.0.2.1/32|unknown": 1, "sasl:bob|all": 1}
+    assert (
+        counts(engine)
+        == slots(engine)
+        == {"server:192.0.2.1/32|all": 1, "server:192.0.2.1/32|unknown": 1, "sasl:bob|all": 1}
+    )
 
     # A reservation that expired and was pruned is admitted again, then counted.
     limiter.commit(first[2])  # without the renewal: nothing to count
     assert counts(engine)["server:192.0.2.1/32|all"] == 1
     limiter.commit(admitted(limiter.renew(first[2])))
-    assert counts(engine) == slots(engine) == {
-        "server:192.0.2.1/32|all": 2, "server:192.0.2.1/32|unknown": 2, "sasl:bob|all": 1}
+    assert (
+        counts(engine)
+        == slots(engine)
+        == {"server:192.0.2.1/32|all": 2, "server:192.0.2.1/32|unknown": 2, "sasl:bob|all": 1}
+    )
 
     # Retention takes bob's long-dead slot, and the count goes with it.
     clock.advance(3600)
@@ -80,9 +93,12 @@ def test_the_count_follows_the_limiter_retention_and_plain_sql(engine: Engine) -
 
     # An operator's own SQL: insert, move to another key, delete.
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO rate_slots (\"key\", reservation, pending, at) VALUES "
-            "('x|all', 'r1', false, 1), ('x|all', 'r2', false, 2), ('y|all', 'r3', false, 3)"))
+        connection.execute(
+            text(
+                'INSERT INTO rate_slots ("key", reservation, pending, at) VALUES '
+                "('x|all', 'r1', false, 1), ('x|all', 'r2', false, 2), ('y|all', 'r3', false, 3)"
+            )
+        )
         connection.execute(text("UPDATE rate_slots SET \"key\" = 'y|all' WHERE reservation = 'r1'"))
         connection.execute(text("UPDATE rate_slots SET at = 5 WHERE reservation = 'r2'"))
     assert counts(engine) == slots(engine) == {"x|all": 1, "y|all": 2}
@@ -120,9 +136,12 @@ def test_truncate_clears_the_counts(pg_server_url: str) -> None:
 def test_the_migration_counts_the_slots_already_there(engine: Engine) -> None:
     command.downgrade(_alembic_config(engine), "0006")
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO rate_slots (\"key\", reservation, pending, at) VALUES "
-            "('x|all', 'r1', false, 1), ('x|all', 'r2', true, 2), ('y|all', 'r3', false, 3)"))
+        connection.execute(
+            text(
+                'INSERT INTO rate_slots ("key", reservation, pending, at) VALUES '
+                "('x|all', 'r1', false, 1), ('x|all', 'r2', true, 2), ('y|all', 'r3', false, 3)"
+            )
+        )
     command.upgrade(_alembic_config(engine), "head")
     assert counts(engine) == slots(engine) == {"x|all": 2, "y|all": 1}
 

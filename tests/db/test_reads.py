@@ -45,8 +45,9 @@ def test_at_most_a_few_connections_are_kept(engine: Engine) -> None:
         inside.wait(timeout=10)
         return version(cursor)
 
-    threads = [threading.Thread(target=sql.read, args=(wait_inside,))
-               for _ in range(KEPT_READERS + 2)]
+    threads = [
+        threading.Thread(target=sql.read, args=(wait_inside,)) for _ in range(KEPT_READERS + 2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -73,14 +73,19 @@ def test_an_unchanged_registry_is_read_once_per_client(
 
 SQL_CHANGES: dict[str, tuple[str, Callable[[Identity | None], bool]]] = {
     "plan": ("UPDATE customers SET plan = 'paid'", lambda i: i is not None and i.plan == "paid"),
-    "state": ("UPDATE smtp_servers SET state = 'onveilig'",
-              lambda i: i is not None and i.state is ServerState.ONVEILIG),
-    "domain removed": ("DELETE FROM scanned_domains",
-                       lambda i: i is not None and not i.scanned_domains),
+    "state": (
+        "UPDATE smtp_servers SET state = 'onveilig'",
+        lambda i: i is not None and i.state is ServerState.ONVEILIG,
+    ),
+    "domain removed": (
+        "DELETE FROM scanned_domains",
+        lambda i: i is not None and not i.scanned_domains,
+    ),
     "domain added": (
         "INSERT INTO scanned_domains (customer_id, domain, created_at) "
         "SELECT id, 'example.org', created_at FROM customers",
-        lambda i: i is not None and "example.org" in i.scanned_domains),
+        lambda i: i is not None and "example.org" in i.scanned_domains,
+    ),
     "server removed": ("DELETE FROM smtp_servers", lambda i: i is None),
 }
 
@@ -102,7 +107,8 @@ def test_a_block_by_the_reputation_store_is_seen(store: SqlStore, engine: Engine
     identity = found(store)
     rules = Rules.from_config(ReputationSection())
     ReputationStore(engine, FixedClock(NOW), rules).operator(
-        identity.kind, identity.id, OperatorActionKind.BLOCK, "test", "abuse report")
+        identity.kind, identity.id, OperatorActionKind.BLOCK, "test", "abuse report"
+    )
     assert found(store).state is ServerState.ONVEILIG
 
 

@@ -52,17 +52,21 @@ def row(engine: Engine, kind: IdentityKind, id_: int) -> tuple[str, datetime, da
     table = SmtpServer if kind is SERVER else SaslAccount
     with engine.connect() as connection:
         found = connection.execute(
-            select(table.state, table.state_changed_at, table.last_incident_at)
-            .where(table.id == id_)
+            select(table.state, table.state_changed_at, table.last_incident_at).where(
+                table.id == id_
+            )
         ).one()
     return found.state, found.state_changed_at, found.last_incident_at
 
 
 def history_rows(engine: Engine) -> list[tuple[datetime, str, str, str]]:
     with engine.connect() as connection:
-        return [(r.at, r.old_state, r.new_state, r.actor) for r in connection.execute(
-            select(StateChange).order_by(StateChange.at, StateChange.id)
-        )]
+        return [
+            (r.at, r.old_state, r.new_state, r.actor)
+            for r in connection.execute(
+                select(StateChange).order_by(StateChange.at, StateChange.id)
+            )
+        ]
 
 
 def evidence_count(engine: Engine, kind: str | None = None) -> int:
@@ -148,8 +152,7 @@ def test_usage_rule_counts_limit_refusals_within_an_hour(
 def test_auto_block_at_the_threshold_within_the_window(
     engine: Engine, clock: FixedClock, ids: dict[IdentityKind, int]
 ) -> None:
-    store = store_for(engine, clock, auto_block_detections=5,
-                      auto_block_window=timedelta(hours=2))
+    store = store_for(engine, clock, auto_block_detections=5, auto_block_window=timedelta(hours=2))
     for _ in range(4):
         assert store.record_incident(SERVER, ids[SERVER], SPAM, "") is VERDACHT
         clock.advance(HOUR)
@@ -162,7 +165,8 @@ def test_auto_block_at_the_threshold_within_the_window(
     clock.advance(60)
     assert store.record_incident(SERVER, ids[SERVER], SPAM, "score 30") is ONVEILIG
     assert [r[1:] for r in history_rows(engine)] == [
-        ("veilig", "verdacht", SYSTEM), ("verdacht", "onveilig", SYSTEM)
+        ("veilig", "verdacht", SYSTEM),
+        ("verdacht", "onveilig", SYSTEM),
     ]
     assert store.history(SERVER, ids[SERVER])[-1].reason.startswith(
         "5 spam/virus detections within 2 h"
@@ -222,8 +226,10 @@ def test_operators_release_and_block(
     assert [(c.old, c.new, c.actor) for c in changes] == [(VERDACHT, ONVEILIG, "carol")]
     assert store.operator(SERVER, server, OperatorActionKind.BLOCK, "carol", "again") == []
     assert [r[1:] for r in history_rows(engine)] == [
-        ("veilig", "verdacht", SYSTEM), ("verdacht", "onveilig", SYSTEM),
-        ("onveilig", "veilig", "bob"), ("veilig", "verdacht", SYSTEM),
+        ("veilig", "verdacht", SYSTEM),
+        ("verdacht", "onveilig", SYSTEM),
+        ("onveilig", "veilig", "bob"),
+        ("veilig", "verdacht", SYSTEM),
         ("verdacht", "onveilig", "carol"),
     ]
 
@@ -238,10 +244,18 @@ def test_a_release_after_an_unobserved_recovery_records_the_recovery(
     assert [(c.new, c.actor) for c in changes] == [(VEILIG, SYSTEM)]
 
 
-@pytest.mark.parametrize(("actor", "reason"), [
-    ("", "x"), ("bob", ""), ("bob", "two\nlines"), ("b\tob", "x"), ("x" * 101, "x"),
-    ("bob", "x" * 401), ("System", "pretending"),
-])
+@pytest.mark.parametrize(
+    ("actor", "reason"),
+    [
+        ("", "x"),
+        ("bob", ""),
+        ("bob", "two\nlines"),
+        ("b\tob", "x"),
+        ("x" * 101, "x"),
+        ("bob", "x" * 401),
+        ("System", "pretending"),
+    ],
+)
 def test_operator_text_is_one_bounded_line(
     engine: Engine, clock: FixedClock, ids: dict[IdentityKind, int], actor: str, reason: str
 ) -> None:
@@ -251,8 +265,9 @@ def test_operator_text_is_one_bounded_line(
     assert history_rows(engine) == [] and row(engine, SERVER, ids[SERVER])[0] == "veilig"
 
 
-def test_unknown_identities_are_named(engine: Engine, clock: FixedClock,
-                                      ids: dict[IdentityKind, int]) -> None:
+def test_unknown_identities_are_named(
+    engine: Engine, clock: FixedClock, ids: dict[IdentityKind, int]
+) -> None:
     store = store_for(engine, clock)
     with pytest.raises(UnknownIdentity, match="no SMTP server with id 999"):
         store.record_incident(SERVER, 999, SPAM, "")
@@ -273,8 +288,9 @@ def test_removing_an_identity_removes_its_reputation(
     assert history_rows(engine) == [] and evidence_count(engine) == 0
 
 
-def test_a_long_reason_is_cut_to_fit(engine: Engine, clock: FixedClock,
-                                     ids: dict[IdentityKind, int]) -> None:
+def test_a_long_reason_is_cut_to_fit(
+    engine: Engine, clock: FixedClock, ids: dict[IdentityKind, int]
+) -> None:
     store = store_for(engine, clock)
     store.record_incident(SERVER, ids[SERVER], VIRUS, "Win.Test." + "x" * 1000 + "\x00")
     assert len(store.history(SERVER, ids[SERVER])[0].reason) == 500
@@ -283,8 +299,14 @@ def test_a_long_reason_is_cut_to_fit(engine: Engine, clock: FixedClock,
 # Two processes at once -----------------------------------------------------------
 
 
-def _worker(url: str, kind: str, identity_id: int, what: str, count: int,
-            barrier: multiprocessing.synchronize.Barrier) -> None:
+def _worker(
+    url: str,
+    kind: str,
+    identity_id: int,
+    what: str,
+    count: int,
+    barrier: multiprocessing.synchronize.Barrier,
+) -> None:
     engine = make_engine(url)
     store = ReputationStore(engine, SystemClock(), Rules())
     barrier.wait(timeout=60)
@@ -296,13 +318,11 @@ def _worker(url: str, kind: str, identity_id: int, what: str, count: int,
     engine.dispose()
 
 
-def run_at_once(db_url: str, kind: IdentityKind, identity_id: int, what: str,
-                count: int) -> None:
+def run_at_once(db_url: str, kind: IdentityKind, identity_id: int, what: str, count: int) -> None:
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
     workers = [
-        context.Process(target=_worker, args=(db_url, str(kind), identity_id, what, count,
-                                              barrier))
+        context.Process(target=_worker, args=(db_url, str(kind), identity_id, what, count, barrier))
         for _ in range(2)
     ]
     for worker in workers:
@@ -321,7 +341,8 @@ def test_two_processes_recording_detections_at_once(
     rows = history_rows(engine)
     # 60 detections: verdacht at the first, onveilig at the 50th, each exactly once.
     assert [r[1:] for r in rows] == [
-        ("veilig", "verdacht", SYSTEM), ("verdacht", "onveilig", SYSTEM)
+        ("veilig", "verdacht", SYSTEM),
+        ("verdacht", "onveilig", SYSTEM),
     ]
     state, changed_at, _ = row(engine, kind, ids[kind])
     assert (state, changed_at) == ("onveilig", rows[-1][0])

@@ -24,11 +24,26 @@ def test_migrations_match_the_models(engine: Engine) -> None:
 def test_tables_operators_query_exist(engine: Engine) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {
-        "customers", "scanned_domains", "smtp_servers", "sasl_accounts", "events",
+        "customers",
+        "scanned_domains",
+        "smtp_servers",
+        "sasl_accounts",
+        "events",
         "state_history",
     } <= tables
     columns = {c["name"] for c in inspect(engine).get_columns("events")}
     assert {
-        "at", "queue_id", "identity", "client_ip", "envelope_sender", "header_from_domain",
-        "rcpt_count", "size", "action", "reason", "spam_score", "virus_name", "spf_result",
+        "at",
+        "queue_id",
+        "identity",
+        "client_ip",
+        "envelope_sender",
+        "header_from_domain",
+        "rcpt_count",
+        "size",
+        "action",
+        "reason",
+        "spam_score",
+        "virus_name",
+        "spf_result",
     } <= columns

@@ -75,10 +75,20 @@ def test_event_rows_keep_hostile_text_storable(store: SqlStore, engine: Engine) 
     identity = store.find_identity(ipaddress.ip_address("192.0.2.1"), "")
     store.record(
         EventRecord(
-            at=NOW, node="n1", queue_id="4ABC", stage="eom", client_ip="192.0.2.1",
-            identity=identity, envelope_sender="a\x00b@example.com" + "x" * 400,
-            header_from_domain="example.com", rcpt_count=2, size=1234, action="accept",
-            reason="accepted", smtp_code=250, enhanced_code="2.0.0",
+            at=NOW,
+            node="n1",
+            queue_id="4ABC",
+            stage="eom",
+            client_ip="192.0.2.1",
+            identity=identity,
+            envelope_sender="a\x00b@example.com" + "x" * 400,
+            header_from_domain="example.com",
+            rcpt_count=2,
+            size=1234,
+            action="accept",
+            reason="accepted",
+            smtp_code=250,
+            enhanced_code="2.0.0",
         )
     )
     with store.session() as s:
@@ -86,7 +96,9 @@ def test_event_rows_keep_hostile_text_storable(store: SqlStore, engine: Engine) 
         assert row.at == NOW
         assert "\x00" not in row.envelope_sender and len(row.envelope_sender) <= 320
         assert (row.identity, row.customer_id, row.rcpt_count) == (
-            "server:192.0.2.0/24", identity.customer_id if identity else None, 2,
+            "server:192.0.2.0/24",
+            identity.customer_id if identity else None,
+            2,
         )
 
 
@@ -94,9 +106,20 @@ def test_undecodable_bytes_are_stored_as_escapes(store: SqlStore) -> None:
     raw = b"a@ex\xe4mple.com".decode("utf-8", "surrogateescape")
     store.record(
         EventRecord(
-            at=NOW, node="n1", queue_id="Q", stage="eom", client_ip="192.0.2.1", identity=None,
-            envelope_sender=raw, header_from_domain="ex\udce4mple.com", rcpt_count=1, size=1,
-            action="accept", reason="accepted", smtp_code=250, enhanced_code="2.0.0",
+            at=NOW,
+            node="n1",
+            queue_id="Q",
+            stage="eom",
+            client_ip="192.0.2.1",
+            identity=None,
+            envelope_sender=raw,
+            header_from_domain="ex\udce4mple.com",
+            rcpt_count=1,
+            size=1,
+            action="accept",
+            reason="accepted",
+            smtp_code=250,
+            enhanced_code="2.0.0",
         )
     )
     with store.session() as s:

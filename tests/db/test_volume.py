@@ -31,9 +31,20 @@ def store(acme: SqlStore) -> SqlStore:
 
 def record(store: SqlStore) -> EventRecord:
     return EventRecord(
-        at=NOW, node="n", queue_id="Q", stage="eom", client_ip="192.0.2.10", identity=None,
-        envelope_sender="a@example.com", header_from_domain="example.com", rcpt_count=2,
-        size=50 * MB, action="accept", reason="accepted", smtp_code=250, enhanced_code="2.0.0",
+        at=NOW,
+        node="n",
+        queue_id="Q",
+        stage="eom",
+        client_ip="192.0.2.10",
+        identity=None,
+        envelope_sender="a@example.com",
+        header_from_domain="example.com",
+        rcpt_count=2,
+        size=50 * MB,
+        action="accept",
+        reason="accepted",
+        smtp_code=250,
+        enhanced_code="2.0.0",
     )
 
 
@@ -117,11 +128,17 @@ def test_rate_slots_commit_with_the_accept_or_not_at_all(store: SqlStore, engine
     accepted = limiter.reserve("server:x", (Bucket("all", 10),))
     refused = limiter.reserve("server:x", (Bucket("all", 10),))
     assert isinstance(accepted, Reservation) and isinstance(refused, Reservation)
-    assert store.record_accept(record(store), charge(store),
-                               lambda c: limiter.commit_in(c, [accepted])) is None
+    assert (
+        store.record_accept(
+            record(store), charge(store), lambda c: limiter.commit_in(c, [accepted])
+        )
+        is None
+    )
     over = charge(store, volume=10 * GB)
-    assert store.record_accept(record(store), over,
-                               lambda c: limiter.commit_in(c, [refused])) is not None
+    assert (
+        store.record_accept(record(store), over, lambda c: limiter.commit_in(c, [refused]))
+        is not None
+    )
     with store.session() as s:
         pending = dict(s.execute(select(RateSlot.reservation, RateSlot.pending)).all())
     assert pending == {accepted.id: False, refused.id: True}

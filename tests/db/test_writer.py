@@ -26,8 +26,9 @@ from osfmilter.storage.writer import GroupCommit, Later, _Work
 from tests.fakes import FixedClock
 from tests.harness.database import reset_database
 
-INSERT = Statement("INSERT INTO rate_slots (\"key\", reservation, pending, at) "
-                   "VALUES (:key, 'r', :pending, 0)")
+INSERT = Statement(
+    "INSERT INTO rate_slots (\"key\", reservation, pending, at) VALUES (:key, 'r', :pending, 0)"
+)
 
 
 @pytest.fixture
@@ -54,6 +55,7 @@ def insert(key: str) -> Callable[[Cursor], str]:
     def job(cursor: Cursor) -> str:
         cursor.execute(INSERT, {"key": key, "pending": True})
         return key
+
     return job
 
 
@@ -107,9 +109,12 @@ def test_a_failed_commit_answers_every_session_with_the_error(sqlite: Engine) ->
 
     def violate_at_commit(cursor: Cursor) -> None:
         cursor.execute(Statement("PRAGMA defer_foreign_keys = ON"))
-        cursor.execute(Statement(
-            "INSERT INTO scanned_domains (customer_id, domain, created_at) "
-            "VALUES (999, 'nobody.example', '2026-11-29 00:00:00.000000')"))
+        cursor.execute(
+            Statement(
+                "INSERT INTO scanned_domains (customer_id, domain, created_at) "
+                "VALUES (999, 'nobody.example', '2026-11-29 00:00:00.000000')"
+            )
+        )
 
     queued = queue(writer, insert("a"))
     queue(writer, violate_at_commit)
@@ -155,8 +160,12 @@ def test_a_batch_runs_in_the_order_its_work_asks_for(quick: Engine) -> None:
     def note(name: str) -> Callable[[Cursor], None]:
         return lambda cursor: ran.append(name)
 
-    for name, order in [("event", (2,)), ("volume b", (1, "b")), ("lock 9", (0, 9)),
-                        ("volume a", (1, "a"))]:
+    for name, order in [
+        ("event", (2,)),
+        ("volume b", (1, "b")),
+        ("lock 9", (0, 9)),
+        ("volume a", (1, "a")),
+    ]:
         writer._queue.put(_Work(order, note(name), Future()))
     sql.transact(note("lock 3"), order=(0, 3))
     assert ran == ["lock 3", "lock 9", "volume a", "volume b", "event"]
@@ -172,7 +181,8 @@ def test_a_connection_postgresql_dropped_is_replaced_without_losing_work(
         sql = DirectSql(engine)
         sql.transact(insert("before"))
         backend = sql.transact(
-            lambda cursor: cursor.execute(Statement("SELECT pg_backend_pid()")).one()[0])
+            lambda cursor: cursor.execute(Statement("SELECT pg_backend_pid()")).one()[0]
+        )
         with engine.begin() as admin:  # a server restart, a proxy's timeout...
             admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
         assert sql.transact(insert("after")) == "after"
@@ -200,10 +210,15 @@ def test_a_reservation_leaves_the_batch_durable(pg_server_url: str) -> None:
     try:
         limiter = SqlRateLimiter(engine, FixedClock(), window=300, reservation_ttl=900)
         sql = DirectSql(engine)
-        queue(writer_of(sql), lambda cursor: limiter._reserve_in(
-            cursor, "server:x", (Bucket("all", 10),), now=0.0))
-        setting = sql.transact(lambda cursor: cursor.execute(
-            Statement("SELECT current_setting('synchronous_commit')")).one()[0])
+        queue(
+            writer_of(sql),
+            lambda cursor: limiter._reserve_in(cursor, "server:x", (Bucket("all", 10),), now=0.0),
+        )
+        setting = sql.transact(
+            lambda cursor: cursor.execute(
+                Statement("SELECT current_setting('synchronous_commit')")
+            ).one()[0]
+        )
         assert setting == "on"
     finally:
         engine.dispose()
@@ -219,8 +234,7 @@ def test_sqlite_syncs_every_commit_to_disk(sqlite: Engine) -> None:
     assert sql.transact(lambda cursor: cursor.execute(synchronous).one()[0]) == 2
     # A batch of only reservations (lost with their transactions in a power
     # cut) does not wait for the disk; the next durable one does again.
-    assert sql.transact(lambda cursor: cursor.execute(synchronous).one()[0],
-                        durable=False) == 1
+    assert sql.transact(lambda cursor: cursor.execute(synchronous).one()[0], durable=False) == 1
     assert sql.transact(lambda cursor: cursor.execute(synchronous).one()[0]) == 2
 
 
@@ -231,9 +245,14 @@ def test_a_batch_with_one_durable_job_syncs(sqlite: Engine) -> None:
     seen: list[int] = []
     lock, _ = writer.write_lock
     with lock:  # both jobs queue, then run in one batch
-        threads = [threading.Thread(target=lambda d=d: seen.append(sql.transact(
-            lambda cursor: cursor.execute(synchronous).one()[0], durable=d)))
-            for d in (False, True)]
+        threads = [
+            threading.Thread(
+                target=lambda d=d: seen.append(
+                    sql.transact(lambda cursor: cursor.execute(synchronous).one()[0], durable=d)
+                )
+            )
+            for d in (False, True)
+        ]
         for thread in threads:
             thread.start()
         while writer._queue.qsize() < 2:
@@ -245,7 +264,8 @@ def test_a_batch_with_one_durable_job_syncs(sqlite: Engine) -> None:
 
 @pytest.mark.postgres
 def test_postgresql_waits_once_per_batch_and_reruns_it_to_place_an_error(
-    pg_server_url: str, monkeypatch: pytest.MonkeyPatch,
+    pg_server_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A batch syncs once; a job that raises makes it run again, a sync per job."""
     engine = make_engine(pg_server_url)
@@ -268,6 +288,7 @@ def test_postgresql_waits_once_per_batch_and_reruns_it_to_place_an_error(
                 runs.append(str(key))
                 cursor.execute(INSERT, {"key": key, "pending": True})
                 return key
+
             return job
 
         queue(writer, counted("a")), queue(writer, counted("b"))
@@ -310,8 +331,10 @@ def test_a_later_answer_is_read_before_the_commit_and_can_refuse(quick: Engine) 
     """A job that answers Later: read in its transaction; what the read raises undoes the job."""
     sql = DirectSql(quick)
     writer = writer_of(sql)
-    returning = Statement("INSERT INTO rate_slots (\"key\", reservation, pending, at) "
-                          "VALUES (:key, 'r', :pending, 0) RETURNING \"key\"")
+    returning = Statement(
+        'INSERT INTO rate_slots ("key", reservation, pending, at) '
+        "VALUES (:key, 'r', :pending, 0) RETURNING \"key\""
+    )
 
     def send(key: str, refuse: bool) -> Callable[[Cursor], Later[str]]:
         def job(cursor: Cursor) -> Later[str]:
@@ -323,7 +346,9 @@ def test_a_later_answer_is_read_before_the_commit_and_can_refuse(quick: Engine) 
                 if refuse:
                     raise ValueError(f"refused {inserted}")
                 return str(inserted)
+
             return Later(read)
+
         return job
 
     first = queue(writer, send("a", refuse=False))

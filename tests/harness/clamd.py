@@ -64,8 +64,9 @@ class ClamdProcess(Service):
     def start(self, timeout: float = 60.0) -> None:
         config = self._write_config()
         with (self.workdir / "clamd.out").open("ab") as out:
-            self.process = subprocess.Popen(["clamd", "-c", str(config)], stdout=out,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                ["clamd", "-c", str(config)], stdout=out, stderr=subprocess.STDOUT
+            )
         wait_until_ready(self.process, self.ping, "clamd", timeout, self.log, interval=0.05)
 
     def ping(self) -> bool:
@@ -98,4 +99,3 @@ class ClamdProcess(Service):
         out = self.workdir / "clamd.out"
         texts = [p.read_text(errors="replace") for p in (self.log_path, out) if p.exists()]
         return "\n".join(texts)[-3000:]
-

@@ -7,8 +7,14 @@ import time
 from collections.abc import Callable
 
 
-def wait_until_ready(process: subprocess.Popen[bytes], ready: Callable[[], bool], name: str,
-                     timeout: float, log: Callable[[], str], interval: float = 0.1) -> None:
+def wait_until_ready(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    name: str,
+    timeout: float,
+    log: Callable[[], str],
+    interval: float = 0.1,
+) -> None:
     """Poll ``ready`` until it is true; RuntimeError with the log if the process dies or lags."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -40,8 +40,10 @@ def scratch_database(admin_url: str, prefix: str) -> Iterator[str]:
         finally:
             with admin.connect() as connection:
                 connection.execute(
-                    text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                         "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :name AND pid <> pg_backend_pid()"
+                    ),
                     {"name": name},
                 )
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
@@ -49,8 +51,13 @@ def scratch_database(admin_url: str, prefix: str) -> Iterator[str]:
         admin.dispose()
 
 
-def register_customer(engine: Engine, customer: str, domain: str,
-                      servers: Sequence[str] = (), logins: Sequence[str] = ()) -> None:
+def register_customer(
+    engine: Engine,
+    customer: str,
+    domain: str,
+    servers: Sequence[str] = (),
+    logins: Sequence[str] = (),
+) -> None:
     """A free-plan customer with its scanned domain, servers and SASL logins, as of now.
 
     The servers may be test networks that are not globally routable.

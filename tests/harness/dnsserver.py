@@ -21,8 +21,9 @@ from tests.harness.service import Service
 
 
 class _ZoneResolver(BaseResolver):  # type: ignore[misc]
-    def __init__(self, zone: str, silent: set[str], queries: Counter[tuple[str, str]],
-                 lock: threading.Lock) -> None:
+    def __init__(
+        self, zone: str, silent: set[str], queries: Counter[tuple[str, str]], lock: threading.Lock
+    ) -> None:
         self.records = RR.fromZone(zone)
         self.silent = silent
         self.queries = queries
@@ -52,8 +53,11 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
 
     def _zone_soa(self, name: str) -> Any:
         """The SOA record of the closest zone the name is in, if the zone text has one."""
-        zones = [r for r in self.records
-                 if r.rtype == QTYPE.SOA and _within(name, str(r.rname).rstrip(".").lower())]
+        zones = [
+            r
+            for r in self.records
+            if r.rtype == QTYPE.SOA and _within(name, str(r.rname).rstrip(".").lower())
+        ]
         return max(zones, key=lambda r: len(str(r.rname)), default=None)
 
 
@@ -75,8 +79,14 @@ class DnsServer(Service):
         self._lock = threading.Lock()
         resolver = _ZoneResolver(zone, silent or set(), self.queries, self._lock)
         self._servers = [
-            DNSServer(resolver, port=self.port, address="127.0.0.1", tcp=tcp, logger=_Quiet(),
-                      handler=_Handler)
+            DNSServer(
+                resolver,
+                port=self.port,
+                address="127.0.0.1",
+                tcp=tcp,
+                logger=_Quiet(),
+                handler=_Handler,
+            )
             for tcp in (False, True)
         ]
 
@@ -96,7 +106,6 @@ class DnsServer(Service):
         for server in self._servers:
             server.stop()
             server.server.server_close()
-
 
 
 class _Quiet:

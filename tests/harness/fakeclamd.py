@@ -149,4 +149,3 @@ class FakeClamd(Service):
             self._thread = None
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-

@@ -64,7 +64,8 @@ class MilterProcess(Service):
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "osfmilter", "--config", str(self.config_path), "run"],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         wait_until_ready(self.process, ready, "milter", timeout, self.log)
@@ -81,7 +82,6 @@ class MilterProcess(Service):
 
     def decision_lines(self) -> list[str]:
         return [line for line in self.log().splitlines() if "osfmilter.decision" in line]
-
 
     def decisions(self, count: int = 1, timeout: float = 5.0, **where: str) -> list[dict[str, str]]:
         """The fields of the decision lines whose fields match ``where`` (e.g. ``qid=``).

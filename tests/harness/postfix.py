@@ -455,7 +455,6 @@ class PostfixInstance(Service):
 
     # ---------------------------------------------------------------- protocol
 
-
     def remove(self) -> None:
         """Stop the instance and delete its work directory."""
         self.stop()

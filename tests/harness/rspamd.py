@@ -18,9 +18,28 @@ from tests.harness.ports import free_port
 from tests.harness.service import Service
 
 DISABLED_MODULES = (
-    "rbl", "fuzzy_check", "phishing", "spf", "dkim", "dmarc", "arc", "asn", "rspamd_update",
-    "mx_check", "whitelist", "hfilter", "dkim_signing", "neural", "ratelimit", "replies",
-    "greylist", "history_redis", "url_redirector", "emails", "surbl", "multimap",
+    "rbl",
+    "fuzzy_check",
+    "phishing",
+    "spf",
+    "dkim",
+    "dmarc",
+    "arc",
+    "asn",
+    "rspamd_update",
+    "mx_check",
+    "whitelist",
+    "hfilter",
+    "dkim_signing",
+    "neural",
+    "ratelimit",
+    "replies",
+    "greylist",
+    "history_redis",
+    "url_redirector",
+    "emails",
+    "surbl",
+    "multimap",
 )
 
 
@@ -43,9 +62,11 @@ class RspamdProcess(Service):
         shutil.chown(run, "_rspamd", "_rspamd")
         override = etc / "override.d"
         (override / "worker-normal.inc").write_text(
-            f'bind_socket = "127.0.0.1:{self.normal_port}";\ncount = 1;\n')
+            f'bind_socket = "127.0.0.1:{self.normal_port}";\ncount = 1;\n'
+        )
         (override / "worker-controller.inc").write_text(
-            f'bind_socket = "127.0.0.1:{self.controller_port}";\ncount = 1;\n')
+            f'bind_socket = "127.0.0.1:{self.controller_port}";\ncount = 1;\n'
+        )
         (override / "worker-proxy.inc").write_text("enabled = false;\n")
         (override / "worker-fuzzy.inc").write_text("enabled = false;\n")
         for module in DISABLED_MODULES:
@@ -63,9 +84,19 @@ class RspamdProcess(Service):
         variables = self._configure()
         with (self.workdir / "rspamd.out").open("ab") as out:
             self.process = subprocess.Popen(
-                ["rspamd", "-f", "-u", "_rspamd", "-g", "_rspamd", "-c", "/etc/rspamd/rspamd.conf",
-                 *variables],
-                stdout=out, stderr=subprocess.STDOUT,
+                [
+                    "rspamd",
+                    "-f",
+                    "-u",
+                    "_rspamd",
+                    "-g",
+                    "_rspamd",
+                    "-c",
+                    "/etc/rspamd/rspamd.conf",
+                    *variables,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         wait_until_ready(self.process, self.ping, "rspamd", timeout, self.log, interval=0.25)
 
@@ -87,8 +118,9 @@ class RspamdProcess(Service):
         self.process = None
 
     def log(self) -> str:
-        texts = [p.read_text(errors="replace")
-                 for p in (self.workdir / "rspamd.out", self.workdir / "run" / "rspamd.log")
-                 if p.exists()]
+        texts = [
+            p.read_text(errors="replace")
+            for p in (self.workdir / "rspamd.out", self.workdir / "run" / "rspamd.log")
+            if p.exists()
+        ]
         return "\n".join(texts)[-3000:]
-

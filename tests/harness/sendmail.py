@@ -33,9 +33,12 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 OSFMILTER_MC = REPOSITORY / "contrib" / "sendmail" / "osfmilter.mc"
 SENDMAIL_CF_M4 = Path("/usr/share/sendmail/cf/m4/cf.m4")
 #: Where scripts/install-deps unpacks sendmail-bin; OSFMILTER_SENDMAIL overrides it.
-SENDMAIL_BINARY = Path(os.environ.get(
-    "OSFMILTER_SENDMAIL", REPOSITORY / ".cache" / "sendmail" / "usr" / "libexec" / "sendmail"
-    / "sendmail"))
+SENDMAIL_BINARY = Path(
+    os.environ.get(
+        "OSFMILTER_SENDMAIL",
+        REPOSITORY / ".cache" / "sendmail" / "usr" / "libexec" / "sendmail" / "sendmail",
+    )
+)
 
 _MILTER_LINE = re.compile(r"^(Xosfmilter, S=)[^,]*(,.*)$", re.MULTILINE)
 
@@ -76,8 +79,9 @@ class SendmailInstance(Service):
     #: The name Sendmail greets with; the machine's own may be unqualified.
     HOSTNAME = "sendmail.harness.test"
 
-    def __init__(self, workdir: Path, *, relay_port: int, milter: str,
-                 port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, relay_port: int, milter: str, port: int | None = None
+    ) -> None:
         self.workdir = Path(workdir).resolve()
         self.relay_port = relay_port
         self.milter = milter
@@ -129,19 +133,35 @@ class SendmailInstance(Service):
         leaves the machine's own alone (``--map-root-user`` lets an
         unprivileged user do the same).
         """
-        unshare = ["unshare", "--uts"] if os.geteuid() == 0 else [
-            "unshare", "--map-root-user", "--uts"]
-        return [*unshare, "sh", "-c", 'hostname "$0" && exec "$@"', self.HOSTNAME,
-                str(SENDMAIL_BINARY), "-C", str(self.cf_path), "-bD",
-                "-X", str(self.traffic_path)]
+        unshare = (
+            ["unshare", "--uts"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--uts"]
+        )
+        return [
+            *unshare,
+            "sh",
+            "-c",
+            'hostname "$0" && exec "$@"',
+            self.HOSTNAME,
+            str(SENDMAIL_BINARY),
+            "-C",
+            str(self.cf_path),
+            "-bD",
+            "-X",
+            str(self.traffic_path),
+        ]
 
     def start(self, timeout: float = 30.0) -> None:
         if not SENDMAIL_BINARY.exists():
             raise FileNotFoundError(f"{SENDMAIL_BINARY}: run scripts/install-deps")
         self._write_config()
         with self.output_path.open("ab") as out:
-            self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         wait_until_ready(self.process, self._accepts, "sendmail", timeout, self.log)
 
     def _accepts(self) -> bool:
@@ -167,6 +187,9 @@ class SendmailInstance(Service):
 
     def log(self) -> str:
         """What Sendmail printed and the SMTP traffic it logged (no syslog here)."""
-        texts = [p.read_text(errors="replace")
-                 for p in (self.output_path, self.traffic_path) if p.exists()]
+        texts = [
+            p.read_text(errors="replace")
+            for p in (self.output_path, self.traffic_path)
+            if p.exists()
+        ]
         return "\n".join(texts)[-5000:]

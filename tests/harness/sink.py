@@ -238,4 +238,3 @@ class Sink(Service):
             description=f"{count} message(s) with Message-ID {wanted}",
         )
         return self.with_message_id(wanted)
-

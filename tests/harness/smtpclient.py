@@ -100,14 +100,21 @@ def _reply(code: int, text: bytes | str) -> Reply:
 class Client:
     """One SMTP session; methods return :class:`Reply` instead of raising."""
 
-    def __init__(self, timeout: float = 60.0, ehlo_name: str = "client.harness.test",
-                 source: str | None = None) -> None:
+    def __init__(
+        self,
+        timeout: float = 60.0,
+        ehlo_name: str = "client.harness.test",
+        source: str | None = None,
+    ) -> None:
         """``source`` is the local address to connect from (an MTA without XCLIENT
         sees it as the client's address, e.g. ``127.0.0.2``)."""
         self.timeout = timeout
         self.ehlo_name = ehlo_name
-        self.smtp = smtplib.SMTP(timeout=timeout, local_hostname=ehlo_name,
-                                 source_address=(source, 0) if source else None)
+        self.smtp = smtplib.SMTP(
+            timeout=timeout,
+            local_hostname=ehlo_name,
+            source_address=(source, 0) if source else None,
+        )
         self.banner: Reply | None = None
 
     def connect(self, port: int, host: str = "127.0.0.1") -> Reply:

@@ -58,11 +58,26 @@ class SpamdProcess(Service):
         (site / "local.cf").write_text(LOCAL_CF)
         with (self.workdir / "spamd.log").open("ab") as log:
             self.process = subprocess.Popen(
-                ["spamd", "-L", "-x", "-u", "nobody", "-H", str(home),
-                 f"--siteconfigpath={site}", f"--listen=127.0.0.1:{self.port}",
-                 "-A", "127.0.0.1", "--max-children=2", "--min-children=1",
-                 f"--pidfile={self.workdir / 'spamd.pid'}", "-s", "stderr"],
-                stdout=log, stderr=subprocess.STDOUT,
+                [
+                    "spamd",
+                    "-L",
+                    "-x",
+                    "-u",
+                    "nobody",
+                    "-H",
+                    str(home),
+                    f"--siteconfigpath={site}",
+                    f"--listen=127.0.0.1:{self.port}",
+                    "-A",
+                    "127.0.0.1",
+                    "--max-children=2",
+                    "--min-children=1",
+                    f"--pidfile={self.workdir / 'spamd.pid'}",
+                    "-s",
+                    "stderr",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         wait_until_ready(self.process, self.ping, "spamd", timeout, self.log, interval=0.2)
 
@@ -87,4 +102,3 @@ class SpamdProcess(Service):
     def log(self) -> str:
         path = self.workdir / "spamd.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-

@@ -29,8 +29,9 @@ multi.example. 300 IN TXT "v=spf1 include:{INCLUDE}" " -all"
 helo.example. 300 IN TXT "v=spf1 include:{INCLUDE} -all"
 ctl.example. 300 IN TXT "{CONTROL_MECHANISM} -all"
 """
-ZONE += "".join(f'l{i}.toomany.example. 300 IN TXT "v=spf1 ip4:203.0.113.{i} -all"\n'
-                for i in range(11))
+ZONE += "".join(
+    f'l{i}.toomany.example. 300 IN TXT "v=spf1 ip4:203.0.113.{i} -all"\n' for i in range(11)
+)
 
 # A record whose first 255-octet string ends in the '%' of "%{l}": SPF joins the
 # strings of a TXT record without a separator, so it is sender-dependent.
@@ -41,9 +42,11 @@ ZONE += f'splitmacro.example. 300 IN TXT "{SPLIT_MACRO_FIRST}" "{{l}}.allow.macr
 
 # Negative answers carry this zone's SOA: a TTL of NEGATIVE_TTL seconds.
 NEGATIVE_TTL = 1
-ZONE += (f"neg.example. 300 IN SOA ns.neg.example. hostmaster.neg.example. 1 3600 600 86400 "
-         f"{NEGATIVE_TTL}\n"
-         "nodata.neg.example. 300 IN A 192.0.2.1\n")  # a name without TXT; gone.neg.example: none
+ZONE += (
+    f"neg.example. 300 IN SOA ns.neg.example. hostmaster.neg.example. 1 3600 600 86400 "
+    f"{NEGATIVE_TTL}\n"
+    "nodata.neg.example. 300 IN A 192.0.2.1\n"
+)  # a name without TXT; gone.neg.example: none
 
 # No answer at all from the nameserver for these.
 SILENT = {"silent.example"}

@@ -206,4 +206,3 @@ class TcpProxy(Service):
             self._accept_thread.join(5.0)
             self._accept_thread = None
         self._cut_all()
-

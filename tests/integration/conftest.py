@@ -76,13 +76,17 @@ class Relay:
         """Let time pass for the reputation: incidents and state changes grow older."""
         # In Python: SQLite has no date arithmetic on the stored text.
         with self.store.session() as session:
-            for identity in [*session.scalars(select(SmtpServer)),
-                             *session.scalars(select(SaslAccount))]:
+            for identity in [
+                *session.scalars(select(SmtpServer)),
+                *session.scalars(select(SaslAccount)),
+            ]:
                 identity.state_changed_at -= delta
                 if identity.last_incident_at is not None:
                     identity.last_incident_at -= delta
-            for row in [*session.scalars(select(ReputationEvidence)),
-                        *session.scalars(select(StateChange))]:
+            for row in [
+                *session.scalars(select(ReputationEvidence)),
+                *session.scalars(select(StateChange)),
+            ]:
                 row.at -= delta
 
     def cli(self, *args: str) -> int:
@@ -121,8 +125,12 @@ def message_id(data: bytes) -> str:
 
 @contextmanager
 def running_relay(
-    database_url: str, milter_database_url: str | None = None, *, reset: bool = True,
-    name: str = "osf-e2e", milter_config: str = "",
+    database_url: str,
+    milter_database_url: str | None = None,
+    *,
+    reset: bool = True,
+    name: str = "osf-e2e",
+    milter_config: str = "",
 ) -> Iterator[Relay]:
     """Start sink, milter and Postfix on an emptied database (``reset``).
 

@@ -64,8 +64,9 @@ _SUFFIXES = {
 
 
 def run(*command: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd,
-                          check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=120, cwd=cwd, check=False
+    )
 
 
 def output(result: subprocess.CompletedProcess[str]) -> str:
@@ -81,8 +82,11 @@ def exported_families() -> dict[str, tuple[set[str], set[str]]]:
     metrics.observe_backends(lambda: {HEALTH_NAME: True})
     metrics.observe_states(lambda: {})
     # Labelled metrics have no samples before their first use: ask for their label names.
-    declared = {wrapper._name: set(wrapper._labelnames) for wrapper in vars(metrics).values()
-                if isinstance(wrapper, MetricWrapperBase)}
+    declared = {
+        wrapper._name: set(wrapper._labelnames)
+        for wrapper in vars(metrics).values()
+        if isinstance(wrapper, MetricWrapperBase)
+    }
     families = {}
     for family in metrics.registry.collect():
         labels = {label for sample in family.samples for label in sample.labels}
@@ -107,15 +111,31 @@ _SELECTOR = re.compile(r"\{[^{}]*\}")
 _RANGE = re.compile(r"\[[^\[\]]*\]")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^()]*)\)")
 _IDENTIFIER = re.compile(r"(?<![\w.:$])([A-Za-z_:][\w:]*)(\s*\()?")
-_KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan", "by", "without", "on",
-             "ignoring", "group_left", "group_right"}
+_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+}
 
 
 def metric_names(expr: str) -> set[str]:
     text = _STRING.sub('""', expr)
     text = _GROUPING.sub(" ", _RANGE.sub("", _SELECTOR.sub("", text)))
-    return {match[1] for match in _IDENTIFIER.finditer(text)
-            if not match[2] and match[1].lower() not in _KEYWORDS}
+    return {
+        match[1]
+        for match in _IDENTIFIER.finditer(text)
+        if not match[2] and match[1].lower() not in _KEYWORDS
+    }
 
 
 def check_expression(expr: str, exported: dict[str, set[str]]) -> None:
@@ -182,9 +202,15 @@ def test_alert_rule_unit_tests_pass() -> None:
 def test_every_alert_has_a_unit_test() -> None:
     tested = set(re.findall(r"alertname:\s*(\S+)", ALERTS_TEST.read_text()))
     alerts = set(alert_rules())
-    assert {"OsfmilterDown", "OsfmilterScannerDown", "OsfmilterServerOnveilig",
-            "OsfmilterDatabaseDown", "OsfmilterDatabaseErrors", "OsfmilterRefusalSpike",
-            "OsfmilterFailOpen"} <= alerts
+    assert {
+        "OsfmilterDown",
+        "OsfmilterScannerDown",
+        "OsfmilterServerOnveilig",
+        "OsfmilterDatabaseDown",
+        "OsfmilterDatabaseErrors",
+        "OsfmilterRefusalSpike",
+        "OsfmilterFailOpen",
+    } <= alerts
     assert alerts <= tested, f"alerts without a unit test: {sorted(alerts - tested)}"
     assert tested <= alerts, f"tests of alerts that do not exist: {sorted(tested - alerts)}"
 
@@ -200,8 +226,10 @@ def test_alert_rules_use_only_exported_metrics() -> None:
 
 def test_alert_thresholds_are_below_the_top_histogram_bucket() -> None:
     """histogram_quantile never returns more than the highest finite bucket."""
-    top = {"osfmilter_callback_duration_seconds_bucket": CALLBACK_BUCKETS[-1],
-           "osfmilter_scan_duration_seconds_bucket": SCAN_BUCKETS[-1]}
+    top = {
+        "osfmilter_callback_duration_seconds_bucket": CALLBACK_BUCKETS[-1],
+        "osfmilter_scan_duration_seconds_bucket": SCAN_BUCKETS[-1],
+    }
     found = 0
     for name, expr in alert_rules().items():
         for part in re.split(r"\n\s*or\s*\n", expr):
@@ -277,8 +305,11 @@ def test_dashboard_is_a_grafana_dashboard() -> None:
     for panel in panels(board):
         grid = panel["gridPos"]
         assert grid["x"] >= 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24, panel["title"]
-        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
-                 for y in range(grid["y"], grid["y"] + grid["h"])}
+        cells = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
         assert not cells & taken, f"panel {panel['title']!r} overlaps another"
         taken |= cells
         if panel["type"] == "row":
@@ -318,10 +349,16 @@ def test_dashboard_has_the_operators_panels() -> None:
     assert some("rate(osfmilter_accepted_messages_total")
     assert some("rate(osfmilter_accepted_bytes_total")
     for quantile in ("0.5", "0.99"):
-        assert some(f"histogram_quantile({quantile}", "by (stage, le)",
-                    "osfmilter_callback_duration_seconds_bucket")
-        assert some(f"histogram_quantile({quantile}", "by (scanner, le)",
-                    "osfmilter_scan_duration_seconds_bucket")
+        assert some(
+            f"histogram_quantile({quantile}",
+            "by (stage, le)",
+            "osfmilter_callback_duration_seconds_bucket",
+        )
+        assert some(
+            f"histogram_quantile({quantile}",
+            "by (scanner, le)",
+            "osfmilter_scan_duration_seconds_bucket",
+        )
     assert some("osfmilter_backend_up", "by (backend)")
     assert some("osfmilter_servers", "by (state)")
     assert some("osfmilter_connections_active")
@@ -333,11 +370,15 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     """promtool parses each query as a recording rule (Grafana's variables filled in)."""
     rules = []
     for number, (where, expr) in enumerate(expressions(dashboard())):
-        concrete = (expr.replace("$__rate_interval", "5m").replace("$__interval", "1m")
-                    .replace("$__range", "1h"))
+        concrete = (
+            expr.replace("$__rate_interval", "5m")
+            .replace("$__interval", "1m")
+            .replace("$__range", "1h")
+        )
         concrete = re.sub(r"\$\{?\w+\}?", ".*", concrete)
-        rules.append({"record": f"dashboard:query_{number}", "expr": concrete,
-                      "labels": {"where": where}})
+        rules.append(
+            {"record": f"dashboard:query_{number}", "expr": concrete, "labels": {"where": where}}
+        )
     path = tmp_path / "dashboard-rules.json"  # JSON is YAML
     path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = run("promtool", "check", "rules", str(path))
@@ -349,10 +390,11 @@ def test_promql_reader() -> None:
     """The reader above, on the shapes the contrib files use."""
     assert metric_names(
         'sum by (job, instance) (rate(osfmilter_decisions_total{reason!="x", a=~"$b"}[5m]))'
-        ' / on (instance) group_left up offset 10m > 0.5 and vector(1)'
+        " / on (instance) group_left up offset 10m > 0.5 and vector(1)"
     ) == {"osfmilter_decisions_total", "up"}
     assert metric_names("histogram_quantile(0.99, sum by (le) (rate(a_bucket[1m]))) > 1e3") == {
-        "a_bucket"}
+        "a_bucket"
+    }
     with pytest.raises(AssertionError, match="never"):
         check_expression('osfmilter_decisions_total{reason="nonsense"}', exported_metrics())
     with pytest.raises(AssertionError, match="does not export"):
@@ -387,8 +429,14 @@ def test_systemd_unit_verifies(unit: Path, tmp_path: Path) -> None:
         assert result.returncode == 0, output(result)
         assert not (result.stdout + result.stderr).strip(), output(result)
         # The hardening stays where it is: exposure at most 2.0 of 10.
-        result = run("systemd-analyze", "security", "--offline=true", "--threshold=20",
-                     "--no-pager", str(path))
+        result = run(
+            "systemd-analyze",
+            "security",
+            "--offline=true",
+            "--threshold=20",
+            "--no-pager",
+            str(path),
+        )
         assert result.returncode == 0, output(result)
 
 
@@ -421,8 +469,10 @@ def test_sendmail_mc_attaches_the_milter_safely() -> None:
     text = SENDMAIL_MC.read_text()
     filters = re.findall(r"^INPUT_MAIL_FILTER\(`osfmilter', `([^']*)'\)dnl$", text, re.MULTILINE)
     assert len(filters) == 1, "one INPUT_MAIL_FILTER line for osfmilter"
-    equates = {key.strip(): value for key, _, value in
-               (part.partition("=") for part in filters[0].split(","))}
+    equates = {
+        key.strip(): value
+        for key, _, value in (part.partition("=") for part in filters[0].split(","))
+    }
     config = Config()
     assert equates["S"] == config.milter.socket
     # Tempfail when the milter is unreachable: never an open relay, never a bounce.
@@ -440,12 +490,13 @@ def test_sendmail_mc_attaches_the_milter_safely() -> None:
 
 def test_sendmail_mc_sends_the_macros_osfmilter_reads() -> None:
     text = SENDMAIL_MC.read_text()
-    stages = {"confMILTER_MACROS_ENVFROM": OsfMilter.envfrom,
-              "confMILTER_MACROS_ENVRCPT": OsfMilter.envrcpt,
-              "confMILTER_MACROS_EOM": OsfMilter.eom}
+    stages = {
+        "confMILTER_MACROS_ENVFROM": OsfMilter.envfrom,
+        "confMILTER_MACROS_ENVRCPT": OsfMilter.envrcpt,
+        "confMILTER_MACROS_EOM": OsfMilter.eom,
+    }
     for option, callback in stages.items():
-        wanted = {re.sub(r"^\{(.)\}$", r"\1", name)
-                  for name in getattr(callback, "_symlist", ())}
+        wanted = {re.sub(r"^\{(.)\}$", r"\1", name) for name in getattr(callback, "_symlist", ())}
         assert wanted, f"{callback.__name__} asks for no macros"
         assert wanted <= _macros(text, option), option
     assert {"i", "{auth_authen}"} <= _macros(text, "confMILTER_MACROS_ENVFROM")
@@ -490,13 +541,16 @@ def test_sendmail_cf_builds_from_the_mc(
     assert "Xosfmilter, S=inet:8894@127.0.0.1, F=T, T=C:10s;S:30s;R:2m;E:5m" in cf
     assert "O InputMailFilters=osfmilter" in cf
     assert "O MaxMessageSize=62914560" in cf
-    assert ("O Milter.macros.envfrom=i, {auth_type}, {auth_authen}, {auth_ssf}, {auth_author}, "
-            "{mail_mailer}, {mail_host}, {mail_addr}") in cf
+    assert (
+        "O Milter.macros.envfrom=i, {auth_type}, {auth_authen}, {auth_ssf}, {auth_author}, "
+        "{mail_mailer}, {mail_host}, {mail_addr}"
+    ) in cf
     assert "O Milter.macros.envrcpt=i, {rcpt_mailer}, {rcpt_host}, {rcpt_addr}" in cf
     assert "O Milter.macros.eom=i, {msg_id}" in cf
     # The snippet's comments are dnl'd away and leave no stray text behind.
-    assert not [line for line in cf if "osfmilter" in line and not line.startswith(
-        ("X", "O ", "#"))]
+    assert not [
+        line for line in cf if "osfmilter" in line and not line.startswith(("X", "O ", "#"))
+    ]
 
 
 def test_sendmail_readme_shows_what_its_grep_prints(
@@ -504,11 +558,14 @@ def test_sendmail_readme_shows_what_its_grep_prints(
 ) -> None:
     """Step 3 of contrib/sendmail/README: its grep, and the lines it says that prints."""
     readme = (CONTRIB / "sendmail" / "README").read_text()
-    match = re.search(r"^ +grep -E '([^']+)' /etc/mail/sendmail.cf\n.*?should show.*?\n\n"
-                      r"((?: {7}\S[^\n]*\n)+)", readme, re.MULTILINE | re.DOTALL)
+    match = re.search(
+        r"^ +grep -E '([^']+)' /etc/mail/sendmail.cf\n.*?should show.*?\n\n"
+        r"((?: {7}\S[^\n]*\n)+)",
+        readme,
+        re.MULTILINE | re.DOTALL,
+    )
     assert match, "step 3 of contrib/sendmail/README has moved"
-    printed = [line for line in sendmail_cf_build.stdout.splitlines()
-               if re.match(match[1], line)]
+    printed = [line for line in sendmail_cf_build.stdout.splitlines() if re.match(match[1], line)]
     shown = [line.strip() for line in match[2].splitlines()]
     assert len(shown) == len(printed), f"README shows {shown}, grep prints {printed}"
     for text, line in zip(shown, printed, strict=True):
@@ -527,8 +584,17 @@ CLAMD_CONF = CONTRIB / "clamav" / "clamd-osfmilter.conf"
 
 
 def check_config(config: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    return run(sys.executable, "-m", "osfmilter", "--config", str(config), "check-config",
-               "--postfix-config", str(POSTFIX_DIR), *options)
+    return run(
+        sys.executable,
+        "-m",
+        "osfmilter",
+        "--config",
+        str(config),
+        "check-config",
+        "--postfix-config",
+        str(POSTFIX_DIR),
+        *options,
+    )
 
 
 def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -540,8 +606,9 @@ def test_shipped_config_is_refused_until_clamd_is_set() -> None:
     result = check_config(OSFMILTER_TOML)
     assert result.returncode == 2, output(result)
     errors = error_lines(result)
-    assert len(errors) == 1 and errors[0].startswith("error: [clamav] address: empty"), \
-        output(result)
+    assert len(errors) == 1 and errors[0].startswith("error: [clamav] address: empty"), output(
+        result
+    )
 
 
 def test_shipped_files_pass_check_config_together(tmp_path: Path) -> None:
@@ -550,8 +617,9 @@ def test_shipped_files_pass_check_config_together(tmp_path: Path) -> None:
     clamav = text.index("[clamav]")
     empty = text.index('address = ""', clamav)
     config = tmp_path / "osfmilter.toml"
-    config.write_text(text[:empty] + 'address = "/run/clamav/clamd.ctl"'
-                      + text[empty + len('address = ""'):])
+    config.write_text(
+        text[:empty] + 'address = "/run/clamav/clamd.ctl"' + text[empty + len('address = ""') :]
+    )
     result = check_config(config, "--clamd-config", str(CLAMD_CONF))
     assert result.returncode == 0 and not error_lines(result), output(result)
 
@@ -563,4 +631,6 @@ def test_shipped_postfix_listeners_refuse_an_inbound_instance(tmp_path: Path) ->
     result = check_config(config)
     assert result.returncode == 2, output(result)
     assert [line.split(":")[1] for line in error_lines(result)] == [
-        " postfix listener smtp/inet", " postfix listener 2525/inet"], output(result)
+        " postfix listener smtp/inet",
+        " postfix listener 2525/inet",
+    ], output(result)

@@ -176,11 +176,16 @@ def test_unknown_header_from_with_too_many_recipients_is_452_for_the_message(
 
 
 def test_forged_trust_headers_change_nothing_and_ours_replace_forgeries(relay: Relay) -> None:
-    data = message(extra_headers={"X-Osfmilter": "node=evil; virus=clean; spam=-100",
-                                  "X-Spam-Status": "No, score=-100.0",
-                                  "Authentication-Results": "relay.example; spf=pass"})
-    result = send(relay.port, "news@acme.example", ["bob@example.org"], data,
-                  client_addr=FREE_SERVER)
+    data = message(
+        extra_headers={
+            "X-Osfmilter": "node=evil; virus=clean; spam=-100",
+            "X-Spam-Status": "No, score=-100.0",
+            "Authentication-Results": "relay.example; spf=pass",
+        }
+    )
+    result = send(
+        relay.port, "news@acme.example", ["bob@example.org"], data, client_addr=FREE_SERVER
+    )
     assert result.accepted, result
     [delivered] = relay.sink.wait_for_message_id(message_id(data))
     stamps = delivered.headers("X-Osfmilter")
@@ -201,8 +206,9 @@ def test_forged_trust_headers_change_nothing_and_ours_replace_forgeries(relay: R
     ],
 )
 def test_address_matching_through_postfix(relay: Relay, client: str, allowed: bool) -> None:
-    result = send(relay.port, "news@acme.example", ["bob@example.org"], message(),
-                  client_addr=client)
+    result = send(
+        relay.port, "news@acme.example", ["bob@example.org"], message(), client_addr=client
+    )
     if allowed:
         assert result.accepted, result
     else:
@@ -210,7 +216,13 @@ def test_address_matching_through_postfix(relay: Relay, client: str, allowed: bo
 
 
 def test_percent_and_hostile_text_reach_the_reply_safely(relay: Relay) -> None:
-    result = send(relay.port, "100%evil%%s@acme.example", ["bob@example.org"], message(),
-                  client_addr="198.51.100.88", helo="%s%n.example")
+    result = send(
+        relay.port,
+        "100%evil%%s@acme.example",
+        ["bob@example.org"],
+        message(),
+        client_addr="198.51.100.88",
+        helo="%s%n.example",
+    )
     assert_reply(result.mail, 550, "5.7.1")
     assert "\r" not in result.mail.text and "198.51.100.88" in result.mail.text

@@ -75,8 +75,10 @@ class TwoListenerPostfix(PostfixInstance):
         self.short_timeout_port = free_port()
 
     def master_cf(self) -> str:
-        short = (f"127.0.0.1:{self.short_timeout_port} inet n - n - - smtpd"
-                 f" -o milter_content_timeout={SHORT_CONTENT_TIMEOUT}s\n")
+        short = (
+            f"127.0.0.1:{self.short_timeout_port} inet n - n - - smtpd"
+            f" -o milter_content_timeout={SHORT_CONTENT_TIMEOUT}s\n"
+        )
         return short + super().master_cf()
 
 
@@ -145,8 +147,11 @@ class FaultRelay:
         return self.milter.process.pid
 
     def milter_running(self) -> bool:
-        return (self.milter is not None and self.milter.process is not None
-                and self.milter.process.poll() is None)
+        return (
+            self.milter is not None
+            and self.milter.process is not None
+            and self.milter.process.poll() is None
+        )
 
     def restart_milter(self) -> None:
         """Start the milter again after a test killed or stopped it (same configuration)."""
@@ -183,33 +188,38 @@ class FaultRelay:
 
     def events(self, identity: str) -> list[Event]:
         with self.store.session() as session:
-            return list(session.scalars(
-                select(Event).where(Event.identity == identity).order_by(Event.id)
-            ))
+            return list(
+                session.scalars(select(Event).where(Event.identity == identity).order_by(Event.id))
+            )
 
     def slots(self, identity: str, *, pending: bool) -> int:
         """Rate slots of the identity: counting ones (pending=False) or reservations."""
         with self.store.session() as session:
-            return int(session.scalar(
-                select(func.count()).select_from(RateSlot).where(
-                    RateSlot.key.like(f"{identity}|%"), RateSlot.pending.is_(pending)
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(RateSlot)
+                    .where(RateSlot.key.like(f"{identity}|%"), RateSlot.pending.is_(pending))
                 )
-            ) or 0)
+                or 0
+            )
 
     def volume(self, domain: str) -> tuple[int, int]:
         """(messages, bytes) charged to the domain's outbound volume, all months."""
         with self.store.session() as session:
             row = session.execute(
-                select(func.coalesce(func.sum(MonthlyVolume.messages), 0),
-                       func.coalesce(func.sum(MonthlyVolume.bytes), 0))
-                .where(MonthlyVolume.domain == domain, MonthlyVolume.direction == "outbound")
+                select(
+                    func.coalesce(func.sum(MonthlyVolume.messages), 0),
+                    func.coalesce(func.sum(MonthlyVolume.bytes), 0),
+                ).where(MonthlyVolume.domain == domain, MonthlyVolume.direction == "outbound")
             ).one()
         return int(row[0]), int(row[1])
 
     # Mail ---------------------------------------------------------------------------------
 
-    def send(self, data: bytes, server: str, rcpts: tuple[str, ...] = (RCPT,), *,
-             port: int | None = None) -> Result:
+    def send(
+        self, data: bytes, server: str, rcpts: tuple[str, ...] = (RCPT,), *, port: int | None = None
+    ) -> Result:
         sender = f"news@{sender_domain(data)}"
         return send(port or self.postfix.smtpd_port, sender, rcpts, data, client_addr=server)
 
@@ -296,13 +306,23 @@ def faults(pg_server_url: str) -> Iterator[FaultRelay]:
             milter_port = free_port()
             fault_relay = FaultRelay(
                 workdir=workdir,
-                postfix=TwoListenerPostfix(workdir / "postfix", relay_port=sink.port,
-                                           milter=f"inet:{milter_port}@127.0.0.1",
-                                           extra_main_cf=contrib_main_cf(), name="osf-faults"),
-                sink=sink, pg=SqlStore(pg_engine), pg_url=pg_server_url,
-                sqlite=SqlStore(sqlite_engine), sqlite_url=sqlite_url,
-                clamd=clamd, small_clamd=small_clamd, fake_clamd=fake_clamd,
-                milter_port=milter_port, metrics_port=free_port(),
+                postfix=TwoListenerPostfix(
+                    workdir / "postfix",
+                    relay_port=sink.port,
+                    milter=f"inet:{milter_port}@127.0.0.1",
+                    extra_main_cf=contrib_main_cf(),
+                    name="osf-faults",
+                ),
+                sink=sink,
+                pg=SqlStore(pg_engine),
+                pg_url=pg_server_url,
+                sqlite=SqlStore(sqlite_engine),
+                sqlite_url=sqlite_url,
+                clamd=clamd,
+                small_clamd=small_clamd,
+                fake_clamd=fake_clamd,
+                milter_port=milter_port,
+                metrics_port=free_port(),
             )
             fault_relay.use(REAL)
             with fault_relay.postfix:
@@ -373,8 +393,11 @@ def test_milter_killed_between_body_chunks_tempfails_and_the_retry_is_delivered_
         sending = pool.submit(faults.send, data, server)
         # Postfix hands the body over in chunks of at most 64 KiB; once the milter has read
         # a megabyte of it, freeze it, make sure it is still inside the body, and kill it.
-        wait_until(lambda: rchar(pid) - before > 1_000_000 or sending.done(), 120,
-                   "the milter reading the body")
+        wait_until(
+            lambda: rchar(pid) - before > 1_000_000 or sending.done(),
+            120,
+            "the milter reading the body",
+        )
         os.kill(pid, signal.SIGSTOP)
         read = rchar(pid) - before
         os.kill(pid, signal.SIGKILL)
@@ -405,6 +428,7 @@ def test_postgresql_slower_than_the_statement_timeout_is_451_and_recovers_by_its
 ) -> None:
     faults.use(REAL)
     with faults.pg.engine.connect() as blocker:
+
         @contextmanager
         def locked() -> Iterator[None]:
             blocker.execute(text("LOCK TABLE smtp_servers IN ACCESS EXCLUSIVE MODE"))
@@ -415,7 +439,10 @@ def test_postgresql_slower_than_the_statement_timeout_is_451_and_recovers_by_its
 
 
 def answers_451_while_locked_then_recovers(
-    faults: FaultRelay, server: str, name: str, locked: AbstractContextManager[None],
+    faults: FaultRelay,
+    server: str,
+    name: str,
+    locked: AbstractContextManager[None],
 ) -> None:
     """A message sent while ``locked`` holds the database is tempfailed within the
     database timeout; the same message is accepted once it is free, by the same milter."""
@@ -496,6 +523,7 @@ def test_sqlite_locked_by_another_writer_is_451_and_recovers_by_itself(
     faults.use(SQLITE)
     blocker = sqlite3.connect(faults.workdir / "faults.sqlite3", isolation_level=None)
     try:
+
         @contextmanager
         def locked() -> Iterator[None]:
             blocker.execute("BEGIN EXCLUSIVE")
@@ -516,8 +544,7 @@ def test_clamd_refusing_the_stream_size_is_451_never_unscanned_and_shows_in_the_
     faults.use(SMALL_CLAMD)
     server = "192.0.2.114"
     identity = faults.register("toobig", "toobig.example", server)
-    data = make_message("news@toobig.example", [RCPT], "two megabytes", "Big.\r\n",
-                        size=2_000_000)
+    data = make_message("news@toobig.example", [RCPT], "two megabytes", "Big.\r\n", size=2_000_000)
     started = time.monotonic()
     result = faults.send(data, server, port=faults.postfix.short_timeout_port)
     elapsed = time.monotonic() - started
@@ -592,8 +619,7 @@ def test_milter_frozen_at_end_of_message_is_451_after_postfix_timeout_and_the_re
     try:
         with ThreadPoolExecutor(1) as pool:
             started = time.monotonic()
-            sending = pool.submit(faults.send, data, server,
-                                  port=faults.postfix.short_timeout_port)
+            sending = pool.submit(faults.send, data, server, port=faults.postfix.short_timeout_port)
             # The stream reached clamd: the milter is inside its end-of-message callback.
             fake.wait_streams(streams + 1)
             os.kill(pid, signal.SIGSTOP)
@@ -607,8 +633,11 @@ def test_milter_frozen_at_end_of_message_is_451_after_postfix_timeout_and_the_re
     assert SHORT_CONTENT_TIMEOUT <= elapsed < SHORT_CONTENT_TIMEOUT + 5, elapsed
     faults.not_delivered(data)
     # Thawed, the milter finishes the callback Postfix has given up on.
-    wait_until(lambda: "osfmilter.decision" in faults.milter_log_since(log_offset), 30,
-               "the milter deciding the message it was frozen in")
+    wait_until(
+        lambda: "osfmilter.decision" in faults.milter_log_since(log_offset),
+        30,
+        "the milter deciding the message it was frozen in",
+    )
 
     retry = faults.send(data, server)
     assert retry.accepted, retry
@@ -620,8 +649,10 @@ def test_milter_frozen_at_end_of_message_is_451_after_postfix_timeout_and_the_re
     queued_as = retry.data.text.rpartition(" ")[2]
     accepted = [e for e in faults.events(identity) if e.action == "accept"]
     assert [e.queue_id for e in accepted] == [queued_as], (
-        "accepts recorded: " + ", ".join(e.queue_id for e in accepted)
-        + "\nmilter log:\n" + faults.milter_log_since(log_offset)
+        "accepts recorded: "
+        + ", ".join(e.queue_id for e in accepted)
+        + "\nmilter log:\n"
+        + faults.milter_log_since(log_offset)
     )
     assert faults.slots(identity, pending=False) == 1
     assert faults.volume("frozen.example")[0] == 1
@@ -636,8 +667,10 @@ def test_sigterm_with_transactions_in_flight_loses_no_mail_and_delivers_each_onc
     milter = faults.use(FAKE_CLAMD)
     server = "192.0.2.107"
     identity = faults.register("stopping", "stopping.example", server)
-    messages = [make_message("news@stopping.example", [RCPT], f"in flight {i}", "Hello.\r\n")
-                for i in range(6)]
+    messages = [
+        make_message("news@stopping.example", [RCPT], f"in flight {i}", "Hello.\r\n")
+        for i in range(6)
+    ]
     clients = [faults.open_transaction(data, server) for data in messages]
     fake = faults.fake_clamd
     assert milter.process is not None

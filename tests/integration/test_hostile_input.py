@@ -99,8 +99,9 @@ def hostile_relay(
     domains = sample_from_domains()
     # The spoofing messages need a domain nobody registered.
     assert not any(d == FOREIGN or FOREIGN.endswith("." + d) for d in domains), domains
-    with running_relay(url, name=f"osf-hostile-{request.param}",
-                       milter_config=milter_config(clamd, spamd)) as relay:
+    with running_relay(
+        url, name=f"osf-hostile-{request.param}", milter_config=milter_config(clamd, spamd)
+    ) as relay:
         relay.register("corpus", "paid", domains=(DOMAIN, *domains), servers=(SERVER,))
         try:
             yield relay
@@ -142,8 +143,15 @@ def deliver(relay: Relay, index: int, entry: CorpusEntry) -> Sent:
     sender, recipients = envelope(index, entry)
     data = entry.data()
     started = time.monotonic()
-    result = send(relay.port, sender, recipients, data, client_addr=SERVER,
-                  size=entry.declared_size, timeout=120)
+    result = send(
+        relay.port,
+        sender,
+        recipients,
+        data,
+        client_addr=SERVER,
+        size=entry.declared_size,
+        timeout=120,
+    )
     return Sent(entry, sender, recipients, result, time.monotonic() - started)
 
 
@@ -163,8 +171,11 @@ def corpus_run(hostile_relay: Relay) -> CorpusRun:
 def decision_records(relay: Relay, needle: str) -> list[bytes]:
     """The milter log's lines (split at LF only) that are decisions and contain needle."""
     raw = relay.milter.log_path.read_bytes()
-    return [line for line in raw.split(b"\n")
-            if b"osfmilter.decision" in line and needle.encode() in line]
+    return [
+        line
+        for line in raw.split(b"\n")
+        if b"osfmilter.decision" in line and needle.encode() in line
+    ]
 
 
 def expected_answer(sent: Sent, event: Event | None) -> tuple[int, str]:
@@ -262,8 +273,9 @@ def check_sent(run: CorpusRun, sent: Sent) -> list[str]:
     # ... carrying the milter's own header once: any copy the client sent is gone.
     for copy in copies:
         stamps = _STAMP.findall(copy.data)
-        if len(stamps) != 1 or (event is not None and b"qid=%s;" % event.queue_id.encode()
-                                not in stamps[0]):
+        if len(stamps) != 1 or (
+            event is not None and b"qid=%s;" % event.queue_id.encode() not in stamps[0]
+        ):
             problems.append(f"delivered copy has X-Osfmilter headers {stamps!r}")
     return problems
 
@@ -273,10 +285,14 @@ def test_corpus_message(corpus_run: CorpusRun, entry: CorpusEntry) -> None:
     sent = corpus_run.sent[entry.name]
     problems = check_sent(corpus_run, sent)
     if problems:
-        pytest.fail(f"{entry.name} ({entry.category}, expect {entry.expect}, "
-                    f"{sent.seconds:.1f} s): " + "; ".join(problems)
-                    + "\nmilter log:\n" + log_excerpt(corpus_run.relay, sent.sender),
-                    pytrace=False)
+        pytest.fail(
+            f"{entry.name} ({entry.category}, expect {entry.expect}, "
+            f"{sent.seconds:.1f} s): "
+            + "; ".join(problems)
+            + "\nmilter log:\n"
+            + log_excerpt(corpus_run.relay, sent.sender),
+            pytrace=False,
+        )
 
 
 def log_records(relay: Relay) -> list[str]:
@@ -306,9 +322,21 @@ def test_corpus_size_and_runtime(corpus_run: CorpusRun) -> None:
     """At least 150 messages, of every kind the issue names; the run stays short."""
     assert len(ENTRIES) >= 150
     categories = {e.category for e in ENTRIES}
-    assert {"nul", "line-endings", "long-lines", "many-headers", "mime-structure", "boundaries",
-            "encodings", "8bit-headers", "encoded-words", "from", "archives", "eicar",
-            "gtube"} <= categories
+    assert {
+        "nul",
+        "line-endings",
+        "long-lines",
+        "many-headers",
+        "mime-structure",
+        "boundaries",
+        "encodings",
+        "8bit-headers",
+        "encoded-words",
+        "from",
+        "archives",
+        "eicar",
+        "gtube",
+    } <= categories
     assert {e.expect for e in ENTRIES} == set(Expect)
     slowest = max(corpus_run.sent.values(), key=lambda s: s.seconds)
     assert slowest.seconds < 60, (slowest.entry.name, slowest.seconds)
@@ -334,9 +362,18 @@ def test_one_connection_many_transactions(hostile_relay: Relay) -> None:
     """Each transaction of a session gets its own answer: nothing carries over."""
     relay = hostile_relay
     by_name = {e.name: e for e in ENTRIES}
-    names = ["clean_plain", "eicar_zip_deflated", "clean_attachment", "gtube_plain",
-             "from_foreign_many_rcpts", "hdr_subject_control_chars", "size_declared_over_limit",
-             "from_missing", "eicar_in_alternative", "clean_utf8_body"]
+    names = [
+        "clean_plain",
+        "eicar_zip_deflated",
+        "clean_attachment",
+        "gtube_plain",
+        "from_foreign_many_rcpts",
+        "hdr_subject_control_chars",
+        "size_declared_over_limit",
+        "from_missing",
+        "eicar_in_alternative",
+        "clean_utf8_body",
+    ]
     with Client(timeout=120) as client:
         client.connect(relay.port)
         assert client.xclient(addr=SERVER).code == 220
@@ -365,10 +402,14 @@ def test_one_connection_many_transactions(hostile_relay: Relay) -> None:
 _ENVELOPES = {
     "escape-sequences": (b"EHLO client\x1b[2J.test", b"MAIL FROM:<esc\x1bx@corpus.example>"),
     "quoted-bel-tab": (b"EHLO client.test", b'MAIL FROM:<"bel\x07tab\t"@corpus.example>'),
-    "line-separator": ("EHLO ls\u2028.test".encode(),
-                       "MAIL FROM:<ls\u2028x@corpus.example> SMTPUTF8".encode()),
-    "paragraph-separator": (b"EHLO client.test",
-                            "MAIL FROM:<ps\u2029x@corpus.example> SMTPUTF8".encode()),
+    "line-separator": (
+        "EHLO ls\u2028.test".encode(),
+        "MAIL FROM:<ls\u2028x@corpus.example> SMTPUTF8".encode(),
+    ),
+    "paragraph-separator": (
+        b"EHLO client.test",
+        "MAIL FROM:<ps\u2029x@corpus.example> SMTPUTF8".encode(),
+    ),
     "next-line-c1": (b"EHLO client.test", "MAIL FROM:<nel\x85x@corpus.example> SMTPUTF8".encode()),
     "utf8": ("EHLO caf\xe9.test".encode(), "MAIL FROM:<caf\xe9@corpus.example> SMTPUTF8".encode()),
 }
@@ -431,8 +472,15 @@ def test_size_limit_exactly(hostile_relay: Relay, excess: int, declare: bool) ->
     except OSError:  # not allowed here: compare with the peak so far
         before = _status(pid, "VmHWM")
 
-    result = send(relay.port, sender, [recipient], data, client_addr=SERVER,
-                  size=size if declare else None, timeout=300)
+    result = send(
+        relay.port,
+        sender,
+        [recipient],
+        data,
+        client_addr=SERVER,
+        size=size if declare else None,
+        timeout=300,
+    )
 
     growth = _status(pid, "VmHWM") - before
     assert growth < RSS_GROWTH_LIMIT, f"milter peak RSS grew by {growth} bytes"
@@ -441,7 +489,8 @@ def test_size_limit_exactly(hostile_relay: Relay, excess: int, declare: bool) ->
         assert result.accepted, result
         assert (event.smtp_code, event.enhanced_code, event.size) == (250, "2.0.0", size)
         [copy] = relay.sink.wait_for(
-            lambda msgs: any(recipient in m.rcpt_tos for m in msgs), timeout=120)[-1:]
+            lambda msgs: any(recipient in m.rcpt_tos for m in msgs), timeout=120
+        )[-1:]
         assert recipient in copy.rcpt_tos
     else:
         reply = result.mail if declare else result.data
@@ -472,13 +521,18 @@ def test_smuggled_message_is_not_delivered(hostile_relay: Relay, fake_end: str) 
     sender = f"smuggler-{tag}@{DOMAIN}"
     victim = f"victim-{tag}@dest.example"
     payload = (
-        f"From: {sender}\r\nTo: r@dest.example\r\nSubject: outer\r\n"
-        f"Message-ID: {outer}\r\n\r\nThe outer message.\r\n"
-    ).encode() + _FAKE_ENDS[fake_end] + (
-        f"MAIL FROM:<forged-{tag}@{DOMAIN}>\r\nRCPT TO:<{victim}>\r\nDATA\r\n"
-        f"From: ceo@{DOMAIN}\r\nTo: {victim}\r\nSubject: forged\r\n"
-        f"Message-ID: {inner}\r\n\r\nPay the invoice.\r\n"
-    ).encode() + b"\r\n.\r\n"
+        (
+            f"From: {sender}\r\nTo: r@dest.example\r\nSubject: outer\r\n"
+            f"Message-ID: {outer}\r\n\r\nThe outer message.\r\n"
+        ).encode()
+        + _FAKE_ENDS[fake_end]
+        + (
+            f"MAIL FROM:<forged-{tag}@{DOMAIN}>\r\nRCPT TO:<{victim}>\r\nDATA\r\n"
+            f"From: ceo@{DOMAIN}\r\nTo: {victim}\r\nSubject: forged\r\n"
+            f"Message-ID: {inner}\r\n\r\nPay the invoice.\r\n"
+        ).encode()
+        + b"\r\n.\r\n"
+    )
     with Client(timeout=60) as client:
         client.connect(relay.port)
         assert client.xclient(addr=SERVER).code == 220
@@ -495,4 +549,3 @@ def test_smuggled_message_is_not_delivered(hostile_relay: Relay, fake_end: str) 
     assert not [m for m in relay.sink.messages if victim in m.rcpt_tos]
     assert not relay.events(envelope_sender=f"forged-{tag}@{DOMAIN}")
     assert len(relay.events(envelope_sender=sender)) == 1
-

@@ -24,6 +24,8 @@ def test_install_deps_leaves_system_daemons_disabled(unit: str) -> None:
         pytest.skip("no systemctl on this machine")
     state = subprocess.run(
         ["systemctl", "is-enabled", f"{unit}.service"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.strip()
     assert state != "enabled", f"{unit}.service is enabled after install-deps"

@@ -68,8 +68,9 @@ PATIENT = "[reputation]\nusage_refusals = 1000\n"
 def two_nodes(pg_server_url: str) -> Iterator[tuple[Relay, Relay]]:
     with running_relay(pg_server_url, name="osf-node-a", milter_config=PATIENT) as node_a:
         node_a.register("fleet", "free", domains=("fleet.example",), servers=(SERVER,))
-        with running_relay(pg_server_url, reset=False, name="osf-node-b",
-                           milter_config=PATIENT) as node_b:
+        with running_relay(
+            pg_server_url, reset=False, name="osf-node-b", milter_config=PATIENT
+        ) as node_b:
             yield node_a, node_b
 
 
@@ -83,8 +84,7 @@ def test_two_nodes_share_one_window_exactly(two_nodes: tuple[Relay, Relay]) -> N
 
     def deliver(job: tuple[bytes, Relay]) -> Result:
         data, node = job
-        return send(node.port, "news@fleet.example", ["bob@example.org"], data,
-                    client_addr=SERVER)
+        return send(node.port, "news@fleet.example", ["bob@example.org"], data, client_addr=SERVER)
 
     jobs = list(zip(messages, itertools.cycle([node_a, node_b]), strict=False))
     with ThreadPoolExecutor(max_workers=20) as pool:
@@ -94,7 +94,8 @@ def test_two_nodes_share_one_window_exactly(two_nodes: tuple[Relay, Relay]) -> N
     assert len(accepted) == 100
     assert all(
         (r.mail.code, r.mail.text.split(" ", 1)[0]) == (451, "4.7.1")
-        for r in results if not r.accepted
+        for r in results
+        if not r.accepted
     )
 
     node_a.age_rate_windows(301)
@@ -105,8 +106,10 @@ def test_two_nodes_share_one_window_exactly(two_nodes: tuple[Relay, Relay]) -> N
     def delivered(mid: str) -> int:
         return node_a.sink.count_message_id(mid) + node_b.sink.count_message_id(mid)
 
-    node_a.sink.wait_for(lambda _: sum(delivered(message_id(m)) for m in messages) >= 150,
-                         timeout=60)
-    node_b.sink.wait_for(lambda _: sum(delivered(message_id(m)) for m in messages) >= 150,
-                         timeout=60)
+    node_a.sink.wait_for(
+        lambda _: sum(delivered(message_id(m)) for m in messages) >= 150, timeout=60
+    )
+    node_b.sink.wait_for(
+        lambda _: sum(delivered(message_id(m)) for m in messages) >= 150, timeout=60
+    )
     assert [delivered(message_id(m)) for m in messages] == [1] * 150

@@ -27,9 +27,12 @@ def metrics_relay() -> Iterator[tuple[Relay, str]]:
     scratch = Path(tempfile.mkdtemp(prefix="osfmet-", dir="/tmp"))
     port = free_port()
     try:
-        with running_relay(f"sqlite:///{scratch}/m.sqlite3", name="osf-metrics",
-                           milter_config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
-                                         "[plans.free]\nrate_known = 100000\n") as relay:
+        with running_relay(
+            f"sqlite:///{scratch}/m.sqlite3",
+            name="osf-metrics",
+            milter_config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+            "[plans.free]\nrate_known = 100000\n",
+        ) as relay:
             relay.register("metered", "free", domains=("metered.example",), servers=(SERVER,))
             yield relay, f"http://127.0.0.1:{port}/metrics"
     finally:
@@ -52,22 +55,31 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_counters_after_a_known_sequence(metrics_relay: tuple[Relay, str]) -> None:
     relay, url = metrics_relay
     accepted = make_message("a@metered.example", ["b@example.org"], "one", "x" * 1000)
-    assert send(relay.port, "a@metered.example", ["b@example.org"], accepted,
-                client_addr=SERVER).accepted
-    refused = send(relay.port, "a@metered.example", ["b@example.org"], accepted,
-                   client_addr="198.51.100.99")
+    assert send(
+        relay.port, "a@metered.example", ["b@example.org"], accepted, client_addr=SERVER
+    ).accepted
+    refused = send(
+        relay.port, "a@metered.example", ["b@example.org"], accepted, client_addr="198.51.100.99"
+    )
     assert refused.mail.code == 550
     rcpts = [f"r{i}@example.org" for i in range(6)]
     unknown = make_message("x@elsewhere.example", rcpts, "two", "hi")
     assert send(relay.port, "x@elsewhere.example", rcpts, unknown, client_addr=SERVER).accepted
 
     values = samples(scrape(url))
-    assert values[("osfmilter_decisions_total",
-                   (("action", "accept"), ("reason", "accepted")))] == 2
-    assert values[("osfmilter_decisions_total",
-                   (("action", "reject"), ("reason", "relay_denied")))] == 1
-    assert values[("osfmilter_decisions_total",
-                   (("action", "tempfail"), ("reason", "recipient_limit")))] == 1
+    assert (
+        values[("osfmilter_decisions_total", (("action", "accept"), ("reason", "accepted")))] == 2
+    )
+    assert (
+        values[("osfmilter_decisions_total", (("action", "reject"), ("reason", "relay_denied")))]
+        == 1
+    )
+    assert (
+        values[
+            ("osfmilter_decisions_total", (("action", "tempfail"), ("reason", "recipient_limit")))
+        ]
+        == 1
+    )
     assert values[("osfmilter_accepted_messages_total", ())] == 2
     assert values[("osfmilter_accepted_bytes_total", ())] >= len(accepted) + 5 * len(unknown)
     assert values[("osfmilter_servers", (("state", "veilig"),))] == 1
@@ -94,6 +106,10 @@ def test_many_distinct_senders_and_recipients_add_no_series(
 
 def test_promtool_accepts_the_exposition(metrics_relay: tuple[Relay, str]) -> None:
     _, url = metrics_relay
-    result = subprocess.run(["promtool", "check", "metrics"], input=scrape(url).encode(),
-                            capture_output=True, check=False)
+    result = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=scrape(url).encode(),
+        capture_output=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()

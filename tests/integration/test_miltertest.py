@@ -50,14 +50,29 @@ def milter() -> Iterator[MilterProcess]:
     engine = make_engine(url)
     try:
         reset_database(engine)
-        register_customer(engine, CUSTOMER, DOMAIN, servers=[SERVER4, NETWORK6, BLOCKED],
-                          logins=[LOGIN])
+        register_customer(
+            engine, CUSTOMER, DOMAIN, servers=[SERVER4, NETWORK6, BLOCKED], logins=[LOGIN]
+        )
         process = MilterProcess(
             scratch / "milter", url, extra_config="[plans.free]\nmax_message_size = 1000\n"
         )
         # As an operator would: the command line, against the milter's own configuration.
-        assert main(["--config", str(process.config_path), "server", "block", BLOCKED,
-                     "--by", "miltertest", "--reason", "confirmed spam gateway"]) == 0
+        assert (
+            main(
+                [
+                    "--config",
+                    str(process.config_path),
+                    "server",
+                    "block",
+                    BLOCKED,
+                    "--by",
+                    "miltertest",
+                    "--reason",
+                    "confirmed spam gateway",
+                ]
+            )
+            == 0
+        )
         with process:
             yield process
     finally:
@@ -67,8 +82,15 @@ def milter() -> Iterator[MilterProcess]:
 
 def miltertest(milter: MilterProcess, script: str, **defines: str) -> str:
     """Run one script against the milter; its output if it passed (exit status 0)."""
-    command = ["miltertest", "-s", str(LUA / script),
-               "-D", f"sock={milter.socket_spec}", "-D", f"libdir={LUA}"]
+    command = [
+        "miltertest",
+        "-s",
+        str(LUA / script),
+        "-D",
+        f"sock={milter.socket_spec}",
+        "-D",
+        f"libdir={LUA}",
+    ]
     for name, value in defines.items():
         command += ["-D", f"{name}={value}"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
@@ -80,8 +102,9 @@ def miltertest(milter: MilterProcess, script: str, **defines: str) -> str:
 
 
 def test_registered_server_clean_message_is_accepted(milter: MilterProcess) -> None:
-    output = miltertest(milter, "accept.lua", client4=SERVER4, client6=SERVER6,
-                        sender=SENDER, qid="MTACC")
+    output = miltertest(
+        milter, "accept.lua", client4=SERVER4, client6=SERVER6, sender=SENDER, qid="MTACC"
+    )
     assert output.count("end of message -> ACCEPT") == 3
     assert f"PASS accept {SERVER4} qid=MTACC4" in output
     assert f"PASS accept ::ffff:{SERVER4} qid=MTACCM" in output
@@ -102,8 +125,9 @@ def test_registered_server_clean_message_is_accepted(milter: MilterProcess) -> N
 
 
 def test_unregistered_client_is_refused_at_mail(milter: MilterProcess) -> None:
-    output = miltertest(milter, "relay_denied.lua", client=UNREGISTERED, sender=SENDER,
-                        qid="MTDENY")
+    output = miltertest(
+        milter, "relay_denied.lua", client=UNREGISTERED, sender=SENDER, qid="MTDENY"
+    )
     assert f"MAIL FROM:<{SENDER}> from {UNREGISTERED} -> REPLYCODE" in output
     assert "PASS relay_denied" in output
     [decision] = milter.decisions(qid="MTDENY")
@@ -114,8 +138,7 @@ def test_unregistered_client_is_refused_at_mail(milter: MilterProcess) -> None:
 
 
 def test_sasl_login_lets_an_unregistered_address_send(milter: MilterProcess) -> None:
-    output = miltertest(milter, "sasl.lua", client=HOSTED, sender=SENDER, login=LOGIN,
-                        qid="MTSASL")
+    output = miltertest(milter, "sasl.lua", client=HOSTED, sender=SENDER, login=LOGIN, qid="MTSASL")
     assert f"MAIL FROM:<{SENDER}> AUTH={LOGIN} -> CONTINUE" in output
     assert "end of message -> ACCEPT" in output
     assert f"MAIL FROM:<{SENDER}> AUTH=nobody-{LOGIN} -> REPLYCODE" in output
@@ -128,8 +151,14 @@ def test_sasl_login_lets_an_unregistered_address_send(milter: MilterProcess) -> 
 
 
 def test_recipients_past_the_unknown_sender_limit_get_452_each(milter: MilterProcess) -> None:
-    output = miltertest(milter, "recipients.lua", client=SERVER4, unknown_sender=FOREIGN_SENDER,
-                        known_sender=SENDER, qid="MTRCPT")
+    output = miltertest(
+        milter,
+        "recipients.lua",
+        client=SERVER4,
+        unknown_sender=FOREIGN_SENDER,
+        known_sender=SENDER,
+        qid="MTRCPT",
+    )
     for n in range(1, 6):
         assert f"RCPT TO:<r{n}@example.org> ({n}) -> CONTINUE" in output
     assert "RCPT TO:<r6@example.org> (6) -> REPLYCODE" in output
@@ -157,7 +186,10 @@ def test_oversize_message_is_refused_with_552(milter: MilterProcess) -> None:
     [announced] = milter.decisions(qid="MTSIZES")
     assert announced["stage"] == "mail"
     assert (announced["reason"], announced["code"], announced["dsn"]) == (
-        "message_size", "552", "5.3.4")
+        "message_size",
+        "552",
+        "5.3.4",
+    )
     [streamed] = milter.decisions(qid="MTSIZEB")
     assert streamed["stage"] == "body"
     assert (streamed["action"], streamed["reason"]) == ("reject", "message_size")
@@ -183,7 +215,12 @@ def test_a_failing_script_fails_the_run(milter: MilterProcess, tmp_path: Path) -
         f'mail(conn, "MTWRONG", "{SENDER}", "")\n'
         'expect(conn, "MAIL FROM", SMFIR_CONTINUE)\n'
     )
-    result = subprocess.run(["miltertest", "-s", str(script), "-D", f"sock={milter.socket_spec}"],
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        ["miltertest", "-s", str(script), "-D", f"sock={milter.socket_spec}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 1
     assert "FAIL MAIL FROM: expected CONTINUE, got REPLYCODE" in result.stdout

@@ -77,7 +77,8 @@ def test_unix_socket_is_0660_for_the_configured_group_and_logs_go_to_syslog(
     socket_path = scratch / "run" / "milter.sock"
     syslog = SyslogReceiver(scratch / "log.sock")
     milter = MilterProcess(
-        scratch / "milter", database,
+        scratch / "milter",
+        database,
         extra_config=f'[log]\ntarget = "syslog"\nsyslog_address = "{syslog.path}"\n',
     )
     # MilterProcess writes an inet socket line; a unix socket replaces it here.
@@ -92,13 +93,24 @@ def test_unix_socket_is_0660_for_the_configured_group_and_logs_go_to_syslog(
         mode = socket_path.stat()
         assert stat.S_IMODE(mode.st_mode) == 0o660
         assert grp.getgrgid(mode.st_gid).gr_name == "postfix"
-        with Sink() as sink, PostfixInstance(
-            scratch / "postfix", relay_port=sink.port, milter=f"unix:{socket_path}",
-            extra_main_cf=contrib_main_cf(), name="osf-ops",
-        ) as postfix:
+        with (
+            Sink() as sink,
+            PostfixInstance(
+                scratch / "postfix",
+                relay_port=sink.port,
+                milter=f"unix:{socket_path}",
+                extra_main_cf=contrib_main_cf(),
+                name="osf-ops",
+            ) as postfix,
+        ):
             data = make_message("a@ops.example", ["b@example.org"], "via unix", "hi\r\n")
-            assert send(postfix.smtpd_port, "a@ops.example", ["b@example.org"], data,
-                        client_addr="192.0.2.70").accepted
+            assert send(
+                postfix.smtpd_port,
+                "a@ops.example",
+                ["b@example.org"],
+                data,
+                client_addr="192.0.2.70",
+            ).accepted
             sink.wait_for(lambda msgs: len(msgs) == 1)
         decisions = [line for line in syslog.lines if "osfmilter.decision" in line]
         assert len(decisions) == 1 and "action=accept" in decisions[0]

@@ -29,20 +29,32 @@ QUICKSTART = ROOT / "scripts" / "quickstart"
 @pytest.fixture
 def quickstart() -> Iterator[tuple[Path, dict[str, str]]]:
     run = Path(tempfile.mkdtemp(prefix="osfqs-", dir="/tmp"))
-    env = {**os.environ, "OSF_RUN": str(run), "OSF_SMTP_PORT": str(free_port()),
-           "OSF_SINK_PORT": str(free_port()), "OSF_MILTER_PORT": str(free_port())}
+    env = {
+        **os.environ,
+        "OSF_RUN": str(run),
+        "OSF_SMTP_PORT": str(free_port()),
+        "OSF_SINK_PORT": str(free_port()),
+        "OSF_MILTER_PORT": str(free_port()),
+    }
     env.pop("OSFMILTER_CONFIG", None)
     try:
         yield run, env
     finally:
-        subprocess.run([str(ROOT / "scripts/quickstart"), "stop"], env=env, check=False,
-                       capture_output=True)
+        subprocess.run(
+            [str(ROOT / "scripts/quickstart"), "stop"], env=env, check=False, capture_output=True
+        )
         shutil.rmtree(run, ignore_errors=True)
 
 
 def start(env: dict[str, str]) -> str:
-    done = subprocess.run([str(ROOT / "scripts/quickstart")], env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [str(ROOT / "scripts/quickstart")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -52,8 +64,15 @@ def printed_swaks(output: str) -> list[str]:
 
 
 def shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", command], env=env, cwd="/", capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        ["bash", "-c", command],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_quickstart_shows_an_accept_and_a_refusal_and_keeps_them(
@@ -80,7 +99,6 @@ def test_quickstart_shows_an_accept_and_a_refusal_and_keeps_them(
     assert "unregistered:127.0.0.2" in listed.stdout
 
 
-
 def quickstart_config(run: Path, milter_port: int) -> str:
     script = QUICKSTART.read_text()
     match = re.search(r'^cat > "\$CONFIG" <<TOML\n(.*?)^TOML$', script, re.S | re.M)
@@ -95,13 +113,29 @@ def test_quickstart_config_passes_check_config_with_scanning_off_on_purpose(
     assert re.search(r"^#.*scanning is off on purpose", config_text, re.M), config_text
     config = tmp_path / "osfmilter.toml"
     config.write_text(config_text)
-    postfix = PostfixInstance(tmp_path / "postfix", smtpd_port=2525, relay_port=2526,
-                              milter="inet:8894@127.0.0.1", name="osf-quickstart")
+    postfix = PostfixInstance(
+        tmp_path / "postfix",
+        smtpd_port=2525,
+        relay_port=2526,
+        milter="inet:8894@127.0.0.1",
+        name="osf-quickstart",
+    )
     postfix.write_config()
     result = subprocess.run(
-        [sys.executable, "-m", "osfmilter", "--config", str(config), "check-config",
-         "--postfix-config", str(postfix.config_dir)],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "osfmilter",
+            "--config",
+            str(config),
+            "check-config",
+            "--postfix-config",
+            str(postfix.config_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "warning: [clamav] address: empty" in result.stdout

@@ -55,23 +55,24 @@ def eicar_attachment() -> bytes:
     message["Subject"] = "the report"
     message["Message-ID"] = make_msgid(domain="scanned.example")
     message.set_content("See the attachment.\n")
-    message.add_attachment(EICAR, maintype="application", subtype="octet-stream",
-                           filename="report.com")
+    message.add_attachment(
+        EICAR, maintype="application", subtype="octet-stream", filename="report.com"
+    )
     data = message.as_bytes().replace(b"\n", b"\r\n")
     assert base64.b64encode(EICAR) in data.replace(b"\r\n", b"")  # really base64-wrapped
     return data
 
 
 def relay_send(relay: Relay, data: bytes) -> tuple[str, object]:
-    result = send(relay.port, "news@scanned.example", ["bob@example.org"], data,
-                  client_addr=SERVER)
+    result = send(relay.port, "news@scanned.example", ["bob@example.org"], data, client_addr=SERVER)
     return message_id(data), result
 
 
 def test_eicar_attachment_is_554_naming_the_signature(scanning_relay: Relay) -> None:
     data = eicar_attachment()
-    result = send(scanning_relay.port, "news@scanned.example", ["bob@example.org"], data,
-                  client_addr=SERVER)
+    result = send(
+        scanning_relay.port, "news@scanned.example", ["bob@example.org"], data, client_addr=SERVER
+    )
     assert_reply(result.data, 554, "5.7.1")
     assert result.data is not None and "Osf.Test.EICAR" in result.data.text
     [event] = scanning_relay.events(reason="virus")
@@ -80,10 +81,15 @@ def test_eicar_attachment_is_554_naming_the_signature(scanning_relay: Relay) -> 
 
 
 def test_clean_message_is_delivered_with_its_spam_score(scanning_relay: Relay) -> None:
-    data = make_message("news@scanned.example", ["bob@example.org"], "lunch",
-                        "Shall we have lunch tomorrow at noon?\r\n")
-    result = send(scanning_relay.port, "news@scanned.example", ["bob@example.org"], data,
-                  client_addr=SERVER)
+    data = make_message(
+        "news@scanned.example",
+        ["bob@example.org"],
+        "lunch",
+        "Shall we have lunch tomorrow at noon?\r\n",
+    )
+    result = send(
+        scanning_relay.port, "news@scanned.example", ["bob@example.org"], data, client_addr=SERVER
+    )
     assert result.accepted, result
     scanning_relay.sink.wait_for_message_id(message_id(data))
     event = scanning_relay.events(reason="accepted")[-1]
@@ -91,24 +97,30 @@ def test_clean_message_is_delivered_with_its_spam_score(scanning_relay: Relay) -
 
 
 def test_gtube_is_550(scanning_relay: Relay) -> None:
-    data = make_message("news@scanned.example", ["bob@example.org"], "offer",
-                        GTUBE.decode() + "\r\n")
-    result = send(scanning_relay.port, "news@scanned.example", ["bob@example.org"], data,
-                  client_addr=SERVER)
+    data = make_message(
+        "news@scanned.example", ["bob@example.org"], "offer", GTUBE.decode() + "\r\n"
+    )
+    result = send(
+        scanning_relay.port, "news@scanned.example", ["bob@example.org"], data, client_addr=SERVER
+    )
     assert_reply(result.data, 550, "5.7.1")
     [event] = scanning_relay.events(reason="spam")
     assert event.spam_score is not None and event.spam_score >= 1000
     assert "GTUBE" in event.spam_rules
 
 
-def test_clamd_frozen_is_451_within_the_timeout(scanning_relay: Relay,
-                                                clamd: ClamdProcess) -> None:
+def test_clamd_frozen_is_451_within_the_timeout(scanning_relay: Relay, clamd: ClamdProcess) -> None:
     data = make_message("news@scanned.example", ["bob@example.org"], "frozen", "Hi.\r\n")
     clamd.pause()
     try:
         started = time.monotonic()
-        result = send(scanning_relay.port, "news@scanned.example", ["bob@example.org"], data,
-                      client_addr=SERVER)
+        result = send(
+            scanning_relay.port,
+            "news@scanned.example",
+            ["bob@example.org"],
+            data,
+            client_addr=SERVER,
+        )
         elapsed = time.monotonic() - started
     finally:
         clamd.resume()
@@ -123,14 +135,20 @@ def test_clamd_stopped_is_451_and_the_message_is_delivered_after_it_is_back(
     data = make_message("news@scanned.example", ["bob@example.org"], "retry me", "Hi.\r\n")
     clamd.stop()
     try:
-        result = send(scanning_relay.port, "news@scanned.example", ["bob@example.org"], data,
-                      client_addr=SERVER)
+        result = send(
+            scanning_relay.port,
+            "news@scanned.example",
+            ["bob@example.org"],
+            data,
+            client_addr=SERVER,
+        )
         assert_reply(result.data, 451, "4.7.1")
         assert "clamav" in result.data.text if result.data else False
     finally:
         clamd.start()
-    again = send(scanning_relay.port, "news@scanned.example", ["bob@example.org"], data,
-                 client_addr=SERVER)
+    again = send(
+        scanning_relay.port, "news@scanned.example", ["bob@example.org"], data, client_addr=SERVER
+    )
     assert again.accepted, again
     assert len(scanning_relay.sink.wait_for_message_id(message_id(data))) == 1
     # The outage was logged once, and its end.
@@ -145,22 +163,40 @@ def test_clamd_stopped_is_451_and_the_message_is_delivered_after_it_is_back(
 def rspamd_relay(scratch: Path) -> Iterator[Relay]:
     with RspamdProcess(scratch / "rspamd") as rspamd:
         config = f'[spam]\nbackend = "rspamd"\naddress = "{rspamd.url}"\nreject_score = 15.0\n'
-        with running_relay(f"sqlite:///{scratch}/rspamd.sqlite3", milter_config=config,
-                           name="osf-rspamd") as relay:
+        with running_relay(
+            f"sqlite:///{scratch}/rspamd.sqlite3", milter_config=config, name="osf-rspamd"
+        ) as relay:
             relay.register("scanned", "free", domains=("scanned.example",), logins=("carol",))
             yield relay
 
 
 def test_rspamd_rejects_gtube_and_passes_ham(rspamd_relay: Relay) -> None:
-    spam = make_message("news@scanned.example", ["bob@example.org"], "offer",
-                        GTUBE.decode() + "\r\n")
-    result = send(rspamd_relay.port, "news@scanned.example", ["bob@example.org"], spam,
-                  client_addr="203.0.113.40", login="carol")
+    spam = make_message(
+        "news@scanned.example", ["bob@example.org"], "offer", GTUBE.decode() + "\r\n"
+    )
+    result = send(
+        rspamd_relay.port,
+        "news@scanned.example",
+        ["bob@example.org"],
+        spam,
+        client_addr="203.0.113.40",
+        login="carol",
+    )
     assert_reply(result.data, 550, "5.7.1")
-    ham = make_message("news@scanned.example", ["bob@example.org"], "lunch",
-                       "Shall we have lunch tomorrow at noon?\r\n")
-    result = send(rspamd_relay.port, "news@scanned.example", ["bob@example.org"], ham,
-                  client_addr="203.0.113.40", login="carol")
+    ham = make_message(
+        "news@scanned.example",
+        ["bob@example.org"],
+        "lunch",
+        "Shall we have lunch tomorrow at noon?\r\n",
+    )
+    result = send(
+        rspamd_relay.port,
+        "news@scanned.example",
+        ["bob@example.org"],
+        ham,
+        client_addr="203.0.113.40",
+        login="carol",
+    )
     assert result.accepted, result
     event = rspamd_relay.events(reason="accepted")[-1]
     assert event.spam_score is not None and event.spam_score < 15
@@ -173,8 +209,9 @@ SUSPECT = "192.0.2.31"
 
 def server_state(relay: Relay, network: str) -> str:
     with relay.store.session() as session:
-        return str(session.scalars(
-            select(SmtpServer.state).where(SmtpServer.network == network)).one())
+        return str(
+            session.scalars(select(SmtpServer.state).where(SmtpServer.network == network)).one()
+        )
 
 
 def test_spam_makes_a_server_verdacht_then_time_heals_and_operators_block_and_release(
@@ -185,8 +222,9 @@ def test_spam_makes_a_server_verdacht_then_time_heals_and_operators_block_and_re
 
     def deliver(subject: str, body: str = "Hello.\r\n") -> Result:
         data = make_message("news@suspect.example", ["bob@example.org"], subject, body)
-        return send(relay.port, "news@suspect.example", ["bob@example.org"], data,
-                    client_addr=SUSPECT)
+        return send(
+            relay.port, "news@suspect.example", ["bob@example.org"], data, client_addr=SUSPECT
+        )
 
     assert_reply(deliver("offer", GTUBE.decode() + "\r\n").data, 550, "5.7.1")
     assert server_state(relay, f"{SUSPECT}/32") == "verdacht"

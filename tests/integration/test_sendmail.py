@@ -58,8 +58,9 @@ def relay() -> Iterator[SendmailRelay]:
         with (
             Sink() as sink,
             MilterProcess(scratch / "milter", url) as milter,
-            SendmailInstance(scratch / "sendmail", relay_port=sink.port,
-                             milter=milter.socket_spec) as sendmail,
+            SendmailInstance(
+                scratch / "sendmail", relay_port=sink.port, milter=milter.socket_spec
+            ) as sendmail,
         ):
             yield SendmailRelay(sendmail, milter, sink)
     finally:
@@ -85,7 +86,10 @@ def test_registered_server_is_relayed_to_the_sink(relay: SendmailRelay) -> None:
     assert f"qid={qid};" in (delivered.header("X-Osfmilter") or "")
     [decision] = relay.milter.decisions(qid=qid)
     assert (decision["stage"], decision["action"], decision["reason"]) == (
-        "eom", "accept", "accepted")
+        "eom",
+        "accept",
+        "accepted",
+    )
     assert decision["client"] == REGISTERED
     assert decision["identity"] == f"server:{REGISTERED}/32"
     assert decision["customer"] == CUSTOMER
@@ -103,12 +107,17 @@ def test_unregistered_client_is_refused_at_mail_after_sendmails_sender_prefix(
     # contrib/sendmail/README shows this reply for its own sender and client.
     example = re.search(r"^ +# <\*\* (550 .*)$", README.read_text(), re.MULTILINE)
     assert example, "contrib/sendmail/README has no example reply"
-    assert str(result.mail) == (example[1].replace("you@example.com", SENDER)
-                                .replace("198.51.100.7", UNREGISTERED))
+    assert str(result.mail) == (
+        example[1].replace("you@example.com", SENDER).replace("198.51.100.7", UNREGISTERED)
+    )
     assert result.rcpt == () and result.data is None
     [decision] = relay.milter.decisions(client=UNREGISTERED)
     assert (decision["stage"], decision["reason"], decision["code"], decision["dsn"]) == (
-        "mail", "relay_denied", "550", "5.7.1")
+        "mail",
+        "relay_denied",
+        "550",
+        "5.7.1",
+    )
 
 
 def test_51st_recipient_of_a_known_sender_is_452_and_the_first_50_are_delivered(
@@ -123,23 +132,28 @@ def test_51st_recipient_of_a_known_sender_is_452_and_the_first_50_are_delivered(
     qid = reply_text(result.data, 250, "2.0.0").split()[0]
     wanted = message_id(data)
     delivered = relay.sink.wait_for(
-        lambda msgs: sum(len(m.rcpt_tos) for m in msgs if m.message_id == wanted) >= 50)
+        lambda msgs: sum(len(m.rcpt_tos) for m in msgs if m.message_id == wanted) >= 50
+    )
     got = sorted(r for m in delivered if m.message_id == wanted for r in m.rcpt_tos)
     assert got == sorted(rcpts[:50])
     refused, accepted = relay.milter.decisions(count=2, qid=qid)
     assert (refused["stage"], refused["reason"], refused["code"]) == (
-        "rcpt", "recipient_limit", "452")
+        "rcpt",
+        "recipient_limit",
+        "452",
+    )
     assert (accepted["action"], accepted["rcpts"]) == ("accept", "50")
 
 
-
 def test_sendmail_refuses_a_milter_socket_below_a_world_writable_directory(
-    relay: SendmailRelay, tmp_path: Path,
+    relay: SendmailRelay,
+    tmp_path: Path,
 ) -> None:
     """Why contrib/sendmail/README puts the unix socket under /run/osfmilter, never /tmp."""
     socket_dir = Path(tempfile.mkdtemp(prefix="osfsm-", dir="/tmp"))  # 0700, in sticky /tmp
-    sendmail = SendmailInstance(tmp_path / "sendmail", relay_port=relay.sink.port,
-                                milter=f"unix:{socket_dir}/milter.sock")
+    sendmail = SendmailInstance(
+        tmp_path / "sendmail", relay_port=relay.sink.port, milter=f"unix:{socket_dir}/milter.sock"
+    )
     try:
         with pytest.raises(RuntimeError, match="unsafe: World writable directory"):
             sendmail.start()

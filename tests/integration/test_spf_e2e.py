@@ -36,14 +36,26 @@ def spf_relay() -> Iterator[Relay]:
     scratch = Path(tempfile.mkdtemp(prefix="osfspf-", dir="/tmp"))
     try:
         with DnsServer(ZONE, silent=SILENT) as dns:
-            config = (f'[spf]\noutbound_ips = ["{RELAY_V4}", "{RELAY_V6}"]\n'
-                      f'include = "{INCLUDE}"\nnameservers = ["{dns.nameserver}"]\n'
-                      f"timeout = {TIMEOUT}\n")
-            with running_relay(f"sqlite:///{scratch}/spf.sqlite3", milter_config=config,
-                               name="osf-spf") as relay:
-                relay.register("spfco", "free", servers=(SERVER,),
-                               domains=("pass.example", "fail.example", "soft.example",
-                                        "silent.example", "toomany.example"))
+            config = (
+                f'[spf]\noutbound_ips = ["{RELAY_V4}", "{RELAY_V6}"]\n'
+                f'include = "{INCLUDE}"\nnameservers = ["{dns.nameserver}"]\n'
+                f"timeout = {TIMEOUT}\n"
+            )
+            with running_relay(
+                f"sqlite:///{scratch}/spf.sqlite3", milter_config=config, name="osf-spf"
+            ) as relay:
+                relay.register(
+                    "spfco",
+                    "free",
+                    servers=(SERVER,),
+                    domains=(
+                        "pass.example",
+                        "fail.example",
+                        "soft.example",
+                        "silent.example",
+                        "toomany.example",
+                    ),
+                )
                 yield relay
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -99,7 +111,6 @@ def test_silent_nameserver_is_451_4_7_24_within_the_timeout(spf_relay: Relay) ->
     assert time.monotonic() - started < TIMEOUT + 3
 
 
-
 def test_a_quoted_local_part_with_an_at_sign_cannot_switch_off_a_fail(spf_relay: Relay) -> None:
     """pyspf alone looked up 'y"@quoted.example' and cached "none" for quoted.example
     (a domain like fail.example, not yet in the milter's cache)."""
@@ -114,8 +125,11 @@ def test_a_quoted_local_part_with_an_at_sign_cannot_switch_off_a_fail(spf_relay:
     assert replies == [(550, "5.7.23")] * 2
 
 
-@pytest.mark.parametrize("domain", [LABEL_64, NAME_OVER_253, EMPTY_LABEL],
-                         ids=["label-64", "name-over-253", "empty-label"])
+@pytest.mark.parametrize(
+    "domain",
+    [LABEL_64, NAME_OVER_253, EMPTY_LABEL],
+    ids=["label-64", "name-over-253", "empty-label"],
+)
 def test_a_helo_that_cannot_be_a_dns_name_is_recorded_as_none(
     spf_relay: Relay, domain: str
 ) -> None:

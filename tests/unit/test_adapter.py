@@ -47,7 +47,8 @@ def connect(ctx: testctx.TestCtx, ip: str) -> None:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     ctx._stage = Milter.M_CONNECT
     assert Milter.connect_callback(ctx, "client.example", family, (ip, 40000)) in {
-        Milter.CONTINUE, Milter.NOREPLY,
+        Milter.CONTINUE,
+        Milter.NOREPLY,
     }
     ctx._stage = Milter.M_HELO
     assert ctx._priv.hello("client.example") in {Milter.CONTINUE, Milter.NOREPLY}
@@ -206,7 +207,8 @@ class RefusingHeadersCtx(testctx.TestCtx):  # type: ignore[misc]
 
 
 def test_a_message_whose_headers_cannot_be_changed_is_tempfailed_and_not_counted(
-    directory: FakeDirectory, recorder: FakeRecorder,
+    directory: FakeDirectory,
+    recorder: FakeRecorder,
 ) -> None:
     """Counted if and only if the final answer is an accept.
 
@@ -216,13 +218,13 @@ def test_a_message_whose_headers_cannot_be_changed_is_tempfailed_and_not_counted
     """
     clock = FixedClock()
     limiter = MemoryLimiter(clock)
-    Milter.factory = lambda: OsfMilter(services(directory, recorder, clock=clock,
-                                                limiter=limiter))
+    Milter.factory = lambda: OsfMilter(services(directory, recorder, clock=clock, limiter=limiter))
     context = RefusingHeadersCtx()
     try:
         connect(context, "192.0.2.10")
-        rc = feed(context, "<a@example.com>", ["<r@example.org>"],
-                  [("From", "a@example.com")], b"hi\r\n")
+        rc = feed(
+            context, "<a@example.com>", ["<r@example.org>"], [("From", "a@example.com")], b"hi\r\n"
+        )
     finally:
         context._close()
     assert rc == Milter.TEMPFAIL and context._reply[:2] == ("451", "4.3.0")
@@ -233,15 +235,16 @@ def test_a_message_whose_headers_cannot_be_changed_is_tempfailed_and_not_counted
 
 
 def test_a_fault_while_spooling_headers_is_one_decision_at_once(
-    directory: FakeDirectory, recorder: FakeRecorder, monkeypatch: pytest.MonkeyPatch,
+    directory: FakeDirectory,
+    recorder: FakeRecorder,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """header/eoh send no reply: their fault used to leave no event and no decision line,
     and the rate slot stayed held until the next MAIL."""
     clock = FixedClock()
     limiter = MemoryLimiter(clock)
-    Milter.factory = lambda: OsfMilter(services(directory, recorder, clock=clock,
-                                                limiter=limiter))
+    Milter.factory = lambda: OsfMilter(services(directory, recorder, clock=clock, limiter=limiter))
 
     def disk_full(self: Spool, name: str, value: str) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -273,9 +276,12 @@ def test_a_fault_while_spooling_headers_is_one_decision_at_once(
 
 
 def test_a_fault_before_mail_is_never_a_5xx_later(
-    directory: FakeDirectory, recorder: FakeRecorder, monkeypatch: pytest.MonkeyPatch,
+    directory: FakeDirectory,
+    recorder: FakeRecorder,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A connect that could not note the client used to be forgotten at MAIL: 550 5.7.1."""
+
     def broken(client: str) -> None:
         raise ValueError("cannot parse the client address")
 

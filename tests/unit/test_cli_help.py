@@ -15,9 +15,9 @@ from osfmilter.cli import build_parser, main
 RST_MARKUP = re.compile(r"`|\*\*|::$|^\s*\.\. ", re.MULTILINE)
 
 
-def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[
-    tuple[tuple[str, ...], argparse.ArgumentParser]
-]:
+def commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
     """Every command and group, the top level included, as (its words, its parser)."""
     yield path, parser
     for action in parser._actions:

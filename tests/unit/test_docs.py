@@ -31,8 +31,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.rst"))
 # Where citations may stand; what is not the project's own is left out.
-SKIP_DIRS = {".git", ".venv", "__pycache__", "osfmilter.egg-info", ".mypy_cache",
-             ".ruff_cache", ".pytest_cache"}
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "__pycache__",
+    "osfmilter.egg-info",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+}
 CITATION = re.compile(r"docs/([\w-]+\.rst),\s+'([^']+)'")
 
 
@@ -63,7 +70,8 @@ def _words(text: str) -> str:
 def doctree(path: Path) -> nodes.document:
     """The parsed page; any docutils warning (a broken table, a bad link) fails."""
     return publish_doctree(
-        path.read_text(encoding="utf-8"), source_path=str(path),
+        path.read_text(encoding="utf-8"),
+        source_path=str(path),
         settings_overrides={"halt_level": 2, "report_level": 5, "file_insertion_enabled": False},
     )
 
@@ -93,8 +101,13 @@ def test_page_is_valid_and_links_exist(path: Path) -> None:
 
 
 def test_docs_have_the_pages_the_code_cites() -> None:
-    assert {p.name for p in PAGES} >= {"index.rst", "rules.rst", "answers.rst", "states.rst",
-                                       "records.rst"}
+    assert {p.name for p in PAGES} >= {
+        "index.rst",
+        "rules.rst",
+        "answers.rst",
+        "states.rst",
+        "records.rst",
+    }
 
 
 def documented_reply(reason: Reason) -> Reply:
@@ -129,8 +142,7 @@ def test_every_reason_is_documented_with_its_reply(reason: Reason) -> None:
 
 def test_answers_document_no_reason_that_does_not_exist() -> None:
     document = doctree(DOCS / "answers.rst")
-    top = [section for section in document.findall(nodes.section)
-           if section.parent is document]
+    top = [section for section in document.findall(nodes.section) if section.parent is document]
     titles = {title_of(section) for section in top}
     assert titles - {"What every decision records"} == {r.value for r in Reason}
 
@@ -151,7 +163,12 @@ def test_every_citation_of_the_docs_names_an_existing_section() -> None:
 
 
 def test_no_rules_document_outside_the_repository_is_cited() -> None:
-    found = [f"{path.relative_to(ROOT)}: {line.strip()}" for path in SELF_CONTAINED
-             for line in _text(path).splitlines() if OUTSIDE.search(line)]
+    found = [
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for path in SELF_CONTAINED
+        for line in _text(path).splitlines()
+        if OUTSIDE.search(line)
+    ]
     assert not found, "cited, but not in the repository (the rules are in docs/):\n" + "\n".join(
-        found)
+        found
+    )

@@ -80,8 +80,14 @@ def test_stream_limit_is_the_message_as_sent_plus_headroom(tmp_path: Path, separ
     clamd takes any whitespace between a key and its value.
     """
     config = config_from_dict({"clamav": {"address": "/run/clamav/clamd.ctl"}})
-    text = "".join(f"{key}{separator}{value}\n" for key, value in
-                   (("StreamMaxLength", "51M"), ("MaxFileSize", "50M"), ("MaxScanSize", "50M")))
+    text = "".join(
+        f"{key}{separator}{value}\n"
+        for key, value in (
+            ("StreamMaxLength", "51M"),
+            ("MaxFileSize", "50M"),
+            ("MaxScanSize", "50M"),
+        )
+    )
     findings = lint(config, postfix_dir(tmp_path, **GOOD_POSTFIX), clamd_conf(tmp_path, text))
     assert errors(findings) == []
 
@@ -89,15 +95,18 @@ def test_stream_limit_is_the_message_as_sent_plus_headroom(tmp_path: Path, separ
 def test_alert_exceeds_max_covers_the_file_limits_but_not_the_stream(tmp_path: Path) -> None:
     config = config_from_dict({"clamav": {"address": "/run/clamav/clamd.ctl"}})
     text = "StreamMaxLength 51M\nMaxFileSize 1M\nMaxScanSize 1M\nAlertExceedsMax yes\n"
-    assert errors(lint(config, postfix_dir(tmp_path, **GOOD_POSTFIX),
-                       clamd_conf(tmp_path, text))) == []
+    assert (
+        errors(lint(config, postfix_dir(tmp_path, **GOOD_POSTFIX), clamd_conf(tmp_path, text)))
+        == []
+    )
 
 
 def test_fail_open_needs_acknowledgement(tmp_path: Path) -> None:
     pf = postfix_dir(tmp_path, **GOOD_POSTFIX)
-    open_config = {"spam": {"backend": "spamassassin", "address": "127.0.0.1:783",
-                            "on_error": "accept"},
-                   "clamav": {"address": "/run/clamav/clamd.ctl"}}
+    open_config = {
+        "spam": {"backend": "spamassassin", "address": "127.0.0.1:783", "on_error": "accept"},
+        "clamav": {"address": "/run/clamav/clamd.ctl"},
+    }
     found = errors(lint(config_from_dict(open_config), pf, clamd_conf(tmp_path, GOOD_CLAMD)))
     assert len(found) == 1 and found[0].startswith("[spam] on_error")
     assert "fail_open_acknowledged" in found[0]
@@ -125,7 +134,12 @@ def test_scanning_off_is_no_fail_open_in_inbound_mode(tmp_path: Path) -> None:
 
 def test_sizes() -> None:
     assert [parse_size(t) for t in ("25M", "100k", "2G", "4096", "junk")] == [
-        25 * 1024**2, 100 * 1024, 2 * 1024**3, 4096, 0]
+        25 * 1024**2,
+        100 * 1024,
+        2 * 1024**3,
+        4096,
+        0,
+    ]
 
 
 def test_command_refuses_scanning_off(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,27 +158,46 @@ def test_command_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     config.write_text('[clamav]\naddress = "/run/clamav/clamd.ctl"\n')
     bad = clamd_conf(tmp_path, "StreamMaxLength 25M\n")
     good_pf = postfix_dir(tmp_path, **GOOD_POSTFIX)
-    assert main(["--config", str(config), "check-config", "--postfix-config", good_pf,
-                 "--clamd-config", str(bad)]) == 2
+    assert (
+        main(
+            [
+                "--config",
+                str(config),
+                "check-config",
+                "--postfix-config",
+                good_pf,
+                "--clamd-config",
+                str(bad),
+            ]
+        )
+        == 2
+    )
     assert "error: clamd StreamMaxLength" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("text", [
-    '[database]\nurl = "postgresql://osf:s3cret@127.0.0.1:1/db"\n',
-    '[rates]\nredis_url = "redis://:s3cret@127.0.0.1:6379/0"\n',
-    '[rates]\nredis_url = "redis://osf:s3cret@127.0.0.1:6379/0"\n',
-    '[rates]\nredis_url = "rediss://127.0.0.1:6379/0?password=s3cret"\n',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[database]\nurl = "postgresql://osf:s3cret@127.0.0.1:1/db"\n',
+        '[rates]\nredis_url = "redis://:s3cret@127.0.0.1:6379/0"\n',
+        '[rates]\nredis_url = "redis://osf:s3cret@127.0.0.1:6379/0"\n',
+        '[rates]\nredis_url = "rediss://127.0.0.1:6379/0?password=s3cret"\n',
+    ],
+)
 def test_world_readable_password_is_warned_about(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
     text: str,
 ) -> None:
     config = tmp_path / "osfmilter.toml"
     config.write_text(text)
     config.chmod(0o644)
     main(["--config", str(config), "check-config"])
-    assert any("world-readable" in r.getMessage() and "s3cret" not in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "world-readable" in r.getMessage() and "s3cret" not in r.getMessage()
+        for r in caplog.records
+    )
     caplog.clear()
     config.chmod(0o640)
     main(["--config", str(config), "check-config"])
@@ -175,8 +208,10 @@ def test_urls_without_a_password_draw_no_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     config = tmp_path / "osfmilter.toml"
-    config.write_text('[rates]\nredis_url = "redis://osf@127.0.0.1:6379/0"\n'
-                      '[database]\nurl = "postgresql://osf@127.0.0.1:1/db"\n')
+    config.write_text(
+        '[rates]\nredis_url = "redis://osf@127.0.0.1:6379/0"\n'
+        '[database]\nurl = "postgresql://osf@127.0.0.1:1/db"\n'
+    )
     config.chmod(0o644)
     main(["--config", str(config), "check-config"])
     assert not any("world-readable" in r.getMessage() for r in caplog.records)
@@ -188,8 +223,14 @@ def test_clamd_config_given_with_scanning_off_is_said_unchecked(
     config = tmp_path / "osfmilter.toml"
     config.write_text("[milter]\nfail_open_acknowledged = true\n")
     good_pf = postfix_dir(tmp_path, **GOOD_POSTFIX)
-    command = ["--config", str(config), "check-config", "--postfix-config", good_pf,
-               "--clamd-config"]
+    command = [
+        "--config",
+        str(config),
+        "check-config",
+        "--postfix-config",
+        good_pf,
+        "--clamd-config",
+    ]
     assert main([*command, str(clamd_conf(tmp_path, "StreamMaxLength 1M\n"))]) == 0
     out = capsys.readouterr().out
     assert "not checked against the message limit: [clamav] address is empty" in out
@@ -207,8 +248,9 @@ def test_clamd_config_given_with_scanning_off_is_said_unchecked(
         ("Stream-Max-Length 51M\n" + GOOD_CLAMD, "not an option name"),
     ],
 )
-def test_clamd_config_that_clamd_would_refuse(tmp_path: Path, address: str, text: str,
-                                               problem: str) -> None:
+def test_clamd_config_that_clamd_would_refuse(
+    tmp_path: Path, address: str, text: str, problem: str
+) -> None:
     """clamd will not start with these, whether or not osfmilter uses it."""
     config = config_from_dict({**UNSCANNED, "clamav": {"address": address}})
     found = errors(lint(config, postfix_dir(tmp_path, **GOOD_POSTFIX), clamd_conf(tmp_path, text)))
@@ -229,41 +271,53 @@ def postfix_with_listeners(tmp_path: Path, master: str, **main_cf: str) -> str:
 
 
 def listener_errors(config: dict, directory: str) -> list[str]:  # type: ignore[type-arg]
-    return [e for e in errors(lint(config_from_dict(config), directory))
-            if e.startswith("postfix listener")]
+    return [
+        e
+        for e in errors(lint(config_from_dict(config), directory))
+        if e.startswith("postfix listener")
+    ]
 
 
 def test_inbound_instance_on_a_milter_gated_listener_is_an_open_relay(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     directory = postfix_with_listeners(
-        tmp_path, "2525 inet n - y - - smtpd\n",
-        smtpd_milters="inet:127.0.0.1:8895", smtpd_relay_restrictions=MILTER_GATED,
-        smtpd_recipient_restrictions="permit")
+        tmp_path,
+        "2525 inet n - y - - smtpd\n",
+        smtpd_milters="inet:127.0.0.1:8895",
+        smtpd_relay_restrictions=MILTER_GATED,
+        smtpd_recipient_restrictions="permit",
+    )
     config = tmp_path / "inbound.toml"
     config.write_text('mode = "inbound"\n[milter]\nsocket = "inet:8895@127.0.0.1"\n')
     assert main(["--config", str(config), "check-config", "--postfix-config", directory]) == 2
     out = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error:")]
-    assert len(out) == 1 and out[0].startswith("error: postfix listener 2525/inet: lets clients "
-                                               "relay (check_client_access in")
+    assert len(out) == 1 and out[0].startswith(
+        "error: postfix listener 2525/inet: lets clients relay (check_client_access in"
+    )
     assert "inbound mode" in out[0] and "open relay" in out[0]
 
 
 def test_each_instance_on_its_own_listener_passes(tmp_path: Path) -> None:
     """The MX refuses relaying itself; the customers' port is gated by the outbound milter."""
-    master = ("smtp inet n - y - - smtpd\n"
-              "  -o smtpd_milters={inet:127.0.0.1:8895,default_action=accept}\n"
-              "2525 inet n - y - - smtpd -o smtpd_milters=inet:127.0.0.1:8894\n"
-              f"  -o {{smtpd_relay_restrictions={MILTER_GATED}}}\n"
-              "  -o smtpd_recipient_restrictions=permit\n")
+    master = (
+        "smtp inet n - y - - smtpd\n"
+        "  -o smtpd_milters={inet:127.0.0.1:8895,default_action=accept}\n"
+        "2525 inet n - y - - smtpd -o smtpd_milters=inet:127.0.0.1:8894\n"
+        f"  -o {{smtpd_relay_restrictions={MILTER_GATED}}}\n"
+        "  -o smtpd_recipient_restrictions=permit\n"
+    )
     directory = postfix_with_listeners(
-        tmp_path, master,
+        tmp_path,
+        master,
         smtpd_relay_restrictions="permit_mynetworks, permit_sasl_authenticated, "
-                                 "reject_unauth_destination")
+        "reject_unauth_destination",
+    )
     findings = lint(config_from_dict(INBOUND), directory)
     assert listener_errors(INBOUND, directory) == []
     assert [f.subject for f in findings if f.severity == "ok" and "listener" in f.subject] == [
-        "postfix listener smtp/inet"]
+        "postfix listener smtp/inet"
+    ]
     outbound = {"milter": {"socket": "inet:8894@127.0.0.1"}, **UNSCANNED}
     assert errors(lint(config_from_dict(outbound), directory)) == []
 
@@ -274,17 +328,21 @@ def test_each_instance_on_its_own_listener_passes(tmp_path: Path) -> None:
         # Customers' SASL logins relay through Postfix's own permit.
         ("-o smtpd_sasl_auth_enable=yes", "permit_sasl_authenticated"),
         # A sender table can say OK for any client.
-        ("-o smtpd_relay_restrictions=check_sender_access,hash:/x,reject_unauth_destination",
-         "check_sender_access"),
+        (
+            "-o smtpd_relay_restrictions=check_sender_access,hash:/x,reject_unauth_destination",
+            "check_sender_access",
+        ),
     ],
 )
 def test_inbound_instance_on_a_listener_that_relays_for_some_clients(
     tmp_path: Path, options: str, culprit: str
 ) -> None:
     directory = postfix_with_listeners(
-        tmp_path, f"submission inet n - y - - smtpd {options}\n",
+        tmp_path,
+        f"submission inet n - y - - smtpd {options}\n",
         smtpd_milters="unix:/run/osfmilter/in/milter.sock",
-        smtpd_relay_restrictions="permit_sasl_authenticated, reject_unauth_destination")
+        smtpd_relay_restrictions="permit_sasl_authenticated, reject_unauth_destination",
+    )
     config = {"mode": "inbound", "milter": {"socket": "unix:/run/osfmilter/in/milter.sock"}}
     found = listener_errors(config, directory)
     assert len(found) == 1 and f"({culprit} in" in found[0], found

@@ -18,13 +18,14 @@ ESCAPED = "a\\rb\\x1b[31mred\\x7fc\\x85d\\te\\u2028f\\udce4"
 
 
 def record(msg: str, *args: object, exc_info: object = None) -> logging.LogRecord:
-    return logging.LogRecord("osfmilter.session", logging.WARNING, __file__, 1, msg, args,
-                             exc_info)  # type: ignore[arg-type]
+    return logging.LogRecord("osfmilter.session", logging.WARNING, __file__, 1, msg, args, exc_info)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("msg", "args"), [(HOSTILE, ()), ("SPF permerror for %s: %s",
-                                                          ("x.example", HOSTILE))],
-                         ids=["message", "args"])
+@pytest.mark.parametrize(
+    ("msg", "args"),
+    [(HOSTILE, ()), ("SPF permerror for %s: %s", ("x.example", HOSTILE))],
+    ids=["message", "args"],
+)
 def test_control_characters_are_escaped_in_every_line(msg: str, args: tuple[str, ...]) -> None:
     line = OneLineFormatter(FORMAT).format(record(msg, *args))
     assert line.endswith(ESCAPED)

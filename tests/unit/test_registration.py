@@ -27,8 +27,10 @@ def net(text: str) -> IPNetwork:
         ("172.17.0.1/32", "172.17.0.1/32 is private-use (RFC 1918)"),
         ("fe80::/64", "is link-local (RFC 4291)"),
         ("255.255.255.255/32", "is limited broadcast (RFC 919): no server sends from it"),
-        ("64:ff9b::/96", "is the NAT64 well-known prefix (RFC 6052): its addresses stand for "
-                         "other hosts"),
+        (
+            "64:ff9b::/96",
+            "is the NAT64 well-known prefix (RFC 6052): its addresses stand for other hosts",
+        ),
         # The other translation prefixes.
         ("64:ff9b:1::/48", "is local-use NAT64 (RFC 8215): its addresses stand for other"),
         ("2002::/16", "is 6to4 (RFC 3056)"),
@@ -77,18 +79,33 @@ def test_a_network_not_wholly_global_is_refused_saying_why(network: str, words: 
 
 @pytest.mark.parametrize(
     "network",
-    ["8.8.8.0/24", "1.1.1.1/32", "193.0.0.0/16", "172.32.0.0/16", "100.128.0.0/16",
-     "2a00:1450:4001::/48", "2001:4860:4860::8888/128", "2001:200::/32", "2003::/16",
-     "2c0f:f248::/32"],
+    [
+        "8.8.8.0/24",
+        "1.1.1.1/32",
+        "193.0.0.0/16",
+        "172.32.0.0/16",
+        "100.128.0.0/16",
+        "2a00:1450:4001::/48",
+        "2001:4860:4860::8888/128",
+        "2001:200::/32",
+        "2003::/16",
+        "2c0f:f248::/32",
+    ],
 )
 def test_an_ordinary_global_network_is_allowed(network: str) -> None:
     assert non_global_reason(net(network)) is None
 
 
-ipv4 = st.builds(lambda a, p: ipaddress.IPv4Network((a, p), strict=False),
-                 st.integers(0, 2**32 - 1), st.integers(0, 32))
-ipv6 = st.builds(lambda a, p: ipaddress.IPv6Network((a, p), strict=False),
-                 st.integers(0, 2**128 - 1), st.integers(0, 128))
+ipv4 = st.builds(
+    lambda a, p: ipaddress.IPv4Network((a, p), strict=False),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 32),
+)
+ipv6 = st.builds(
+    lambda a, p: ipaddress.IPv6Network((a, p), strict=False),
+    st.integers(0, 2**128 - 1),
+    st.integers(0, 128),
+)
 
 
 @given(st.one_of(ipv4, ipv6))
@@ -96,4 +113,3 @@ def test_whatever_python_calls_not_global_is_refused(network: IPNetwork) -> None
     ends = (network, network.network_address, network.broadcast_address)
     if not all(part.is_global for part in ends):
         assert non_global_reason(network) is not None
-

@@ -60,8 +60,9 @@ def block(hours: float, actor: str = "alice") -> OperatorAction:
 DEFAULT_RULES = Rules()
 
 
-def run(standing: Standing, events: list[Event], rules: Rules = DEFAULT_RULES
-        ) -> tuple[Standing, list[Transition]]:
+def run(
+    standing: Standing, events: list[Event], rules: Rules = DEFAULT_RULES
+) -> tuple[Standing, list[Transition]]:
     changes: list[Transition] = []
     for event in events:
         outcome = apply(standing, event, rules)
@@ -84,68 +85,168 @@ Expected = list[tuple[datetime, ServerState, ServerState, str]]  # (at, old, new
 
 # (name, start, events, the transitions expected, the final state[, rules])
 ARROWS: list[tuple[Any, ...]] = [
-    ("veilig → verdacht: spam", fresh(), [spam(1)],
-     [(h(1), VEILIG, VERDACHT, SYSTEM)], VERDACHT),
-    ("veilig → verdacht: virus", fresh(), [virus(1)],
-     [(h(1), VEILIG, VERDACHT, SYSTEM)], VERDACHT),
-    ("veilig → verdacht: a usage incident", fresh(), [Incident(USAGE, h(1))],
-     [(h(1), VEILIG, VERDACHT, SYSTEM)], VERDACHT),
-    ("veilig → verdacht: 21 limit refusals within an hour", fresh(), refusals(21, 1, 2),
-     [(h(1 + 40 / 60), VEILIG, VERDACHT, SYSTEM)], VERDACHT),
+    ("veilig → verdacht: spam", fresh(), [spam(1)], [(h(1), VEILIG, VERDACHT, SYSTEM)], VERDACHT),
+    ("veilig → verdacht: virus", fresh(), [virus(1)], [(h(1), VEILIG, VERDACHT, SYSTEM)], VERDACHT),
+    (
+        "veilig → verdacht: a usage incident",
+        fresh(),
+        [Incident(USAGE, h(1))],
+        [(h(1), VEILIG, VERDACHT, SYSTEM)],
+        VERDACHT,
+    ),
+    (
+        "veilig → verdacht: 21 limit refusals within an hour",
+        fresh(),
+        refusals(21, 1, 2),
+        [(h(1 + 40 / 60), VEILIG, VERDACHT, SYSTEM)],
+        VERDACHT,
+    ),
     ("20 limit refusals within an hour are allowed", fresh(), refusals(20, 1, 2), [], VEILIG),
-    ("21 limit refusals over more than an hour are allowed", fresh(), refusals(21, 1, 3.01),
-     [], VEILIG),
-    ("verdacht → veilig: 48 h after the last incident, dated then", verdacht_since(1),
-     [Tick(h(100))], [(h(49), VERDACHT, VEILIG, SYSTEM)], VEILIG),
-    ("verdacht → veilig: exactly at the due time", verdacht_since(1), [Tick(h(49))],
-     [(h(49), VERDACHT, VEILIG, SYSTEM)], VEILIG),
-    ("verdacht stays a second before it is due", verdacht_since(1),
-     [Tick(h(49) - timedelta(seconds=1))], [], VERDACHT),
-    ("an incident restarts the 48 hours", verdacht_since(0), [spam(40), Tick(h(87))], [],
-     VERDACHT),
-    ("... which end 48 h after that incident", verdacht_since(0), [spam(40), Tick(h(89))],
-     [(h(88), VERDACHT, VEILIG, SYSTEM)], VEILIG),
-    ("a usage incident restarts them as well", verdacht_since(0),
-     [*refusals(21, 40), Tick(h(60 + 40))], [(h(40 + 20 / 60 + 48), VERDACHT, VEILIG, SYSTEM)],
-     VEILIG),
-    ("an incident after an unobserved recovery: first the recovery, then verdacht",
-     verdacht_since(0), [virus(60)],
-     [(h(48), VERDACHT, VEILIG, SYSTEM), (h(60), VEILIG, VERDACHT, SYSTEM)], VERDACHT),
-    ("verdacht → veilig: released by an operator", verdacht_since(0), [release(5)],
-     [(h(5), VERDACHT, VEILIG, "alice")], VEILIG),
-    ("veilig → onveilig: blocked by an operator", fresh(), [block(2)],
-     [(h(2), VEILIG, ONVEILIG, "alice")], ONVEILIG),
-    ("verdacht → onveilig: blocked by an operator", verdacht_since(0), [block(2)],
-     [(h(2), VERDACHT, ONVEILIG, "alice")], ONVEILIG),
-    ("verdacht → onveilig: the 50th detection within 24 h", fresh(),
-     [spam(i * 0.4) if i % 2 else virus(i * 0.4) for i in range(50)],
-     [(h(0), VEILIG, VERDACHT, SYSTEM), (h(49 * 0.4), VERDACHT, ONVEILIG, SYSTEM)], ONVEILIG),
-    ("veilig → onveilig at once with a threshold of 1", fresh(), [virus(1)],
-     [(h(1), VEILIG, ONVEILIG, SYSTEM)], ONVEILIG, Rules(auto_block_detections=1)),
-    ("50 detections over more than 24 h do not block", fresh(),
-     [spam(i * 0.5) for i in range(50)], [(h(0), VEILIG, VERDACHT, SYSTEM)], VERDACHT),
-    ("usage incidents never block", fresh(), [Incident(USAGE, h(i / 60)) for i in range(60)],
-     [(h(0), VEILIG, VERDACHT, SYSTEM)], VERDACHT),
-    ("onveilig → veilig: released by an operator", fresh(ONVEILIG), [release(3)],
-     [(h(3), ONVEILIG, VEILIG, "alice")], VEILIG),
-    ("onveilig stays onveilig on incidents, refusals and time", fresh(ONVEILIG),
-     [spam(1), virus(2), Incident(USAGE, h(3)), *refusals(30, 4), Tick(h(1000))], [], ONVEILIG),
+    (
+        "21 limit refusals over more than an hour are allowed",
+        fresh(),
+        refusals(21, 1, 3.01),
+        [],
+        VEILIG,
+    ),
+    (
+        "verdacht → veilig: 48 h after the last incident, dated then",
+        verdacht_since(1),
+        [Tick(h(100))],
+        [(h(49), VERDACHT, VEILIG, SYSTEM)],
+        VEILIG,
+    ),
+    (
+        "verdacht → veilig: exactly at the due time",
+        verdacht_since(1),
+        [Tick(h(49))],
+        [(h(49), VERDACHT, VEILIG, SYSTEM)],
+        VEILIG,
+    ),
+    (
+        "verdacht stays a second before it is due",
+        verdacht_since(1),
+        [Tick(h(49) - timedelta(seconds=1))],
+        [],
+        VERDACHT,
+    ),
+    ("an incident restarts the 48 hours", verdacht_since(0), [spam(40), Tick(h(87))], [], VERDACHT),
+    (
+        "... which end 48 h after that incident",
+        verdacht_since(0),
+        [spam(40), Tick(h(89))],
+        [(h(88), VERDACHT, VEILIG, SYSTEM)],
+        VEILIG,
+    ),
+    (
+        "a usage incident restarts them as well",
+        verdacht_since(0),
+        [*refusals(21, 40), Tick(h(60 + 40))],
+        [(h(40 + 20 / 60 + 48), VERDACHT, VEILIG, SYSTEM)],
+        VEILIG,
+    ),
+    (
+        "an incident after an unobserved recovery: first the recovery, then verdacht",
+        verdacht_since(0),
+        [virus(60)],
+        [(h(48), VERDACHT, VEILIG, SYSTEM), (h(60), VEILIG, VERDACHT, SYSTEM)],
+        VERDACHT,
+    ),
+    (
+        "verdacht → veilig: released by an operator",
+        verdacht_since(0),
+        [release(5)],
+        [(h(5), VERDACHT, VEILIG, "alice")],
+        VEILIG,
+    ),
+    (
+        "veilig → onveilig: blocked by an operator",
+        fresh(),
+        [block(2)],
+        [(h(2), VEILIG, ONVEILIG, "alice")],
+        ONVEILIG,
+    ),
+    (
+        "verdacht → onveilig: blocked by an operator",
+        verdacht_since(0),
+        [block(2)],
+        [(h(2), VERDACHT, ONVEILIG, "alice")],
+        ONVEILIG,
+    ),
+    (
+        "verdacht → onveilig: the 50th detection within 24 h",
+        fresh(),
+        [spam(i * 0.4) if i % 2 else virus(i * 0.4) for i in range(50)],
+        [(h(0), VEILIG, VERDACHT, SYSTEM), (h(49 * 0.4), VERDACHT, ONVEILIG, SYSTEM)],
+        ONVEILIG,
+    ),
+    (
+        "veilig → onveilig at once with a threshold of 1",
+        fresh(),
+        [virus(1)],
+        [(h(1), VEILIG, ONVEILIG, SYSTEM)],
+        ONVEILIG,
+        Rules(auto_block_detections=1),
+    ),
+    (
+        "50 detections over more than 24 h do not block",
+        fresh(),
+        [spam(i * 0.5) for i in range(50)],
+        [(h(0), VEILIG, VERDACHT, SYSTEM)],
+        VERDACHT,
+    ),
+    (
+        "usage incidents never block",
+        fresh(),
+        [Incident(USAGE, h(i / 60)) for i in range(60)],
+        [(h(0), VEILIG, VERDACHT, SYSTEM)],
+        VERDACHT,
+    ),
+    (
+        "onveilig → veilig: released by an operator",
+        fresh(ONVEILIG),
+        [release(3)],
+        [(h(3), ONVEILIG, VEILIG, "alice")],
+        VEILIG,
+    ),
+    (
+        "onveilig stays onveilig on incidents, refusals and time",
+        fresh(ONVEILIG),
+        [spam(1), virus(2), Incident(USAGE, h(3)), *refusals(30, 4), Tick(h(1000))],
+        [],
+        ONVEILIG,
+    ),
     ("releasing veilig changes nothing", fresh(), [release(1)], [], VEILIG),
     ("blocking onveilig changes nothing", fresh(ONVEILIG), [block(1)], [], ONVEILIG),
-    ("a release after an unobserved recovery records only the recovery", verdacht_since(0),
-     [release(50)], [(h(48), VERDACHT, VEILIG, SYSTEM)], VEILIG),
-    ("a released server starts again from zero detections", fresh(),
-     [*[spam(i / 60) for i in range(50)], release(1), spam(1.5)],
-     [(h(0), VEILIG, VERDACHT, SYSTEM), (h(49 / 60), VERDACHT, ONVEILIG, SYSTEM),
-      (h(1), ONVEILIG, VEILIG, "alice"), (h(1.5), VEILIG, VERDACHT, SYSTEM)], VERDACHT),
+    (
+        "a release after an unobserved recovery records only the recovery",
+        verdacht_since(0),
+        [release(50)],
+        [(h(48), VERDACHT, VEILIG, SYSTEM)],
+        VEILIG,
+    ),
+    (
+        "a released server starts again from zero detections",
+        fresh(),
+        [*[spam(i / 60) for i in range(50)], release(1), spam(1.5)],
+        [
+            (h(0), VEILIG, VERDACHT, SYSTEM),
+            (h(49 / 60), VERDACHT, ONVEILIG, SYSTEM),
+            (h(1), ONVEILIG, VEILIG, "alice"),
+            (h(1.5), VEILIG, VERDACHT, SYSTEM),
+        ],
+        VERDACHT,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("start", "events", "expected", "final", "rules"),
-                         [pytest.param(*case[1:], *[Rules()][len(case) - 5:], id=case[0])
-                          for case in ARROWS])
-def test_arrows(start: Standing, events: list[Event], expected: Expected, final: ServerState,
-                rules: Rules) -> None:
+@pytest.mark.parametrize(
+    ("start", "events", "expected", "final", "rules"),
+    [pytest.param(*case[1:], *[Rules()][len(case) - 5 :], id=case[0]) for case in ARROWS],
+)
+def test_arrows(
+    start: Standing, events: list[Event], expected: Expected, final: ServerState, rules: Rules
+) -> None:
     standing, changes = run(start, events, rules)
     assert [(c.at, c.old, c.new, c.actor) for c in changes] == expected
     assert standing.state is final
@@ -154,8 +255,7 @@ def test_arrows(start: Standing, events: list[Event], expected: Expected, final:
 
 
 def test_auto_block_can_be_switched_off() -> None:
-    standing, changes = run(fresh(), [spam(i / 60) for i in range(200)],
-                            Rules(auto_block=False))
+    standing, changes = run(fresh(), [spam(i / 60) for i in range(200)], Rules(auto_block=False))
     assert standing.state is VERDACHT and len(changes) == 1
     assert len(standing.detections) == Rules().auto_block_detections  # bounded all the same
 
@@ -195,22 +295,38 @@ def test_verdacht_without_a_recorded_incident_recovers_from_its_change() -> None
 
 
 def test_rules_come_from_the_config() -> None:
-    section = config_from_dict({"reputation": {
-        "recovery_hours": 12, "usage_refusals": 5, "auto_block": False,
-        "auto_block_detections": 7, "auto_block_window_hours": 6.5,
-    }}).reputation
+    section = config_from_dict(
+        {
+            "reputation": {
+                "recovery_hours": 12,
+                "usage_refusals": 5,
+                "auto_block": False,
+                "auto_block_detections": 7,
+                "auto_block_window_hours": 6.5,
+            }
+        }
+    ).reputation
     assert Rules.from_config(section) == Rules(
-        recovery=timedelta(hours=12), usage_refusals=5, auto_block=False,
-        auto_block_detections=7, auto_block_window=timedelta(hours=6.5),
+        recovery=timedelta(hours=12),
+        usage_refusals=5,
+        auto_block=False,
+        auto_block_detections=7,
+        auto_block_window=timedelta(hours=6.5),
     )
     assert Rules.from_config(Config().reputation) == Rules()
     assert ReputationSection().recovery_hours == 48
 
 
-@pytest.mark.parametrize("bad", [
-    {"recovery_hours": 0}, {"auto_block_detections": 0}, {"usage_refusals": -1},
-    {"auto_block_window_hours": -2}, {"recovery": 48},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"recovery_hours": 0},
+        {"auto_block_detections": 0},
+        {"usage_refusals": -1},
+        {"auto_block_window_hours": -2},
+        {"recovery": 48},
+    ],
+)
 def test_bad_reputation_config_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="reputation"):
         config_from_dict({"reputation": bad})
@@ -219,8 +335,14 @@ def test_bad_reputation_config_is_refused(bad: dict[str, object]) -> None:
 # Properties over random histories ----------------------------------------------
 
 # Weighted by repetition: operators act rarely, refusals and detections come often.
-KINDS = ("spam",) * 3 + ("virus",) * 2 + ("usage",) + ("refusal",) * 4 + ("tick",) * 2 + (
-    "release", "block")
+KINDS = (
+    ("spam",) * 3
+    + ("virus",) * 2
+    + ("usage",)
+    + ("refusal",) * 4
+    + ("tick",) * 2
+    + ("release", "block")
+)
 
 
 @st.composite
@@ -234,11 +356,16 @@ def histories(draw: st.DrawFn) -> tuple[Rules, ServerState, list[Event]]:
         auto_block_window=timedelta(hours=draw(st.integers(1, 30))),
     )
     start = draw(st.sampled_from(list(ServerState)))
-    steps = draw(st.lists(st.tuples(
-        st.sampled_from(KINDS),
-        # Mostly minutes apart (limits, detections), sometimes days (recovery).
-        st.one_of(st.integers(0, 1800), st.integers(0, 4 * 86400)),
-    ), max_size=60))
+    steps = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(KINDS),
+                # Mostly minutes apart (limits, detections), sometimes days (recovery).
+                st.one_of(st.integers(0, 1800), st.integers(0, 4 * 86400)),
+            ),
+            max_size=60,
+        )
+    )
     events: list[Event] = []
     at = T0
     for kind, gap in steps:
@@ -293,19 +420,28 @@ class Oracle:
 
 # Found by a CI-like run: releasing a veilig server forgets nothing it counted.
 RELEASE_OF_VEILIG = (
-    Rules(recovery=timedelta(hours=1), usage_refusals=1, usage_window=timedelta(hours=1),
-          auto_block=False, auto_block_detections=1, auto_block_window=timedelta(hours=1)),
+    Rules(
+        recovery=timedelta(hours=1),
+        usage_refusals=1,
+        usage_window=timedelta(hours=1),
+        auto_block=False,
+        auto_block_detections=1,
+        auto_block_window=timedelta(hours=1),
+    ),
     VEILIG,
-    [LimitRefusal(T0), OperatorAction(OperatorActionKind.RELEASE, "bob", "because", T0),
-     LimitRefusal(T0), LimitRefusal(T0 + timedelta(seconds=1))],
+    [
+        LimitRefusal(T0),
+        OperatorAction(OperatorActionKind.RELEASE, "bob", "because", T0),
+        LimitRefusal(T0),
+        LimitRefusal(T0 + timedelta(seconds=1)),
+    ],
 )
 
 
 @settings(max_examples=400, deadline=None)
 @given(histories())
 @example(RELEASE_OF_VEILIG)
-def test_invariants_over_random_histories(history: tuple[Rules, ServerState, list[Event]]
-                                          ) -> None:
+def test_invariants_over_random_histories(history: tuple[Rules, ServerState, list[Event]]) -> None:
     rules, start, events = history
     standing = Standing(start, T0)
     oracle = Oracle(rules)
@@ -342,8 +478,9 @@ def test_invariants_over_random_histories(history: tuple[Rules, ServerState, lis
         automatic = [c for c in changes if c.actor == SYSTEM and c.new is VEILIG]
         if recovered:
             expected_due = (last_incident or T0) + rules.recovery
-            assert changes[0] == Transition(expected_due, VERDACHT, VEILIG, changes[0].reason,
-                                            SYSTEM)
+            assert changes[0] == Transition(
+                expected_due, VERDACHT, VEILIG, changes[0].reason, SYSTEM
+            )
             assert automatic == [changes[0]]
         else:
             assert automatic == []

@@ -18,8 +18,10 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_scanning_off_is_logged_as_fail_open(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="osfmilter"):
         build_scans(config_from_dict({}), BackendHealth())
-    assert any("virus scanning is off" in w and "relayed unscanned" in w and "fail-open" in w
-               for w in warnings(caplog))
+    assert any(
+        "virus scanning is off" in w and "relayed unscanned" in w and "fail-open" in w
+        for w in warnings(caplog)
+    )
 
 
 def test_configured_clamd_draws_no_fail_open_warning(caplog: pytest.LogCaptureFixture) -> None:

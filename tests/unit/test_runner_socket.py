@@ -29,8 +29,13 @@ for fd, _ in runner._open_sockets():
 
 
 def open_socket(spec: str) -> str:
-    done = subprocess.run([sys.executable, "-c", OPEN_AND_REPORT, spec], capture_output=True,
-                          text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", OPEN_AND_REPORT, spec],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return done.stdout
 
 

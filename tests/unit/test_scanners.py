@@ -26,8 +26,15 @@ from osfmilter.scanners.spamassassin import parse_reply as parse_spamd
 from osfmilter.scanning import ConfiguredScanner, ScanService
 from osfmilter.spool import Spool
 
-CONTEXT = ScanContext("sasl:alice", "alice", "192.0.2.1", "mx.example", "a@example.com",
-                      ("b@example.org", "c@example.org"), "4ABC")
+CONTEXT = ScanContext(
+    "sasl:alice",
+    "alice",
+    "192.0.2.1",
+    "mx.example",
+    "a@example.com",
+    ("b@example.org", "c@example.org"),
+    "4ABC",
+)
 
 
 def spool(data: bytes = b"Subject: hi\r\n\r\nhello\r\n") -> Spool:
@@ -107,8 +114,8 @@ def test_clamd_instream_framing(fake_server: Callable[[Handler], int]) -> None:
     data = received[0]
     assert data.startswith(b"zINSTREAM\0")
     payload, offset = b"", len(b"zINSTREAM\0")
-    while (length := int.from_bytes(data[offset:offset + 4], "big")) != 0:
-        payload += data[offset + 4:offset + 4 + length]
+    while (length := int.from_bytes(data[offset : offset + 4], "big")) != 0:
+        payload += data[offset + 4 : offset + 4 + length]
         offset += 4 + length
     assert payload == body
 
@@ -130,15 +137,21 @@ def test_clamd_down_is_a_fault(tmp_path: Path) -> None:
 
 
 def test_spamd_symbols_reply() -> None:
-    reply = (b"SPAMD/1.1 0 EX_OK\r\nContent-length: 27\r\nSpam: True ; 1000.0 / 5.0\r\n\r\n"
-             b"GTUBE,NO_RECEIVED,NO_RELAYS")
+    reply = (
+        b"SPAMD/1.1 0 EX_OK\r\nContent-length: 27\r\nSpam: True ; 1000.0 / 5.0\r\n\r\n"
+        b"GTUBE,NO_RECEIVED,NO_RELAYS"
+    )
     assert parse_spamd(reply) == Verdict(score=1000.0, rules=("GTUBE", "NO_RECEIVED", "NO_RELAYS"))
 
 
 @pytest.mark.parametrize(
     "reply",
-    [b"HTTP/1.0 200 OK\r\n\r\n", b"SPAMD/1.1 76 Bad header line\r\n\r\n",
-     b"SPAMD/1.1 0 EX_OK\r\n\r\n", b""],
+    [
+        b"HTTP/1.0 200 OK\r\n\r\n",
+        b"SPAMD/1.1 76 Bad header line\r\n\r\n",
+        b"SPAMD/1.1 0 EX_OK\r\n\r\n",
+        b"",
+    ],
 )
 def test_spamd_garbage_is_a_fault(reply: bytes) -> None:
     with pytest.raises(ScannerError):
@@ -175,8 +188,10 @@ def test_rspamd_checkv2_exchange(fake_server: Callable[[Handler], int]) -> None:
         head, sep, rest = data.partition(b"\r\n\r\n")
         if sep and len(rest) >= int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]):
             requests.append(data)
-            return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            return (
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
         return None
 
     port = fake_server(answer)
@@ -185,14 +200,24 @@ def test_rspamd_checkv2_exchange(fake_server: Callable[[Handler], int]) -> None:
     assert verdict.score == recorded["score"] and "GTUBE" in verdict.rules
     head = requests[0].split(b"\r\n\r\n")[0].decode()
     assert head.startswith("POST /checkv2 HTTP/1.1")
-    for header in ("User: alice", "IP: 192.0.2.1", "From: a@example.com", "Rcpt: b@example.org",
-                   "Rcpt: c@example.org", "Queue-Id: 4ABC", "Helo: mx.example"):
+    for header in (
+        "User: alice",
+        "IP: 192.0.2.1",
+        "From: a@example.com",
+        "Rcpt: b@example.org",
+        "Rcpt: c@example.org",
+        "Queue-Id: 4ABC",
+        "Helo: mx.example",
+    ):
         assert header in head.splitlines()
 
 
 def test_rspamd_http_error_is_a_fault(fake_server: Callable[[Handler], int]) -> None:
-    port = fake_server(lambda sock, data: b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n"
-                       if b"\r\n\r\n" in data else None)
+    port = fake_server(
+        lambda sock, data: (
+            b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n" if b"\r\n\r\n" in data else None
+        )
+    )
     with pytest.raises(ScannerError, match="HTTP 500"):
         RspamdScanner(f"127.0.0.1:{port}").scan(spool(b""), CONTEXT, 5)
 
@@ -226,11 +251,13 @@ def test_virus_and_spam_scanners_run_at_the_same_time() -> None:
     service.close()
 
 
-def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixture,
-                                                   tmp_path: Path) -> None:
+def test_an_outage_is_logged_once_and_its_end_once(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
     health = BackendHealth()
-    service = ScanService(ConfiguredScanner(ClamavScanner(str(tmp_path / "x.sock")), 1), None,
-                          health)
+    service = ScanService(
+        ConfiguredScanner(ClamavScanner(str(tmp_path / "x.sock")), 1), None, health
+    )
     for _ in range(5):
         assert service.scan(spool(), CONTEXT, with_spam=True).failures
     errors = [r for r in caplog.records if r.levelname == "ERROR"]

@@ -265,16 +265,22 @@ class SlowRecorder(FakeRecorder):
         super().__init__()
         self.clock, self.wait = clock, wait
 
-    def record_accept(self, record: EventRecord, charge: VolumeCharge | None,
-                      also: Callable[[Any], None] | None = None,
-                      in_time: Callable[[], bool] | None = None) -> VolumeDenied | None:
+    def record_accept(
+        self,
+        record: EventRecord,
+        charge: VolumeCharge | None,
+        also: Callable[[Any], None] | None = None,
+        in_time: Callable[[], bool] | None = None,
+    ) -> VolumeDenied | None:
         self.clock.advance(self.wait)
         return super().record_accept(record, charge, also, in_time)
 
 
 @pytest.mark.parametrize(("wait", "accepted"), [(290.0, True), (299.5, False), (400.0, False)])
 def test_an_accept_whose_database_wait_outlasts_the_mta_is_not_counted(
-    directory: FakeDirectory, wait: float, accepted: bool,
+    directory: FakeDirectory,
+    wait: float,
+    accepted: bool,
 ) -> None:
     """The MTA stops waiting after content_timeout (300 s) and answers 4xx itself.
 
@@ -296,7 +302,8 @@ def test_an_accept_whose_database_wait_outlasts_the_mta_is_not_counted(
 
 
 def test_a_spool_that_fails_to_close_after_the_accept_leaves_the_accept(
-    directory: FakeDirectory, monkeypatch: pytest.MonkeyPatch,
+    directory: FakeDirectory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The accept is committed; its answer must stay an accept (review of 9e589c6)."""
     recorder = FakeRecorder()
@@ -314,7 +321,8 @@ def test_a_spool_that_fails_to_close_after_the_accept_leaves_the_accept(
 
 
 def test_a_spool_write_failure_in_the_body_is_one_decision_at_once(
-    directory: FakeDirectory, monkeypatch: pytest.MonkeyPatch,
+    directory: FakeDirectory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = FixedClock()
     recorder, limiter = FakeRecorder(), MemoryLimiter(clock)
@@ -333,9 +341,12 @@ def test_a_spool_write_failure_in_the_body_is_one_decision_at_once(
 
 @pytest.mark.parametrize(("age", "renewed"), [(100.0, False), (600.0, True)])
 def test_a_reservation_that_could_expire_before_the_commit_is_renewed(
-    directory: FakeDirectory, age: float, renewed: bool,
+    directory: FakeDirectory,
+    age: float,
+    renewed: bool,
 ) -> None:
     """reservation_ttl 900 s: one 600 s old could expire in the 300 s the accept may wait."""
+
     class CountingLimiter(MemoryLimiter):
         renewals = 0
 
@@ -367,8 +378,7 @@ def test_a_limiter_bug_after_the_accept_leaves_the_accept(directory: FakeDirecto
 
     recorder = FakeRecorder()
     clock = FixedClock()
-    session = MilterSession(services(directory, recorder, clock=clock,
-                                     limiter=BrokenCommit(clock)))
+    session = MilterSession(services(directory, recorder, clock=clock, limiter=BrokenCommit(clock)))
     session.connect(REGISTERED)
     _, _, eom = send(session, "<a@example.com>", 1, "a@example.com")
     session.close()

@@ -39,17 +39,29 @@ class Relay:
         if identity_.state is not ServerState.VEILIG:
             now = self.clock.now()
             self.reputation.standings[(identity_.kind, identity_.id)] = Standing(
-                identity_.state, now, last_incident_at=now)
-        self.services = services(self.directory, self.recorder, config, self.clock, self.limiter,
-                                 reputation=self.reputation)
+                identity_.state, now, last_incident_at=now
+            )
+        self.services = services(
+            self.directory,
+            self.recorder,
+            config,
+            self.clock,
+            self.limiter,
+            reputation=self.reputation,
+        )
 
     def session(self) -> MilterSession:
         session = MilterSession(self.services)
         session.connect(SERVER)
         return session
 
-    def send(self, sender: str = "a@example.com", from_header: str = "a@example.com",
-             rcpts: int = 1, body: bytes = b"hello\r\n") -> Reply | None:
+    def send(
+        self,
+        sender: str = "a@example.com",
+        from_header: str = "a@example.com",
+        rcpts: int = 1,
+        body: bytes = b"hello\r\n",
+    ) -> Reply | None:
         """One message on a new connection; the first refusal, or None when accepted."""
         session = self.session()
         try:

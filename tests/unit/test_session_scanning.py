@@ -33,12 +33,20 @@ class StubScanner:
         return self.verdict
 
 
-def send(virus: StubScanner | None, spam: StubScanner | None, config: Config | None = None,
-         body: bytes = b"hello\r\n", plan: str = "free") -> tuple[Reply | None, FakeRecorder]:
+def send(
+    virus: StubScanner | None,
+    spam: StubScanner | None,
+    config: Config | None = None,
+    body: bytes = b"hello\r\n",
+    plan: str = "free",
+) -> tuple[Reply | None, FakeRecorder]:
     recorder = FakeRecorder()
     directory = FakeDirectory(by_address={"192.0.2.10": identity(plan=plan)})
-    scans = ScanService(ConfiguredScanner(virus, 5) if virus else None,
-                        ConfiguredScanner(spam, 5) if spam else None, BackendHealth())
+    scans = ScanService(
+        ConfiguredScanner(virus, 5) if virus else None,
+        ConfiguredScanner(spam, 5) if spam else None,
+        BackendHealth(),
+    )
     session = MilterSession(services(directory, recorder, config, scans=scans))
     session.connect("192.0.2.10")
     session.hello("mx.example.com")
@@ -65,7 +73,10 @@ def test_clean_message_is_accepted_with_its_score_recorded() -> None:
     assert (event.spam_score, event.spam_rules, event.virus_name) == (2.5, "A,B", "")
     context = spam.calls[0]
     assert (context.identity, context.client_ip, context.recipients, context.queue_id) == (
-        "server:192.0.2.0/24", "192.0.2.10", ("<b@example.org>",), "4ABC",
+        "server:192.0.2.0/24",
+        "192.0.2.10",
+        ("<b@example.org>",),
+        "4ABC",
     )
 
 
@@ -83,12 +94,21 @@ def test_spam_at_the_threshold_is_550() -> None:
 
 
 def test_plan_threshold_replaces_the_default() -> None:
-    config = config_from_dict({"spam": {"backend": "spamassassin", "address": "127.0.0.1:1",
-                                        "plan_reject_scores": {"paid": 20}}})
+    config = config_from_dict(
+        {
+            "spam": {
+                "backend": "spamassassin",
+                "address": "127.0.0.1:1",
+                "plan_reject_scores": {"paid": 20},
+            }
+        }
+    )
     paid = send(None, StubScanner("spamassassin", Verdict(score=15.0)), config, plan="paid")
     assert paid[0] is None
     assert code(send(None, StubScanner("spamassassin", Verdict(score=15.0)), config)[0]) == (
-        550, "5.7.1")
+        550,
+        "5.7.1",
+    )
 
 
 @pytest.mark.parametrize("failing", ["clamav", "spamassassin"])
@@ -113,8 +133,9 @@ def test_a_definite_verdict_stands_when_the_other_scanner_fails() -> None:
 
 
 def test_big_messages_are_virus_scanned_but_not_scored() -> None:
-    config = config_from_dict({"spam": {"backend": "spamassassin", "address": "127.0.0.1:1",
-                                        "max_size": 1000}})
+    config = config_from_dict(
+        {"spam": {"backend": "spamassassin", "address": "127.0.0.1:1", "max_size": 1000}}
+    )
     virus, spam = StubScanner("clamav", Verdict()), StubScanner("spamassassin", Verdict(score=99))
     reply, recorder = send(virus, spam, config, body=b"x" * 2000)
     assert reply is None and len(virus.calls) == 1 and spam.calls == []
@@ -131,8 +152,7 @@ def test_spam_and_virus_detections_are_incidents() -> None:
         directory = FakeDirectory(by_address={"192.0.2.10": identity()})
         stub = StubScanner("clamav" if verdict.virus else "spamassassin", verdict)
         scans = ScanService(ConfiguredScanner(stub, 5), None, BackendHealth())
-        session = MilterSession(services(directory, recorder, scans=scans,
-                                         reputation=reputation))
+        session = MilterSession(services(directory, recorder, scans=scans, reputation=reputation))
         session.connect("192.0.2.10")
         assert session.mail("<a@example.com>", [], "", "") is None
         assert session.rcpt("<b@example.org>", "Q") is None
@@ -150,10 +170,17 @@ def test_reputation_down_does_not_change_the_refusal() -> None:
     reputation = MemoryReputation(FixedClock())
     reputation.down = True
     recorder = FakeRecorder()
-    scans = ScanService(ConfiguredScanner(StubScanner("clamav", Verdict(virus="X")), 5), None,
-                        BackendHealth())
-    session = MilterSession(services(FakeDirectory(by_address={"192.0.2.10": identity()}),
-                                     recorder, scans=scans, reputation=reputation))
+    scans = ScanService(
+        ConfiguredScanner(StubScanner("clamav", Verdict(virus="X")), 5), None, BackendHealth()
+    )
+    session = MilterSession(
+        services(
+            FakeDirectory(by_address={"192.0.2.10": identity()}),
+            recorder,
+            scans=scans,
+            reputation=reputation,
+        )
+    )
     session.connect("192.0.2.10")
     assert session.mail("<a@example.com>", [], "", "") is None
     assert session.rcpt("<b@example.org>", "Q") is None

@@ -92,13 +92,32 @@ def test_sender_dependent_macros_are_not_cached_across_local_parts(dns: DnsServe
     assert results == ["pass", "fail"] * 3
 
 
-_NOT_DOMAINS = [LABEL_64, NAME_OVER_253, EMPTY_LABEL, ".example", "localhost", "", "a\\.b.example",
-                "\u2028.example"]
+_NOT_DOMAINS = [
+    LABEL_64,
+    NAME_OVER_253,
+    EMPTY_LABEL,
+    ".example",
+    "localhost",
+    "",
+    "a\\.b.example",
+    "\u2028.example",
+]
 
 
-@pytest.mark.parametrize("domain", _NOT_DOMAINS, ids=["label-64", "name-over-253", "empty-label",
-                                                      "leading-dot", "single-label", "no-domain",
-                                                      "backslash", "idna-fails"])
+@pytest.mark.parametrize(
+    "domain",
+    _NOT_DOMAINS,
+    ids=[
+        "label-64",
+        "name-over-253",
+        "empty-label",
+        "leading-dot",
+        "single-label",
+        "no-domain",
+        "backslash",
+        "idna-fails",
+    ],
+)
 def test_a_domain_that_cannot_be_a_dns_name_is_none_without_a_lookup(
     dns: DnsServer, domain: str
 ) -> None:
@@ -111,8 +130,11 @@ def test_a_domain_that_cannot_be_a_dns_name_is_none_without_a_lookup(
     assert sum(dns.queries.values()) == before
 
 
-@pytest.mark.parametrize("local", ["a." * 130 + "x", "\u2028", "x" * 64, "a..b"],
-                         ids=["name-over-253", "idna-fails", "label-64", "empty-label"])
+@pytest.mark.parametrize(
+    "local",
+    ["a." * 130 + "x", "\u2028", "x" * 64, "a..b"],
+    ids=["name-over-253", "idna-fails", "label-64", "empty-label"],
+)
 def test_a_macro_that_expands_to_no_dns_name_matches_nothing(dns: DnsServer, local: str) -> None:
     """%{l}.allow.macro.example with such a local part names nothing: exists: does not match."""
     assert checker(dns).check(f"{local}@macro.example", "h").result == "fail"
@@ -144,8 +166,9 @@ def test_a_macro_split_across_txt_strings_is_sender_dependent(dns: DnsServer) ->
     assert results == ["pass", "fail"] * 2
 
 
-@pytest.mark.parametrize("domain", ["gone.neg.example", "nodata.neg.example"],
-                         ids=["nxdomain", "no-txt-record"])
+@pytest.mark.parametrize(
+    "domain", ["gone.neg.example", "nodata.neg.example"], ids=["nxdomain", "no-txt-record"]
+)
 def test_no_record_is_cached_for_the_negative_ttl(dns: DnsServer, domain: str) -> None:
     """The SOA MINIMUM of the negative answer (RFC 2308), not [spf] cache_max_ttl."""
     spf = checker(dns)
@@ -166,8 +189,12 @@ def test_cache_is_bounded(dns: DnsServer) -> None:
 
 @pytest.mark.parametrize(
     ("text", "parsed"),
-    [("192.0.2.1", ("192.0.2.1", 53)), ("192.0.2.1:5353", ("192.0.2.1", 5353)),
-     ("2001:db8::1", ("2001:db8::1", 53)), ("[2001:db8::1]:5353", ("2001:db8::1", 5353))],
+    [
+        ("192.0.2.1", ("192.0.2.1", 53)),
+        ("192.0.2.1:5353", ("192.0.2.1", 5353)),
+        ("2001:db8::1", ("2001:db8::1", 53)),
+        ("[2001:db8::1]:5353", ("2001:db8::1", 5353)),
+    ],
 )
 def test_nameserver_syntax(text: str, parsed: tuple[str, int]) -> None:
     assert split_nameserver(text) == parsed
@@ -213,8 +240,9 @@ def test_answers(result: str, settings: dict[str, str], expected: tuple[int, str
 
 def advice_for(dns: DnsServer, domain: str) -> Advice:
     resolver = resolver_for([dns.nameserver], 2)
-    return advise(domain, checker(dns, (RELAY_V4, RELAY_V6)), resolver, INCLUDE,
-                  [RELAY_V4, RELAY_V6])
+    return advise(
+        domain, checker(dns, (RELAY_V4, RELAY_V6)), resolver, INCLUDE, [RELAY_V4, RELAY_V6]
+    )
 
 
 def test_advisor_on_a_passing_domain(dns: DnsServer) -> None:
@@ -222,7 +250,7 @@ def test_advisor_on_a_passing_domain(dns: DnsServer) -> None:
     assert advice.passes and advice.lookups == 1
     assert advice.relay == ((RELAY_V4, "pass"), (RELAY_V6, "pass"))
     text = render_text(advice)
-    assert f'record:   v=spf1 include:{INCLUDE} -all' in text
+    assert f"record:   v=spf1 include:{INCLUDE} -all" in text
     assert "lookups:  1 of 10 (OK)" in text
     assert f"  strict: v=spf1 include:{INCLUDE} -all" in text
     assert f"  loose:  v=spf1 include:{INCLUDE} ~all" in text
@@ -253,11 +281,14 @@ def test_advisor_json(dns: DnsServer) -> None:
     assert data["tree"]["problem"] == "no SPF record"
 
 
-def test_spf_check_command(dns: DnsServer, tmp_path: Path,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_spf_check_command(
+    dns: DnsServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "osfmilter.toml"
-    config.write_text(f'[spf]\noutbound_ips = ["{RELAY_V4}"]\ninclude = "{INCLUDE}"\n'
-                      f'nameservers = ["{dns.nameserver}"]\n')
+    config.write_text(
+        f'[spf]\noutbound_ips = ["{RELAY_V4}"]\ninclude = "{INCLUDE}"\n'
+        f'nameservers = ["{dns.nameserver}"]\n'
+    )
     assert main(["--config", str(config), "spf", "check", "pass.example"]) == 0
     assert f"relay {RELAY_V4}: pass" in capsys.readouterr().out
     assert main(["--config", str(config), "spf", "check", "fail.example", "--json"]) == 1

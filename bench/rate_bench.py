@@ -63,10 +63,10 @@ import redis
 from sqlalchemy import Engine, create_engine, insert, text
 
 from osfmilter.limits.rate import Bucket, RateDenied, RateLimiter, slot_key
-from osfmilter.limits.redisrate import RedisRateLimiter
-from osfmilter.limits.sqlrate import SqlRateLimiter
 from osfmilter.storage.db import make_engine, upgrade
 from osfmilter.storage.direct import Cursor, Statement
+from osfmilter.storage.rate import SqlRateLimiter
+from osfmilter.storage.redis_rate import RedisRateLimiter
 from osfmilter.storage.schema import RateSlot
 from tests.harness.database import scratch_database
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from throughput import CLIENT, MILTER_POLICY, SCANNED_DOMAIN, prepare_database
 
 from osfmilter.config import config_from_dict
-from osfmilter.runner import build_services
+from osfmilter.milter.runner import build_services
 from osfmilter.session import MilterSession, Services
 from tests.harness.dnsserver import DnsServer
 from tests.harness.spfzone import RELAY_V4, ZONE

@@ -85,3 +85,14 @@ def parse_registration(text: str, min_prefix_v4: int, min_prefix_v6: int) -> Reg
     if network.is_unspecified or network.network_address.is_multicast:
         raise ValueError(f"{raw!r} is not a host or network a server can send from")
     return Registration(network)
+
+
+def split_nameserver(text: str) -> tuple[str, int]:
+    """``192.0.2.1``, ``192.0.2.1:5353``, ``2001:db8::1``, ``[2001:db8::1]:5353``."""
+    if text.startswith("["):
+        address, _, port = text[1:].partition("]:")
+        return str(ipaddress.ip_address(address.rstrip("]"))), int(port or 53)
+    if text.count(":") == 1:
+        address, port = text.split(":")
+        return str(ipaddress.ip_address(address)), int(port)
+    return str(ipaddress.ip_address(text)), 53

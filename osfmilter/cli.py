@@ -32,16 +32,18 @@ from osfmilter.decisionlog import escape
 from osfmilter.errors import DependencyError, OsfError, UsageError
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.reputation import SYSTEM, OperatorActionKind, Rules, Standing, Transition
-from osfmilter.reputation.store import ReputationStore
 from osfmilter.storage import admin, retention
 from osfmilter.storage.db import (
     Access,
     make_engine,
     make_url_safe,
+    prepare_schema,
+    require_schema,
     safe_url,
     schema_status,
     upgrade,
 )
+from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.schema import Customer, SaslAccount, ScannedDomain, SmtpServer
 from osfmilter.storage.store import SqlStore
 
@@ -156,14 +158,12 @@ def _engine(config: Config, access: Access = Access.CREATE) -> Iterator[Engine]:
 @contextmanager
 def _store(config: Config, access: Access) -> Iterator[SqlStore]:
     """A store on a schema that is up to date: upgraded if CREATE allows, else required."""
-    from osfmilter.runner import prepare_schema, require_schema
-
     with _engine(config, access) as engine:
         store = SqlStore(engine)
         if access is Access.CREATE:
-            prepare_schema(config, store)
+            prepare_schema(store.engine, config.database_url)
         else:
-            require_schema(config, engine)
+            require_schema(engine, config.database_url)
         yield store
 
 
@@ -272,7 +272,7 @@ def _output(args: argparse.Namespace) -> str:
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from osfmilter.runner import run
+    from osfmilter.milter.runner import run
 
     run(config)
     return 0
@@ -510,8 +510,8 @@ def cmd_inbound_import(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_spf_check(args: argparse.Namespace, config: Config) -> int:
-    from osfmilter.spfadvisor import advise, render_json, render_text
-    from osfmilter.spfcheck import SpfChecker, resolver_for
+    from osfmilter.spf.advisor import advise, render_json, render_text
+    from osfmilter.spf.checker import SpfChecker, resolver_for
 
     settings = config.spf
     if not settings.outbound_ips:
@@ -638,7 +638,7 @@ def cmd_report_states(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
-    from osfmilter.lint import lint
+    from osfmilter.checkconfig import lint
 
     findings = lint(
         config, args.postfix_config, Path(args.clamd_config) if args.clamd_config else None

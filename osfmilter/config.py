@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from osfmilter.addresses import split_nameserver
 from osfmilter.errors import ConfigError
 
 CONFIG_ENV = "OSFMILTER_CONFIG"
@@ -268,8 +269,6 @@ class SpfSection(Section):
     @field_validator("nameservers")
     @classmethod
     def _nameservers(cls, values: list[str]) -> list[str]:
-        from osfmilter.spfcheck import split_nameserver
-
         for value in values:
             try:
                 split_nameserver(value)

@@ -61,8 +61,9 @@ from osfmilter.policy.checks import ALL_MAIL, UNKNOWN_SENDERS, rate_buckets
 from osfmilter.replies import Action, Reason, Refusal, Reply, reply_for
 from osfmilter.reputation.transitions import IncidentKind
 from osfmilter.scanners import ScanContext
-from osfmilter.scanning import ScanReport, ScanService
-from osfmilter.spfcheck import SpfChecker, SpfOutcome
+from osfmilter.scanners.service import ScanReport, ScanService
+from osfmilter.spf.checker import SpfChecker
+from osfmilter.spf.result import SpfOutcome
 from osfmilter.spool import Spool
 from osfmilter.storage.store import EventRecord
 

@@ -28,9 +28,9 @@ from osfmilter.reputation.transitions import (
     Transition,
     apply,
 )
-from osfmilter.scanning import ScanService
+from osfmilter.scanners.service import ScanService
 from osfmilter.session import Services
-from osfmilter.spfcheck import SpfChecker
+from osfmilter.spf.checker import SpfChecker
 from osfmilter.storage.store import EventRecord
 
 # The tests register documentation networks (192.0.2.0/24, 2001:db8::/32) and

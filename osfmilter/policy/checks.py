@@ -11,8 +11,8 @@ from osfmilter.limits.rate import Bucket, RateDenied, Reservation
 from osfmilter.limits.volume import VolumeDenied
 from osfmilter.model import Identity, ServerState, Transaction
 from osfmilter.replies import Reason, Refusal
-from osfmilter.scanning import ScanReport
-from osfmilter.spfcheck import SpfOutcome
+from osfmilter.scanners.service import ScanReport
+from osfmilter.spf.result import SpfOutcome
 
 F = TypeVar("F")
 Check = Callable[[F], Refusal | None]

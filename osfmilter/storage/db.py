@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import importlib.resources
+import logging
 import threading
 import weakref
 from pathlib import Path
@@ -21,6 +22,8 @@ from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from osfmilter.errors import ConfigError, StorageError
+
+log = logging.getLogger(__name__)
 
 # Enough for every libmilter worker that may be inside a database call at once;
 # more wait (at most [database] timeout) rather than open and close connections.
@@ -212,6 +215,36 @@ def schema_status(engine: Engine) -> tuple[str | None, str]:
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read the schema revision: {describe(exc)}") from None
     return current, str(script.get_current_head())
+
+
+def prepare_schema(engine: Engine, url: str) -> None:
+    """The embedded SQLite database is created and upgraded on start; shared ones are not.
+
+    Several relay nodes share a PostgreSQL database, so its schema changes only
+    when an operator runs ``osfmilter db upgrade``.
+    """
+    current, head = schema_status(engine)
+    if current == head:
+        return
+    if engine.dialect.name == "sqlite":
+        log.info("upgrading the SQLite schema from %s to %s", current or "empty", head)
+        upgrade(engine)
+        return
+    raise _schema_behind(url, current, head)
+
+
+def require_schema(engine: Engine, url: str) -> None:
+    """For commands that must not change the database: its schema is at head already."""
+    current, head = schema_status(engine)
+    if current != head:
+        raise _schema_behind(url, current, head)
+
+
+def _schema_behind(url: str, current: str | None, head: str) -> ConfigError:
+    return ConfigError(
+        f"database {safe_url(url)} is at schema revision {current or 'none'}, "
+        f"this version needs {head}: run 'osfmilter db upgrade'"
+    )
 
 
 def describe(exc: SQLAlchemyError) -> str:

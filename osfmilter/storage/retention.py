@@ -26,8 +26,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from osfmilter.errors import StorageError
 from osfmilter.limits.rate import identity_of
-from osfmilter.limits.sqlrate import advisory_lock_id
 from osfmilter.storage.db import describe
+from osfmilter.storage.rate import advisory_lock_id
 from osfmilter.storage.schema import Event, RateSlot
 
 BATCH_SIZE = 5000
@@ -112,7 +112,7 @@ def _purge(
 
 
 def _try_lock(connection: Connection, identity: str) -> bool:
-    """PostgreSQL: the sender's lock if it is free now (limits.sqlrate); SQLite has one writer."""
+    """PostgreSQL: the sender's lock if it is free now (storage.rate); SQLite has one writer."""
     if connection.dialect.name != "postgresql":
         return True
     lock_id = advisory_lock_id(identity)

@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 from osfmilter.clock import SystemClock
 from osfmilter.model import IdentityKind
 from osfmilter.reputation import IncidentKind, Rules
-from osfmilter.reputation.store import ReputationStore
 from osfmilter.storage.db import make_engine
+from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.schema import SmtpServer
 from tests.db.conftest import Run
 from tests.fakes import FixedClock

@@ -12,9 +12,9 @@ from sqlalchemy import Connection, Engine, event, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from osfmilter.cli import main
-from osfmilter.limits.sqlrate import advisory_lock_id
 from osfmilter.storage import admin, retention
 from osfmilter.storage.db import make_engine
+from osfmilter.storage.rate import advisory_lock_id
 from osfmilter.storage.schema import Event, MonthlyVolume, RateSlot, StateChange
 from tests.db.conftest import Run
 from tests.fakes import TEST_REGISTRATION

@@ -23,12 +23,12 @@ from sqlalchemy import Engine
 
 from osfmilter.config import config_from_dict
 from osfmilter.limits.rate import Bucket, RateDenied, RateLimiter, Reservation
-from osfmilter.limits.redisrate import RedisRateLimiter
-from osfmilter.limits.sqlrate import SqlRateLimiter
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.replies import Reply
 from osfmilter.session import MilterSession
 from osfmilter.storage.db import make_engine
+from osfmilter.storage.rate import SqlRateLimiter
+from osfmilter.storage.redis_rate import RedisRateLimiter
 from osfmilter.storage.store import EventRecord
 from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, identity, services
 from tests.harness.database import reset_database

@@ -14,9 +14,9 @@ from alembic import command
 from sqlalchemy import Engine, text
 
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation
-from osfmilter.limits.sqlrate import SqlRateLimiter
 from osfmilter.storage import retention
 from osfmilter.storage.db import _alembic_config, make_engine
+from osfmilter.storage.rate import SqlRateLimiter
 from tests.fakes import FixedClock
 from tests.harness.database import reset_database
 

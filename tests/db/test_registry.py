@@ -16,11 +16,11 @@ from sqlalchemy import Engine, text
 
 from osfmilter.config import ReputationSection
 from osfmilter.model import Identity, ServerState
-from osfmilter.reputation.store import ReputationStore
 from osfmilter.reputation.transitions import OperatorActionKind, Rules
 from osfmilter.storage import admin, registry
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.direct import Cursor
+from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.store import SqlStore
 from tests.fakes import TEST_REGISTRATION, FixedClock
 

@@ -13,9 +13,9 @@ from osfmilter.clock import SystemClock
 from osfmilter.errors import UnknownIdentity, UsageError
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.reputation import SYSTEM, IncidentKind, OperatorActionKind, Rules
-from osfmilter.reputation.store import ReputationStore
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
+from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.schema import ReputationEvidence, SaslAccount, SmtpServer, StateChange
 from tests.fakes import TEST_REGISTRATION, FixedClock
 

@@ -120,7 +120,7 @@ def test_inbound_import_sets_volume_and_refuses_a_bad_file_whole(
 
 def test_rate_slots_commit_with_the_accept_or_not_at_all(store: SqlStore, engine: Engine) -> None:
     from osfmilter.limits.rate import Bucket, Reservation
-    from osfmilter.limits.sqlrate import SqlRateLimiter
+    from osfmilter.storage.rate import SqlRateLimiter
     from osfmilter.storage.schema import RateSlot
     from tests.fakes import FixedClock
 

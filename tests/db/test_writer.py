@@ -19,9 +19,9 @@ from sqlalchemy import Engine, text
 
 from osfmilter.errors import StorageError
 from osfmilter.limits.rate import Bucket
-from osfmilter.limits.sqlrate import SqlRateLimiter
 from osfmilter.storage.db import make_engine, write_lock
 from osfmilter.storage.direct import Cursor, DirectSql, Statement
+from osfmilter.storage.rate import SqlRateLimiter
 from osfmilter.storage.writer import GroupCommit, Later, _Work
 from tests.fakes import FixedClock
 from tests.harness.database import reset_database

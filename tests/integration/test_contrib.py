@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from osfmilter.adapter import OsfMilter
 from osfmilter.config import Config
 from osfmilter.metrics import CALLBACK_BUCKETS, SCAN_BUCKETS, Metrics
+from osfmilter.milter.adapter import OsfMilter
 from osfmilter.model import ServerState, Stage
 from osfmilter.replies import Action, Reason
 from osfmilter.scanners import clamav, rspamd, spamassassin
-from osfmilter.spfcheck import SEVERITY
+from osfmilter.spf.result import SEVERITY
 from osfmilter.storage.store import HEALTH_NAME
 
 pytestmark = pytest.mark.integration

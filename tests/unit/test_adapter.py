@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from Milter import testctx
 
-from osfmilter.adapter import OsfMilter
+from osfmilter.milter.adapter import OsfMilter
 from osfmilter.spool import Spool
 from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, MemoryLimiter, identity, services
 

@@ -8,7 +8,7 @@ import pytest
 
 from osfmilter.config import config_from_dict
 from osfmilter.health import BackendHealth
-from osfmilter.runner import build_scans, warn_about_mode
+from osfmilter.milter.runner import build_scans, warn_about_mode
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -15,7 +15,7 @@ from tests.harness.ports import free_port
 OPEN_AND_REPORT = """
 import socket, sys
 import milter
-from osfmilter import runner
+from osfmilter.milter import runner
 runner._open_socket_our_way()
 milter.setconn(sys.argv[1])
 milter.register("osfmilter-test")

@@ -21,9 +21,9 @@ from osfmilter.scanners import ScanContext, ScannerError, Verdict
 from osfmilter.scanners.clamav import ClamavScanner
 from osfmilter.scanners.clamav import parse_reply as parse_clamd
 from osfmilter.scanners.rspamd import RspamdScanner
+from osfmilter.scanners.service import ConfiguredScanner, ScanService
 from osfmilter.scanners.spamassassin import SpamassassinScanner
 from osfmilter.scanners.spamassassin import parse_reply as parse_spamd
-from osfmilter.scanning import ConfiguredScanner, ScanService
 from osfmilter.spool import Spool
 
 CONTEXT = ScanContext(

@@ -9,7 +9,7 @@ from osfmilter.health import BackendHealth
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.replies import Reply
 from osfmilter.scanners import ScanContext, ScannerError, Verdict
-from osfmilter.scanning import ConfiguredScanner, ScanService
+from osfmilter.scanners.service import ConfiguredScanner, ScanService
 from osfmilter.session import MilterSession
 from tests.fakes import (
     FakeDirectory,

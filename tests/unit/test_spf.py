@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from osfmilter.addresses import split_nameserver
 from osfmilter.cli import main
 from osfmilter.config import SpfSection
 from osfmilter.policy import SPF_CHECKS, SpfFacts, first_refusal
 from osfmilter.replies import reply_for
-from osfmilter.spfadvisor import Advice, advise, render_json, render_text
-from osfmilter.spfcheck import SpfChecker, SpfOutcome, resolver_for, split_nameserver
+from osfmilter.spf.advisor import Advice, advise, render_json, render_text
+from osfmilter.spf.checker import SpfChecker, resolver_for
+from osfmilter.spf.result import SpfOutcome
 from tests.harness.dnsserver import DnsServer
 from tests.harness.spfzone import (
     EMPTY_LABEL,

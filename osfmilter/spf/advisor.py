@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import dns.exception
 import dns.resolver
 
-from osfmilter.spfcheck import SpfChecker
+from osfmilter.spf.checker import SpfChecker
 
 LOOKUP_LIMIT = 10
 _QUERYING = ("include", "a", "mx", "ptr", "exists")

@@ -11,66 +11,35 @@ from pathlib import Path
 
 import Milter
 import milter as libmilter
-from sqlalchemy import Engine
 
 from osfmilter import __version__
-from osfmilter.adapter import FLAGS, OsfMilter
 from osfmilter.clock import Clock, SystemClock
 from osfmilter.config import Config, Mode, parse_socket
 from osfmilter.decisionlog import DecisionLog
 from osfmilter.errors import ConfigError
 from osfmilter.health import BackendHealth
 from osfmilter.limits.rate import RateLimiter
-from osfmilter.limits.sqlrate import SqlRateLimiter
 from osfmilter.metrics import Metrics
-from osfmilter.reputation.store import ReputationStore
+from osfmilter.milter.adapter import FLAGS, OsfMilter
 from osfmilter.reputation.transitions import Rules
 from osfmilter.scanners.clamav import ClamavScanner
 from osfmilter.scanners.rspamd import RspamdScanner
+from osfmilter.scanners.service import ConfiguredScanner, ScanService
 from osfmilter.scanners.spamassassin import SpamassassinScanner
-from osfmilter.scanning import ConfiguredScanner, ScanService
 from osfmilter.session import Services
-from osfmilter.spfcheck import SpfChecker, resolver_for
-from osfmilter.storage.db import make_engine, safe_url, schema_status, upgrade
+from osfmilter.spf.checker import SpfChecker, resolver_for
+from osfmilter.storage.db import make_engine, prepare_schema, safe_url
+from osfmilter.storage.rate import SqlRateLimiter
+from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.store import SqlStore
 
 log = logging.getLogger(__name__)
 
 
-def prepare_schema(config: Config, store: SqlStore) -> None:
-    """The embedded SQLite database is created and upgraded on start; shared ones are not.
-
-    Several relay nodes share a PostgreSQL database, so its schema changes only
-    when an operator runs ``osfmilter db upgrade``.
-    """
-    current, head = schema_status(store.engine)
-    if current == head:
-        return
-    if store.engine.dialect.name == "sqlite":
-        log.info("upgrading the SQLite schema from %s to %s", current or "empty", head)
-        upgrade(store.engine)
-        return
-    raise _schema_behind(config, current, head)
-
-
-def require_schema(config: Config, engine: Engine) -> None:
-    """For commands that must not change the database: its schema is at head already."""
-    current, head = schema_status(engine)
-    if current != head:
-        raise _schema_behind(config, current, head)
-
-
-def _schema_behind(config: Config, current: str | None, head: str) -> ConfigError:
-    return ConfigError(
-        f"database {safe_url(config.database_url)} is at schema revision {current or 'none'}, "
-        f"this version needs {head}: run 'osfmilter db upgrade'"
-    )
-
-
 def build_limiter(config: Config, store: SqlStore, clock: Clock) -> RateLimiter:
     rates = config.rates
     if rates.backend == "redis":
-        from osfmilter.limits.redisrate import RedisRateLimiter
+        from osfmilter.storage.redis_rate import RedisRateLimiter
 
         log.info("rate windows in Redis at %s", safe_url(rates.redis_url))
         return RedisRateLimiter(
@@ -151,7 +120,7 @@ def build_spf(config: Config) -> SpfChecker | None:
 def build_services(config: Config) -> Services:
     health = BackendHealth()
     store = SqlStore(make_engine(config.database_url, config.database.timeout), health)
-    prepare_schema(config, store)
+    prepare_schema(store.engine, config.database_url)
     clock = SystemClock()
     metrics = Metrics()
     metrics.observe_backends(health.snapshot)

@@ -21,7 +21,6 @@ and the domain owner has published nothing the relay could break.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import threading
 import time
@@ -36,8 +35,9 @@ import dns.name
 import dns.resolver
 import spf
 
-# Worst first: the result recorded for a domain is the worst over the relay's IPs.
-SEVERITY = ("fail", "temperror", "permerror", "softfail", "neutral", "none", "pass")
+from osfmilter.addresses import split_nameserver
+from osfmilter.spf.result import SEVERITY, SpfOutcome
+
 # Macros that make a result depend on the local part or the HELO, not only on the
 # domain (%{o}, %{d}) and the outbound IP (%{i}, %{c}, %{v}, %{p}) the key holds.
 _SENDER_MACROS = re.compile(rb"%\{[slh]", re.IGNORECASE)
@@ -67,18 +67,6 @@ def parse_sender(sender: str, helo: str) -> Sender:
     return Sender(local or "postmaster", domain.lower().rstrip("."), helo)
 
 
-@dataclass(frozen=True)
-class SpfOutcome:
-    domain: str
-    result: str  # the worst over the outbound IPs
-    explanation: str
-    per_ip: tuple[tuple[str, str, str], ...]  # (ip, result, explanation)
-
-    @property
-    def failing_ip(self) -> str:
-        return next((ip for ip, result, _ in self.per_ip if result == self.result), "")
-
-
 def resolver_for(nameservers: Sequence[str], timeout: float) -> dns.resolver.Resolver:
     """The system resolver, or one that asks exactly the given ``IP`` / ``IP:PORT`` servers."""
     if not nameservers:
@@ -99,17 +87,6 @@ def resolver_for(nameservers: Sequence[str], timeout: float) -> dns.resolver.Res
 
 # Answers are shared by every outbound IP's evaluation and every connection.
 DNS_CACHE_SIZE = 10_000
-
-
-def split_nameserver(text: str) -> tuple[str, int]:
-    """``192.0.2.1``, ``192.0.2.1:5353``, ``2001:db8::1``, ``[2001:db8::1]:5353``."""
-    if text.startswith("["):
-        address, _, port = text[1:].partition("]:")
-        return str(ipaddress.ip_address(address.rstrip("]"))), int(port or 53)
-    if text.count(":") == 1:
-        address, port = text.split(":")
-        return str(ipaddress.ip_address(address)), int(port)
-    return str(ipaddress.ip_address(text)), 53
 
 
 def unusable_domain(domain: str) -> str:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from osfmilter.checkconfig import lint, parse_size, reservation_lifetime
 from osfmilter.cli import main
 from osfmilter.config import config_from_dict
-from osfmilter.lint import lint, parse_size, reservation_lifetime
 
 
 def postfix_dir(tmp_path: Path, **settings: str) -> str:

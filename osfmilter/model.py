@@ -49,7 +49,7 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class Transaction:
+class Envelope:
     """What MAIL FROM told us."""
 
     sender: str  # envelope sender without brackets; "" for the null sender

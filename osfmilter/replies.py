@@ -1,20 +1,26 @@
-"""Every SMTP answer osfmilter gives: code, enhanced status code and text.
+"""Every SMTP answer osfmilter refuses with: one dataclass per refusal, one reply each.
 
-A check only names a :class:`Reason`; this module is the one place that turns
-it into a reply. The reply's class (4xx delays, 5xx refuses) is fixed here per
-reason, so a limit can never accidentally become permanent.
+A step of the policy returns a refusal with its own typed fields;
+:func:`reply_for` is the one place that turns it into a :class:`TempFail`
+or :class:`Reject`. The class (4xx delays, 5xx refuses) is fixed here per
+refusal, so a limit can never accidentally become permanent, and the
+``match`` is proven complete by mypy (``assert_never``): a refusal without
+a reply, or a reply naming a field a refusal does not have, fails the type
+check instead of becoming a 451 at run time.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import assert_never
+
+from osfmilter.verdict import Refused, Reject, TempFail
 
 
 class Reason(StrEnum):
-    """Why a decision was made; also the event ``reason`` and the metric label."""
+    """Why a decision was made; the event ``reason`` and the decisions metric's label."""
 
     ACCEPTED = "accepted"
     RELAY_DENIED = "relay_denied"
@@ -35,103 +41,232 @@ class Reason(StrEnum):
     DATABASE_ERROR = "database_error"
 
 
-class Action(StrEnum):
-    ACCEPT = "accept"
-    TEMPFAIL = "tempfail"
-    REJECT = "reject"
+@dataclass(frozen=True)
+class RelayDenied:
+    client: str
+    register_hint: str
+
+    reason = Reason.RELAY_DENIED
 
 
 @dataclass(frozen=True)
-class Refusal:
-    """A check's finding: the reason, and values for the reply text."""
+class Blocked:
+    identity: str
+    contact: str
 
-    reason: Reason
-    params: Mapping[str, object] = field(default_factory=dict)
+    reason = Reason.BLOCKED
 
 
 @dataclass(frozen=True)
-class Reply:
-    code: int
-    dsn: str
-    text: str
+class MessageTooLarge:
+    size: int
+    limit: int
+
+    reason = Reason.MESSAGE_SIZE
+
+
+@dataclass(frozen=True)
+class TooManyRecipients:
+    limit: int
+    sender_known: bool
+
+    reason = Reason.RECIPIENT_LIMIT
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    identity: str
+    limit: int
+    window: float  # seconds
+    sender_class: str  # which window is full: "all mail", "mail from unknown senders"...
+    retry_after: int  # seconds
+
+    reason = Reason.RATE_LIMIT
+
+
+@dataclass(frozen=True)
+class VolumeExhausted:
+    domain: str  # "" for unknown senders
+    used: int
+    allowance: int
+
+    reason = Reason.VOLUME_LIMIT
+
+
+@dataclass(frozen=True)
+class SpfFail:
+    domain: str
+    ip: str
+    advice: str
+    deferred: bool  # [spf] on_fail = "tempfail"
 
     @property
-    def action(self) -> Action:
-        return Action.TEMPFAIL if 400 <= self.code < 500 else Action.REJECT
+    def reason(self) -> Reason:
+        return Reason.SPF_FAIL_DEFERRED if self.deferred else Reason.SPF_FAIL
 
 
 @dataclass(frozen=True)
-class _Template:
-    code: int
-    dsn: str
-    text: str
+class SpfTempError:
+    domain: str
+
+    reason = Reason.SPF_TEMPERROR
 
 
-_TEMPLATES: dict[Reason, _Template] = {
-    Reason.RELAY_DENIED: _Template(
-        550, "5.7.1", "relay not permitted for {client}: {register_hint}"
-    ),
-    Reason.BLOCKED: _Template(
-        554, "5.7.1", "sending server {identity} is blocked as unsafe; {contact}"
-    ),
-    Reason.MESSAGE_SIZE: _Template(
-        552, "5.3.4", "message size {size} exceeds the limit of {limit} bytes"
-    ),
-    Reason.RECIPIENT_LIMIT: _Template(
-        452,
-        "4.5.3",
-        "too many recipients for {sender_class} sender (at most {limit} "
-        "per message); send the rest in another message",
-    ),
-    Reason.RATE_LIMIT: _Template(
-        451,
-        "4.7.1",
-        "too many messages from {identity}: at most {limit} per {window} "
-        "for {sender_class}; retry in {retry_after} seconds",
-    ),
-    Reason.VOLUME_LIMIT: _Template(
-        451,
-        "4.7.1",
-        "monthly volume limit reached for {domain}: {used} of {allowance} "
-        "bytes used this month; upgrade the plan or retry next month",
-    ),
-    Reason.SPF_FAIL: _Template(
-        550, "5.7.23", "SPF of {domain} does not allow this relay ({ip}) to send its mail; {advice}"
-    ),
-    Reason.SPF_FAIL_DEFERRED: _Template(
-        451, "4.7.24", "SPF of {domain} does not allow this relay ({ip}) to send its mail; {advice}"
-    ),
-    Reason.SPF_TEMPERROR: _Template(
-        451, "4.7.24", "SPF of {domain} could not be checked (DNS error); please retry later"
-    ),
-    Reason.SPF_PERMERROR: _Template(
-        550, "5.7.24", "SPF record of {domain} is broken ({cause}); please fix it"
-    ),
-    Reason.SPF_PERMERROR_DEFERRED: _Template(
-        451, "4.7.24", "SPF record of {domain} is broken ({cause}); please fix it"
-    ),
-    Reason.VIRUS: _Template(554, "5.7.1", "message contains a virus ({virus}); it was not sent"),
-    Reason.SPAM: _Template(
-        550, "5.7.1", "message rejected as spam (score {score}, limit {threshold})"
-    ),
-    Reason.SCANNER_ERROR: _Template(
-        451, "4.7.1", "message could not be scanned ({scanner} unavailable); please retry later"
-    ),
-    Reason.INTERNAL_ERROR: _Template(451, "4.3.0", "temporary internal error, please retry later"),
-    Reason.DATABASE_ERROR: _Template(451, "4.3.0", "temporary database error, please retry later"),
-}
+@dataclass(frozen=True)
+class SpfPermError:
+    domain: str
+    cause: str
+    deferred: bool  # [spf] on_permerror = "tempfail"
+
+    @property
+    def reason(self) -> Reason:
+        return Reason.SPF_PERMERROR_DEFERRED if self.deferred else Reason.SPF_PERMERROR
+
+
+@dataclass(frozen=True)
+class VirusFound:
+    virus: str
+
+    reason = Reason.VIRUS
+
+
+@dataclass(frozen=True)
+class SpamScore:
+    score: float
+    threshold: float
+
+    reason = Reason.SPAM
+
+
+@dataclass(frozen=True)
+class ScannerUnavailable:
+    scanner: str
+
+    reason = Reason.SCANNER_ERROR
+
+
+@dataclass(frozen=True)
+class InternalError:
+    """A fault: a bug, a scanner or DNS failing where nothing else answers."""
+
+    reason = Reason.INTERNAL_ERROR
+
+
+@dataclass(frozen=True)
+class DatabaseError:
+    reason = Reason.DATABASE_ERROR
+
+
+@dataclass(frozen=True)
+class ContentTimedOut:
+    """The MTA stopped waiting ([milter] content_timeout): a fault, answered as one."""
+
+    seconds: float  # from the last content answer to the decision
+
+    reason = Reason.INTERNAL_ERROR
+
+
+Refusal = (
+    RelayDenied
+    | Blocked
+    | MessageTooLarge
+    | TooManyRecipients
+    | RateLimited
+    | VolumeExhausted
+    | SpfFail
+    | SpfTempError
+    | SpfPermError
+    | VirusFound
+    | SpamScore
+    | ScannerUnavailable
+    | InternalError
+    | DatabaseError
+    | ContentTimedOut
+)
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
-_MAX_PARAM = 200
+_MAX_VALUE = 200
 
 
 def _clean(value: object) -> str:
-    """A parameter as one printable line of bounded length."""
+    """A value as one printable line of bounded length."""
     text = _UNSAFE.sub("?", str(value))
-    return text if len(text) <= _MAX_PARAM else text[: _MAX_PARAM - 3] + "..."
+    return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 3] + "..."
 
 
-def reply_for(refusal: Refusal) -> Reply:
-    template = _TEMPLATES[refusal.reason]
-    params = {key: _clean(value) for key, value in refusal.params.items()}
-    return Reply(template.code, template.dsn, template.text.format_map(params))
+def _window(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:g} minutes" if minutes >= 1 else f"{seconds:g} seconds"
+
+
+def _spf_refused(deferred: bool, text: str) -> Refused:
+    return TempFail(451, "4.7.24", text) if deferred else Reject(550, "5.7.24", text)
+
+
+def reply_for(refusal: Refusal) -> Refused:
+    c = _clean
+    match refusal:
+        case RelayDenied(client, hint):
+            return Reject(550, "5.7.1", f"relay not permitted for {c(client)}: {c(hint)}")
+        case Blocked(identity, contact):
+            return Reject(
+                554, "5.7.1", f"sending server {c(identity)} is blocked as unsafe; {c(contact)}"
+            )
+        case MessageTooLarge(size, limit):
+            return Reject(552, "5.3.4", f"message size {size} exceeds the limit of {limit} bytes")
+        case TooManyRecipients(limit, known):
+            sender = "a known" if known else "an unknown"
+            return TempFail(
+                452,
+                "4.5.3",
+                f"too many recipients for {sender} sender (at most {limit} per message); "
+                "send the rest in another message",
+            )
+        case RateLimited(identity, limit, window, sender_class, retry_after):
+            return TempFail(
+                451,
+                "4.7.1",
+                f"too many messages from {c(identity)}: at most {limit} per {_window(window)} "
+                f"for {sender_class}; retry in {retry_after} seconds",
+            )
+        case VolumeExhausted(domain, used, allowance):
+            return TempFail(
+                451,
+                "4.7.1",
+                f"monthly volume limit reached for {c(domain or 'unknown senders')}: {used} of "
+                f"{allowance} bytes used this month; upgrade the plan or retry next month",
+            )
+        case SpfFail(domain, ip, advice, deferred):
+            text = (
+                f"SPF of {c(domain)} does not allow this relay ({c(ip)}) to send its mail; "
+                f"{c(advice)}"
+            )
+            return TempFail(451, "4.7.24", text) if deferred else Reject(550, "5.7.23", text)
+        case SpfTempError(domain):
+            return TempFail(
+                451,
+                "4.7.24",
+                f"SPF of {c(domain)} could not be checked (DNS error); please retry later",
+            )
+        case SpfPermError(domain, cause, deferred):
+            return _spf_refused(
+                deferred, f"SPF record of {c(domain)} is broken ({c(cause)}); please fix it"
+            )
+        case VirusFound(virus):
+            return Reject(554, "5.7.1", f"message contains a virus ({c(virus)}); it was not sent")
+        case SpamScore(score, threshold):
+            return Reject(
+                550, "5.7.1", f"message rejected as spam (score {score:g}, limit {threshold:g})"
+            )
+        case ScannerUnavailable(scanner):
+            return TempFail(
+                451,
+                "4.7.1",
+                f"message could not be scanned ({c(scanner)} unavailable); please retry later",
+            )
+        case InternalError() | ContentTimedOut():
+            return TempFail(451, "4.3.0", "temporary internal error, please retry later")
+        case DatabaseError():
+            return TempFail(451, "4.3.0", "temporary database error, please retry later")
+        case _:
+            assert_never(refusal)

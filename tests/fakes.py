@@ -12,6 +12,7 @@ from osfmilter.addresses import IPAddress
 from osfmilter.config import Config, RegistrationSection
 from osfmilter.decisionlog import DecisionLog
 from osfmilter.errors import StorageError, TooLate
+from osfmilter.events import EventRecord
 from osfmilter.health import BackendHealth
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, slot_key
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
@@ -31,7 +32,7 @@ from osfmilter.reputation.transitions import (
 from osfmilter.scanners.service import ScanService
 from osfmilter.session import Services
 from osfmilter.spf.checker import SpfChecker
-from osfmilter.storage.store import EventRecord
+from osfmilter.storage.ledger import AcceptLedger
 
 # The tests register documentation networks (192.0.2.0/24, 2001:db8::/32) and
 # loopback, which a real relay refuses (osfmilter.registration).
@@ -248,11 +249,13 @@ def services(
     metrics: Metrics | None = None,
 ) -> Services:
     clock = clock or FixedClock()
+    limiter = limiter or MemoryLimiter(clock)
     return Services(
         config=config or Config(),
         directory=directory,
-        recorder=recorder,
-        limiter=limiter or MemoryLimiter(clock),
+        events=recorder,
+        ledger=AcceptLedger(recorder, limiter),
+        limiter=limiter,
         scans=scans or ScanService(None, None, BackendHealth()),
         spf=spf,
         reputation=reputation or MemoryReputation(clock),

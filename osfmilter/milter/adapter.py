@@ -2,29 +2,30 @@
 
 One :class:`OsfMilter` per SMTP connection, called from one libmilter thread.
 Each callback hands plain values to a :class:`~osfmilter.session.MilterSession`
-and maps the :class:`~osfmilter.replies.Reply` it returns onto the milter
-protocol. Callbacks that never refuse are ``@noreply`` so the MTA does not
-wait for them.
+and maps the verdict (osfmilter.verdict) it returns onto the milter
+protocol, in :meth:`OsfMilter._answer` alone. Callbacks that never refuse
+are ``@noreply`` so the MTA does not wait for them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, assert_never
 
 import Milter
 
 from osfmilter.model import Stage
-from osfmilter.replies import Reason, Refusal, Reply, reply_for
-from osfmilter.session import HeaderChanges, MilterSession, Services
+from osfmilter.replies import InternalError, reply_for
+from osfmilter.session import MilterSession, Services
+from osfmilter.verdict import Accept, Continue, HeaderChanges, Reject, TempFail, Verdict
 
 log = logging.getLogger(__name__)
 
 # What we ask of the MTA: choose our macros, and (later) add headers.
 FLAGS = Milter.SETSYMLIST | Milter.ADDHDRS | Milter.CHGHDRS
 
-_INTERNAL_ERROR = reply_for(Refusal(Reason.INTERNAL_ERROR))
+_INTERNAL_ERROR = reply_for(InternalError())
 
 
 def _text(value: Any) -> str:
@@ -43,22 +44,32 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
         # answer of the connection is 451, never a 5xx.
         self._fault = False
 
-    def _answer(self, reply: Reply | None, done: int = Milter.CONTINUE) -> int:
-        if reply is None:
-            return done
-        # libmilter drops a reply whose text has a single '%'.
-        self.setreply(str(reply.code), reply.dsn, reply.text.replace("%", "%%"))
-        return Milter.TEMPFAIL if reply.code < 500 else Milter.REJECT
+    def _answer(self, verdict: Verdict) -> int:
+        match verdict:
+            case Continue():
+                return Milter.CONTINUE
+            case Accept():  # its header changes are made already, before the commit
+                return Milter.ACCEPT
+            case TempFail():
+                self._reply(verdict)
+                return Milter.TEMPFAIL
+            case Reject():
+                self._reply(verdict)
+                return Milter.REJECT
+            case _:
+                assert_never(verdict)
 
-    def _safely(
-        self, stage: str, step: Callable[[], Reply | None], done: int = Milter.CONTINUE
-    ) -> int:
+    def _reply(self, verdict: TempFail | Reject) -> None:
+        # libmilter drops a reply whose text has a single '%'.
+        self.setreply(str(verdict.code), verdict.enhanced_code, verdict.text.replace("%", "%%"))
+
+    def _safely(self, stage: str, step: Callable[[], Verdict]) -> int:
         """Last line of defence: anything unexpected is 451 4.3.0, never a 5xx or accept."""
         try:
             if self._fault:
                 return self._answer(_INTERNAL_ERROR)
             with self.metrics.time_callback(stage):
-                return self._answer(step(), done)
+                return self._answer(step())
         except Exception:
             log.exception("milter callback failed")
             return self._answer(_INTERNAL_ERROR)
@@ -130,9 +141,9 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
 
     @Milter.symlist("i")
     def eom(self) -> int:
-        return self._safely("eom", self._end_of_message, done=Milter.ACCEPT)
+        return self._safely("eom", self._end_of_message)
 
-    def _end_of_message(self) -> Reply | None:
+    def _end_of_message(self) -> Verdict:
         return self.session.end_of_message(
             queue_id=self._macro("i"), edit_headers=self._edit_headers
         )

@@ -29,6 +29,7 @@ from osfmilter.scanners.spamassassin import SpamassassinScanner
 from osfmilter.session import Services
 from osfmilter.spf.checker import SpfChecker, resolver_for
 from osfmilter.storage.db import make_engine, prepare_schema, safe_url
+from osfmilter.storage.ledger import AcceptLedger
 from osfmilter.storage.rate import SqlRateLimiter
 from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.store import SqlStore
@@ -125,11 +126,13 @@ def build_services(config: Config) -> Services:
     metrics = Metrics()
     metrics.observe_backends(health.snapshot)
     metrics.observe_states(store.count_states)
+    limiter = build_limiter(config, store, clock)
     return Services(
         config=config,
         directory=store,
-        recorder=store,
-        limiter=build_limiter(config, store, clock),
+        events=store,
+        ledger=AcceptLedger(store, limiter),
+        limiter=limiter,
         scans=build_scans(config, health),
         spf=build_spf(config),
         reputation=ReputationStore(store.engine, clock, Rules.from_config(config.reputation)),

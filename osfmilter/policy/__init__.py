@@ -1,45 +1,6 @@
-"""The pure policy layer: per SMTP stage, an ordered tuple of checks.
+"""The policy: per SMTP stage, an ordered table of named steps (pipeline.py) run by engine.py.
 
-A check looks at facts and returns a :class:`~osfmilter.replies.Refusal` or
-``None``; it never acts. The first refusal of a stage decides.
+A step reads a :class:`~osfmilter.policy.context.Context` and returns a
+refusal (osfmilter.replies) or ``None``; the steps that need the world ask
+through the context's ports. The first refusal of a stage decides.
 """
-
-from osfmilter.policy.checks import (
-    BODY_CHECKS,
-    EOM_CHECKS,
-    MAIL_CHECKS,
-    RATE_CHECKS,
-    RCPT_CHECKS,
-    SCAN_CHECKS,
-    SPF_CHECKS,
-    VOLUME_CHECKS,
-    BodyFacts,
-    EomFacts,
-    MailFacts,
-    RateFacts,
-    RcptFacts,
-    ScanFacts,
-    SpfFacts,
-    VolumeFacts,
-    first_refusal,
-)
-
-__all__ = [
-    "BODY_CHECKS",
-    "EOM_CHECKS",
-    "MAIL_CHECKS",
-    "RATE_CHECKS",
-    "RCPT_CHECKS",
-    "SCAN_CHECKS",
-    "SPF_CHECKS",
-    "VOLUME_CHECKS",
-    "BodyFacts",
-    "EomFacts",
-    "MailFacts",
-    "RateFacts",
-    "RcptFacts",
-    "ScanFacts",
-    "SpfFacts",
-    "VolumeFacts",
-    "first_refusal",
-]

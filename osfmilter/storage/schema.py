@@ -192,6 +192,8 @@ class Event(Base):
     spam_rules: Mapped[str] = mapped_column(String(500), default="")
     virus_name: Mapped[str] = mapped_column(String(200), default="")
     spf_result: Mapped[str] = mapped_column(String(16), default="")
+    # The policy steps that ran (osfmilter.policy.pipeline), comma-separated.
+    checks: Mapped[str] = mapped_column(String(300), default="")
 
 
 class RateSlot(Base):

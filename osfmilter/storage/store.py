@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -13,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from osfmilter.addresses import IPAddress
 from osfmilter.errors import StorageError, TooLate
+from osfmilter.events import EventRecord
 from osfmilter.health import BackendHealth
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import Identity, IdentityKind
@@ -22,31 +21,7 @@ from osfmilter.storage.registry import Registry
 from osfmilter.storage.schema import SaslAccount, SmtpServer
 from osfmilter.storage.writer import Later, Order
 
-__all__ = ["HEALTH_NAME", "EventRecord", "SqlStore", "event_values"]
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    """The columns of one event row (docs/records.rst, 'Event rows'), before it is stored."""
-
-    at: datetime
-    node: str
-    queue_id: str
-    stage: str
-    client_ip: str
-    identity: Identity | None
-    envelope_sender: str
-    header_from_domain: str
-    rcpt_count: int
-    size: int
-    action: str
-    reason: str
-    smtp_code: int | None
-    enhanced_code: str
-    spam_score: float | None = None
-    spam_rules: str = ""
-    virus_name: str = ""
-    spf_result: str = ""
+__all__ = ["HEALTH_NAME", "SqlStore", "event_values"]
 
 
 # The mail path's writes (see storage.direct for why they bypass SQLAlchemy).
@@ -72,6 +47,7 @@ _EVENT_COLUMNS = (
     "spam_rules",
     "virus_name",
     "spf_result",
+    "checks",
 )
 # Column names and placeholders only: no value is ever part of the text.
 _INSERT_EVENT = Statement(
@@ -310,4 +286,5 @@ def event_values(record: EventRecord) -> dict[str, object]:
         spam_rules=_fit(record.spam_rules, 500),
         virus_name=_fit(record.virus_name, 200),
         spf_result=str(record.spf_result),
+        checks=_fit(record.checks, 300),
     )

@@ -22,14 +22,14 @@ import redis
 from sqlalchemy import Engine
 
 from osfmilter.config import config_from_dict
+from osfmilter.events import EventRecord
 from osfmilter.limits.rate import Bucket, RateDenied, RateLimiter, Reservation
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
-from osfmilter.replies import Reply
 from osfmilter.session import MilterSession
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.rate import SqlRateLimiter
 from osfmilter.storage.redis_rate import RedisRateLimiter
-from osfmilter.storage.store import EventRecord
+from osfmilter.verdict import CONTINUE, Accept, Refused
 from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, identity, services
 from tests.harness.database import reset_database
 
@@ -300,19 +300,23 @@ class _Relay:
         """MAIL and RCPT now (None if refused: the window is full); the message comes later."""
         session = MilterSession(self.services)
         session.connect("192.0.2.10")
-        if session.mail("<a@example.com>", [], "", "Q") is not None:
+        if isinstance(session.mail("<a@example.com>", [], "", "Q"), Refused):
             return None
-        assert session.rcpt("<r@example.org>", "Q") is None
+        assert session.rcpt("<r@example.org>", "Q") == CONTINUE
         return session
 
-    def finish(self, session: MilterSession | None) -> Reply | None:
+    def finish(self, session: MilterSession | None) -> Refused | None:
+        """The end of the message: its refusal, or None when it was accepted."""
         assert session is not None
         session.header("From", "a@example.com")
         session.end_of_headers()
-        reply = session.body(b"hello\r\n") or session.end_of_message("Q")
+        assert session.body(b"hello\r\n") == CONTINUE
+        reply = session.end_of_message("Q")
         session.close()
-        if reply is None:
+        if isinstance(reply, Accept):
             self.accepted.append(self.clock.now().timestamp())
+            return None
+        assert isinstance(reply, Refused)
         return reply
 
     def at(self, moment: float) -> None:
@@ -337,7 +341,7 @@ def test_a_transaction_longer_than_the_reservation_ttl_is_not_counted_past_the_l
     assert relay.finish(relay.start()) is None
     relay.at(903)
     reply = relay.finish(slow)
-    assert reply is not None and (reply.code, reply.dsn) == (451, "4.7.1")
+    assert reply is not None and (reply.code, reply.enhanced_code) == (451, "4.7.1")
     assert relay.recorder.records[-1].reason == "rate_limit"
     assert relay.most_in_any_window() == 2
     relay.at(903 + 300)  # the other two left the window: slow's retry goes through

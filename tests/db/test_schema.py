@@ -12,7 +12,7 @@ from osfmilter.storage.schema import Base
 
 def test_upgrade_reaches_head(engine: Engine) -> None:
     current, head = schema_status(engine)
-    assert current == head == "0008"
+    assert current == head == "0009"
 
 
 def test_migrations_match_the_models(engine: Engine) -> None:

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, select
 
+from osfmilter.events import EventRecord
 from osfmilter.model import IdentityKind
 from osfmilter.storage import admin
 from osfmilter.storage.schema import Event
-from osfmilter.storage.store import EventRecord, SqlStore
+from osfmilter.storage.store import SqlStore
 from tests.fakes import TEST_REGISTRATION
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

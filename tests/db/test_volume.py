@@ -11,10 +11,11 @@ from sqlalchemy import Engine, select
 
 from osfmilter.cli import main
 from osfmilter.errors import TooLate
+from osfmilter.events import EventRecord
 from osfmilter.limits.volume import VolumeCharge
 from osfmilter.storage import admin
 from osfmilter.storage.schema import Event, MonthlyVolume
-from osfmilter.storage.store import EventRecord, SqlStore
+from osfmilter.storage.store import SqlStore
 from tests.fakes import TEST_REGISTRATION
 
 MB = 1_000_000

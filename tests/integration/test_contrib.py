@@ -23,10 +23,11 @@ from osfmilter.config import Config
 from osfmilter.metrics import CALLBACK_BUCKETS, SCAN_BUCKETS, Metrics
 from osfmilter.milter.adapter import OsfMilter
 from osfmilter.model import ServerState, Stage
-from osfmilter.replies import Action, Reason
+from osfmilter.replies import Reason
 from osfmilter.scanners import clamav, rspamd, spamassassin
 from osfmilter.spf.result import SEVERITY
 from osfmilter.storage.store import HEALTH_NAME
+from osfmilter.verdict import Action
 
 pytestmark = pytest.mark.integration
 

@@ -30,9 +30,9 @@ def customers(relay: Relay) -> None:
     )
 
 
-def assert_reply(reply: Reply | None, code: int, dsn: str) -> None:
+def assert_reply(reply: Reply | None, code: int, enhanced_code: str) -> None:
     assert reply is not None
-    assert (reply.code, reply.text.split(" ", 1)[0]) == (code, dsn), str(reply)
+    assert (reply.code, reply.text.split(" ", 1)[0]) == (code, enhanced_code), str(reply)
 
 
 def message(

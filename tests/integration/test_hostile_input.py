@@ -223,17 +223,17 @@ def check_sent(run: CorpusRun, sent: Sent) -> list[str]:
     if len(events) != 1:
         problems.append(f"{len(events)} event rows instead of 1")
     try:
-        code, dsn = expected_answer(sent, event)
+        code, enhanced_code = expected_answer(sent, event)
     except AssertionError as exc:
         problems.append(str(exc))
-        code, dsn = ANSWERS.get(entry.expect, (250, "2.0.0"))
-    if got != (code, dsn):
-        problems.append(f"answer {reply} instead of {code} {dsn}")
+        code, enhanced_code = ANSWERS.get(entry.expect, (250, "2.0.0"))
+    if got != (code, enhanced_code):
+        problems.append(f"answer {reply} instead of {code} {enhanced_code}")
 
     if event is not None:
         stored = (event.smtp_code, event.enhanced_code)
-        if stored != (code, dsn):
-            problems.append(f"event stores {stored} instead of {(code, dsn)}")
+        if stored != (code, enhanced_code):
+            problems.append(f"event stores {stored} instead of {(code, enhanced_code)}")
         reason = _REASONS.get(entry.expect) or ("accepted" if code == 250 else "spam")
         if event.reason != reason:
             problems.append(f"event reason {event.reason!r} instead of {reason!r}")
@@ -259,8 +259,10 @@ def check_sent(run: CorpusRun, sent: Sent) -> list[str]:
         text = record.decode("utf-8", "replace")
         if text not in relay.milter.decision_lines():
             problems.append(f"decision_lines() breaks the record apart: {text!r}")
-        if f"code={code} dsn={dsn}" not in text:
-            problems.append(f"decision record lacks code={code} dsn={dsn}: {text!r}")
+        if f"code={code} enhanced_code={enhanced_code}" not in text:
+            problems.append(
+                f"decision record lacks code={code} enhanced_code={enhanced_code}: {text!r}"
+            )
         if event is not None and event.queue_id and f"qid={event.queue_id} " not in text:
             problems.append(f"decision record lacks qid={event.queue_id}: {text!r}")
 
@@ -388,10 +390,10 @@ def test_one_connection_many_transactions(hostile_relay: Relay) -> None:
                 assert mail.code == 250, (name, mail)
                 assert all(client.rcpt(r).code == 250 for r in recipients), name
                 reply = client.data(entry.data())
-            code, dsn = ANSWERS[entry.expect]
-            assert (reply.code, reply.text.split(" ", 1)[0]) == (code, dsn), (name, reply)
+            code, enhanced_code = ANSWERS[entry.expect]
+            assert (reply.code, reply.text.split(" ", 1)[0]) == (code, enhanced_code), (name, reply)
             [event] = relay.events(envelope_sender=sender)
-            assert (event.smtp_code, event.enhanced_code) == (code, dsn), name
+            assert (event.smtp_code, event.enhanced_code) == (code, enhanced_code), name
             assert len(decision_records(relay, f"from=<{sender}>")) == 1, name
             if reply.code != 250:
                 client.rset()

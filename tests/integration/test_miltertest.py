@@ -133,7 +133,7 @@ def test_unregistered_client_is_refused_at_mail(milter: MilterProcess) -> None:
     [decision] = milter.decisions(qid="MTDENY")
     assert decision["stage"] == "mail"
     assert (decision["action"], decision["reason"]) == ("reject", "relay_denied")
-    assert (decision["code"], decision["dsn"]) == ("550", "5.7.1")
+    assert (decision["code"], decision["enhanced_code"]) == ("550", "5.7.1")
     assert decision["client"] == UNREGISTERED
 
 
@@ -147,7 +147,11 @@ def test_sasl_login_lets_an_unregistered_address_send(milter: MilterProcess) -> 
     assert accepted["identity"] == f"sasl:{LOGIN}"
     assert accepted["client"] == HOSTED
     [refused] = milter.decisions(qid="MTSASLU")
-    assert (refused["reason"], refused["code"], refused["dsn"]) == ("relay_denied", "550", "5.7.1")
+    assert (refused["reason"], refused["code"], refused["enhanced_code"]) == (
+        "relay_denied",
+        "550",
+        "5.7.1",
+    )
 
 
 def test_recipients_past_the_unknown_sender_limit_get_452_each(milter: MilterProcess) -> None:
@@ -169,12 +173,16 @@ def test_recipients_past_the_unknown_sender_limit_get_452_each(milter: MilterPro
     refused, accepted = milter.decisions(qid="MTRCPTR", count=2)
     assert refused["stage"] == "rcpt"
     assert (refused["action"], refused["reason"]) == ("tempfail", "recipient_limit")
-    assert (refused["code"], refused["dsn"]) == ("452", "4.5.3")
+    assert (refused["code"], refused["enhanced_code"]) == ("452", "4.5.3")
     assert (accepted["action"], accepted["rcpts"]) == ("accept", "5")
 
     [header] = milter.decisions(qid="MTRCPTH")
     assert header["stage"] == "eom"
-    assert (header["reason"], header["code"], header["dsn"]) == ("recipient_limit", "452", "4.5.3")
+    assert (header["reason"], header["code"], header["enhanced_code"]) == (
+        "recipient_limit",
+        "452",
+        "4.5.3",
+    )
     assert header["header_from"] == "elsewhere.example"
 
 
@@ -185,7 +193,7 @@ def test_oversize_message_is_refused_with_552(milter: MilterProcess) -> None:
     assert "body chunk 2 (800 bytes more) -> REPLYCODE" in output
     [announced] = milter.decisions(qid="MTSIZES")
     assert announced["stage"] == "mail"
-    assert (announced["reason"], announced["code"], announced["dsn"]) == (
+    assert (announced["reason"], announced["code"], announced["enhanced_code"]) == (
         "message_size",
         "552",
         "5.3.4",
@@ -193,7 +201,7 @@ def test_oversize_message_is_refused_with_552(milter: MilterProcess) -> None:
     [streamed] = milter.decisions(qid="MTSIZEB")
     assert streamed["stage"] == "body"
     assert (streamed["action"], streamed["reason"]) == ("reject", "message_size")
-    assert (streamed["code"], streamed["dsn"]) == ("552", "5.3.4")
+    assert (streamed["code"], streamed["enhanced_code"]) == ("552", "5.3.4")
     assert int(streamed["size"]) > 1000
 
 
@@ -202,7 +210,7 @@ def test_blocked_server_is_refused_with_554(milter: MilterProcess) -> None:
     assert f"from blocked {BLOCKED} -> REPLYCODE" in output
     [decision] = milter.decisions(qid="MTBLOCK")
     assert (decision["action"], decision["reason"]) == ("reject", "blocked")
-    assert (decision["code"], decision["dsn"]) == ("554", "5.7.1")
+    assert (decision["code"], decision["enhanced_code"]) == ("554", "5.7.1")
     assert decision["identity"] == f"server:{BLOCKED}/32"
 
 

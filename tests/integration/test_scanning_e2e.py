@@ -43,9 +43,9 @@ def scanning_relay(scratch: Path, clamd: ClamdProcess, spamd: SpamdProcess) -> I
         yield relay
 
 
-def assert_reply(reply: Reply | None, code: int, dsn: str) -> None:
+def assert_reply(reply: Reply | None, code: int, enhanced_code: str) -> None:
     assert reply is not None
-    assert (reply.code, reply.text.split(" ", 1)[0]) == (code, dsn), str(reply)
+    assert (reply.code, reply.text.split(" ", 1)[0]) == (code, enhanced_code), str(reply)
 
 
 def eicar_attachment() -> bytes:

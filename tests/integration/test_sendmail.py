@@ -68,11 +68,11 @@ def relay() -> Iterator[SendmailRelay]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def reply_text(reply: Reply | None, code: int, dsn: str) -> str:
+def reply_text(reply: Reply | None, code: int, enhanced_code: str) -> str:
     """The text after the enhanced status code, once both codes are as expected."""
     assert reply is not None
     found_dsn, _, text = reply.text.partition(" ")
-    assert (reply.code, found_dsn) == (code, dsn), f"{reply}"
+    assert (reply.code, found_dsn) == (code, enhanced_code), f"{reply}"
     return text
 
 
@@ -112,7 +112,7 @@ def test_unregistered_client_is_refused_at_mail_after_sendmails_sender_prefix(
     )
     assert result.rcpt == () and result.data is None
     [decision] = relay.milter.decisions(client=UNREGISTERED)
-    assert (decision["stage"], decision["reason"], decision["code"], decision["dsn"]) == (
+    assert (decision["stage"], decision["reason"], decision["code"], decision["enhanced_code"]) == (
         "mail",
         "relay_denied",
         "550",

@@ -285,7 +285,7 @@ def test_a_fault_before_mail_is_never_a_5xx_later(
     def broken(client: str) -> None:
         raise ValueError("cannot parse the client address")
 
-    monkeypatch.setattr("osfmilter.session.normalize_client", broken)
+    monkeypatch.setattr("osfmilter.session.connection.normalize_client", broken)
     Milter.factory = lambda: OsfMilter(services(directory, recorder))
     context = testctx.TestCtx()
     try:

@@ -6,6 +6,7 @@
   showing the code, enhanced code, text and action the code gives, and no
   section documents a reason that does not exist;
 * every reputation state has its section in states.rst;
+* design.rst shows the stage table the pipeline prints;
 * every citation "docs/<page>.rst, 'Section'" anywhere in the repository
   names a page and a section title that exist;
 * no rules document outside the repository is cited (the SPEC the project
@@ -24,8 +25,27 @@ from docutils import nodes
 from docutils.core import publish_doctree
 
 from osfmilter.model import ServerState
-from osfmilter.replies import Reason, Refusal, Reply, reply_for
-from osfmilter.session import ACCEPTED
+from osfmilter.policy.table import stage_table
+from osfmilter.replies import (
+    Blocked,
+    DatabaseError,
+    InternalError,
+    MessageTooLarge,
+    RateLimited,
+    Reason,
+    Refusal,
+    RelayDenied,
+    ScannerUnavailable,
+    SpamScore,
+    SpfFail,
+    SpfPermError,
+    SpfTempError,
+    TooManyRecipients,
+    VirusFound,
+    VolumeExhausted,
+    reply_for,
+)
+from osfmilter.verdict import Accept, action_of
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -107,36 +127,80 @@ def test_docs_have_the_pages_the_code_cites() -> None:
         "answers.rst",
         "states.rst",
         "records.rst",
+        "design.rst",
     }
 
 
-def documented_reply(reason: Reason) -> Reply:
-    """The reply for reason with each value shown as ``{name}``, as answers.rst writes it."""
-    if reason is Reason.ACCEPTED:
-        return ACCEPTED
-    params: dict[str, object] = {}
-    while True:
-        try:
-            return reply_for(Refusal(reason, params))
-        except KeyError as missing:
-            # The template names a value we did not give: show it by its name.
-            name = str(missing.args[0])
-            assert name not in params, name
-            params[name] = "{" + name + "}"
+# Per reason, a refusal and the values answers.rst writes as {name} in its text.
+EXAMPLES: dict[Reason, tuple[Refusal, dict[str, object]]] = {
+    Reason.RELAY_DENIED: (
+        RelayDenied("192.0.2.1", "HINT"),
+        {"client": "192.0.2.1", "register_hint": "HINT"},
+    ),
+    Reason.BLOCKED: (
+        Blocked("192.0.2.0/24", "CONTACT"),
+        {"identity": "192.0.2.0/24", "contact": "CONTACT"},
+    ),
+    Reason.MESSAGE_SIZE: (MessageTooLarge(20, 10), {"size": 20, "limit": 10}),
+    Reason.RECIPIENT_LIMIT: (
+        TooManyRecipients(5, False),
+        {"limit": 5, "sender_class": "an unknown"},
+    ),
+    Reason.RATE_LIMIT: (
+        RateLimited("alice", 10, 300.0, "mail from unknown senders", 42),
+        {
+            "identity": "alice",
+            "limit": 10,
+            "window": "5 minutes",
+            "sender_class": "mail from unknown senders",
+            "retry_after": 42,
+        },
+    ),
+    Reason.SPF_FAIL: (
+        SpfFail("example.com", "198.51.100.7", "ADVICE", deferred=False),
+        {"domain": "example.com", "ip": "198.51.100.7", "advice": "ADVICE"},
+    ),
+    Reason.SPF_FAIL_DEFERRED: (
+        SpfFail("example.com", "198.51.100.7", "ADVICE", deferred=True),
+        {"domain": "example.com", "ip": "198.51.100.7", "advice": "ADVICE"},
+    ),
+    Reason.SPF_TEMPERROR: (SpfTempError("example.com"), {"domain": "example.com"}),
+    Reason.SPF_PERMERROR: (
+        SpfPermError("example.com", "CAUSE", deferred=False),
+        {"domain": "example.com", "cause": "CAUSE"},
+    ),
+    Reason.SPF_PERMERROR_DEFERRED: (
+        SpfPermError("example.com", "CAUSE", deferred=True),
+        {"domain": "example.com", "cause": "CAUSE"},
+    ),
+    Reason.VIRUS: (VirusFound("Eicar-Test"), {"virus": "Eicar-Test"}),
+    Reason.SPAM: (SpamScore(12.5, 10.0), {"score": "12.5", "threshold": "10"}),
+    Reason.SCANNER_ERROR: (ScannerUnavailable("clamav"), {"scanner": "clamav"}),
+    Reason.VOLUME_LIMIT: (
+        VolumeExhausted("example.com", 900, 1000),
+        {"domain": "example.com", "used": 900, "allowance": 1000},
+    ),
+    Reason.INTERNAL_ERROR: (InternalError(), {}),
+    Reason.DATABASE_ERROR: (DatabaseError(), {}),
+}
 
 
 @pytest.mark.parametrize("reason", list(Reason))
 def test_every_reason_is_documented_with_its_reply(reason: Reason) -> None:
     answers = sections(DOCS / "answers.rst")
     assert reason.value in answers, f"docs/answers.rst has no section for {reason.value!r}"
-    section = answers[reason.value]
-    reply = documented_reply(reason)
-    answer = f"{reply.code} {reply.dsn}"
-    if reason is not Reason.ACCEPTED:  # the MTA writes the accept's text
-        answer += f" {reply.text}"
-    shown = literals(section)
-    assert answer in shown, f"{reason.value}: docs/answers.rst does not show {answer!r}"
-    action = "accept" if reason is Reason.ACCEPTED else reply.action.value
+    shown = literals(answers[reason.value])
+    if reason is Reason.ACCEPTED:  # the MTA writes the accept's text
+        answer, action = f"{Accept.code} {Accept.enhanced_code}", "accept"
+        assert answer in shown, f"accepted: docs/answers.rst does not show {answer!r}"
+    else:
+        refusal, values = EXAMPLES[reason]
+        assert refusal.reason is reason
+        reply = reply_for(refusal)
+        answer, action = f"{reply.code} {reply.enhanced_code} {reply.text}", action_of(reply)
+        prefix = f"{reply.code} {reply.enhanced_code} "
+        documented = [text.format_map(values) for text in shown if text.startswith(prefix)]
+        assert answer in documented, f"{reason.value}: docs/answers.rst does not show {answer!r}"
     assert action in shown, f"{reason.value}: docs/answers.rst does not name action {action!r}"
 
 
@@ -145,6 +209,12 @@ def test_answers_document_no_reason_that_does_not_exist() -> None:
     top = [section for section in document.findall(nodes.section) if section.parent is document]
     titles = {title_of(section) for section in top}
     assert titles - {"What every decision records"} == {r.value for r in Reason}
+
+
+def test_the_design_page_shows_the_stage_table_that_runs() -> None:
+    assert stage_table() in (DOCS / "design.rst").read_text(encoding="utf-8"), (
+        "docs/design.rst: paste the output of 'python -m osfmilter.policy.table'"
+    )
 
 
 def test_every_state_is_documented() -> None:

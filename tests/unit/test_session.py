@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from osfmilter.events import EventRecord
 from osfmilter.limits.rate import RateDenied, Reservation
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import ServerState
-from osfmilter.replies import Reply
 from osfmilter.session import MilterSession
 from osfmilter.spool import Spool
-from osfmilter.storage.store import EventRecord
+from osfmilter.verdict import CONTINUE, Accept, Refused, TempFail, Verdict
 from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, MemoryLimiter, identity, services
 
 REGISTERED = "192.0.2.10"
@@ -42,14 +42,15 @@ def session(directory: FakeDirectory, recorder: FakeRecorder) -> Iterator[Milter
     s.close()
 
 
-def code(reply: Reply | None) -> tuple[int, str] | None:
-    return None if reply is None else (reply.code, reply.dsn)
+def code(reply: Verdict) -> tuple[int, str] | None:
+    """The reply's codes; None for an answer that goes on or accepts."""
+    return (reply.code, reply.enhanced_code) if isinstance(reply, Refused) else None
 
 
 def send(
     session: MilterSession, sender: str, rcpts: int, from_header: str, body: bytes = b"hi\r\n"
 ):
-    assert session.mail(sender, [], login="", queue_id="") is None
+    assert session.mail(sender, [], login="", queue_id="") == CONTINUE
     replies = [session.rcpt(f"<r{i}@example.org>", queue_id="QID1") for i in range(rcpts)]
     session.header("From", from_header)
     session.header("Subject", "test")
@@ -62,7 +63,7 @@ def test_registered_known_sender_is_accepted_and_recorded(
     session: MilterSession, recorder: FakeRecorder
 ) -> None:
     rcpt_replies, body, eom = send(session, "<a@example.com>", 3, "A <a@example.com>")
-    assert rcpt_replies == [None] * 3 and body is None and eom is None
+    assert rcpt_replies == [CONTINUE] * 3 and body == CONTINUE and isinstance(eom, Accept)
     [event] = recorder.records
     assert (event.action, event.reason, event.queue_id, event.rcpt_count) == (
         "accept",
@@ -94,7 +95,7 @@ def test_ipv4_mapped_client_matches_its_ipv4_registration(
 ) -> None:
     session = MilterSession(services(directory, recorder))
     session.connect("::ffff:" + REGISTERED)
-    assert session.mail("<a@example.com>", [], login="", queue_id="") is None
+    assert session.mail("<a@example.com>", [], login="", queue_id="") == CONTINUE
     session.close()
 
 
@@ -103,10 +104,10 @@ def test_sasl_login_authorizes_any_address(
 ) -> None:
     session = MilterSession(services(directory, recorder))
     session.connect("203.0.113.5")
-    assert session.mail("<a@example.com>", [], login="alice", queue_id="") is None
+    assert session.mail("<a@example.com>", [], login="alice", queue_id="") == CONTINUE
     assert code(session.mail("<a@example.com>", [], login="mallory", queue_id="")) == (550, "5.7.1")
     # No identity carries over to the next transaction; an empty login is no login.
-    assert session.mail("<a@example.com>", [], login="alice", queue_id="") is None
+    assert session.mail("<a@example.com>", [], login="alice", queue_id="") == CONTINUE
     assert code(session.mail("<a@example.com>", [], login="", queue_id="")) == (550, "5.7.1")
     session.close()
 
@@ -114,18 +115,18 @@ def test_sasl_login_authorizes_any_address(
 def test_declared_size_over_the_limit_is_552(session: MilterSession) -> None:
     reply = session.mail("<a@example.com>", ["SIZE=52428801", "BODY=8BITMIME"], "", "")
     assert code(reply) == (552, "5.3.4")
-    assert session.mail("<a@example.com>", ["size=52428800"], "", "") is None
+    assert session.mail("<a@example.com>", ["size=52428800"], "", "") == CONTINUE
 
 
 def test_streamed_size_over_the_limit_is_552(
     session: MilterSession, recorder: FakeRecorder
 ) -> None:
-    assert session.mail("<a@example.com>", [], "", "") is None
-    assert session.rcpt("<r@example.org>", "") is None
+    assert session.mail("<a@example.com>", [], "", "") == CONTINUE
+    assert session.rcpt("<r@example.org>", "") == CONTINUE
     session.end_of_headers()
     chunk = b"x" * 65536
-    sent, reply = 0, None
-    while reply is None and sent <= 52_428_800:
+    sent, reply = 0, session.body(b"")
+    while reply == CONTINUE and sent <= 52_428_800:
         reply = session.body(chunk)
         sent += len(chunk)
     assert code(reply) == (552, "5.3.4")
@@ -137,9 +138,9 @@ def test_recipients_past_the_known_limit_get_452_and_one_event(
     session: MilterSession, recorder: FakeRecorder
 ) -> None:
     replies, _, eom = send(session, "<a@example.com>", 53, "a@example.com")
-    assert replies[:50] == [None] * 50
+    assert replies[:50] == [CONTINUE] * 50
     assert [code(r) for r in replies[50:]] == [(452, "4.5.3")] * 3
-    assert eom is None
+    assert isinstance(eom, Accept)
     assert [(e.reason, e.rcpt_count) for e in recorder.records] == [
         ("recipient_limit", 50),
         ("accepted", 50),
@@ -148,7 +149,7 @@ def test_recipients_past_the_known_limit_get_452_and_one_event(
 
 def test_unknown_envelope_sender_gets_five_recipients(session: MilterSession) -> None:
     replies, _, _ = send(session, "<a@other.example>", 6, "a@other.example")
-    assert replies[:5] == [None] * 5
+    assert replies[:5] == [CONTINUE] * 5
     assert code(replies[5]) == (452, "4.5.3")
 
 
@@ -161,9 +162,9 @@ def test_unknown_header_from_rechecks_the_recipients_at_end_of_message(
 
 
 def test_second_unknown_from_header_makes_the_sender_unknown(session: MilterSession) -> None:
-    assert session.mail("<a@example.com>", [], "", "") is None
+    assert session.mail("<a@example.com>", [], "", "") == CONTINUE
     for i in range(6):
-        assert session.rcpt(f"<r{i}@example.org>", "") is None
+        assert session.rcpt(f"<r{i}@example.org>", "") == CONTINUE
     session.header("From", "a@example.com")
     session.header("From", "b@other.example")
     session.end_of_headers()
@@ -180,14 +181,14 @@ def test_blocked_server_gets_554(directory: FakeDirectory, recorder: FakeRecorde
 def test_database_down_at_mail_is_451_430(session: MilterSession, directory: FakeDirectory) -> None:
     directory.down = True
     reply = session.mail("<a@example.com>", [], "", "")
-    assert code(reply) == (451, "4.3.0") and reply is not None and reply.action == "tempfail"
+    assert code(reply) == (451, "4.3.0") and isinstance(reply, TempFail)
 
 
 def test_accept_that_cannot_be_recorded_is_tempfailed(
     session: MilterSession, recorder: FakeRecorder
 ) -> None:
-    assert session.mail("<a@example.com>", [], "", "") is None
-    assert session.rcpt("<r@example.org>", "") is None
+    assert session.mail("<a@example.com>", [], "", "") == CONTINUE
+    assert session.rcpt("<r@example.org>", "") == CONTINUE
     session.end_of_headers()
     recorder.down = True
     assert code(session.end_of_message("Q")) == (451, "4.3.0")
@@ -204,18 +205,19 @@ def test_unexpected_exception_is_451_430(session: MilterSession, directory: Fake
 def test_a_new_transaction_forgets_the_previous_one(session: MilterSession) -> None:
     send(session, "<a@example.com>", 50, "a@example.com")
     replies, _, eom = send(session, "<a@example.com>", 50, "a@example.com")
-    assert replies == [None] * 50 and eom is None
+    assert replies == [CONTINUE] * 50 and isinstance(eom, Accept)
 
 
 def test_forged_own_headers_are_removed_and_ours_added(session: MilterSession) -> None:
-    assert session.mail("<a@example.com>", [], "", "") is None
-    assert session.rcpt("<r@example.org>", "") is None
+    assert session.mail("<a@example.com>", [], "", "") == CONTINUE
+    assert session.rcpt("<r@example.org>", "") == CONTINUE
     session.header("X-Osfmilter", "node=evil; virus=clean")
     session.header("X-Spam-Status", "No, score=-100")
     session.header("x-osfmilter", "forged again")
     session.end_of_headers()
-    assert session.end_of_message("Q7") is None
-    changes = session.header_changes
+    accepted = session.end_of_message("Q7")
+    assert isinstance(accepted, Accept)
+    changes = accepted.headers
     assert changes.remove == (("x-osfmilter", 2), ("X-Osfmilter", 1))
     assert changes.add == (("X-Osfmilter", "node=test-node; qid=Q7; virus=off; spam=-; spf=-"),)
 
@@ -254,7 +256,7 @@ def test_undecodable_header_bytes_are_recorded_not_fatal(
 ) -> None:
     raw_domain = b"ex\xe4mple.com".decode("utf-8", "surrogateescape")
     _, _, eom = send(session, "<a@example.com>", 1, f"a@{raw_domain}")
-    assert eom is None  # one recipient: fine for an unknown sender too
+    assert isinstance(eom, Accept)  # one recipient: fine for an unknown sender too
     assert recorder.records[-1].header_from_domain == raw_domain
 
 
@@ -294,7 +296,7 @@ def test_an_accept_whose_database_wait_outlasts_the_mta_is_not_counted(
     _, _, eom = send(session, "<a@example.com>", 1, "a@example.com")
     session.close()
     if accepted:
-        assert eom is None and limiter.counting("server:192.0.2.0/24") == 1
+        assert isinstance(eom, Accept) and limiter.counting("server:192.0.2.0/24") == 1
         return
     assert code(eom) == (451, "4.3.0")
     assert [r.reason for r in recorder.records] == ["internal_error"]
@@ -316,7 +318,7 @@ def test_a_spool_that_fails_to_close_after_the_accept_leaves_the_accept(
     monkeypatch.setattr(Spool, "close", disk_full)
     _, _, eom = send(session, "<a@example.com>", 1, "a@example.com")
     session.close()
-    assert eom is None
+    assert isinstance(eom, Accept)
     assert [r.reason for r in recorder.records] == ["accepted"]
 
 
@@ -358,13 +360,13 @@ def test_a_reservation_that_could_expire_before_the_commit_is_renewed(
     limiter = CountingLimiter(clock)
     session = MilterSession(services(directory, FakeRecorder(), clock=clock, limiter=limiter))
     session.connect(REGISTERED)
-    assert session.mail("<a@example.com>", [], login="", queue_id="") is None
-    assert session.rcpt("<r@example.org>", queue_id="Q") is None
+    assert session.mail("<a@example.com>", [], login="", queue_id="") == CONTINUE
+    assert session.rcpt("<r@example.org>", queue_id="Q") == CONTINUE
     clock.advance(age)
     session.header("From", "a@example.com")
     session.end_of_headers()
-    assert session.body(b"hi\r\n") is None
-    assert session.end_of_message("Q") is None
+    assert session.body(b"hi\r\n") == CONTINUE
+    assert isinstance(session.end_of_message("Q"), Accept)
     assert limiter.renewals == (1 if renewed else 0)
     assert limiter.counting("server:192.0.2.0/24") == 1
 
@@ -382,4 +384,4 @@ def test_a_limiter_bug_after_the_accept_leaves_the_accept(directory: FakeDirecto
     session.connect(REGISTERED)
     _, _, eom = send(session, "<a@example.com>", 1, "a@example.com")
     session.close()
-    assert eom is None and [r.reason for r in recorder.records] == ["accepted"]
+    assert isinstance(eom, Accept) and [r.reason for r in recorder.records] == ["accepted"]

@@ -9,9 +9,9 @@ import pytest
 
 from osfmilter.config import Config, Mode, config_from_dict
 from osfmilter.model import IdentityKind, ServerState
-from osfmilter.replies import Reply
 from osfmilter.reputation.transitions import Standing
 from osfmilter.session import MilterSession
+from osfmilter.verdict import CONTINUE, Accept, Refused
 from tests.fakes import (
     FakeDirectory,
     FakeRecorder,
@@ -61,26 +61,28 @@ class Relay:
         from_header: str = "a@example.com",
         rcpts: int = 1,
         body: bytes = b"hello\r\n",
-    ) -> Reply | None:
+    ) -> Refused | None:
         """One message on a new connection; the first refusal, or None when accepted."""
         session = self.session()
         try:
-            if (reply := session.mail(f"<{sender}>", [], "", "")) is not None:
+            if isinstance(reply := session.mail(f"<{sender}>", [], "", ""), Refused):
                 return reply
             for i in range(rcpts):
-                if (reply := session.rcpt(f"<r{i}@example.org>", "Q")) is not None:
+                if isinstance(reply := session.rcpt(f"<r{i}@example.org>", "Q"), Refused):
                     return reply
             session.header("From", from_header)
             session.end_of_headers()
-            if (reply := session.body(body)) is not None:
+            if isinstance(reply := session.body(body), Refused):
                 return reply
-            return session.end_of_message("Q")
+            reply = session.end_of_message("Q")
+            assert isinstance(reply, Refused | Accept)
+            return reply if isinstance(reply, Refused) else None
         finally:
             session.close()
 
 
-def codes(reply: Reply | None) -> tuple[int, str] | None:
-    return None if reply is None else (reply.code, reply.dsn)
+def codes(reply: Refused | None) -> tuple[int, str] | None:
+    return None if reply is None else (reply.code, reply.enhanced_code)
 
 
 @pytest.fixture
@@ -136,8 +138,8 @@ def test_refused_and_aborted_messages_give_their_slot_back(relay: Relay) -> None
     # Aborted after RCPT (the client gave up).
     for _ in range(30):
         session = relay.session()
-        assert session.mail("<a@example.com>", [], "", "") is None
-        assert session.rcpt("<r@example.org>", "") is None
+        assert session.mail("<a@example.com>", [], "", "") == CONTINUE
+        assert session.rcpt("<r@example.org>", "") == CONTINUE
         session.abort()
         session.close()
     assert relay.limiter.counting(LABEL) == 0
@@ -229,13 +231,13 @@ def test_inbound_mode_counts_per_scanned_recipient_domain_and_refuses_nothing(
 ) -> None:
     session = MilterSession(inbound.services)
     session.connect("203.0.113.99")  # not registered: inbound mail comes from anywhere
-    assert session.mail("<x@sender.example>", ["SIZE=999999999999"], "", "") is None
+    assert session.mail("<x@sender.example>", ["SIZE=999999999999"], "", "") == CONTINUE
     for rcpt in ("<a@example.com>", "<b@mail.example.com>", "<c@elsewhere.example>"):
-        assert session.rcpt(rcpt, "Q") is None
+        assert session.rcpt(rcpt, "Q") == CONTINUE
     session.header("From", "x@sender.example")
     session.end_of_headers()
-    assert session.body(b"x" * 100) is None
-    assert session.end_of_message("Q") is None
+    assert session.body(b"x" * 100) == CONTINUE
+    assert isinstance(session.end_of_message("Q"), Accept)
     size = len(b"From: x@sender.example\r\n\r\n") + 100
     assert inbound.recorder.volume == {("2026-11", "inbound", 7, "example.com"): 2 * size}
     session.close()
@@ -245,10 +247,10 @@ def test_inbound_mode_accepts_when_the_database_is_down(inbound: Relay) -> None:
     inbound.recorder.down = True
     session = MilterSession(inbound.services)
     session.connect("203.0.113.99")
-    assert session.mail("<x@sender.example>", [], "", "") is None
-    assert session.rcpt("<a@example.com>", "Q") is None
+    assert session.mail("<x@sender.example>", [], "", "") == CONTINUE
+    assert session.rcpt("<a@example.com>", "Q") == CONTINUE
     session.end_of_headers()
-    assert session.end_of_message("Q") is None
+    assert isinstance(session.end_of_message("Q"), Accept)
     session.close()
 
 

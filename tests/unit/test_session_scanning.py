@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from osfmilter import verdict as answers
 from osfmilter.config import Config, config_from_dict
 from osfmilter.health import BackendHealth
 from osfmilter.model import IdentityKind, ServerState
-from osfmilter.replies import Reply
 from osfmilter.scanners import ScanContext, ScannerError, Verdict
 from osfmilter.scanners.service import ConfiguredScanner, ScanService
 from osfmilter.session import MilterSession
+from osfmilter.verdict import CONTINUE, Accept, Refused
 from tests.fakes import (
     FakeDirectory,
     FakeRecorder,
@@ -39,7 +40,7 @@ def send(
     config: Config | None = None,
     body: bytes = b"hello\r\n",
     plan: str = "free",
-) -> tuple[Reply | None, FakeRecorder]:
+) -> tuple[answers.Verdict, FakeRecorder]:
     recorder = FakeRecorder()
     directory = FakeDirectory(by_address={"192.0.2.10": identity(plan=plan)})
     scans = ScanService(
@@ -50,25 +51,26 @@ def send(
     session = MilterSession(services(directory, recorder, config, scans=scans))
     session.connect("192.0.2.10")
     session.hello("mx.example.com")
-    assert session.mail("<a@example.com>", [], "", "") is None
-    assert session.rcpt("<b@example.org>", "4ABC") is None
+    assert session.mail("<a@example.com>", [], "", "") == CONTINUE
+    assert session.rcpt("<b@example.org>", "4ABC") == CONTINUE
     session.header("From", "a@example.com")
     session.end_of_headers()
-    assert session.body(body) is None
+    assert session.body(body) == CONTINUE
     reply = session.end_of_message("4ABC")
     session.close()
     scans.close()
     return reply, recorder
 
 
-def code(reply: Reply | None) -> tuple[int, str] | None:
-    return None if reply is None else (reply.code, reply.dsn)
+def code(reply: answers.Verdict) -> tuple[int, str] | None:
+    """The reply's codes; None for an answer that goes on or accepts."""
+    return (reply.code, reply.enhanced_code) if isinstance(reply, Refused) else None
 
 
 def test_clean_message_is_accepted_with_its_score_recorded() -> None:
     spam = StubScanner("spamassassin", Verdict(score=2.5, rules=("A", "B")))
     reply, recorder = send(StubScanner("clamav", Verdict()), spam)
-    assert reply is None
+    assert isinstance(reply, Accept)
     event = recorder.records[-1]
     assert (event.spam_score, event.spam_rules, event.virus_name) == (2.5, "A,B", "")
     context = spam.calls[0]
@@ -82,7 +84,9 @@ def test_clean_message_is_accepted_with_its_score_recorded() -> None:
 
 def test_virus_is_554_naming_the_signature() -> None:
     reply, recorder = send(StubScanner("clamav", Verdict(virus="Eicar-Test")), None)
-    assert code(reply) == (554, "5.7.1") and reply is not None and "Eicar-Test" in reply.text
+    assert (
+        code(reply) == (554, "5.7.1") and isinstance(reply, Refused) and "Eicar-Test" in reply.text
+    )
     assert (recorder.records[-1].reason, recorder.records[-1].virus_name) == ("virus", "Eicar-Test")
 
 
@@ -90,7 +94,7 @@ def test_spam_at_the_threshold_is_550() -> None:
     reply, recorder = send(None, StubScanner("spamassassin", Verdict(score=10.0)))
     assert code(reply) == (550, "5.7.1")
     assert recorder.records[-1].reason == "spam"
-    assert send(None, StubScanner("spamassassin", Verdict(score=9.9)))[0] is None
+    assert isinstance(send(None, StubScanner("spamassassin", Verdict(score=9.9)))[0], Accept)
 
 
 def test_plan_threshold_replaces_the_default() -> None:
@@ -104,7 +108,7 @@ def test_plan_threshold_replaces_the_default() -> None:
         }
     )
     paid = send(None, StubScanner("spamassassin", Verdict(score=15.0)), config, plan="paid")
-    assert paid[0] is None
+    assert isinstance(paid[0], Accept)
     assert code(send(None, StubScanner("spamassassin", Verdict(score=15.0)), config)[0]) == (
         550,
         "5.7.1",
@@ -117,14 +121,14 @@ def test_a_scanner_fault_is_451_471_and_never_clean(failing: str) -> None:
     spam = StubScanner("spamassassin", None if failing == "spamassassin" else Verdict(score=0))
     config = config_from_dict({"spam": {"backend": "spamassassin", "address": "127.0.0.1:1"}})
     reply, recorder = send(virus, spam, config)
-    assert code(reply) == (451, "4.7.1") and reply is not None and failing in reply.text
+    assert code(reply) == (451, "4.7.1") and isinstance(reply, Refused) and failing in reply.text
     assert recorder.records[-1].reason == "scanner_error"
 
 
 def test_on_error_accept_lets_the_message_through_unscanned() -> None:
     config = config_from_dict({"clamav": {"address": "/run/x.sock", "on_error": "accept"}})
     reply, recorder = send(StubScanner("clamav"), None, config)
-    assert reply is None and recorder.records[-1].reason == "accepted"
+    assert isinstance(reply, Accept) and recorder.records[-1].reason == "accepted"
 
 
 def test_a_definite_verdict_stands_when_the_other_scanner_fails() -> None:
@@ -138,7 +142,7 @@ def test_big_messages_are_virus_scanned_but_not_scored() -> None:
     )
     virus, spam = StubScanner("clamav", Verdict()), StubScanner("spamassassin", Verdict(score=99))
     reply, recorder = send(virus, spam, config, body=b"x" * 2000)
-    assert reply is None and len(virus.calls) == 1 and spam.calls == []
+    assert isinstance(reply, Accept) and len(virus.calls) == 1 and spam.calls == []
     assert recorder.records[-1].spam_score is None
 
 
@@ -154,8 +158,8 @@ def test_spam_and_virus_detections_are_incidents() -> None:
         scans = ScanService(ConfiguredScanner(stub, 5), None, BackendHealth())
         session = MilterSession(services(directory, recorder, scans=scans, reputation=reputation))
         session.connect("192.0.2.10")
-        assert session.mail("<a@example.com>", [], "", "") is None
-        assert session.rcpt("<b@example.org>", "Q") is None
+        assert session.mail("<a@example.com>", [], "", "") == CONTINUE
+        assert session.rcpt("<b@example.org>", "Q") == CONTINUE
         session.end_of_headers()
         assert session.end_of_message("Q") is not None
         session.close()
@@ -182,8 +186,8 @@ def test_reputation_down_does_not_change_the_refusal() -> None:
         )
     )
     session.connect("192.0.2.10")
-    assert session.mail("<a@example.com>", [], "", "") is None
-    assert session.rcpt("<b@example.org>", "Q") is None
+    assert session.mail("<a@example.com>", [], "", "") == CONTINUE
+    assert session.rcpt("<b@example.org>", "Q") == CONTINUE
     session.end_of_headers()
     assert code(session.end_of_message("Q")) == (554, "5.7.1")
     session.close()

@@ -11,12 +11,8 @@ import pytest
 
 from osfmilter.addresses import split_nameserver
 from osfmilter.cli import main
-from osfmilter.config import SpfSection
-from osfmilter.policy import SPF_CHECKS, SpfFacts, first_refusal
-from osfmilter.replies import reply_for
 from osfmilter.spf.advisor import Advice, advise, render_json, render_text
 from osfmilter.spf.checker import SpfChecker, resolver_for
-from osfmilter.spf.result import SpfOutcome
 from tests.harness.dnsserver import DnsServer
 from tests.harness.spfzone import (
     EMPTY_LABEL,
@@ -202,39 +198,7 @@ def test_nameserver_syntax(text: str, parsed: tuple[str, int]) -> None:
     assert split_nameserver(text) == parsed
 
 
-# What each result answers -------------------------------------------------------------
-
-
-def outcome(result: str) -> SpfOutcome:
-    return SpfOutcome("fail.example", result, "why", ((RELAY_V4, result, "why"),))
-
-
-@pytest.mark.parametrize(
-    ("result", "settings", "expected"),
-    [
-        ("fail", {}, (550, "5.7.23")),
-        ("fail", {"on_fail": "tempfail"}, (451, "4.7.24")),
-        ("fail", {"on_fail": "record"}, None),
-        ("temperror", {}, (451, "4.7.24")),
-        ("temperror", {"on_temperror": "record"}, None),
-        ("permerror", {}, None),
-        ("permerror", {"on_permerror": "tempfail"}, (451, "4.7.24")),
-        ("permerror", {"on_permerror": "reject"}, (550, "5.7.24")),
-        ("softfail", {}, None),
-        ("neutral", {}, None),
-        ("none", {}, None),
-        ("pass", {}, None),
-    ],
-)
-def test_answers(result: str, settings: dict[str, str], expected: tuple[int, str] | None) -> None:
-    config = SpfSection.model_validate(
-        {"outbound_ips": [RELAY_V4], "include": "_spf.relay.example", **settings}
-    )
-    refusal = first_refusal(SPF_CHECKS, SpfFacts(outcome(result), config))
-    reply = reply_for(refusal) if refusal else None
-    assert (None if reply is None else (reply.code, reply.dsn)) == expected
-    if reply is not None and result == "fail":
-        assert "include:_spf.relay.example" in reply.text and RELAY_V4 in reply.text
+# What each result answers: tests/unit/policy/test_spf.py
 
 
 # The advisor --------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""One module per rule of docs/rules.rst; policy/pipeline.py puts them in order."""

@@ -1,0 +1,74 @@
+"""The policy's ports that the session itself provides: the scanners' and the accept's."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from osfmilter.events import EventRecord
+from osfmilter.limits.volume import VolumeCharge, VolumeDenied
+from osfmilter.metrics import Metrics
+from osfmilter.model import Stage
+from osfmilter.policy.context import Context
+from osfmilter.replies import Reason
+from osfmilter.scanners import ScanContext
+from osfmilter.scanners.service import ScanReport, ScanService
+from osfmilter.session.recorder import Connection, Recorder
+from osfmilter.session.services import Ledger
+from osfmilter.verdict import Accept, HeaderChanges
+
+log = logging.getLogger(__name__)
+
+HeaderEditor = Callable[[HeaderChanges], None]
+
+
+class ObservedScanning:
+    """The scanners, given what they may use besides the message, timed per scanner."""
+
+    def __init__(self, scans: ScanService, metrics: Metrics, connection: Connection) -> None:
+        self.scans, self.metrics, self.connection = scans, metrics, connection
+
+    def scan(self, context: Context) -> ScanReport:
+        tx = context.tx
+        assert tx.spool is not None
+        scan_context = ScanContext(
+            identity=context.identity.label,
+            login=tx.envelope.login,
+            client_ip=self.connection.client_ip,
+            helo=self.connection.helo,
+            sender=tx.envelope.sender,
+            recipients=tuple(tx.recipients),
+            queue_id=tx.queue_id,
+        )
+        report = self.scans.scan(
+            tx.spool, scan_context, with_spam=tx.size <= context.config.spam.max_size
+        )
+        for outcome in report.outcomes:
+            self.metrics.scan_seconds.labels(outcome.scanner).observe(outcome.seconds)
+        return report
+
+
+class Acceptance:
+    """One message's accept: the headers edited first, then the ledger's commit.
+
+    The MTA's header changes come before the commit: a message is counted
+    if and only if its final answer is an accept, so nothing that can still
+    fail may come after the commit.
+    """
+
+    def __init__(self, recorder: Recorder, ledger: Ledger, edit_headers: HeaderEditor) -> None:
+        self.recorder, self.ledger, self.edit_headers = recorder, ledger, edit_headers
+        self.accepted: Accept | None = None
+        self.record: EventRecord | None = None
+
+    def accept(self, context: Context, charge: VolumeCharge) -> VolumeDenied | None:
+        tx = context.tx
+        verdict = Accept(self.recorder.header_changes(tx))
+        # Before the commit: if the MTA refuses a change, nothing is counted.
+        self.edit_headers(verdict.headers)
+        record = self.recorder.event(Stage.EOM, tx, Reason.ACCEPTED, verdict)
+        denied = self.ledger.accept(record, charge, tuple(tx.reservations), context.in_time)
+        if denied is None:
+            tx.reservations.clear()  # used up by the accept
+            self.accepted, self.record = verdict, record
+        return denied

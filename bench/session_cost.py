@@ -36,6 +36,7 @@ from throughput import CLIENT, MILTER_POLICY, SCANNED_DOMAIN, prepare_database
 from osfmilter.config import config_from_dict
 from osfmilter.milter.runner import build_services
 from osfmilter.session import MilterSession, Services
+from osfmilter.verdict import CONTINUE, Accept
 from tests.harness.dnsserver import DnsServer
 from tests.harness.spfzone import RELAY_V4, ZONE
 
@@ -63,14 +64,14 @@ def one_message(services: Services, number: int, body: bytes) -> None:
     session.connect(CLIENT)
     session.hello("client.pass.example")
     queue_id = f"Q{number:09X}"
-    assert session.mail(f"<bench@{DOMAIN}>", ["SIZE=10240"], "", queue_id) is None
-    assert session.rcpt("<rcpt@sink.example>", queue_id) is None
+    assert session.mail(f"<bench@{DOMAIN}>", ["SIZE=10240"], "", queue_id) == CONTINUE
+    assert session.rcpt("<rcpt@sink.example>", queue_id) == CONTINUE
     for name, value in HEADERS:
         session.header(name, value)
     session.end_of_headers()
-    assert session.body(body) is None
+    assert session.body(body) == CONTINUE
     reply = session.end_of_message(queue_id)
-    assert reply is None, reply
+    assert isinstance(reply, Accept), reply
     session.close()
 
 

@@ -14,7 +14,7 @@ import socket
 import struct
 import time
 
-from osfmilter.scanners import Message, ScanContext, ScannerError, Verdict
+from osfmilter.scanners import MessageSource, ScanContext, ScannerError, ScanVerdict
 
 NAME = "clamav"
 _MAX_REPLY = 4096
@@ -42,7 +42,7 @@ class ClamavScanner:
             raise
         return sock
 
-    def scan(self, message: Message, context: ScanContext, timeout: float) -> Verdict:
+    def scan(self, message: MessageSource, context: ScanContext, timeout: float) -> ScanVerdict:
         deadline = time.monotonic() + timeout
         try:
             with self._connect(timeout) as sock:
@@ -74,12 +74,12 @@ def _read_reply(sock: socket.socket, deadline: float) -> bytes:
     return reply
 
 
-def parse_reply(raw: bytes) -> Verdict:
+def parse_reply(raw: bytes) -> ScanVerdict:
     """``stream: OK``, ``stream: NAME FOUND``; anything else (``... ERROR``) is a fault."""
     line = raw.rstrip(b"\0\r\n").decode("utf-8", "replace")
     _, _, result = line.partition(": ")
     if result == "OK":
-        return Verdict()
+        return ScanVerdict()
     if result.endswith(" FOUND") and len(result) > len(" FOUND"):
-        return Verdict(virus=result.removesuffix(" FOUND").strip())
+        return ScanVerdict(virus=result.removesuffix(" FOUND").strip())
     raise ScannerError(NAME, f"unexpected answer {line[:200]!r}")

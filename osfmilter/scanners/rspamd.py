@@ -14,7 +14,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from osfmilter.scanners import Message, ScanContext, ScannerError, Verdict
+from osfmilter.scanners import MessageSource, ScanContext, ScannerError, ScanVerdict
 
 NAME = "rspamd"
 _MAX_REPLY = 1024 * 1024
@@ -30,7 +30,7 @@ class RspamdScanner:
         self.host, self.port = url.hostname, url.port
         self.path = (url.path.rstrip("/") or "") + "/checkv2"
 
-    def scan(self, message: Message, context: ScanContext, timeout: float) -> Verdict:
+    def scan(self, message: MessageSource, context: ScanContext, timeout: float) -> ScanVerdict:
         headers = [
             ("Content-Length", str(message.size)),
             ("IP", context.client_ip),
@@ -71,7 +71,7 @@ def _header_value(value: str) -> str:
     return "".join(ch if " " <= ch <= "~" else "?" for ch in value)[:900]
 
 
-def parse_reply(body: bytes) -> Verdict:
+def parse_reply(body: bytes) -> ScanVerdict:
     try:
         reply: Any = json.loads(body)
         score = float(reply["score"])
@@ -80,4 +80,4 @@ def parse_reply(body: bytes) -> Verdict:
         raise ScannerError(NAME, f"unexpected answer: {exc}") from None
     if not isinstance(symbols, dict):
         raise ScannerError(NAME, "unexpected answer: symbols is not an object")
-    return Verdict(score=score, rules=tuple(sorted(symbols)))
+    return ScanVerdict(score=score, rules=tuple(sorted(symbols)))

@@ -15,7 +15,7 @@ import re
 import socket
 import time
 
-from osfmilter.scanners import Message, ScanContext, ScannerError, Verdict
+from osfmilter.scanners import MessageSource, ScanContext, ScannerError, ScanVerdict
 
 NAME = "spamassassin"
 _STATUS = re.compile(rb"^SPAMD/\d+\.\d+ (\d+) (\S+)")
@@ -32,7 +32,7 @@ class SpamassassinScanner:
             raise ValueError(f"spamd address {address!r} is not HOST:PORT")
         self.host, self.port = host.strip("[]"), int(port)
 
-    def scan(self, message: Message, context: ScanContext, timeout: float) -> Verdict:
+    def scan(self, message: MessageSource, context: ScanContext, timeout: float) -> ScanVerdict:
         deadline = time.monotonic() + timeout
         # spamd's User header selects per-user settings; outbound mail is
         # authenticated, so the sender identity is the user.
@@ -63,7 +63,7 @@ class SpamassassinScanner:
         return parse_reply(reply)
 
 
-def parse_reply(reply: bytes) -> Verdict:
+def parse_reply(reply: bytes) -> ScanVerdict:
     head, _, body = reply.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = _STATUS.match(lines[0]) if lines else None
@@ -79,5 +79,5 @@ def parse_reply(reply: bytes) -> Verdict:
             rules = tuple(
                 r.strip() for r in body.decode("ascii", "replace").split(",") if r.strip()
             )
-            return Verdict(score=float(found.group(2)), rules=rules)
+            return ScanVerdict(score=float(found.group(2)), rules=rules)
     raise ScannerError(NAME, "answer without a Spam: header")

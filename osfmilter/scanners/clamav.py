@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import socket
 import struct
-import time
 
 from osfmilter.scanners import MessageSource, ScanContext, ScannerError, ScanVerdict
+from osfmilter.scanners.deadline import Deadline
 
 NAME = "clamav"
 _MAX_REPLY = 4096
@@ -43,12 +43,12 @@ class ClamavScanner:
         return sock
 
     def scan(self, message: MessageSource, context: ScanContext, timeout: float) -> ScanVerdict:
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         try:
             with self._connect(timeout) as sock:
                 sock.sendall(b"zINSTREAM\0")
                 for chunk in message.chunks():
-                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    deadline.arm(sock)
                     sock.sendall(struct.pack("!I", len(chunk)) + chunk)
                 sock.sendall(struct.pack("!I", 0))
                 reply = _read_reply(sock, deadline)
@@ -61,10 +61,10 @@ class ClamavScanner:
         return parse_reply(reply)
 
 
-def _read_reply(sock: socket.socket, deadline: float) -> bytes:
+def _read_reply(sock: socket.socket, deadline: Deadline) -> bytes:
     reply = b""
     while not reply.endswith(b"\0"):
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        deadline.arm(sock)
         block = sock.recv(_MAX_REPLY)
         if not block:
             break

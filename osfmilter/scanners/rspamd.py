@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from osfmilter.scanners import MessageSource, ScanContext, ScannerError, ScanVerdict
+from osfmilter.scanners.deadline import Deadline
 
 NAME = "rspamd"
 _MAX_REPLY = 1024 * 1024
@@ -41,7 +41,7 @@ class RspamdScanner:
         if context.login:
             headers.append(("User", context.login))
         headers += [("Rcpt", rcpt) for rcpt in context.recipients]
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             connection.putrequest("POST", self.path, skip_accept_encoding=True)
@@ -51,7 +51,7 @@ class RspamdScanner:
             connection.endheaders()
             for chunk in message.chunks():
                 if connection.sock is not None:
-                    connection.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    deadline.arm(connection.sock)
                 connection.send(chunk)
             response = connection.getresponse()
             body = response.read(_MAX_REPLY + 1)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 
 from osfmilter.scanners import MessageSource, ScanContext, ScannerError, ScanVerdict
+from osfmilter.scanners.deadline import Deadline
 
 NAME = "spamassassin"
 _STATUS = re.compile(rb"^SPAMD/\d+\.\d+ (\d+) (\S+)")
@@ -33,7 +33,7 @@ class SpamassassinScanner:
         self.host, self.port = host.strip("[]"), int(port)
 
     def scan(self, message: MessageSource, context: ScanContext, timeout: float) -> ScanVerdict:
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         # spamd's User header selects per-user settings; outbound mail is
         # authenticated, so the sender identity is the user.
         user = re.sub(r"[^\w.@:/+-]", "_", context.identity)[:128] or "osfmilter"
@@ -44,12 +44,12 @@ class SpamassassinScanner:
             with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
                 sock.sendall(head)
                 for chunk in message.chunks():
-                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    deadline.arm(sock)
                     sock.sendall(chunk)
                 sock.shutdown(socket.SHUT_WR)
                 reply = b""
                 while True:
-                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    deadline.arm(sock)
                     block = sock.recv(8192)
                     if not block:
                         break

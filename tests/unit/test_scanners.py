@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from osfmilter.health import BackendHealth
-from osfmilter.scanners import ScanContext, ScannerError, ScanVerdict
+from osfmilter.scanners import ScanContext, Scanner, ScannerError, ScanVerdict
 from osfmilter.scanners.clamav import ClamavScanner
 from osfmilter.scanners.clamav import parse_reply as parse_clamd
 from osfmilter.scanners.rspamd import RspamdScanner
@@ -126,6 +126,25 @@ def test_clamd_silence_is_a_timeout(fake_server: Callable[[Handler], int]) -> No
     with pytest.raises(ScannerError, match=r"no answer within 0\.5 s"):
         ClamavScanner(f"127.0.0.1:{port}").scan(spool(), CONTEXT, 0.5)
     assert time.monotonic() - started < 3  # bounded by the timeout, not by the server
+
+
+@pytest.mark.parametrize("scanner", [ClamavScanner, SpamassassinScanner])
+def test_a_trickled_answer_is_bounded_by_one_timeout(
+    fake_server: Callable[[Handler], int], scanner: Callable[[str], Scanner]
+) -> None:
+    """The timeout is the whole exchange's, not each receive's: a byte every 0.1 s ends at 0.5 s."""
+
+    def trickle(sock: socket.socket, data: bytes) -> bytes | None:
+        for _ in range(50):
+            sock.sendall(b"s")
+            time.sleep(0.1)
+        return None
+
+    port = fake_server(trickle)
+    started = time.monotonic()
+    with pytest.raises(ScannerError, match=r"no answer within 0\.5 s"):
+        scanner(f"127.0.0.1:{port}").scan(spool(), CONTEXT, 0.5)
+    assert time.monotonic() - started < 2
 
 
 def test_clamd_down_is_a_fault(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 
+from osfmilter.addresses import parse_host_port
 from osfmilter.scanners import MessageSource, ScanContext, ScannerError, ScanVerdict
 from osfmilter.scanners.deadline import Deadline
 
@@ -25,18 +26,18 @@ class ClamavScanner:
 
     def __init__(self, address: str) -> None:
         self.address = address
+        self._target: str | tuple[str, int] = (
+            address if address.startswith("/") else parse_host_port(address)
+        )
 
     def _connect(self, timeout: float) -> socket.socket:
-        if self.address.startswith("/"):
+        if isinstance(self._target, str):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            target: str | tuple[str, int] = self.address
         else:
-            host, _, port = self.address.rpartition(":")
-            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-            target = (host.strip("[]"), int(port))
+            sock = socket.socket(socket.AF_INET6 if ":" in self._target[0] else socket.AF_INET)
         sock.settimeout(timeout)
         try:
-            sock.connect(target)
+            sock.connect(self._target)
         except OSError:
             sock.close()
             raise

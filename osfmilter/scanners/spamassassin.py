@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import socket
 
+from osfmilter.addresses import parse_host_port
 from osfmilter.scanners import MessageSource, ScanContext, ScannerError, ScanVerdict
 from osfmilter.scanners.deadline import Deadline
 
@@ -27,10 +28,10 @@ class SpamassassinScanner:
     name = NAME
 
     def __init__(self, address: str) -> None:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"spamd address {address!r} is not HOST:PORT")
-        self.host, self.port = host.strip("[]"), int(port)
+        try:
+            self.host, self.port = parse_host_port(address)
+        except ValueError:
+            raise ValueError(f"spamd address {address!r} is not HOST:PORT") from None
 
     def scan(self, message: MessageSource, context: ScanContext, timeout: float) -> ScanVerdict:
         deadline = Deadline(timeout)

@@ -96,3 +96,25 @@ def split_nameserver(text: str) -> tuple[str, int]:
         address, port = text.split(":")
         return str(ipaddress.ip_address(address)), int(port)
     return str(ipaddress.ip_address(text)), 53
+
+
+def split_host_port(text: str) -> tuple[str, str]:
+    """The host (brackets dropped) and the port text of HOST:PORT, neither checked.
+
+    The port is what follows the *last* colon, so ``[2001:db8::1]:783`` and
+    also an unbracketed ``2001:db8::1:783`` give the host ``2001:db8::1``.
+    """
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), port
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` as (host, port); ValueError says what is wrong."""
+    host, port = split_host_port(text)
+    if ":" not in text or not port or text.endswith("]"):
+        raise ValueError(f"{text!r} has no :PORT")
+    if not host:
+        raise ValueError(f"{text!r} has no host before the port")
+    if not port.isdecimal() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+    return host, int(port)

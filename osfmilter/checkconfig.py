@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from osfmilter.addresses import parse_host_port
 from osfmilter.config import Config, Mode, SocketSpec, parse_socket
 
 # osfmilter streams to clamd exactly the bytes its size limit counts: the
@@ -298,10 +299,11 @@ def _same_socket(instance: SocketSpec, spec: str) -> bool:
         return instance.family == "unix" and os.path.normpath(rest) == instance.path
     if kind != "inet" or instance.family == "unix":
         return False
-    host, _, port = rest.rpartition(":")
-    if not port.isdigit() or int(port) != instance.port:
+    try:
+        host, port = parse_host_port(rest)
+    except ValueError:
         return False
-    return _host_matches(instance.host or "", host.strip("[]"))
+    return port == instance.port and _host_matches(instance.host or "", host)
 
 
 def _host_matches(bound: str, connected: str) -> bool:

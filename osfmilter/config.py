@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from osfmilter.addresses import split_nameserver
+from osfmilter.addresses import parse_host_port, split_host_port, split_nameserver
 from osfmilter.errors import ConfigError
 
 CONFIG_ENV = "OSFMILTER_CONFIG"
@@ -183,8 +183,11 @@ OnError = Literal["tempfail", "accept"]
 
 
 def _host_port(value: str) -> bool:
-    host, _, port = value.rpartition(":")
-    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+    try:
+        parse_host_port(value)
+    except ValueError:
+        return False
+    return True
 
 
 class ClamavSection(Section):
@@ -310,13 +313,11 @@ class MetricsSection(Section):
     def _listen(self) -> MetricsSection:
         if not self.listen:
             return self
-        host, _, port = self.listen.rpartition(":")
-        host = host.strip("[]")
         try:
-            address = ipaddress.ip_address(host)
+            address = ipaddress.ip_address(split_host_port(self.listen)[0])
         except ValueError:
             raise ValueError(f"listen {self.listen!r} is not IP:PORT") from None
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        if not _host_port(self.listen):
             raise ValueError(f"listen {self.listen!r}: port must be 1-65535")
         if not address.is_loopback and not self.allow_public_bind:
             raise ValueError(

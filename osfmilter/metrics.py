@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from osfmilter import __version__
+from osfmilter.addresses import parse_host_port
 from osfmilter.model import ServerState
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,8 @@ class Metrics:
         self.registry.register(_StateCollector(count_states, max_age))
 
     def serve(self, listen: str) -> None:
-        host, _, port = listen.rpartition(":")
-        start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        host, port = parse_host_port(listen)
+        start_http_server(port, addr=host, registry=self.registry)
         log.info("metrics on http://%s/metrics", listen)
 
     def time_callback(self, stage: str) -> _Timer:

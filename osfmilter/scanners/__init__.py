@@ -1,6 +1,6 @@
 """Virus and spam scanners: one small client per engine, behind one contract.
 
-A scanner reads the spooled message and returns a :class:`Verdict`; it raises
+A scanner reads the spooled message and returns a :class:`ScanVerdict`; it raises
 :class:`ScannerError` when it cannot say (down, timed out, answered garbage,
 refused the size). What a fault means for the mail is the session's
 decision, by configuration, never the scanner's.
@@ -37,15 +37,20 @@ class ScanContext:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """A scanner's answer: ``virus`` names a detection; spam engines give score and rules."""
+class ScanVerdict:
+    """A scanner's answer: ``virus`` names a detection; spam engines give score and rules.
+
+    Not the policy's decision (``osfmilter.verdict``), which is made from it.
+    """
 
     virus: str = ""
     score: float | None = None
     rules: tuple[str, ...] = ()
 
 
-class Message(Protocol):
+class MessageSource(Protocol):
+    """The message's bytes as a scanner reads them: the size up front, then in chunks."""
+
     size: int
 
     def chunks(self, size: int = ...) -> Iterator[bytes]: ...
@@ -54,4 +59,4 @@ class Message(Protocol):
 class Scanner(Protocol):
     name: str
 
-    def scan(self, message: Message, context: ScanContext, timeout: float) -> Verdict: ...
+    def scan(self, message: MessageSource, context: ScanContext, timeout: float) -> ScanVerdict: ...

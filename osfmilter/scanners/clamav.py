@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import socket
 import struct
-import time
 
-from osfmilter.scanners import Message, ScanContext, ScannerError, Verdict
+from osfmilter.addresses import parse_host_port
+from osfmilter.scanners import MessageSource, ScanContext, ScannerError, ScanVerdict
+from osfmilter.scanners.deadline import Deadline
 
 NAME = "clamav"
 _MAX_REPLY = 4096
@@ -25,30 +26,30 @@ class ClamavScanner:
 
     def __init__(self, address: str) -> None:
         self.address = address
+        self._target: str | tuple[str, int] = (
+            address if address.startswith("/") else parse_host_port(address)
+        )
 
     def _connect(self, timeout: float) -> socket.socket:
-        if self.address.startswith("/"):
+        if isinstance(self._target, str):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            target: str | tuple[str, int] = self.address
         else:
-            host, _, port = self.address.rpartition(":")
-            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-            target = (host.strip("[]"), int(port))
+            sock = socket.socket(socket.AF_INET6 if ":" in self._target[0] else socket.AF_INET)
         sock.settimeout(timeout)
         try:
-            sock.connect(target)
+            sock.connect(self._target)
         except OSError:
             sock.close()
             raise
         return sock
 
-    def scan(self, message: Message, context: ScanContext, timeout: float) -> Verdict:
-        deadline = time.monotonic() + timeout
+    def scan(self, message: MessageSource, context: ScanContext, timeout: float) -> ScanVerdict:
+        deadline = Deadline(timeout)
         try:
             with self._connect(timeout) as sock:
                 sock.sendall(b"zINSTREAM\0")
                 for chunk in message.chunks():
-                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    deadline.arm(sock)
                     sock.sendall(struct.pack("!I", len(chunk)) + chunk)
                 sock.sendall(struct.pack("!I", 0))
                 reply = _read_reply(sock, deadline)
@@ -61,10 +62,10 @@ class ClamavScanner:
         return parse_reply(reply)
 
 
-def _read_reply(sock: socket.socket, deadline: float) -> bytes:
+def _read_reply(sock: socket.socket, deadline: Deadline) -> bytes:
     reply = b""
     while not reply.endswith(b"\0"):
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        deadline.arm(sock)
         block = sock.recv(_MAX_REPLY)
         if not block:
             break
@@ -74,12 +75,12 @@ def _read_reply(sock: socket.socket, deadline: float) -> bytes:
     return reply
 
 
-def parse_reply(raw: bytes) -> Verdict:
+def parse_reply(raw: bytes) -> ScanVerdict:
     """``stream: OK``, ``stream: NAME FOUND``; anything else (``... ERROR``) is a fault."""
     line = raw.rstrip(b"\0\r\n").decode("utf-8", "replace")
     _, _, result = line.partition(": ")
     if result == "OK":
-        return Verdict()
+        return ScanVerdict()
     if result.endswith(" FOUND") and len(result) > len(" FOUND"):
-        return Verdict(virus=result.removesuffix(" FOUND").strip())
+        return ScanVerdict(virus=result.removesuffix(" FOUND").strip())
     raise ScannerError(NAME, f"unexpected answer {line[:200]!r}")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from osfmilter.scanners import Message, ScanContext, ScannerError, Verdict
+from osfmilter.scanners import MessageSource, ScanContext, ScannerError, ScanVerdict
+from osfmilter.scanners.deadline import Deadline
 
 NAME = "rspamd"
 _MAX_REPLY = 1024 * 1024
@@ -30,7 +30,7 @@ class RspamdScanner:
         self.host, self.port = url.hostname, url.port
         self.path = (url.path.rstrip("/") or "") + "/checkv2"
 
-    def scan(self, message: Message, context: ScanContext, timeout: float) -> Verdict:
+    def scan(self, message: MessageSource, context: ScanContext, timeout: float) -> ScanVerdict:
         headers = [
             ("Content-Length", str(message.size)),
             ("IP", context.client_ip),
@@ -41,7 +41,7 @@ class RspamdScanner:
         if context.login:
             headers.append(("User", context.login))
         headers += [("Rcpt", rcpt) for rcpt in context.recipients]
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             connection.putrequest("POST", self.path, skip_accept_encoding=True)
@@ -51,7 +51,7 @@ class RspamdScanner:
             connection.endheaders()
             for chunk in message.chunks():
                 if connection.sock is not None:
-                    connection.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    deadline.arm(connection.sock)
                 connection.send(chunk)
             response = connection.getresponse()
             body = response.read(_MAX_REPLY + 1)
@@ -71,7 +71,7 @@ def _header_value(value: str) -> str:
     return "".join(ch if " " <= ch <= "~" else "?" for ch in value)[:900]
 
 
-def parse_reply(body: bytes) -> Verdict:
+def parse_reply(body: bytes) -> ScanVerdict:
     try:
         reply: Any = json.loads(body)
         score = float(reply["score"])
@@ -80,4 +80,4 @@ def parse_reply(body: bytes) -> Verdict:
         raise ScannerError(NAME, f"unexpected answer: {exc}") from None
     if not isinstance(symbols, dict):
         raise ScannerError(NAME, "unexpected answer: symbols is not an object")
-    return Verdict(score=score, rules=tuple(sorted(symbols)))
+    return ScanVerdict(score=score, rules=tuple(sorted(symbols)))

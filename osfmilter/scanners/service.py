@@ -12,7 +12,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from osfmilter.health import BackendHealth
-from osfmilter.scanners import Message, ScanContext, Scanner, ScannerError, Verdict
+from osfmilter.scanners import MessageSource, ScanContext, Scanner, ScannerError, ScanVerdict
 
 # Past a scanner's own timeout its socket deadline has fired; this only
 # covers a thread that is slow to notice.
@@ -22,7 +22,7 @@ _GRACE = 1.0
 @dataclass(frozen=True)
 class ScanOutcome:
     scanner: str
-    verdict: Verdict | None  # None: the scanner failed (see error)
+    verdict: ScanVerdict | None  # None: the scanner failed (see error)
     error: str
     seconds: float
 
@@ -36,7 +36,7 @@ class ScanReport:
         return next((o.verdict.virus for o in self.outcomes if o.verdict and o.verdict.virus), "")
 
     @property
-    def spam(self) -> Verdict | None:
+    def spam(self) -> ScanVerdict | None:
         return next(
             (o.verdict for o in self.outcomes if o.verdict and o.verdict.score is not None), None
         )
@@ -65,7 +65,7 @@ class ScanService:
         self.health = health
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan")
 
-    def scan(self, message: Message, context: ScanContext, *, with_spam: bool) -> ScanReport:
+    def scan(self, message: MessageSource, context: ScanContext, *, with_spam: bool) -> ScanReport:
         jobs = [s for s in (self.virus, self.spam if with_spam else None) if s is not None]
         if not jobs:
             return ScanReport()
@@ -83,7 +83,9 @@ class ScanService:
             self.health.failed(job.scanner.name, problem)
             return ScanOutcome(job.scanner.name, None, problem, job.timeout)
 
-    def _run(self, job: ConfiguredScanner, message: Message, context: ScanContext) -> ScanOutcome:
+    def _run(
+        self, job: ConfiguredScanner, message: MessageSource, context: ScanContext
+    ) -> ScanOutcome:
         name = job.scanner.name
         started = time.monotonic()
         try:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 
-from osfmilter.scanners import Message, ScanContext, ScannerError, Verdict
+from osfmilter.addresses import parse_host_port
+from osfmilter.scanners import MessageSource, ScanContext, ScannerError, ScanVerdict
+from osfmilter.scanners.deadline import Deadline
 
 NAME = "spamassassin"
 _STATUS = re.compile(rb"^SPAMD/\d+\.\d+ (\d+) (\S+)")
@@ -27,13 +28,13 @@ class SpamassassinScanner:
     name = NAME
 
     def __init__(self, address: str) -> None:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"spamd address {address!r} is not HOST:PORT")
-        self.host, self.port = host.strip("[]"), int(port)
+        try:
+            self.host, self.port = parse_host_port(address)
+        except ValueError:
+            raise ValueError(f"spamd address {address!r} is not HOST:PORT") from None
 
-    def scan(self, message: Message, context: ScanContext, timeout: float) -> Verdict:
-        deadline = time.monotonic() + timeout
+    def scan(self, message: MessageSource, context: ScanContext, timeout: float) -> ScanVerdict:
+        deadline = Deadline(timeout)
         # spamd's User header selects per-user settings; outbound mail is
         # authenticated, so the sender identity is the user.
         user = re.sub(r"[^\w.@:/+-]", "_", context.identity)[:128] or "osfmilter"
@@ -44,12 +45,12 @@ class SpamassassinScanner:
             with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
                 sock.sendall(head)
                 for chunk in message.chunks():
-                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    deadline.arm(sock)
                     sock.sendall(chunk)
                 sock.shutdown(socket.SHUT_WR)
                 reply = b""
                 while True:
-                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    deadline.arm(sock)
                     block = sock.recv(8192)
                     if not block:
                         break
@@ -63,7 +64,7 @@ class SpamassassinScanner:
         return parse_reply(reply)
 
 
-def parse_reply(reply: bytes) -> Verdict:
+def parse_reply(reply: bytes) -> ScanVerdict:
     head, _, body = reply.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = _STATUS.match(lines[0]) if lines else None
@@ -79,5 +80,5 @@ def parse_reply(reply: bytes) -> Verdict:
             rules = tuple(
                 r.strip() for r in body.decode("ascii", "replace").split(",") if r.strip()
             )
-            return Verdict(score=float(found.group(2)), rules=rules)
+            return ScanVerdict(score=float(found.group(2)), rules=rules)
     raise ScannerError(NAME, "answer without a Spam: header")

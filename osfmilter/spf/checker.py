@@ -36,6 +36,7 @@ import dns.resolver
 import spf
 
 from osfmilter.addresses import split_nameserver
+from osfmilter.config import SpfSection
 from osfmilter.spf.result import SEVERITY, SpfOutcome
 
 # Macros that make a result depend on the local part or the HELO, not only on the
@@ -127,14 +128,18 @@ class _Lookups(threading.local):
         self.deadline = float("inf")
 
 
+# The cache bounds a caller leaves out are [spf]'s defaults, not numbers of the checker's own.
+_SPF_DEFAULTS = SpfSection()
+
+
 class SpfChecker:
     def __init__(
         self,
         outbound_ips: Sequence[str],
         resolver: dns.resolver.Resolver,
         timeout: float,
-        cache_size: int = 10_000,
-        max_ttl: float = 3600.0,
+        cache_size: int = _SPF_DEFAULTS.cache_size,
+        max_ttl: float = _SPF_DEFAULTS.cache_max_ttl,
     ) -> None:
         self.outbound_ips = tuple(outbound_ips)
         self.resolver = resolver
@@ -208,8 +213,8 @@ class SpfChecker:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
 
-    def _lookup(self, name: str, qtype: str, strict: Any = True, timeout: float = 3.0) -> list[Any]:
-        """pyspf's DNSLookup contract, on our resolver, noting TTLs and macros."""
+    def _lookup(self, name: str, qtype: str, strict: Any, timeout: float) -> list[Any]:
+        """pyspf's DNSLookup(name, qtype, strict, timeout), on our resolver; notes TTLs, macros."""
         remaining = min(timeout, self._seen.deadline - time.monotonic())
         if remaining <= 0:
             raise spf.TempError(f"DNS: no answer within {self.timeout:g} s")

@@ -6,7 +6,12 @@ import ipaddress
 
 import pytest
 
-from osfmilter.addresses import address_key, normalize_client, parse_registration
+from osfmilter.addresses import (
+    address_key,
+    normalize_client,
+    parse_host_port,
+    parse_registration,
+)
 
 
 @pytest.mark.parametrize(
@@ -66,3 +71,42 @@ def test_registrations(text: str, expected: str) -> None:
 def test_refused_registrations(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         parse_registration(text, 16, 48)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:3310", ("127.0.0.1", 3310)),
+        ("[2001:db8::1]:783", ("2001:db8::1", 783)),
+        ("[::1]:65535", ("::1", 65535)),
+        ("clamd.internal:3310", ("clamd.internal", 3310)),
+        ("localhost:1", ("localhost", 1)),
+        # The port follows the last colon, so an unbracketed IPv6 host is read whole.
+        ("2001:db8::1:783", ("2001:db8::1", 783)),
+    ],
+)
+def test_host_port(text: str, expected: tuple[str, int]) -> None:
+    assert parse_host_port(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("clamd.internal", "has no :PORT"),
+        ("127.0.0.1", "has no :PORT"),
+        ("clamd:", "has no :PORT"),
+        ("[2001:db8::1]", "has no :PORT"),
+        ("", "has no :PORT"),
+        (":3310", "has no host"),
+        ("[]:3310", "has no host"),
+        ("clamd:0", "port must be a number from 1 to 65535"),
+        ("clamd:65536", "port must be a number from 1 to 65535"),
+        ("clamd:x", "port must be a number from 1 to 65535"),
+        ("clamd:-1", "port must be a number from 1 to 65535"),
+        ("clamd: 3310", "port must be a number from 1 to 65535"),
+        ("clamd:\u00b3", "port must be a number from 1 to 65535"),  # a digit int() refuses
+    ],
+)
+def test_refused_host_port(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_host_port(text)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from osfmilter.checkconfig import lint, parse_size, reservation_lifetime
+from osfmilter.checkconfig import _same_socket, lint, parse_size, reservation_lifetime
 from osfmilter.cli import main
-from osfmilter.config import config_from_dict
+from osfmilter.config import config_from_dict, parse_socket
 
 
 def postfix_dir(tmp_path: Path, **settings: str) -> str:
@@ -360,3 +360,23 @@ def test_a_reservation_shorter_than_a_transaction_may_last_is_warned_about() -> 
     assert "600 s is shorter than a transaction may last" in short[0].text
     longer_mta = config_from_dict({"milter": {"timeout": 1200}})
     assert "raise it to at least 1500" in reservation_lifetime(longer_mta)[0].text
+
+
+@pytest.mark.parametrize(
+    ("socket", "spec", "same"),
+    [
+        ("inet:8894@127.0.0.1", "inet:127.0.0.1:8894", True),
+        ("inet:8894@127.0.0.1", "inet:localhost:8894", True),
+        ("inet:8894@0.0.0.0", "inet:127.0.0.1:8894", True),
+        ("inet6:8894@[::1]", "inet:[::1]:8894", True),
+        ("inet:8894@127.0.0.1", "inet:127.0.0.1:8895", False),
+        ("inet:8894@127.0.0.1", "inet:127.0.0.2:8894", False),
+        ("inet:8894@127.0.0.1", "inet:127.0.0.1:x", False),
+        ("inet:8894@127.0.0.1", "inet:127.0.0.1", False),
+        ("inet:8894@0.0.0.0", "inet::8894", False),
+        ("inet:8894@127.0.0.1", "unix:/run/osfmilter.sock", False),
+        ("unix:/run/osfmilter.sock", "unix:/run/osfmilter.sock", True),
+    ],
+)
+def test_postfix_milter_spec_reaches_the_socket(socket: str, spec: str, same: bool) -> None:
+    assert _same_socket(parse_socket(socket), spec) is same

@@ -44,6 +44,41 @@ def test_partial_paid_plan_keeps_paid_defaults(tmp_path: Path) -> None:
     assert config.plans.free.max_recipients_known == 50
 
 
+# What each HOST:PORT setting refuses, and the one-line error it gives.
+HOST_PORT_ERRORS = [
+    *(
+        (
+            f"[clamav]\naddress = '{address}'\n",
+            f"{address!r} is neither a unix socket path nor HOST:PORT",
+        )
+        for address in ("127.0.0.1", "clamd:", ":3310", "clamd:0", "clamd:65536", "clamd:x")
+    ),
+    *(
+        (
+            f"[spam]\nbackend = '{backend}'\naddress = '{address}'\n",
+            f"address {address!r} does not suit backend {backend!r}",
+        )
+        for backend, address in (
+            ("spamassassin", "127.0.0.1"),
+            ("spamassassin", "http://127.0.0.1:783"),
+            ("spamassassin", "spamd:99999"),
+            ("rspamd", "http://127.0.0.1"),
+            ("rspamd", "http://127.0.0.1:11333/checkv2"),
+        )
+    ),
+    ("[spam]\nbackend = 'rspamd'\n", "backend 'rspamd' needs an address"),
+    *(
+        (f"[metrics]\nlisten = '{listen}'\n", f"listen {listen!r} is not IP:PORT")
+        for listen in ("127.0.0.1", "localhost:9899", "localhost:0", ":9899")
+    ),
+    *(
+        (f"[metrics]\nlisten = '{listen}'\n", f"listen {listen!r}: port must be 1-65535")
+        for listen in ("127.0.0.1:", "127.0.0.1:0", "[::1]:65536", "127.0.0.1:x")
+    ),
+    ("[metrics]\nlisten = '192.0.2.1:9899'\n", "set metrics.allow_public_bind = true"),
+]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -56,6 +91,7 @@ def test_partial_paid_plan_keeps_paid_defaults(tmp_path: Path) -> None:
         ("[log]\nformat = 'xml'\n", "key 'log.format'"),
         ("[replies]\ncontact = '100% sure'\n", "key 'replies.contact'"),
         ("[milter\n", "invalid TOML"),
+        *HOST_PORT_ERRORS,
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -93,3 +129,21 @@ def test_libmilter_socket_syntax(
 def test_example_config_in_contrib_is_valid() -> None:
     example = Path(__file__).parents[2] / "contrib" / "osfmilter.toml"
     assert isinstance(load_config(example), Config)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[clamav]\naddress = '/run/clamav/clamd.ctl'\n",
+        "[clamav]\naddress = '127.0.0.1:3310'\n",
+        "[clamav]\naddress = '[::1]:3310'\n",
+        "[clamav]\naddress = 'clamd.internal:3310'\n",
+        "[spam]\nbackend = 'spamassassin'\naddress = '127.0.0.1:783'\n",
+        "[spam]\nbackend = 'rspamd'\naddress = 'http://127.0.0.1:11333/'\n",
+        "[spam]\nbackend = 'rspamd'\naddress = '[::1]:11333'\n",
+        "[metrics]\nlisten = '127.0.0.1:9899'\n",
+        "[metrics]\nlisten = '[::1]:9899'\n",
+    ],
+)
+def test_host_port_addresses(tmp_path: Path, text: str) -> None:
+    assert isinstance(load_config(write(tmp_path, text)), Config)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from osfmilter.health import BackendHealth
-from osfmilter.scanners import ScanContext, ScannerError, Verdict
+from osfmilter.scanners import ScanContext, Scanner, ScannerError, ScanVerdict
 from osfmilter.scanners.clamav import ClamavScanner
 from osfmilter.scanners.clamav import parse_reply as parse_clamd
 from osfmilter.scanners.rspamd import RspamdScanner
@@ -83,11 +83,11 @@ def fake_server() -> Iterator[Callable[[Handler], int]]:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (b"stream: OK\0", Verdict()),
-        (b"stream: Win.Test.EICAR_HDB-1 FOUND\0", Verdict(virus="Win.Test.EICAR_HDB-1")),
+        (b"stream: OK\0", ScanVerdict()),
+        (b"stream: Win.Test.EICAR_HDB-1 FOUND\0", ScanVerdict(virus="Win.Test.EICAR_HDB-1")),
     ],
 )
-def test_clamd_answers(raw: bytes, expected: Verdict) -> None:
+def test_clamd_answers(raw: bytes, expected: ScanVerdict) -> None:
     assert parse_clamd(raw) == expected
 
 
@@ -110,7 +110,7 @@ def test_clamd_instream_framing(fake_server: Callable[[Handler], int]) -> None:
 
     port = fake_server(answer)
     body = b"x" * 150_000
-    assert ClamavScanner(f"127.0.0.1:{port}").scan(spool(body), CONTEXT, 5) == Verdict()
+    assert ClamavScanner(f"127.0.0.1:{port}").scan(spool(body), CONTEXT, 5) == ScanVerdict()
     data = received[0]
     assert data.startswith(b"zINSTREAM\0")
     payload, offset = b"", len(b"zINSTREAM\0")
@@ -128,6 +128,25 @@ def test_clamd_silence_is_a_timeout(fake_server: Callable[[Handler], int]) -> No
     assert time.monotonic() - started < 3  # bounded by the timeout, not by the server
 
 
+@pytest.mark.parametrize("scanner", [ClamavScanner, SpamassassinScanner])
+def test_a_trickled_answer_is_bounded_by_one_timeout(
+    fake_server: Callable[[Handler], int], scanner: Callable[[str], Scanner]
+) -> None:
+    """The timeout is the whole exchange's, not each receive's: a byte every 0.1 s ends at 0.5 s."""
+
+    def trickle(sock: socket.socket, data: bytes) -> bytes | None:
+        for _ in range(50):
+            sock.sendall(b"s")
+            time.sleep(0.1)
+        return None
+
+    port = fake_server(trickle)
+    started = time.monotonic()
+    with pytest.raises(ScannerError, match=r"no answer within 0\.5 s"):
+        scanner(f"127.0.0.1:{port}").scan(spool(), CONTEXT, 0.5)
+    assert time.monotonic() - started < 2
+
+
 def test_clamd_down_is_a_fault(tmp_path: Path) -> None:
     with pytest.raises(ScannerError):
         ClamavScanner(str(tmp_path / "no.sock")).scan(spool(), CONTEXT, 1)
@@ -141,7 +160,9 @@ def test_spamd_symbols_reply() -> None:
         b"SPAMD/1.1 0 EX_OK\r\nContent-length: 27\r\nSpam: True ; 1000.0 / 5.0\r\n\r\n"
         b"GTUBE,NO_RECEIVED,NO_RELAYS"
     )
-    assert parse_spamd(reply) == Verdict(score=1000.0, rules=("GTUBE", "NO_RECEIVED", "NO_RELAYS"))
+    assert parse_spamd(reply) == ScanVerdict(
+        score=1000.0, rules=("GTUBE", "NO_RECEIVED", "NO_RELAYS")
+    )
 
 
 @pytest.mark.parametrize(
@@ -171,7 +192,7 @@ def test_spamd_request_carries_length_and_user(fake_server: Callable[[Handler], 
     port = fake_server(answer)
     message = spool(b"Subject: x\r\n\r\n" + b"y" * 70_000)
     verdict = SpamassassinScanner(f"127.0.0.1:{port}").scan(message, CONTEXT, 5)
-    assert verdict == Verdict(score=1.5, rules=("ALL_TRUSTED",))
+    assert verdict == ScanVerdict(score=1.5, rules=("ALL_TRUSTED",))
     assert seen[0].startswith(b"SYMBOLS SPAMC/1.5\r\nContent-length: 70014\r\nUser: sasl:alice\r\n")
 
 
@@ -228,10 +249,10 @@ def test_rspamd_http_error_is_a_fault(fake_server: Callable[[Handler], int]) -> 
 class BarrierScanner:
     """Both scanners must be inside scan() at once, or the barrier breaks: proof of overlap."""
 
-    def __init__(self, name: str, barrier: threading.Barrier, verdict: Verdict) -> None:
+    def __init__(self, name: str, barrier: threading.Barrier, verdict: ScanVerdict) -> None:
         self.name, self.barrier, self.verdict = name, barrier, verdict
 
-    def scan(self, message: object, context: ScanContext, timeout: float) -> Verdict:
+    def scan(self, message: object, context: ScanContext, timeout: float) -> ScanVerdict:
         try:
             self.barrier.wait(timeout=timeout)
         except threading.BrokenBarrierError:
@@ -242,12 +263,12 @@ class BarrierScanner:
 def test_virus_and_spam_scanners_run_at_the_same_time() -> None:
     barrier = threading.Barrier(2)
     service = ScanService(
-        ConfiguredScanner(BarrierScanner("clamav", barrier, Verdict()), 5),
-        ConfiguredScanner(BarrierScanner("spamassassin", barrier, Verdict(score=1.0)), 5),
+        ConfiguredScanner(BarrierScanner("clamav", barrier, ScanVerdict()), 5),
+        ConfiguredScanner(BarrierScanner("spamassassin", barrier, ScanVerdict(score=1.0)), 5),
         BackendHealth(),
     )
     report = service.scan(spool(), CONTEXT, with_spam=True)
-    assert report.failures == () and report.spam == Verdict(score=1.0)
+    assert report.failures == () and report.spam == ScanVerdict(score=1.0)
     service.close()
 
 

@@ -8,7 +8,7 @@ from osfmilter import verdict as answers
 from osfmilter.config import Config, config_from_dict
 from osfmilter.health import BackendHealth
 from osfmilter.model import IdentityKind, ServerState
-from osfmilter.scanners import ScanContext, ScannerError, Verdict
+from osfmilter.scanners import ScanContext, ScannerError, ScanVerdict
 from osfmilter.scanners.service import ConfiguredScanner, ScanService
 from osfmilter.session import MilterSession
 from osfmilter.verdict import CONTINUE, Accept, Refused
@@ -23,11 +23,11 @@ from tests.fakes import (
 
 
 class StubScanner:
-    def __init__(self, name: str, verdict: Verdict | None = None, error: str = "") -> None:
+    def __init__(self, name: str, verdict: ScanVerdict | None = None, error: str = "") -> None:
         self.name, self.verdict, self.error = name, verdict, error
         self.calls: list[ScanContext] = []
 
-    def scan(self, message: object, context: ScanContext, timeout: float) -> Verdict:
+    def scan(self, message: object, context: ScanContext, timeout: float) -> ScanVerdict:
         self.calls.append(context)
         if self.verdict is None:
             raise ScannerError(self.name, self.error or "down")
@@ -68,8 +68,8 @@ def code(reply: answers.Verdict) -> tuple[int, str] | None:
 
 
 def test_clean_message_is_accepted_with_its_score_recorded() -> None:
-    spam = StubScanner("spamassassin", Verdict(score=2.5, rules=("A", "B")))
-    reply, recorder = send(StubScanner("clamav", Verdict()), spam)
+    spam = StubScanner("spamassassin", ScanVerdict(score=2.5, rules=("A", "B")))
+    reply, recorder = send(StubScanner("clamav", ScanVerdict()), spam)
     assert isinstance(reply, Accept)
     event = recorder.records[-1]
     assert (event.spam_score, event.spam_rules, event.virus_name) == (2.5, "A,B", "")
@@ -83,7 +83,7 @@ def test_clean_message_is_accepted_with_its_score_recorded() -> None:
 
 
 def test_virus_is_554_naming_the_signature() -> None:
-    reply, recorder = send(StubScanner("clamav", Verdict(virus="Eicar-Test")), None)
+    reply, recorder = send(StubScanner("clamav", ScanVerdict(virus="Eicar-Test")), None)
     assert (
         code(reply) == (554, "5.7.1") and isinstance(reply, Refused) and "Eicar-Test" in reply.text
     )
@@ -91,10 +91,10 @@ def test_virus_is_554_naming_the_signature() -> None:
 
 
 def test_spam_at_the_threshold_is_550() -> None:
-    reply, recorder = send(None, StubScanner("spamassassin", Verdict(score=10.0)))
+    reply, recorder = send(None, StubScanner("spamassassin", ScanVerdict(score=10.0)))
     assert code(reply) == (550, "5.7.1")
     assert recorder.records[-1].reason == "spam"
-    assert isinstance(send(None, StubScanner("spamassassin", Verdict(score=9.9)))[0], Accept)
+    assert isinstance(send(None, StubScanner("spamassassin", ScanVerdict(score=9.9)))[0], Accept)
 
 
 def test_plan_threshold_replaces_the_default() -> None:
@@ -107,9 +107,9 @@ def test_plan_threshold_replaces_the_default() -> None:
             }
         }
     )
-    paid = send(None, StubScanner("spamassassin", Verdict(score=15.0)), config, plan="paid")
+    paid = send(None, StubScanner("spamassassin", ScanVerdict(score=15.0)), config, plan="paid")
     assert isinstance(paid[0], Accept)
-    assert code(send(None, StubScanner("spamassassin", Verdict(score=15.0)), config)[0]) == (
+    assert code(send(None, StubScanner("spamassassin", ScanVerdict(score=15.0)), config)[0]) == (
         550,
         "5.7.1",
     )
@@ -117,8 +117,8 @@ def test_plan_threshold_replaces_the_default() -> None:
 
 @pytest.mark.parametrize("failing", ["clamav", "spamassassin"])
 def test_a_scanner_fault_is_451_471_and_never_clean(failing: str) -> None:
-    virus = StubScanner("clamav", None if failing == "clamav" else Verdict())
-    spam = StubScanner("spamassassin", None if failing == "spamassassin" else Verdict(score=0))
+    virus = StubScanner("clamav", None if failing == "clamav" else ScanVerdict())
+    spam = StubScanner("spamassassin", None if failing == "spamassassin" else ScanVerdict(score=0))
     config = config_from_dict({"spam": {"backend": "spamassassin", "address": "127.0.0.1:1"}})
     reply, recorder = send(virus, spam, config)
     assert code(reply) == (451, "4.7.1") and isinstance(reply, Refused) and failing in reply.text
@@ -132,7 +132,7 @@ def test_on_error_accept_lets_the_message_through_unscanned() -> None:
 
 
 def test_a_definite_verdict_stands_when_the_other_scanner_fails() -> None:
-    reply, _ = send(StubScanner("clamav"), StubScanner("spamassassin", Verdict(score=50)))
+    reply, _ = send(StubScanner("clamav"), StubScanner("spamassassin", ScanVerdict(score=50)))
     assert code(reply) == (550, "5.7.1")
 
 
@@ -140,7 +140,10 @@ def test_big_messages_are_virus_scanned_but_not_scored() -> None:
     config = config_from_dict(
         {"spam": {"backend": "spamassassin", "address": "127.0.0.1:1", "max_size": 1000}}
     )
-    virus, spam = StubScanner("clamav", Verdict()), StubScanner("spamassassin", Verdict(score=99))
+    virus, spam = (
+        StubScanner("clamav", ScanVerdict()),
+        StubScanner("spamassassin", ScanVerdict(score=99)),
+    )
     reply, recorder = send(virus, spam, config, body=b"x" * 2000)
     assert isinstance(reply, Accept) and len(virus.calls) == 1 and spam.calls == []
     assert recorder.records[-1].spam_score is None
@@ -151,7 +154,7 @@ def test_big_messages_are_virus_scanned_but_not_scored() -> None:
 
 def test_spam_and_virus_detections_are_incidents() -> None:
     reputation = MemoryReputation(FixedClock())
-    for verdict in (Verdict(virus="Eicar-Test"), Verdict(score=50.0)):
+    for verdict in (ScanVerdict(virus="Eicar-Test"), ScanVerdict(score=50.0)):
         recorder = FakeRecorder()
         directory = FakeDirectory(by_address={"192.0.2.10": identity()})
         stub = StubScanner("clamav" if verdict.virus else "spamassassin", verdict)
@@ -175,7 +178,7 @@ def test_reputation_down_does_not_change_the_refusal() -> None:
     reputation.down = True
     recorder = FakeRecorder()
     scans = ScanService(
-        ConfiguredScanner(StubScanner("clamav", Verdict(virus="X")), 5), None, BackendHealth()
+        ConfiguredScanner(StubScanner("clamav", ScanVerdict(virus="X")), 5), None, BackendHealth()
     )
     session = MilterSession(
         services(

@@ -11,6 +11,7 @@ import pytest
 
 from osfmilter.addresses import split_nameserver
 from osfmilter.cli import main
+from osfmilter.config import Config
 from osfmilter.spf.advisor import Advice, advise, render_json, render_text
 from osfmilter.spf.checker import SpfChecker, resolver_for
 from tests.harness.dnsserver import DnsServer
@@ -34,8 +35,17 @@ def dns() -> Iterator[DnsServer]:
         yield server
 
 
-def checker(dns: DnsServer, ips: tuple[str, ...] = (RELAY_V4,), timeout: float = 2.0) -> SpfChecker:
-    return SpfChecker(ips, resolver_for([dns.nameserver], timeout), timeout)
+SPF = Config().spf
+
+
+def checker(
+    dns: DnsServer,
+    ips: tuple[str, ...] = (RELAY_V4,),
+    timeout: float = 2.0,
+    cache_size: int = SPF.cache_size,
+) -> SpfChecker:
+    resolver = resolver_for([dns.nameserver], timeout)
+    return SpfChecker(ips, resolver, timeout, cache_size, SPF.cache_max_ttl)
 
 
 @pytest.mark.parametrize(
@@ -179,7 +189,7 @@ def test_no_record_is_cached_for_the_negative_ttl(dns: DnsServer, domain: str) -
 
 
 def test_cache_is_bounded(dns: DnsServer) -> None:
-    spf = SpfChecker((RELAY_V4,), resolver_for([dns.nameserver], 2), 2, cache_size=2)
+    spf = checker(dns, timeout=2, cache_size=2)
     for domain in ("pass.example", "fail.example", "soft.example", "neutral.example"):
         spf.check(f"a@{domain}", "h")
     assert len(spf._cache) == 2

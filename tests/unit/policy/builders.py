@@ -8,7 +8,7 @@ from osfmilter.config import Config
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import Envelope, Identity
 from osfmilter.policy.context import Context, Ports, TransactionState
-from osfmilter.scanners import Verdict
+from osfmilter.scanners import ScanVerdict
 from osfmilter.scanners.service import ScanOutcome, ScanReport
 from osfmilter.spf.result import SpfOutcome
 from osfmilter.spool import Spool
@@ -98,8 +98,8 @@ def report(
     score is, and a failure for each scanner named in failed."""
     outcomes = []
     if virus is not None:
-        outcomes.append(ScanOutcome("clamav", Verdict(virus=virus), "", 0.01))
+        outcomes.append(ScanOutcome("clamav", ScanVerdict(virus=virus), "", 0.01))
     if score is not None:
-        outcomes.append(ScanOutcome(spam_engine, Verdict(score=score), "", 0.02))
+        outcomes.append(ScanOutcome(spam_engine, ScanVerdict(score=score), "", 0.02))
     outcomes += [ScanOutcome(name, None, "connection refused", 0.0) for name in failed]
     return ScanReport(tuple(outcomes))

@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from osfmilter.errors import StorageError
 from osfmilter.health import BackendHealth
 from osfmilter.storage.db import describe
-from osfmilter.storage.writer import Later, Order, group_commit
+from osfmilter.storage.writer import UNLOCKED, Later, Order, group_commit
 
 T = TypeVar("T")
 HEALTH_NAME = "database"
@@ -131,7 +131,9 @@ class DirectSql:
             return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
         return moment
 
-    def transact(self, job: Callable[[Cursor], T], order: Order = (), durable: bool = True) -> T:
+    def transact(
+        self, job: Callable[[Cursor], T], order: Order = UNLOCKED, durable: bool = True
+    ) -> T:
         """``job(cursor)`` in a write transaction: committed when it returns, undone if it raises.
 
         The transaction may hold other sessions' work too (storage.writer),
@@ -144,7 +146,7 @@ class DirectSql:
         return result
 
     def transact_later(
-        self, job: Callable[[Cursor], Later[T]], order: Order = (), durable: bool = True
+        self, job: Callable[[Cursor], Later[T]], order: Order = UNLOCKED, durable: bool = True
     ) -> T:
         """As transact, for a job that only sends statements and reads their outcome Later.
 

@@ -1,11 +1,11 @@
 """The mail path's statements, sent straight to the database driver.
 
-Every message costs a handful of statements (bench/README.md). Through
-SQLAlchemy each one paid ~50 µs of execution context, cache lookup and event
-dispatch, more than SQLite takes to run it; so the milter's hot statements
-are plain SQL on the driver's own connection, taken from the engine's pool,
-which still owns connecting and pre-ping; the group commit and the reads
-keep theirs between messages.
+Every message costs a handful of statements. Through SQLAlchemy each one
+paid more in execution context, cache lookup and event dispatch than SQLite
+takes to run it (bench/RESULTS.md, 'Figures the code cited'); so the
+milter's hot statements are plain SQL on the driver's own connection, taken
+from the engine's pool, which still owns connecting and pre-ping; the group
+commit and the reads keep theirs between messages.
 SQLAlchemy keeps the schema, the migrations, the CLI and the reports.
 
 The SQL is written once with named parameters (``:name``) in the dialect
@@ -162,9 +162,9 @@ class DirectSql:
         SQLite runs in autocommit (see storage.db); PostgreSQL is told so,
         which saves a BEGIN and a COMMIT round trip. The connection is one
         this object keeps for reads, so it is not pinged on every message
-        (the pool's pre-ping was a round trip of its own, ~0.1 ms of the
-        milter's CPU per message on PostgreSQL). A kept connection that the
-        server dropped meanwhile is replaced and the job run once more.
+        (the pool's pre-ping was a round trip of its own: bench/RESULTS.md,
+        'Figures the code cited'). A kept connection that the server dropped
+        meanwhile is replaced and the job run once more.
         """
         for attempt in (1, 2):
             connection, kept = self._reader()

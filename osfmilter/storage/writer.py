@@ -2,10 +2,11 @@
 
 With twenty SMTP sessions, twenty milter threads each ran their own short
 write transactions. On SQLite (one writer at a time) they took turns at the
-write lock, handing it and the GIL back and forth: a message's two write
-transactions cost 0.7 ms of CPU alone and 2 ms with twenty sessions
-(bench/session_cost.py). On PostgreSQL every one paid its own BEGIN,
-COMMIT and WAL flush, and queued on the sender's locks across the flush.
+write lock, handing it and the GIL back and forth, so that a message's
+write transactions cost far more CPU with twenty sessions than alone
+(bench/RESULTS.md, 'Figures the code cited'). On PostgreSQL every one paid
+its own BEGIN, COMMIT and WAL flush, and queued on the sender's locks
+across the flush.
 
 Here a session queues its work and waits for the process's write lock.
 Whoever gets the lock runs everything queued in one transaction, commits
@@ -330,7 +331,7 @@ class GroupCommit:
                 elif self._sqlite:  # no savepoints: if any job raises, see below
                     # Each answer at once (no round trip to save): statements
                     # left unread to the end of the batch made it slower
-                    # (session_cost.py, 20 sessions: 0.47 -> 0.70 ms a message).
+                    # (bench/RESULTS.md, 'What made it faster').
                     answers = [(work.future, _finish(work.job(cursor)), False) for work in batch]
                 else:
                     outcomes = [(work.future, work.job(cursor)) for work in batch]

@@ -28,11 +28,11 @@ Run from the repository root::
 
 ``--sqlite-pool-open`` starts osfmilter with its SQLite connections never
 closed: as shipped, closing one from a libmilter thread can crash the milter
-(bench/README.md explains it), and a crashed round counts as an error.
+(bench/RESULTS.md explains it), and a crashed round counts as an error.
 
-The full run writes its figures into bench/README.md (between markers in the
-section "throughput.py: the whole path, side by side"); ``--no-readme`` skips
-that. The exit status is 1 if any measurement saw an error (a refusal, a
+The full run writes its figures into bench/RESULTS.md (between markers in the
+section "`throughput.py`: the whole path, side by side"); ``--no-results``
+skips that. The exit status is 1 if any measurement saw an error (a refusal, a
 deferral, a lost message, a traceback in a milter's log), else 0.
 """
 
@@ -87,8 +87,8 @@ PG_ADMIN_URL = os.environ.get(
 )
 # rspamd's hyperscan cache, kept between runs: a warm start takes seconds, a cold one a minute.
 RSPAMD_CACHE = Path("/var/tmp/osfmilter-bench-rspamd")  # noqa: S108 - root-owned cache
-README = REPO / "bench" / "README.md"
-SECTION = "## throughput.py: the whole path, side by side"
+RESULTS = REPO / "bench" / "RESULTS.md"
+SECTION = "## `throughput.py`: the whole path, side by side"
 BEGIN, END = "<!-- throughput.py results: begin -->", "<!-- throughput.py results: end -->"
 
 SENDER = "bench@pass.example"  # pass.example's SPF record includes the relay's address
@@ -783,7 +783,7 @@ class Settings:
     sessions: int
     sqlite_pool_open: bool
     profile: bool
-    readme: bool
+    results: bool
     quick: bool
     keep: bool
     pg_admin_url: str
@@ -822,7 +822,7 @@ def parse_settings(argv: Sequence[str] | None) -> Settings:
         "--sqlite-pool-open",
         action="store_true",
         help="start osfmilter with its SQLite connections never closed (a 64-connection "
-        "pool, no overflow): works around the crash on closing one (see README)",
+        "pool, no overflow): works around the crash on closing one (see bench/RESULTS.md)",
     )
     parser.add_argument(
         "--profile",
@@ -830,8 +830,13 @@ def parse_settings(argv: Sequence[str] | None) -> Settings:
         help="after the rounds, py-spy one extra C 10 KB batch (not counted)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
-    parser.add_argument("--no-readme", action="store_true", help="do not touch bench/README.md")
-    parser.add_argument("--readme", action="store_true", help="write bench/README.md even if quick")
+    # --no-readme and --readme: their names from when the results were in bench/README.md.
+    parser.add_argument(
+        "--no-results", "--no-readme", action="store_true", help="do not touch bench/RESULTS.md"
+    )
+    parser.add_argument(
+        "--results", "--readme", action="store_true", help="write bench/RESULTS.md even if quick"
+    )
     parser.add_argument(
         "--pg-url", default=PG_ADMIN_URL, help="PostgreSQL admin URL (env OSFMILTER_BENCH_PG)"
     )
@@ -855,7 +860,7 @@ def parse_settings(argv: Sequence[str] | None) -> Settings:
         sessions=args.sessions,
         sqlite_pool_open=args.sqlite_pool_open,
         profile=args.profile,
-        readme=not args.no_readme and (args.readme or not args.quick),
+        results=not args.no_results and (args.results or not args.quick),
         quick=args.quick,
         keep=args.keep,
         pg_admin_url=args.pg_url,
@@ -1371,8 +1376,8 @@ def report(
     return "\n".join(out), bool(errors)
 
 
-def write_readme(block: str) -> None:
-    text_now = README.read_text()
+def write_results(block: str) -> None:
+    text_now = RESULTS.read_text()
     body = f"{BEGIN}\n{block.rstrip()}\n{END}"
     if SECTION not in text_now:
         text_now = text_now.rstrip("\n") + f"\n\n{SECTION}\n\n{body}\n"
@@ -1381,7 +1386,7 @@ def write_readme(block: str) -> None:
         text_now = text_now[:start] + body + text_now[end:]
     else:
         text_now = text_now.rstrip("\n") + f"\n\n{body}\n"
-    README.write_text(text_now)
+    RESULTS.write_text(text_now)
 
 
 def machine_facts(settings: Settings) -> list[str]:
@@ -1531,9 +1536,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     block, failed = report(settings, samples, rss, big, facts, notes)
     print(block)
-    if settings.readme:
-        write_readme(block)
-        log(f"written to {README}")
+    if settings.results:
+        write_results(block)
+        log(f"written to {RESULTS}")
     return 1 if failed else 0
 
 

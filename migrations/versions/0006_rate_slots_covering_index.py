@@ -6,7 +6,7 @@ Revises: 0005
 The admission counts a sender's slots and finds its oldest counting one.
 With the index on (key, at), every slot also cost a visit to the table row
 for ``pending``: on SQLite a quarter of the milter's CPU under a busy
-sender (bench/README.md). On (key, pending, at) the count reads the index
+sender (bench/RESULTS.md). On (key, pending, at) the count reads the index
 alone, and the prune of expired slots is two range scans.
 """
 

@@ -5,7 +5,7 @@ Revises: 0006
 
 The admission counted a key's slots through the index: one index entry per
 message in the window, so a sender's every message cost more the more it
-had sent (bench/README.md: at 2,000 slots 0.7 ms of PostgreSQL per count).
+had sent (bench/RESULTS.md: at 2,000 slots 0.7 ms of PostgreSQL per count).
 Triggers on rate_slots now keep ``rate_counts.used`` equal to the number of
 the key's rows, whoever inserts or deletes them: the milter, retention, or
 an operator's own SQL. The admission still prunes expired slots before it

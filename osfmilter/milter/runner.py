@@ -168,8 +168,9 @@ def _open_socket_our_way() -> None:
     A TCP socket gets TCP_NODELAY, which its accepted connections inherit
     (Linux): at the end of a message libmilter writes each header change
     and then the verdict as separate small packets, and Nagle held the
-    verdict back until the MTA's delayed ACK of the header change, 40 ms
-    per accepted message on loopback. libmilter has no option for it.
+    verdict back until the MTA's delayed ACK of the header change, once per
+    accepted message (bench/RESULTS.md, 'What made it faster'). libmilter
+    has no option for it.
     """
     opensocket = libmilter.opensocket
 

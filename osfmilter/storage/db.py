@@ -146,7 +146,8 @@ def _sqlite_reader_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -
     # mode can lose the last commits (accepts, their slots and volume) on
     # power loss. Group commit (storage.writer) makes concurrent sessions
     # share one fsync, and lowers it to NORMAL for a batch of rate
-    # reservations alone; bench/README.md has the cost.
+    # reservations alone. The cost: bench/RESULTS.md, 'SQLite with
+    # `synchronous=FULL` (issue 14, item 9)'.
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -156,8 +157,9 @@ def _sqlite_begin(connection: Connection) -> None:
     mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
     if mode == "IMMEDIATE":
         # This process's writers queue on a lock instead of on SQLite's busy
-        # handler, which sleeps and retries (p99 near a second with 16
-        # threads); other processes still meet at SQLite's own lock.
+        # handler, which sleeps and retries, so a few of 16 threads waited
+        # very long (bench/RESULTS.md, rate_bench.py's 'Reading the figures');
+        # other processes still meet at SQLite's own lock.
         lock, timeout = _WRITE_LOCKS[connection.engine]
         if not lock.acquire(timeout=timeout):
             raise SqlTimeoutError("waited too long for the database write lock")

@@ -1,11 +1,11 @@
 """The mail path's statements, sent straight to the database driver.
 
-Every message costs a handful of statements (bench/README.md). Through
-SQLAlchemy each one paid ~50 µs of execution context, cache lookup and event
-dispatch, more than SQLite takes to run it; so the milter's hot statements
-are plain SQL on the driver's own connection, taken from the engine's pool,
-which still owns connecting and pre-ping; the group commit and the reads
-keep theirs between messages.
+Every message costs a handful of statements. Through SQLAlchemy each one
+paid more in execution context, cache lookup and event dispatch than SQLite
+takes to run it (bench/RESULTS.md, 'Figures the code cited'); so the
+milter's hot statements are plain SQL on the driver's own connection, taken
+from the engine's pool, which still owns connecting and pre-ping; the group
+commit and the reads keep theirs between messages.
 SQLAlchemy keeps the schema, the migrations, the CLI and the reports.
 
 The SQL is written once with named parameters (``:name``) in the dialect
@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from osfmilter.errors import StorageError
 from osfmilter.health import BackendHealth
 from osfmilter.storage.db import describe
-from osfmilter.storage.writer import Later, Order, group_commit
+from osfmilter.storage.writer import UNLOCKED, Later, Order, group_commit
 
 T = TypeVar("T")
 HEALTH_NAME = "database"
@@ -131,7 +131,9 @@ class DirectSql:
             return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
         return moment
 
-    def transact(self, job: Callable[[Cursor], T], order: Order = (), durable: bool = True) -> T:
+    def transact(
+        self, job: Callable[[Cursor], T], order: Order = UNLOCKED, durable: bool = True
+    ) -> T:
         """``job(cursor)`` in a write transaction: committed when it returns, undone if it raises.
 
         The transaction may hold other sessions' work too (storage.writer),
@@ -144,7 +146,7 @@ class DirectSql:
         return result
 
     def transact_later(
-        self, job: Callable[[Cursor], Later[T]], order: Order = (), durable: bool = True
+        self, job: Callable[[Cursor], Later[T]], order: Order = UNLOCKED, durable: bool = True
     ) -> T:
         """As transact, for a job that only sends statements and reads their outcome Later.
 
@@ -160,9 +162,9 @@ class DirectSql:
         SQLite runs in autocommit (see storage.db); PostgreSQL is told so,
         which saves a BEGIN and a COMMIT round trip. The connection is one
         this object keeps for reads, so it is not pinged on every message
-        (the pool's pre-ping was a round trip of its own, ~0.1 ms of the
-        milter's CPU per message on PostgreSQL). A kept connection that the
-        server dropped meanwhile is replaced and the job run once more.
+        (the pool's pre-ping was a round trip of its own: bench/RESULTS.md,
+        'Figures the code cited'). A kept connection that the server dropped
+        meanwhile is replaced and the job run once more.
         """
         for attempt in (1, 2):
             connection, kept = self._reader()

@@ -26,7 +26,7 @@ from osfmilter.clock import Clock
 from osfmilter.errors import StorageError
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, slot_key
 from osfmilter.storage.direct import Cursor, DirectSql, Statement
-from osfmilter.storage.writer import Later
+from osfmilter.storage.writer import UNLOCKED, Later, Order
 
 # Nothing here may weaken the transaction's durability (synchronous_commit):
 # the group commit shares it with other sessions' accepts (storage.writer).
@@ -99,7 +99,7 @@ class SqlRateLimiter:
         # slots, and an accept's commit makes them durable anyway.
         return self.sql.transact_later(
             lambda cursor: self._reserve_in(cursor, identity, buckets, now, replacing),
-            order=_locked_order(identity),
+            order=Order.sender_lock(advisory_lock_id(identity)),
             durable=False,
         )
 
@@ -160,7 +160,7 @@ class SqlRateLimiter:
         return Later(outcome)
 
     def commit(self, reservation: Reservation) -> None:
-        self.sql.transact(lambda cursor: self.commit_in(cursor, (reservation,)), order=(2,))
+        self.sql.transact(lambda cursor: self.commit_in(cursor, (reservation,)), order=UNLOCKED)
 
     def commit_in(self, cursor: Cursor, reservations: Sequence[Reservation]) -> None:
         """Count the slots from now, inside the caller's transaction (the accept's).
@@ -180,12 +180,8 @@ class SqlRateLimiter:
             _lock(cursor, reservation.identity)
             cursor.execute(_RELEASE, {"reservation": reservation.id})
 
-        self.sql.transact(give_back, order=_locked_order(reservation.identity), durable=False)
-
-
-def _locked_order(identity: str) -> tuple[int, int]:
-    """The group commit's order for work under the identity's lock (storage.writer)."""
-    return (0, advisory_lock_id(identity))
+        lock = Order.sender_lock(advisory_lock_id(reservation.identity))
+        self.sql.transact(give_back, order=lock, durable=False)
 
 
 def _lock(cursor: Cursor, identity: str) -> None:

@@ -19,7 +19,7 @@ from osfmilter.storage.db import describe
 from osfmilter.storage.direct import HEALTH_NAME, Cursor, DirectSql, Statement
 from osfmilter.storage.registry import Registry
 from osfmilter.storage.schema import SaslAccount, SmtpServer
-from osfmilter.storage.writer import Later, Order
+from osfmilter.storage.writer import UNLOCKED, Later, Order
 
 __all__ = ["HEALTH_NAME", "SqlStore", "event_values"]
 
@@ -128,7 +128,7 @@ class SqlStore:
 
     def record(self, record: EventRecord) -> None:
         row = self._event_row(record)
-        self.direct.transact(lambda cursor: cursor.execute(_INSERT_EVENT, row), order=(2,))
+        self.direct.transact(lambda cursor: cursor.execute(_INSERT_EVENT, row), order=UNLOCKED)
 
     def record_accept(
         self,
@@ -165,9 +165,9 @@ class SqlStore:
             return Later(answer)
 
         order = (
-            (2,)
+            UNLOCKED
             if charge is None
-            else _volume_order(charge.month, "outbound", charge.customer_id, charge.domain)
+            else Order.volume_row(charge.month, "outbound", charge.customer_id, charge.domain)
         )
         try:
             self.direct.transact_later(accept, order)
@@ -227,7 +227,7 @@ class SqlStore:
                 ).one()
 
         (customer_id, domain), _ = rows[0]
-        self.direct.transact(add, _volume_order(month, "inbound", customer_id, domain))
+        self.direct.transact(add, Order.volume_row(month, "inbound", customer_id, domain))
 
     def _event_row(self, record: EventRecord) -> dict[str, object]:
         row = event_values(record)
@@ -237,12 +237,6 @@ class SqlStore:
 
 def _too_late() -> None:
     raise TooLate("the MTA stopped waiting while the accept waited for the database")
-
-
-def _volume_order(month: str, direction: str, customer_id: int, domain: str) -> Order:
-    """Where a write that locks a monthly_volume row goes in a batch (storage.writer):
-    after the rate limiter's advisory locks, the rows in one order on every node."""
-    return (1, month, direction, customer_id, domain)
 
 
 def _fit(value: str, column_length: int) -> str:

@@ -2,10 +2,11 @@
 
 With twenty SMTP sessions, twenty milter threads each ran their own short
 write transactions. On SQLite (one writer at a time) they took turns at the
-write lock, handing it and the GIL back and forth: a message's two write
-transactions cost 0.7 ms of CPU alone and 2 ms with twenty sessions
-(bench/session_cost.py). On PostgreSQL every one paid its own BEGIN,
-COMMIT and WAL flush, and queued on the sender's locks across the flush.
+write lock, handing it and the GIL back and forth, so that a message's
+write transactions cost far more CPU with twenty sessions than alone
+(bench/RESULTS.md, 'Figures the code cited'). On PostgreSQL every one paid
+its own BEGIN, COMMIT and WAL flush, and queued on the sender's locks
+across the flush.
 
 Here a session queues its work and waits for the process's write lock.
 Whoever gets the lock runs everything queued in one transaction, commits
@@ -17,10 +18,9 @@ never accepting one unrecorded. If one piece of work fails, the batch is
 run again with each piece in a savepoint, so that only that piece is undone
 (see GroupCommit._commit).
 
-Each piece of work comes with an order key, and a batch runs in key order:
-the sender's advisory lock before any monthly-volume row, each kind sorted.
-So two relay nodes' batches take PostgreSQL's locks in the same order and
-cannot deadlock each other.
+Each piece of work comes with an :class:`Order`, and a batch runs in that
+order, so that two relay nodes' batches take PostgreSQL's locks in the same
+order (see Order for why they cannot deadlock each other).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from enum import IntEnum
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import SQLAlchemyError
@@ -45,7 +46,69 @@ from osfmilter.storage.db import write_lock
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[Any], Any]  # gets the driver cursor wrapper (storage.direct.Cursor)
-Order = tuple[Any, ...]
+
+
+class Rank(IntEnum):
+    """The kinds of lock a job takes first, in the order a batch takes them."""
+
+    SENDER_LOCK = 0
+    VOLUME_ROW = 1
+    UNLOCKED = 2
+
+
+class Order(NamedTuple):
+    """Where a piece of work goes in a batch: by the first lock it takes.
+
+    A batch sorts its work by (rank, key) and runs it in one transaction,
+    which holds every lock until the commit. Three ranks, in the order a
+    batch takes them; the first two are the locks another batch can wait for:
+
+    - :meth:`sender_lock`: a sender's advisory lock, by lock id (storage.rate's
+      reservations and releases). Under it a job touches only the rows of
+      that sender's rate keys, which every other writer reaches only under
+      the same lock, or without waiting (retention skips locked rows);
+    - :meth:`volume_row`: a monthly_volume row, by (month, direction,
+      customer id, domain) (storage.store's accept and inbound volume);
+    - :data:`UNLOCKED`, last: work whose locks no other batch waits for (a
+      new event row; a rate commit's update of its own reservation's slots,
+      which the prune under the sender's lock reaches only once expired,
+      and the session renews a reservation that could expire before its
+      accept commits: limits.rate).
+
+    Why two batches cannot deadlock: each takes its contended locks in
+    ascending order, so a batch waiting for a lock holds only locks below
+    it, and a cycle of batches each waiting for the next would need one to
+    wait for a lock below one it holds. The one exception: storage.store's
+    record_inbound (a message to several scanned domains) locks several
+    inbound volume rows, in sorted order, under the order of its first; in
+    a batch where another inbound job sorts between them, the rows are
+    taken out of order, and a batch that takes them in order can deadlock
+    with it. PostgreSQL's deadlock detector then ends one of the two
+    waiting inbound jobs (SQLSTATE 40P01); its batch runs again the careful
+    way (GroupCommit._commit), where at worst that job fails: an inbound
+    count is lost, and logged (session._record_inbound).
+
+    SQLite has one writer at a time (BEGIN IMMEDIATE): there the order only
+    decides which job runs first.
+    """
+
+    rank: Rank
+    key: tuple[Any, ...] = ()
+
+    @classmethod
+    def sender_lock(cls, lock_id: int) -> Order:
+        """Work that first takes a sender's advisory lock (storage.rate.advisory_lock_id)."""
+        return cls(Rank.SENDER_LOCK, (lock_id,))
+
+    @classmethod
+    def volume_row(cls, month: str, direction: str, customer_id: int, domain: str) -> Order:
+        """Work that first locks one monthly_volume row."""
+        return cls(Rank.VOLUME_ROW, (month, direction, customer_id, domain))
+
+
+# Work that takes no lock another batch waits for; it runs last. The default.
+UNLOCKED = Order(Rank.UNLOCKED)
+
 
 # Enough for a burst to share a commit; a longer transaction only delays answers.
 MAX_BATCH = 32
@@ -166,7 +229,7 @@ class GroupCommit:
             finally:
                 lock.release()
 
-    def run(self, job: Job, order: Order = (), durable: bool = True) -> Any:
+    def run(self, job: Job, order: Order = UNLOCKED, durable: bool = True) -> Any:
         """Run ``job(cursor)`` in a committed transaction; its exception if it raised.
 
         A :class:`Later` the job answers is read before the commit (the
@@ -268,7 +331,7 @@ class GroupCommit:
                 elif self._sqlite:  # no savepoints: if any job raises, see below
                     # Each answer at once (no round trip to save): statements
                     # left unread to the end of the batch made it slower
-                    # (session_cost.py, 20 sessions: 0.47 -> 0.70 ms a message).
+                    # (bench/RESULTS.md, 'What made it faster').
                     answers = [(work.future, _finish(work.job(cursor)), False) for work in batch]
                 else:
                     outcomes = [(work.future, work.job(cursor)) for work in batch]

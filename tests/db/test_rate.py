@@ -29,6 +29,7 @@ from osfmilter.session import MilterSession
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.rate import SqlRateLimiter
 from osfmilter.storage.redis_rate import RedisRateLimiter
+from osfmilter.storage.writer import UNLOCKED
 from osfmilter.verdict import CONTINUE, Accept, Refused
 from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, identity, services
 from tests.harness.database import reset_database
@@ -279,7 +280,7 @@ class _CommittingRecorder(FakeRecorder):
         denied = super().record_accept(record, charge, in_time=in_time)
         if also is not None and denied is None:
             assert isinstance(self.limiter, SqlRateLimiter)
-            self.limiter.sql.transact(also, order=(2,))
+            self.limiter.sql.transact(also, order=UNLOCKED)
         return denied
 
 

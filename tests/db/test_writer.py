@@ -22,7 +22,7 @@ from osfmilter.limits.rate import Bucket
 from osfmilter.storage.db import make_engine, write_lock
 from osfmilter.storage.direct import Cursor, DirectSql, Statement
 from osfmilter.storage.rate import SqlRateLimiter
-from osfmilter.storage.writer import GroupCommit, Later, _Work
+from osfmilter.storage.writer import UNLOCKED, GroupCommit, Later, Order, _Work
 from tests.fakes import FixedClock
 from tests.harness.database import reset_database
 
@@ -67,7 +67,7 @@ def keys(engine: Engine) -> set[str]:
 def queue(writer: GroupCommit, job: Callable[[Cursor], Any]) -> Future[Any]:
     """Work another session queued and is waiting for."""
     future: Future[Any] = Future()
-    writer._queue.put(_Work((), job, future))
+    writer._queue.put(_Work(UNLOCKED, job, future))
     return future
 
 
@@ -161,14 +161,15 @@ def test_a_batch_runs_in_the_order_its_work_asks_for(quick: Engine) -> None:
         return lambda cursor: ran.append(name)
 
     for name, order in [
-        ("event", (2,)),
-        ("volume b", (1, "b")),
-        ("lock 9", (0, 9)),
-        ("volume a", (1, "a")),
+        ("event", UNLOCKED),
+        ("volume b", Order.volume_row("2026-05", "outbound", 1, "b.example")),
+        ("lock 9", Order.sender_lock(9)),
+        ("volume a", Order.volume_row("2026-05", "outbound", 1, "a.example")),
+        ("inbound", Order.volume_row("2026-05", "inbound", 2, "z.example")),
     ]:
         writer._queue.put(_Work(order, note(name), Future()))
-    sql.transact(note("lock 3"), order=(0, 3))
-    assert ran == ["lock 3", "lock 9", "volume a", "volume b", "event"]
+    sql.transact(note("lock -3"), order=Order.sender_lock(-3))
+    assert ran == ["lock -3", "lock 9", "inbound", "volume a", "volume b", "event"]
 
 
 @pytest.mark.postgres

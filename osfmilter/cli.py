@@ -11,7 +11,6 @@ import csv
 import dataclasses
 import json
 import logging
-import logging.handlers
 import os
 import re
 import sys
@@ -28,8 +27,8 @@ from sqlalchemy.orm import Session
 from osfmilter import __version__, reports
 from osfmilter.clock import SystemClock
 from osfmilter.config import CONFIG_ENV, Config, PlanName, load_config
-from osfmilter.decisionlog import escape
 from osfmilter.errors import DependencyError, OsfError, UsageError
+from osfmilter.logsetup import setup_logging
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.reputation import SYSTEM, OperatorActionKind, Rules, Standing, Transition
 from osfmilter.storage import admin, retention
@@ -77,35 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-class OneLineFormatter(logging.Formatter):
-    """Every record on one line, tracebacks included, so a log line is a record.
-
-    Any line may carry text from the network (a customer's SPF record, a HELO
-    name): every control character is escaped, as in decision lines.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        return escape(super().format(record))
-
-
-def setup_logging(config: Config) -> None:
-    handler: logging.Handler
-    if config.log.target == "syslog":
-        address = config.log.syslog_address
-        handler = logging.handlers.SysLogHandler(
-            address=address if address.startswith("/") else _host_port(address),
-            facility=logging.handlers.SysLogHandler.facility_names[config.log.syslog_facility],
-        )
-        handler.setFormatter(OneLineFormatter("osfmilter[%(process)d]: %(name)s: %(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=config.log.level.upper(), handlers=[handler])
-    if config.log.level != "debug":
-        # Alembic narrates every migration context at INFO.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
 # Helpers -------------------------------------------------------------------
 
 
@@ -133,11 +103,6 @@ def _url_has_password(url: str) -> bool:
     """redis://:secret@host, redis://user:secret@host or ...?password=secret."""
     parts = urlsplit(url)
     return bool(parts.password) or "password" in parse_qs(parts.query)
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 # Commands that only look use Access.READ_ONLY: they never create a database,

@@ -17,6 +17,7 @@ from osfmilter.cli.output import Report, Table, add_formats, fields, record, ren
 from osfmilter.clock import SystemClock
 from osfmilter.config import Config
 from osfmilter.errors import UsageError
+from osfmilter.limits.volume import month_of, parse_month
 from osfmilter.reputation import Rules
 from osfmilter.storage import admin
 from osfmilter.storage.db import Access
@@ -35,7 +36,7 @@ def cmd_inbound_import(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_report_volume(args: argparse.Namespace, config: Config) -> int:
-    month = reports.parse_month(args.month or SystemClock().now().strftime("%Y-%m"))
+    month = parse_month(args.month or month_of(SystemClock().now()))
     with common.session(config, Access.READ_ONLY) as session:
         rows = reports.volume(session, month, config.plans)
     records = [record(r, use_percent=r.use_percent) for r in rows]
@@ -67,7 +68,7 @@ def cmd_report_volume(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_report_bill(args: argparse.Namespace, config: Config) -> int:
-    month = reports.parse_month(args.month or SystemClock().now().strftime("%Y-%m"))
+    month = parse_month(args.month or month_of(SystemClock().now()))
     with common.session(config, Access.READ_ONLY) as session:
         rows = reports.bill(session, month, config.billing)
     records = [record(r) for r in rows]

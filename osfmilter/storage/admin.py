@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from osfmilter.addresses import Registration, address_key, normalize_client, parse_registration
 from osfmilter.config import PlanName, RegistrationSection
 from osfmilter.errors import UsageError
+from osfmilter.limits.volume import parse_month
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.registration import non_global_reason
 from osfmilter.storage.schema import (
@@ -280,9 +281,6 @@ def remove_sasl(session: Session, login: str) -> None:
     session.delete(account)
 
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-
-
 @dataclass(frozen=True)
 class InboundRow:
     line: int
@@ -309,7 +307,9 @@ def parse_inbound_csv(lines: Iterable[str]) -> list[InboundRow]:
         except UsageError as exc:
             problems.append(f"line {number}: {exc}")
             continue
-        if not _MONTH.match(month):
+        try:
+            parse_month(month)
+        except UsageError:
             problems.append(f"line {number}: {month!r} is not a month (YYYY-MM)")
             continue
         if not size.isdigit():

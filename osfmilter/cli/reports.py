@@ -18,6 +18,7 @@ from osfmilter.clock import SystemClock
 from osfmilter.config import Config
 from osfmilter.errors import UsageError
 from osfmilter.limits.volume import month_of, parse_month
+from osfmilter.registration import parse_inbound_csv
 from osfmilter.reputation import Rules
 from osfmilter.storage import admin
 from osfmilter.storage.db import Access
@@ -26,7 +27,7 @@ from osfmilter.storage.db import Access
 def cmd_inbound_import(args: argparse.Namespace, config: Config) -> int:
     try:
         with Path(args.file).open(newline="", encoding="utf-8") as handle:
-            rows = admin.parse_inbound_csv(handle)
+            rows = parse_inbound_csv(handle)
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {args.file}: {exc}") from None
     with common.session(config) as session:

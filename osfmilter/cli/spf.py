@@ -7,7 +7,7 @@ import argparse
 from osfmilter.cli.common import Commands, command, group
 from osfmilter.config import Config
 from osfmilter.errors import UsageError
-from osfmilter.storage import admin
+from osfmilter.registration import normalize_domain
 
 
 def cmd_spf_check(args: argparse.Namespace, config: Config) -> int:
@@ -17,7 +17,7 @@ def cmd_spf_check(args: argparse.Namespace, config: Config) -> int:
     settings = config.spf
     if not settings.outbound_ips:
         raise UsageError("[spf] outbound_ips is empty: there is no relay address to check")
-    domain = admin.normalize_domain(args.domain)
+    domain = normalize_domain(args.domain)
     resolver = resolver_for(settings.nameservers, settings.timeout)
     checker = SpfChecker(settings.outbound_ips, resolver, settings.timeout)
     advice = advise(domain, checker, resolver, settings.include, settings.outbound_ips)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from osfmilter.addresses import IPAddress
@@ -16,7 +15,8 @@ from osfmilter.errors import StorageError, TooLate
 from osfmilter.health import BackendHealth
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import Identity, IdentityKind
-from osfmilter.storage.db import describe
+from osfmilter.storage.db import fit as _fit
+from osfmilter.storage.db import transaction
 from osfmilter.storage.direct import HEALTH_NAME, Cursor, DirectSql, Statement
 from osfmilter.storage.registry import Registry
 from osfmilter.storage.schema import SaslAccount, SmtpServer
@@ -119,18 +119,15 @@ class SqlStore:
         before it commits.
         """
         try:
-            with ExitStack() as stack:
-                if locked:
-                    connection = stack.enter_context(self.engine.connect())
-                    connection.execution_options(sqlite_begin="IMMEDIATE")
-                    session = stack.enter_context(self._sessions(bind=connection))
-                else:
-                    session = stack.enter_context(self._sessions())
-                with session.begin():
-                    yield session
-        except SQLAlchemyError as exc:
-            self.health.failed(HEALTH_NAME, describe(exc))
-            raise StorageError(describe(exc)) from exc
+            with (
+                transaction(self.engine, write=locked) as connection,
+                self._sessions(bind=connection) as session,
+                session.begin(),
+            ):
+                yield session
+        except StorageError as exc:
+            self.health.failed(HEALTH_NAME, str(exc))
+            raise
         self.health.ok(HEALTH_NAME)
 
     def find_identity(self, client: IPAddress | None, login: str) -> Identity | None:
@@ -267,22 +264,6 @@ def _volume_order(month: str, direction: str, customer_id: int, domain: str) -> 
     """Where a write that locks a monthly_volume row goes in a batch (storage.writer):
     after the rate limiter's advisory locks, the rows in one order on every node."""
     return (1, month, direction, customer_id, domain)
-
-
-def _fit(value: str, column_length: int) -> str:
-    """Text as a column can hold it: no NUL (PostgreSQL refuses it), no lone surrogate
-    (no database driver encodes one), bounded length.
-
-    pymilter hands undecodable header and envelope bytes over surrogate-escaped
-    ("\\udce4" for a raw byte 0xE4); they are stored as the text "\\xe4".
-    """
-    if not value.isascii():
-        try:
-            raw = value.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:  # a surrogate that is not an escaped byte
-            raw = value.encode("utf-8", "backslashreplace")
-        value = raw.decode("utf-8", "backslashreplace")
-    return value.replace("\x00", "\\0")[:column_length]
 
 
 def event_values(record: EventRecord) -> dict[str, object]:

@@ -296,6 +296,16 @@ def test_a_long_reason_is_cut_to_fit(
     assert len(store.history(SERVER, ids[SERVER])[0].reason) == 500
 
 
+def test_an_undecodable_byte_in_a_reason_is_stored_as_an_escape(
+    engine: Engine, clock: FixedClock, ids: dict[IdentityKind, int]
+) -> None:
+    store = store_for(engine, clock, auto_block_detections=1)
+    detail = b"Win.Test.\xe4".decode("utf-8", "surrogateescape")  # as a scanner may name it
+    store.record_incident(SERVER, ids[SERVER], VIRUS, detail)
+    reasons = [change.reason for change in store.history(SERVER, ids[SERVER])]
+    assert reasons and all("Win.Test.\\xe4" in reason for reason in reasons), reasons
+
+
 # Two processes at once -----------------------------------------------------------
 
 

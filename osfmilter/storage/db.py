@@ -44,8 +44,9 @@ class MissingDatabase(ConfigError):
     """There is no SQLite file where the configuration points, and none may be made."""
 
 
-def make_engine(url: str, timeout: float = 10.0, access: Access = Access.CREATE) -> Engine:
-    """An engine with bounded waits, so a slow or locked database tempfails mail.
+def make_engine(url: str, timeout: float, access: Access = Access.CREATE) -> Engine:
+    """An engine with bounded waits ([database] timeout), so a slow or locked database
+    tempfails mail.
 
     sqlite3 creates the file on connect: unless ``access`` is CREATE, a
     missing SQLite file is a MissingDatabase instead. READ_ONLY opens the

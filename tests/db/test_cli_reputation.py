@@ -80,7 +80,7 @@ def test_a_release_of_veilig_changes_nothing(run) -> None:
 
 def test_history_records_a_recovery_that_fell_due(run, db_url: str) -> None:
     # Registered a week ago, an incident three days ago; nobody has looked since.
-    engine = make_engine(db_url)
+    engine = make_engine(db_url, Config().database.timeout)
     clock = FixedClock(SystemClock().now() - timedelta(days=3))
     with engine.begin() as connection:
         server_id = connection.execute(select(SmtpServer.id)).scalar_one()

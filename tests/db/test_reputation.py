@@ -320,7 +320,7 @@ def _worker(
     count: int,
     barrier: multiprocessing.synchronize.Barrier,
 ) -> None:
-    engine = make_engine(url)
+    engine = make_engine(url, Config().database.timeout)
     store = ReputationStore(engine, SystemClock(), RULES)
     barrier.wait(timeout=60)
     for number in range(count):

@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import redis
 from sqlalchemy import Engine, create_engine, insert, text
 
+from osfmilter.config import Config
 from osfmilter.limits.rate import Bucket, RateDenied, RateLimiter, slot_key
 from osfmilter.storage.db import make_engine, upgrade
 from osfmilter.storage.direct import Cursor, Statement
@@ -244,13 +245,13 @@ def settle(engine: Engine) -> None:
 
 
 def open_sql(backend: str, url: str, size: Size) -> Store:
-    setup = make_engine(url)
+    setup = make_engine(url, Config().database.timeout)
     try:
         upgrade(setup)
     finally:
         setup.dispose()
     prefill_sql(url, size)
-    engine = make_engine(url)
+    engine = make_engine(url, Config().database.timeout)
     clock = OffsetClock()
     limiter = SqlRateLimiter(engine, clock, WINDOW, RESERVATION_TTL)
     return Store(backend, size, limiter, clock, url, engine)
@@ -317,7 +318,9 @@ def redis_store(size: Size, url: str) -> Iterator[Store]:
     try:
         prefill_redis(client, prefix, size.slots, time.time())
         clock = OffsetClock()
-        limiter = RedisRateLimiter(url, clock, WINDOW, RESERVATION_TTL, prefix=prefix)
+        limiter = RedisRateLimiter(
+            url, clock, WINDOW, RESERVATION_TTL, timeout=Config().database.timeout, prefix=prefix
+        )
         yield Store("redis", size, limiter, clock, url, prefix=prefix)
     finally:
         if limiter is not None:
@@ -549,7 +552,7 @@ def pg_round_trips(url: str, clock: OffsetClock) -> list[str]:
     A fresh engine as the milter makes it: a warm-up check opens its only
     connection, then the trace covers exactly the next check.
     """
-    engine = make_engine(url)
+    engine = make_engine(url, Config().database.timeout)
     limiter = SqlRateLimiter(engine, clock, WINDOW, RESERVATION_TTL)
     check = admitted_checks(Store("postgresql", Size("probe", 0, 0), limiter, clock, url), 1)
     try:

@@ -31,7 +31,7 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))  # the tests' harness
 
-from osfmilter.config import RegistrationSection  # noqa: E402
+from osfmilter.config import Config, RegistrationSection  # noqa: E402
 from osfmilter.storage import admin  # noqa: E402
 from osfmilter.storage.db import make_engine  # noqa: E402
 from osfmilter.storage.store import SqlStore  # noqa: E402
@@ -50,7 +50,7 @@ RECIPIENTS = 51
 def relay(scratch: Path, kind: str) -> Iterator[SendmailInstance]:
     """Milter on ``kind`` ("tcp" or "unix"), Sendmail in front of it, a sink behind it."""
     url = f"sqlite:///{scratch}/{kind}.sqlite3"
-    engine = make_engine(url)
+    engine = make_engine(url, Config().database.timeout)
     reset_database(engine)
     now = datetime.now(UTC)
     with SqlStore(engine).session() as session:

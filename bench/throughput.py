@@ -66,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import Engine, create_engine, text
 
-from osfmilter.config import RegistrationSection
+from osfmilter.config import Config, RegistrationSection
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.store import SqlStore
@@ -475,7 +475,7 @@ def postgres_database(admin_url: str) -> AbstractContextManager[str]:
 
 def prepare_database(url: str) -> Engine:
     """An empty schema with the bench customer: paid plan, pass.example, server 127.0.0.1."""
-    engine = make_engine(url)
+    engine = make_engine(url, Config().database.timeout)
     reset_database(engine)
     now = datetime.now(UTC)
     with SqlStore(engine).session() as session:

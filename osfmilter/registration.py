@@ -1,7 +1,12 @@
-"""Which networks a registration may name: only globally routable unicast ones.
+"""What a registration may name, as pure rules (storage.admin applies them).
 
-A registered network authorizes every host that reaches the relay from an
-address inside it, and bills that host's mail to the customer. An address
+Customer names, SASL logins and domains are checked and brought to the form
+they are stored and compared in; an inbound volume CSV is read into rows.
+Every refusal is a :class:`~osfmilter.errors.UsageError` of one line.
+
+Networks: only globally routable unicast ones. A registered network
+authorizes every host that reaches the relay from an address inside it,
+and bills that host's mail to the customer. An address
 that is not globally unique (private, carrier-grade NAT, link-local,
 loopback) is shared by hosts the customer does not control: a container
 gateway or a NAT in front of the relay turns all of them into one address.
@@ -16,11 +21,106 @@ well, so a block that a newer Python knows is refused too.
 
 from __future__ import annotations
 
+import csv
 import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
 from osfmilter.addresses import IPNetwork
+from osfmilter.config import PlanName
+from osfmilter.errors import UsageError
+from osfmilter.limits.volume import parse_month
+
+# Names and input --------------------------------------------------------------
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_CUSTOMER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+
+
+def normalize_domain(text: str) -> str:
+    """A domain in the form it is stored and compared: lower-case, A-labels, no final dot."""
+    raw = text.strip().rstrip(".")
+    try:
+        domain = raw.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise UsageError(f"{text!r} is not a valid domain name") from None
+    labels = domain.split(".")
+    if len(domain) > 253 or len(labels) < 2 or not all(_LABEL.match(lb) for lb in labels):
+        raise UsageError(f"{text!r} is not a valid domain name")
+    if labels[-1].isdigit():
+        raise UsageError(f"{text!r} is an address, not a domain name")
+    return domain
+
+
+def check_customer_name(name: str) -> str:
+    """The name, if a customer may be called that."""
+    if not _CUSTOMER_NAME.match(name):
+        raise UsageError(
+            f"{name!r} is not a valid customer name (letters, digits and . _ @ + -, "
+            "at most 100 characters)"
+        )
+    return name
+
+
+def check_plan(plan: str) -> str:
+    """The plan, if there is one of that name."""
+    if plan not in tuple(PlanName):
+        raise UsageError(f"unknown plan {plan!r} (free or paid)")
+    return plan
+
+
+def normalize_login(login: str) -> str:
+    """A SASL login as it is stored and compared: without surrounding white space."""
+    login = login.strip()
+    if not login or len(login) > 255 or any(ch.isspace() or ord(ch) < 32 for ch in login):
+        raise UsageError(f"{login!r} is not a valid SASL login (1-255 characters, no spaces)")
+    return login
+
+
+@dataclass(frozen=True)
+class InboundRow:
+    line: int
+    domain: str
+    month: str
+    bytes: int
+
+
+def parse_inbound_csv(lines: Iterable[str]) -> list[InboundRow]:
+    """Rows of ``domain,month,bytes``; every bad row is reported, by line number, at once."""
+    rows: list[InboundRow] = []
+    problems: list[str] = []
+    for number, fields in enumerate(csv.reader(lines), start=1):
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue
+        if number == 1 and [f.strip().lower() for f in fields] == ["domain", "month", "bytes"]:
+            continue
+        if len(fields) != 3:
+            problems.append(f"line {number}: expected domain,month,bytes, got {len(fields)} fields")
+            continue
+        domain_text, month, size = (f.strip() for f in fields)
+        try:
+            domain = normalize_domain(domain_text)
+        except UsageError as exc:
+            problems.append(f"line {number}: {exc}")
+            continue
+        try:
+            parse_month(month)
+        except UsageError:
+            problems.append(f"line {number}: {month!r} is not a month (YYYY-MM)")
+            continue
+        if not size.isdigit():
+            problems.append(f"line {number}: {size!r} is not a whole number of bytes")
+            continue
+        rows.append(InboundRow(number, domain, month, int(size)))
+    if problems:
+        raise UsageError("; ".join(problems) + "; nothing imported")
+    return rows
+
+
+# Networks ---------------------------------------------------------------------
 
 
 class Why(StrEnum):

@@ -9,17 +9,15 @@ numbers.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from osfmilter.config import BillingSection, Plans
-from osfmilter.errors import UsageError
-from osfmilter.limits.volume import VolumeCharge
+from osfmilter.limits.volume import allowance, month_end
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.reputation import Rules, Standing
 from osfmilter.storage.schema import (
@@ -31,23 +29,8 @@ from osfmilter.storage.schema import (
     StateChange,
 )
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-
 # How the refusals report names a client that is not registered (no identity).
 UNREGISTERED = "unregistered:"
-
-
-def parse_month(text: str) -> str:
-    """A calendar month as YYYY-MM, or a UsageError naming the bad text."""
-    if not _MONTH.match(text):
-        raise UsageError(f"{text!r} is not a month (YYYY-MM, e.g. 2026-11)")
-    return text
-
-
-def month_end(month: str) -> datetime:
-    """The first instant (UTC) after the month."""
-    year, number = int(month[:4]), int(month[5:])
-    return datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
 
 
 # Monthly volume --------------------------------------------------------------
@@ -97,17 +80,6 @@ def volume(session: Session, month: str, plans: Plans) -> list[VolumeRow]:
         .where(MonthlyVolume.month == month, MonthlyVolume.direction == "outbound")
         .order_by(Customer.name, MonthlyVolume.domain)
     ):
-        limits = plans.limits(plan)
-        # The milter's own arithmetic (inbound volume counts for known domains only).
-        charge = VolumeCharge(
-            customer_id=0,
-            domain=domain,
-            month=month,
-            volume=0,
-            limited=limits.monthly_volume_limited,
-            base=limits.monthly_volume_base,
-            inbound_factor=limits.inbound_volume_factor,
-        )
         received = inbound.get(domain, 0) if domain else 0
         rows.append(
             VolumeRow(
@@ -117,7 +89,8 @@ def volume(session: Session, month: str, plans: Plans) -> list[VolumeRow]:
                 int(messages),
                 int(size),
                 received,
-                charge.allowance(received),
+                # The milter's own arithmetic (inbound volume counts for known domains only).
+                allowance(plans.limits(plan), domain, received),
             )
         )
     return rows

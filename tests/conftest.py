@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
+from osfmilter.config import Config
 from osfmilter.storage.db import make_engine
 from tests.harness.database import reset_database, scratch_database
 
@@ -41,7 +42,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
         url = f"sqlite:///{tmp_path}/osfmilter.sqlite3"
     else:
         url = request.getfixturevalue("pg_server_url")
-    engine = make_engine(url)
+    engine = make_engine(url, Config().database.timeout)
     reset_database(engine)
     engine.dispose()
     yield url
@@ -49,6 +50,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
+    engine = make_engine(db_url, Config().database.timeout)
     yield engine
     engine.dispose()

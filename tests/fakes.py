@@ -206,7 +206,7 @@ class MemoryReputation:
 
     def __init__(self, clock: FixedClock, rules: Rules | None = None) -> None:
         self.clock = clock
-        self.rules = rules or Rules()
+        self.rules = rules or Rules.from_config(Config().reputation)
         self.standings: dict[tuple[IdentityKind, int], Standing] = {}
         self.history: list[Transition] = []
         self.down = False

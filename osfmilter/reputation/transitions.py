@@ -82,22 +82,31 @@ class OperatorAction:
 Event = Incident | LimitRefusal | Tick | OperatorAction
 
 
+# The usage rule counts limit refusals within an hour; the count is configured,
+# the hour is not.
+USAGE_WINDOW = timedelta(hours=1)
+
+
 @dataclass(frozen=True)
 class Rules:
-    recovery: timedelta = timedelta(hours=48)
+    """The rules' numbers. No defaults here: they are the config model's
+    (config.ReputationSection), made into Rules by :meth:`from_config`."""
+
+    recovery: timedelta
     # More than this many limit refusals within usage_window make a usage incident.
-    usage_refusals: int = 20
-    usage_window: timedelta = timedelta(hours=1)
-    auto_block: bool = True
+    usage_refusals: int
+    usage_window: timedelta
+    auto_block: bool
     # This many spam/virus detections within auto_block_window make the identity onveilig.
-    auto_block_detections: int = 50
-    auto_block_window: timedelta = timedelta(hours=24)
+    auto_block_detections: int
+    auto_block_window: timedelta
 
     @classmethod
     def from_config(cls, section: ReputationSection) -> Rules:
         return cls(
             recovery=timedelta(hours=section.recovery_hours),
             usage_refusals=section.usage_refusals,
+            usage_window=USAGE_WINDOW,
             auto_block=section.auto_block,
             auto_block_detections=section.auto_block_detections,
             auto_block_window=timedelta(hours=section.auto_block_window_hours),

@@ -1,5 +1,7 @@
 """Administrative changes to registrations, as the command line makes them.
 
+The rules for names and input are pure (:mod:`osfmilter.registration`);
+here are the queries, and the check that registered networks do not overlap.
 Each function works inside the caller's transaction and raises
 :class:`~osfmilter.errors.UsageError` with one line naming the problem, so a
 bad command changes nothing.
@@ -7,9 +9,7 @@ bad command changes nothing.
 
 from __future__ import annotations
 
-import csv
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,10 +18,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from osfmilter.addresses import Registration, address_key, normalize_client, parse_registration
-from osfmilter.config import PlanName, RegistrationSection
+from osfmilter.config import RegistrationSection
 from osfmilter.errors import UsageError
 from osfmilter.model import IdentityKind, ServerState
-from osfmilter.registration import non_global_reason
+from osfmilter.registration import (
+    InboundRow,
+    check_customer_name,
+    check_plan,
+    non_global_reason,
+    normalize_domain,
+    normalize_login,
+)
 from osfmilter.storage.schema import (
     Customer,
     MonthlyVolume,
@@ -29,24 +36,6 @@ from osfmilter.storage.schema import (
     ScannedDomain,
     SmtpServer,
 )
-
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_CUSTOMER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
-
-
-def normalize_domain(text: str) -> str:
-    """A domain in the form it is stored and compared: lower-case, A-labels, no final dot."""
-    raw = text.strip().rstrip(".")
-    try:
-        domain = raw.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise UsageError(f"{text!r} is not a valid domain name") from None
-    labels = domain.split(".")
-    if len(domain) > 253 or len(labels) < 2 or not all(_LABEL.match(lb) for lb in labels):
-        raise UsageError(f"{text!r} is not a valid domain name")
-    if labels[-1].isdigit():
-        raise UsageError(f"{text!r} is an address, not a domain name")
-    return domain
 
 
 def get_customer(session: Session, name: str) -> Customer:
@@ -57,13 +46,8 @@ def get_customer(session: Session, name: str) -> Customer:
 
 
 def add_customer(session: Session, name: str, plan: str, now: datetime) -> Customer:
-    if not _CUSTOMER_NAME.match(name):
-        raise UsageError(
-            f"{name!r} is not a valid customer name (letters, digits and . _ @ + -, "
-            "at most 100 characters)"
-        )
-    if plan not in tuple(PlanName):
-        raise UsageError(f"unknown plan {plan!r} (free or paid)")
+    check_customer_name(name)
+    check_plan(plan)
     if session.scalars(select(Customer.id).where(Customer.name == name)).first() is not None:
         raise UsageError(f"customer {name!r} already exists")
     customer = Customer(name=name, plan=plan, created_at=now)
@@ -73,8 +57,7 @@ def add_customer(session: Session, name: str, plan: str, now: datetime) -> Custo
 
 
 def set_plan(session: Session, name: str, plan: str) -> Customer:
-    if plan not in tuple(PlanName):
-        raise UsageError(f"unknown plan {plan!r} (free or paid)")
+    check_plan(plan)
     customer = get_customer(session, name)
     customer.plan = plan
     return customer
@@ -251,9 +234,7 @@ def remove_server(session: Session, network: str) -> None:
 
 
 def add_sasl(session: Session, login: str, customer_name: str, now: datetime) -> SaslAccount:
-    login = login.strip()
-    if not login or len(login) > 255 or any(ch.isspace() or ord(ch) < 32 for ch in login):
-        raise UsageError(f"{login!r} is not a valid SASL login (1-255 characters, no spaces)")
+    login = normalize_login(login)
     customer = get_customer(session, customer_name)
     existing = session.scalars(select(SaslAccount).where(SaslAccount.login == login)).one_or_none()
     if existing is not None:
@@ -278,47 +259,6 @@ def remove_sasl(session: Session, login: str) -> None:
     if account is None:
         raise UsageError(f"SASL login {login!r} is not registered")
     session.delete(account)
-
-
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-
-
-@dataclass(frozen=True)
-class InboundRow:
-    line: int
-    domain: str
-    month: str
-    bytes: int
-
-
-def parse_inbound_csv(lines: Iterable[str]) -> list[InboundRow]:
-    """Rows of ``domain,month,bytes``; every bad row is reported, by line number, at once."""
-    rows: list[InboundRow] = []
-    problems: list[str] = []
-    for number, fields in enumerate(csv.reader(lines), start=1):
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue
-        if number == 1 and [f.strip().lower() for f in fields] == ["domain", "month", "bytes"]:
-            continue
-        if len(fields) != 3:
-            problems.append(f"line {number}: expected domain,month,bytes, got {len(fields)} fields")
-            continue
-        domain_text, month, size = (f.strip() for f in fields)
-        try:
-            domain = normalize_domain(domain_text)
-        except UsageError as exc:
-            problems.append(f"line {number}: {exc}")
-            continue
-        if not _MONTH.match(month):
-            problems.append(f"line {number}: {month!r} is not a month (YYYY-MM)")
-            continue
-        if not size.isdigit():
-            problems.append(f"line {number}: {size!r} is not a whole number of bytes")
-            continue
-        rows.append(InboundRow(number, domain, month, int(size)))
-    if problems:
-        raise UsageError("; ".join(problems) + "; nothing imported")
-    return rows
 
 
 def import_inbound(session: Session, rows: Sequence[InboundRow]) -> int:

@@ -7,6 +7,8 @@ import importlib.resources
 import logging
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -42,8 +44,9 @@ class MissingDatabase(ConfigError):
     """There is no SQLite file where the configuration points, and none may be made."""
 
 
-def make_engine(url: str, timeout: float = 10.0, access: Access = Access.CREATE) -> Engine:
-    """An engine with bounded waits, so a slow or locked database tempfails mail.
+def make_engine(url: str, timeout: float, access: Access = Access.CREATE) -> Engine:
+    """An engine with bounded waits ([database] timeout), so a slow or locked database
+    tempfails mail.
 
     sqlite3 creates the file on connect: unless ``access`` is CREATE, a
     missing SQLite file is a MissingDatabase instead. READ_ONLY opens the
@@ -249,8 +252,44 @@ def _schema_behind(url: str, current: str | None, head: str) -> ConfigError:
     )
 
 
-def describe(exc: SQLAlchemyError) -> str:
-    """One line about a database error, without the statement or a password."""
-    original = getattr(exc, "orig", None)
-    text = str(original if original is not None else exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+@contextmanager
+def transaction(engine: Engine, *, write: bool = False) -> Iterator[Connection]:
+    """One transaction on a connection of its own: committed when the block ends,
+    rolled back if it raises; any database failure is a StorageError of one line.
+
+    ``write`` holds SQLite's write lock from the start (``BEGIN IMMEDIATE``):
+    what the transaction reads no other writer changes before it commits, and
+    a reader that turns writer cannot fail with "database is locked" behind a
+    milter's write. PostgreSQL locks what the statements lock.
+    """
+    try:
+        with engine.connect() as plain:
+            connection = plain.execution_options(sqlite_begin="IMMEDIATE") if write else plain
+            with connection.begin():
+                yield connection
+    except SQLAlchemyError as exc:
+        raise StorageError(describe(exc)) from exc
+
+
+def describe(exc: BaseException) -> str:
+    """One line about a database error, SQLAlchemy's or the driver's, without the
+    statement or a password."""
+    original = getattr(exc, "orig", None) if isinstance(exc, SQLAlchemyError) else None
+    lines = str(original if original is not None else exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def fit(value: str, column_length: int) -> str:
+    """Text as a column can hold it: no NUL (PostgreSQL refuses it), no lone surrogate
+    (no database driver encodes one), bounded length.
+
+    pymilter hands undecodable header and envelope bytes over surrogate-escaped
+    ("\\udce4" for a raw byte 0xE4); they are stored as the text "\\xe4".
+    """
+    if not value.isascii():
+        try:
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+            raw = value.encode("utf-8", "backslashreplace")
+        value = raw.decode("utf-8", "backslashreplace")
+    return value.replace("\x00", "\\0")[:column_length]

@@ -114,7 +114,7 @@ class DirectSql:
             engine,
             self.health,
             wrap_cursor=lambda cursor: Cursor(cursor, dialect),
-            describe=_problem,
+            describe=describe,
             health_name=HEALTH_NAME,
         )
         self._readers_lock = threading.Lock()
@@ -217,7 +217,7 @@ class DirectSql:
             connection.invalidate()
 
     def _failed(self, exc: BaseException) -> NoReturn:
-        problem = _problem(exc)
+        problem = describe(exc)
         self.health.failed(HEALTH_NAME, problem)
         raise StorageError(problem) from exc
 
@@ -231,11 +231,3 @@ def _if_alive(reference: weakref.ref[DirectSql], engine: Engine) -> None:
 def _broken(dbapi_connection: Any) -> bool:
     """A psycopg connection that lost its server (or was closed) cannot be reused."""
     return bool(getattr(dbapi_connection, "broken", False) or dbapi_connection.closed)
-
-
-def _problem(exc: BaseException) -> str:
-    """One line about a database error, without the statement or a password."""
-    if isinstance(exc, SQLAlchemyError):
-        return describe(exc)
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -63,6 +63,10 @@ return 0
 """
 
 
+# Every key's start; tests give each run a prefix of its own.
+KEY_PREFIX = "osfmilter:rate:"
+
+
 class RedisError(DependencyError):
     backend = "redis"
 
@@ -74,8 +78,8 @@ class RedisRateLimiter:
         clock: Clock,
         window: float,
         reservation_ttl: float,
-        timeout: float = 3.0,
-        prefix: str = "osfmilter:rate:",
+        timeout: float,
+        prefix: str = KEY_PREFIX,
     ) -> None:
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout

@@ -16,17 +16,15 @@ transaction as the state it explains.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from osfmilter.clock import Clock
-from osfmilter.errors import StorageError, UnknownIdentity, UsageError
+from osfmilter.errors import UnknownIdentity, UsageError
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.reputation.transitions import (
     SYSTEM,
@@ -43,7 +41,7 @@ from osfmilter.reputation.transitions import (
     Transition,
     apply,
 )
-from osfmilter.storage.db import describe
+from osfmilter.storage.db import fit, transaction
 from osfmilter.storage.schema import ReputationEvidence, SaslAccount, SmtpServer, StateChange
 
 DETECTION = "detection"
@@ -96,7 +94,7 @@ class ReputationStore:
         """The state now, recording a recovery that has fallen due (dated when it did)."""
         target = _Target(kind, identity_id)
         # The cheap path: a read, and a write only if a recovery is due.
-        with self._connection() as connection:
+        with transaction(self.engine) as connection:
             standing = self._row(connection, target)
         tick = apply(standing, Tick(self.clock.now()), self.rules)
         if not tick.transitions:
@@ -143,7 +141,7 @@ class ReputationStore:
     def history(self, kind: IdentityKind, identity_id: int) -> list[Transition]:
         """Every transition of the identity, oldest first."""
         target = _Target(kind, identity_id)
-        with self._connection() as connection:
+        with transaction(self.engine) as connection:
             self._row(connection, target)
             rows = connection.execute(
                 select(
@@ -164,23 +162,13 @@ class ReputationStore:
     def standing(self, kind: IdentityKind, identity_id: int) -> Standing:
         """The stored standing, as it is (no recovery applied)."""
         target = _Target(kind, identity_id)
-        with self._connection() as connection:
+        with transaction(self.engine) as connection:
             return _with_evidence(self._row(connection, target), self._evidence(connection, target))
 
     # Inside ----------------------------------------------------------------
 
-    @contextmanager
-    def _connection(self, locked: bool = False) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as plain:
-                connection = plain.execution_options(sqlite_begin="IMMEDIATE") if locked else plain
-                with connection.begin():
-                    yield connection
-        except SQLAlchemyError as exc:
-            raise StorageError(describe(exc)) from exc
-
     def _apply(self, target: _Target, event: Callable[[datetime], Event]) -> Outcome:
-        with self._connection(locked=True) as connection:
+        with transaction(self.engine, write=True) as connection:
             row = self._row(connection, target, lock=True)
             evidence = self._evidence(connection, target)
             before = _with_evidence(row, evidence)
@@ -234,8 +222,8 @@ class ReputationStore:
                         target.fk: target.id,
                         "old_state": change.old,
                         "new_state": change.new,
-                        "reason": _fit(change.reason, 500),
-                        "actor": _fit(change.actor, 100),
+                        "reason": fit(change.reason, 500),
+                        "actor": fit(change.actor, 100),
                     }
                     for change in outcome.transitions
                 ],
@@ -287,7 +275,3 @@ def _one_line(option: str, text: str, limit: int) -> str:
     if not value or len(value) > limit:
         raise UsageError(f"{option} must be one line of 1 to {limit} printable characters")
     return value
-
-
-def _fit(value: str, column_length: int) -> str:
-    return value.replace("\x00", "\\0")[:column_length]

@@ -15,18 +15,14 @@ to that milter, which prunes it itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
-from osfmilter.errors import StorageError
 from osfmilter.limits.rate import identity_of
-from osfmilter.storage.db import describe
+from osfmilter.storage.db import transaction
 from osfmilter.storage.rate import advisory_lock_id
 from osfmilter.storage.schema import Event, RateSlot
 
@@ -57,7 +53,7 @@ def _conditions(events_before: datetime, slots_before: float) -> tuple[Any, Any]
 def count(engine: Engine, events_before: datetime, slots_before: float) -> PurgeResult:
     """What :func:`purge` would remove now."""
     old_events, dead_slots = _conditions(events_before, slots_before)
-    with _transaction(engine) as connection:
+    with transaction(engine) as connection:
         events = connection.execute(select(func.count()).where(old_events)).scalar_one()
         slots = connection.execute(select(func.count()).where(dead_slots)).scalar_one()
     return PurgeResult(int(events), int(slots), 0)
@@ -70,7 +66,7 @@ def purge(
     old_events, dead_slots = _conditions(events_before, slots_before)
     events, batches = _purge(engine, Event, old_events, batch_size)
     slots = 0
-    with _transaction(engine) as connection:
+    with transaction(engine) as connection:
         keys = connection.scalars(select(RateSlot.key).where(dead_slots).distinct()).all()
     for key in keys:
         removed, key_batches = _purge(
@@ -90,7 +86,7 @@ def _purge(
 ) -> tuple[int, int]:
     removed = batches = 0
     while True:
-        with _transaction(engine, write=True) as connection:
+        with transaction(engine, write=True) as connection:
             if lock is not None and not _try_lock(connection, lock):
                 break
             ids = connection.scalars(
@@ -117,16 +113,3 @@ def _try_lock(connection: Connection, identity: str) -> bool:
         return True
     lock_id = advisory_lock_id(identity)
     return bool(connection.scalar(select(func.pg_try_advisory_xact_lock(lock_id))))
-
-
-@contextmanager
-def _transaction(engine: Engine, write: bool = False) -> Iterator[Connection]:
-    # SQLite: take the write lock up front, or a reader that turns writer
-    # can fail with "database is locked" behind a milter's write.
-    try:
-        with engine.connect() as plain:
-            connection = plain.execution_options(sqlite_begin="IMMEDIATE") if write else plain
-            with connection.begin():
-                yield connection
-    except SQLAlchemyError as exc:
-        raise StorageError(describe(exc)) from exc

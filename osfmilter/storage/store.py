@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from osfmilter.addresses import IPAddress
@@ -15,7 +14,7 @@ from osfmilter.events import EventRecord
 from osfmilter.health import BackendHealth
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import Identity, IdentityKind
-from osfmilter.storage.db import describe
+from osfmilter.storage.db import fit, transaction
 from osfmilter.storage.direct import HEALTH_NAME, Cursor, DirectSql, Statement
 from osfmilter.storage.registry import Registry
 from osfmilter.storage.schema import SaslAccount, SmtpServer
@@ -95,18 +94,15 @@ class SqlStore:
         before it commits.
         """
         try:
-            with ExitStack() as stack:
-                if locked:
-                    connection = stack.enter_context(self.engine.connect())
-                    connection.execution_options(sqlite_begin="IMMEDIATE")
-                    session = stack.enter_context(self._sessions(bind=connection))
-                else:
-                    session = stack.enter_context(self._sessions())
-                with session.begin():
-                    yield session
-        except SQLAlchemyError as exc:
-            self.health.failed(HEALTH_NAME, describe(exc))
-            raise StorageError(describe(exc)) from exc
+            with (
+                transaction(self.engine, write=locked) as connection,
+                self._sessions(bind=connection) as session,
+                session.begin(),
+            ):
+                yield session
+        except StorageError as exc:
+            self.health.failed(HEALTH_NAME, str(exc))
+            raise
         self.health.ok(HEALTH_NAME)
 
     def find_identity(self, client: IPAddress | None, login: str) -> Identity | None:
@@ -239,37 +235,21 @@ def _too_late() -> None:
     raise TooLate("the MTA stopped waiting while the accept waited for the database")
 
 
-def _fit(value: str, column_length: int) -> str:
-    """Text as a column can hold it: no NUL (PostgreSQL refuses it), no lone surrogate
-    (no database driver encodes one), bounded length.
-
-    pymilter hands undecodable header and envelope bytes over surrogate-escaped
-    ("\\udce4" for a raw byte 0xE4); they are stored as the text "\\xe4".
-    """
-    if not value.isascii():
-        try:
-            raw = value.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:  # a surrogate that is not an escaped byte
-            raw = value.encode("utf-8", "backslashreplace")
-        value = raw.decode("utf-8", "backslashreplace")
-    return value.replace("\x00", "\\0")[:column_length]
-
-
 def event_values(record: EventRecord) -> dict[str, object]:
     """The events row for a record, every text cut to fit its column."""
     identity = record.identity
     return dict(
         at=record.at,
-        node=_fit(record.node, 64),
-        queue_id=_fit(record.queue_id, 32),
+        node=fit(record.node, 64),
+        queue_id=fit(record.queue_id, 32),
         stage=str(record.stage),
-        client_ip=_fit(record.client_ip, 45),
-        identity=_fit(identity.label, 300) if identity else "",
+        client_ip=fit(record.client_ip, 45),
+        identity=fit(identity.label, 300) if identity else "",
         customer_id=identity.customer_id if identity else None,
         smtp_server_id=identity.id if identity and identity.kind is IdentityKind.SERVER else None,
         sasl_account_id=identity.id if identity and identity.kind is IdentityKind.SASL else None,
-        envelope_sender=_fit(record.envelope_sender, 320),
-        header_from_domain=_fit(record.header_from_domain, 253),
+        envelope_sender=fit(record.envelope_sender, 320),
+        header_from_domain=fit(record.header_from_domain, 253),
         rcpt_count=record.rcpt_count,
         size=record.size,
         action=str(record.action),
@@ -277,8 +257,8 @@ def event_values(record: EventRecord) -> dict[str, object]:
         smtp_code=record.smtp_code,
         enhanced_code=record.enhanced_code,
         spam_score=record.spam_score,
-        spam_rules=_fit(record.spam_rules, 500),
-        virus_name=_fit(record.virus_name, 200),
+        spam_rules=fit(record.spam_rules, 500),
+        virus_name=fit(record.virus_name, 200),
         spf_result=str(record.spf_result),
-        checks=_fit(record.checks, 300),
+        checks=fit(record.checks, 300),
     )

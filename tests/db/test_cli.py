@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from osfmilter.cli import main
-from osfmilter.config import CONFIG_ENV
+from osfmilter.config import CONFIG_ENV, Config
 from osfmilter.storage.db import Access, make_engine, schema_status, upgrade
 from tests.db.conftest import ALLOW_NON_GLOBAL
 
@@ -202,7 +202,7 @@ def test_a_read_only_command_never_upgrades_the_schema(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url = f"sqlite:///{tmp_path}/old.sqlite3"
-    engine = make_engine(url)
+    engine = make_engine(url, Config().database.timeout)
     if revision:
         upgrade(engine, revision)
     else:
@@ -221,7 +221,7 @@ def test_a_read_only_command_never_upgrades_the_schema(
 
 def test_db_status_reports_a_schema_behind_without_upgrading(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/old.sqlite3"
-    engine = make_engine(url)
+    engine = make_engine(url, Config().database.timeout)
     upgrade(engine, "0006")
     config = tmp_path / "osfmilter.toml"
     config.write_text(f'[database]\nurl = "{url}"\n')
@@ -231,7 +231,7 @@ def test_db_status_reports_a_schema_behind_without_upgrading(tmp_path: Path) -> 
 
 
 def test_a_read_only_engine_refuses_writes(db_url: str) -> None:
-    engine = make_engine(db_url, access=Access.READ_ONLY)
+    engine = make_engine(db_url, Config().database.timeout, Access.READ_ONLY)
     try:
         with engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM customers")).scalar() == 0

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from osfmilter.clock import SystemClock
+from osfmilter.config import Config
 from osfmilter.model import IdentityKind
 from osfmilter.reputation import IncidentKind, Rules
 from osfmilter.storage.db import make_engine
@@ -79,14 +80,14 @@ def test_a_release_of_veilig_changes_nothing(run) -> None:
 
 def test_history_records_a_recovery_that_fell_due(run, db_url: str) -> None:
     # Registered a week ago, an incident three days ago; nobody has looked since.
-    engine = make_engine(db_url)
+    engine = make_engine(db_url, Config().database.timeout)
     clock = FixedClock(SystemClock().now() - timedelta(days=3))
     with engine.begin() as connection:
         server_id = connection.execute(select(SmtpServer.id)).scalar_one()
         connection.execute(
             update(SmtpServer).values(state_changed_at=clock.now() - timedelta(days=4))
         )
-    store = ReputationStore(engine, clock, Rules())
+    store = ReputationStore(engine, clock, Rules.from_config(Config().reputation))
     store.record_incident(IdentityKind.SERVER, server_id, IncidentKind.VIRUS, "Eicar")
     due = (clock.now() + timedelta(hours=48)).isoformat(timespec="seconds")
     status, out, _ = run("server", "show", "192.0.2.1")

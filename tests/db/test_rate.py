@@ -21,7 +21,7 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
-from osfmilter.config import config_from_dict
+from osfmilter.config import Config, config_from_dict
 from osfmilter.events import EventRecord
 from osfmilter.limits.rate import Bucket, RateDenied, RateLimiter, Reservation
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
@@ -46,7 +46,9 @@ ALL_100 = (Bucket("all", 100),)
 
 
 def redis_limiter(clock: FixedClock, prefix: str) -> RedisRateLimiter:
-    return RedisRateLimiter(REDIS_URL, clock, 300.0, 900.0, prefix=prefix)
+    return RedisRateLimiter(
+        REDIS_URL, clock, 300.0, 900.0, timeout=Config().database.timeout, prefix=prefix
+    )
 
 
 @pytest.fixture
@@ -70,7 +72,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, redis_prefix: str) -
         if request.param == "sqlite"
         else request.getfixturevalue("pg_server_url")
     )
-    engine = make_engine(url)
+    engine = make_engine(url, Config().database.timeout)
     reset_database(engine)
     engine.dispose()
     yield Target("sql", url)
@@ -83,7 +85,7 @@ def make_limiter(backend: Target) -> Iterator[Callable[[FixedClock], RateLimiter
     def make(clock: FixedClock) -> RateLimiter:
         if backend.kind == "redis":
             return redis_limiter(clock, backend.target)
-        engines.append(make_engine(backend.target))
+        engines.append(make_engine(backend.target, Config().database.timeout))
         return SqlRateLimiter(engines[-1], clock, 300.0, 900.0)
 
     yield make

@@ -13,6 +13,7 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, text
 
+from osfmilter.config import Config
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation
 from osfmilter.storage import retention
 from osfmilter.storage.db import _alembic_config, make_engine
@@ -121,7 +122,7 @@ def test_a_full_window_is_denied_from_the_count(engine: Engine) -> None:
 
 @pytest.mark.postgres
 def test_truncate_clears_the_counts(pg_server_url: str) -> None:
-    engine = make_engine(pg_server_url)
+    engine = make_engine(pg_server_url, Config().database.timeout)
     try:
         reset_database(engine)
         limiter = SqlRateLimiter(engine, FixedClock(NOW), 300.0, 900.0)

@@ -7,6 +7,7 @@ import threading
 import pytest
 from sqlalchemy import Engine, text
 
+from osfmilter.config import Config
 from osfmilter.errors import StorageError
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.direct import KEPT_READERS, Cursor, DirectSql, Statement
@@ -60,7 +61,7 @@ def test_at_most_a_few_connections_are_kept(engine: Engine) -> None:
 
 @pytest.mark.postgres
 def test_a_kept_connection_postgresql_dropped_is_replaced(pg_server_url: str) -> None:
-    engine = make_engine(pg_server_url)
+    engine = make_engine(pg_server_url, Config().database.timeout)
     reset_database(engine)
     try:
         sql = DirectSql(engine)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, text
 
-from osfmilter.config import ReputationSection
+from osfmilter.config import Config, ReputationSection
 from osfmilter.model import Identity, ServerState
 from osfmilter.reputation.transitions import OperatorActionKind, Rules
 from osfmilter.storage import admin, registry
@@ -122,7 +122,7 @@ def test_a_client_registered_after_a_miss_is_found(store: SqlStore) -> None:
 
 def test_a_change_made_by_another_process_is_seen(store: SqlStore, db_url: str) -> None:
     found(store)
-    other = make_engine(db_url)  # another milter process, or the CLI
+    other = make_engine(db_url, Config().database.timeout)  # another milter process, or the CLI
     try:
         with SqlStore(other).session() as s:
             admin.set_plan(s, "acme", "paid")

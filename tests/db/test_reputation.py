@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from osfmilter.clock import SystemClock
+from osfmilter.config import Config
 from osfmilter.errors import UnknownIdentity, UsageError
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.reputation import SYSTEM, IncidentKind, OperatorActionKind, Rules
@@ -23,6 +25,7 @@ VEILIG, VERDACHT, ONVEILIG = ServerState.VEILIG, ServerState.VERDACHT, ServerSta
 SERVER, SASL = IdentityKind.SERVER, IdentityKind.SASL
 SPAM, VIRUS = IncidentKind.SPAM, IncidentKind.VIRUS
 HOUR = 3600.0
+RULES = Rules.from_config(Config().reputation)
 
 
 def register(engine: Engine, now: datetime) -> dict[IdentityKind, int]:
@@ -45,7 +48,7 @@ def ids(engine: Engine, clock: FixedClock) -> dict[IdentityKind, int]:
 
 
 def store_for(engine: Engine, clock: FixedClock, **rules: object) -> ReputationStore:
-    return ReputationStore(engine, clock, Rules(**rules))  # type: ignore[arg-type]
+    return ReputationStore(engine, clock, replace(RULES, **rules))  # type: ignore[arg-type]
 
 
 def row(engine: Engine, kind: IdentityKind, id_: int) -> tuple[str, datetime, datetime | None]:
@@ -296,6 +299,16 @@ def test_a_long_reason_is_cut_to_fit(
     assert len(store.history(SERVER, ids[SERVER])[0].reason) == 500
 
 
+def test_an_undecodable_byte_in_a_reason_is_stored_as_an_escape(
+    engine: Engine, clock: FixedClock, ids: dict[IdentityKind, int]
+) -> None:
+    store = store_for(engine, clock, auto_block_detections=1)
+    detail = b"Win.Test.\xe4".decode("utf-8", "surrogateescape")  # as a scanner may name it
+    store.record_incident(SERVER, ids[SERVER], VIRUS, detail)
+    reasons = [change.reason for change in store.history(SERVER, ids[SERVER])]
+    assert reasons and all("Win.Test.\\xe4" in reason for reason in reasons), reasons
+
+
 # Two processes at once -----------------------------------------------------------
 
 
@@ -307,8 +320,8 @@ def _worker(
     count: int,
     barrier: multiprocessing.synchronize.Barrier,
 ) -> None:
-    engine = make_engine(url)
-    store = ReputationStore(engine, SystemClock(), Rules())
+    engine = make_engine(url, Config().database.timeout)
+    store = ReputationStore(engine, SystemClock(), RULES)
     barrier.wait(timeout=60)
     for number in range(count):
         if what == "refusal":

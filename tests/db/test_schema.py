@@ -20,6 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, make_url, text
 
+from osfmilter.config import Config
 from osfmilter.storage.db import make_engine, schema_status
 from osfmilter.storage.schema import Base
 
@@ -39,9 +40,9 @@ def alembic_config(engine: Engine | None = None) -> AlembicConfig:
 def empty(db_url: str, tmp_path: Path) -> Iterator[Engine]:
     """An empty database on each backend (db_url's is migrated already)."""
     if make_url(db_url).get_backend_name() == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path}/empty.sqlite3")
+        engine = make_engine(f"sqlite:///{tmp_path}/empty.sqlite3", Config().database.timeout)
     else:
-        engine = make_engine(db_url)
+        engine = make_engine(db_url, Config().database.timeout)
         with engine.begin() as connection:
             connection.execute(text("DROP SCHEMA public CASCADE"))
             connection.execute(text("CREATE SCHEMA public"))

@@ -6,11 +6,13 @@ import ipaddress
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
+from osfmilter.errors import StorageError
 from osfmilter.events import EventRecord
 from osfmilter.model import IdentityKind
 from osfmilter.storage import admin
+from osfmilter.storage.db import transaction
 from osfmilter.storage.schema import Event
 from osfmilter.storage.store import SqlStore
 from tests.fakes import TEST_REGISTRATION
@@ -126,3 +128,16 @@ def test_undecodable_bytes_are_stored_as_escapes(store: SqlStore) -> None:
     with store.session() as s:
         row = s.scalars(select(Event)).one()
         assert row.envelope_sender == "a@ex\\xe4mple.com"
+
+
+def test_a_transaction_commits_at_its_end_and_undoes_all_on_an_error(engine: Engine) -> None:
+    add = text("INSERT INTO customers (name, plan, created_at) VALUES (:name, 'free', :at)")
+    with transaction(engine, write=True) as connection:
+        connection.execute(add, {"name": "kept", "at": NOW})
+    with pytest.raises(StorageError) as failed, transaction(engine, write=True) as connection:
+        connection.execute(add, {"name": "undone", "at": NOW})
+        connection.execute(add, {"name": "kept", "at": NOW})  # unique name: refused
+    assert "\n" not in str(failed.value) and "INSERT" not in str(failed.value)
+    with transaction(engine) as connection:
+        names = connection.scalars(text("SELECT name FROM customers ORDER BY name")).all()
+    assert names == ["kept"]

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from osfmilter.config import Config
 from osfmilter.errors import StorageError
 from osfmilter.limits.rate import Bucket
 from osfmilter.storage.db import make_engine, write_lock
@@ -176,7 +177,7 @@ def test_a_batch_runs_in_the_order_its_work_asks_for(quick: Engine) -> None:
 def test_a_connection_postgresql_dropped_is_replaced_without_losing_work(
     pg_server_url: str,
 ) -> None:
-    engine = make_engine(pg_server_url)
+    engine = make_engine(pg_server_url, Config().database.timeout)
     reset_database(engine)
     try:
         sql = DirectSql(engine)
@@ -206,7 +207,7 @@ def test_disposing_of_the_engine_gives_the_connection_back(quick: Engine) -> Non
 @pytest.mark.postgres
 def test_a_reservation_leaves_the_batch_durable(pg_server_url: str) -> None:
     """Other sessions' accepts share the transaction: it must wait for the WAL flush."""
-    engine = make_engine(pg_server_url)
+    engine = make_engine(pg_server_url, Config().database.timeout)
     reset_database(engine)
     try:
         limiter = SqlRateLimiter(engine, FixedClock(), window=300, reservation_ttl=900)
@@ -269,7 +270,7 @@ def test_postgresql_waits_once_per_batch_and_reruns_it_to_place_an_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A batch syncs once; a job that raises makes it run again, a sync per job."""
-    engine = make_engine(pg_server_url)
+    engine = make_engine(pg_server_url, Config().database.timeout)
     reset_database(engine)
     try:
         sql = DirectSql(engine)

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from osfmilter.cli import main
+from osfmilter.config import Config
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.schema import (
@@ -139,7 +140,7 @@ def running_relay(
     workdir = Path(tempfile.mkdtemp(prefix="osfe2e-", dir="/tmp"))
     workdir.chmod(0o755)  # Postfix's unprivileged daemons must reach their queue
     (workdir / "postfix").mkdir()
-    engine = make_engine(database_url)
+    engine = make_engine(database_url, Config().database.timeout)
     if reset:
         reset_database(engine)
     try:

@@ -36,6 +36,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 
+from osfmilter.config import Config
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.schema import Event, MonthlyVolume, RateSlot
@@ -290,10 +291,10 @@ def faults(pg_server_url: str) -> Iterator[FaultRelay]:
     workdir = Path(tempfile.mkdtemp(prefix="osffault-", dir="/tmp"))
     workdir.chmod(0o755)  # Postfix's unprivileged daemons must reach their queue
     (workdir / "postfix").mkdir()
-    pg_engine = make_engine(pg_server_url)
+    pg_engine = make_engine(pg_server_url, Config().database.timeout)
     reset_database(pg_engine)
     sqlite_url = f"sqlite:///{workdir}/faults.sqlite3"
-    sqlite_engine = make_engine(sqlite_url)
+    sqlite_engine = make_engine(sqlite_url, Config().database.timeout)
     reset_database(sqlite_engine)
     fault_relay: FaultRelay | None = None
     try:

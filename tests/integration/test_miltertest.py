@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from osfmilter.cli import main
+from osfmilter.config import Config
 from osfmilter.storage.db import make_engine
 from tests.harness.database import register_customer, reset_database
 from tests.harness.milter import MilterProcess
@@ -47,7 +48,7 @@ def milter() -> Iterator[MilterProcess]:
     """One milter on embedded SQLite with a small message size for the free plan."""
     scratch = Path(tempfile.mkdtemp(prefix="osfmt-", dir="/tmp"))
     url = f"sqlite:///{scratch}/osfmilter.sqlite3"
-    engine = make_engine(url)
+    engine = make_engine(url, Config().database.timeout)
     try:
         reset_database(engine)
         register_customer(

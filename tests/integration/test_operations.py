@@ -33,12 +33,13 @@ def scratch() -> Iterator[Path]:
 def register(database_url: str) -> None:
     from datetime import UTC, datetime
 
+    from osfmilter.config import Config
     from osfmilter.storage import admin
     from osfmilter.storage.db import make_engine, upgrade
     from osfmilter.storage.store import SqlStore
     from tests.fakes import TEST_REGISTRATION
 
-    engine = make_engine(database_url)
+    engine = make_engine(database_url, Config().database.timeout)
     upgrade(engine)
     with SqlStore(engine).session() as session:
         now = datetime.now(UTC)

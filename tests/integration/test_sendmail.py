@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from osfmilter.config import Config
 from osfmilter.storage.db import make_engine
 from tests.harness.database import register_customer, reset_database
 from tests.harness.milter import MilterProcess
@@ -51,7 +52,7 @@ def relay() -> Iterator[SendmailRelay]:
         pytest.skip(f"no Sendmail at {SENDMAIL_BINARY}: run scripts/install-deps")
     scratch = Path(tempfile.mkdtemp(prefix="osfsm-", dir="/tmp"))
     url = f"sqlite:///{scratch}/osfmilter.sqlite3"
-    engine = make_engine(url)
+    engine = make_engine(url, Config().database.timeout)
     try:
         reset_database(engine)
         register_customer(engine, CUSTOMER, DOMAIN, servers=[REGISTERED])

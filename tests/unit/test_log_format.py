@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from osfmilter.cli import OneLineFormatter
 from osfmilter.decisionlog import format_fields
+from osfmilter.logsetup import OneLineFormatter
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 # What a customer's SPF record or a HELO name can bring: CR, an ANSI colour

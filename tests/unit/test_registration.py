@@ -1,15 +1,114 @@
-"""Only wholly globally routable unicast networks may be registered."""
+"""The registration rules without a database: names, logins, domains, the inbound
+CSV, and that only wholly globally routable unicast networks may be registered."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from osfmilter.addresses import IPNetwork
-from osfmilter.registration import non_global_reason
+from osfmilter.errors import UsageError
+from osfmilter.registration import (
+    InboundRow,
+    check_customer_name,
+    check_plan,
+    non_global_reason,
+    normalize_domain,
+    normalize_login,
+    parse_inbound_csv,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "domain"),
+    [
+        ("example.com", "example.com"),
+        (" Example.COM. ", "example.com"),
+        ("bücher.de", "xn--bcher-kva.de"),
+        ("a-b.c-d.example", "a-b.c-d.example"),
+    ],
+)
+def test_a_domain_is_stored_lower_case_in_a_labels(text: str, domain: str) -> None:
+    assert normalize_domain(text) == domain
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("example", "'example' is not a valid domain name"),
+        ("exa mple.com", "'exa mple.com' is not a valid domain name"),
+        ("-bad.example", "'-bad.example' is not a valid domain name"),
+        ("bad-.example", "'bad-.example' is not a valid domain name"),
+        ("a..example", "'a..example' is not a valid domain name"),
+        (f"{'a' * 64}.example", "is not a valid domain name"),
+        (".".join(["abcdefghi"] * 26), "is not a valid domain name"),  # 259 characters
+        ("192.0.2.1", "'192.0.2.1' is an address, not a domain name"),
+    ],
+)
+def test_a_bad_domain_is_refused_by_name(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        normalize_domain(text)
+
+
+@pytest.mark.parametrize("name", ["acme", "Acme.Corp", "a", "ops@acme+eu_1-2", "9" * 100])
+def test_a_customer_name(name: str) -> None:
+    assert check_customer_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "bad name!", "-acme", ".acme", "a" * 101, "acmé"])
+def test_a_bad_customer_name_is_refused(name: str) -> None:
+    with pytest.raises(UsageError, match="is not a valid customer name"):
+        check_customer_name(name)
+
+
+def test_a_plan_is_free_or_paid() -> None:
+    assert [check_plan(p) for p in ("free", "paid")] == ["free", "paid"]
+    with pytest.raises(UsageError, match=r"^unknown plan 'gold' \(free or paid\)$"):
+        check_plan("gold")
+
+
+def test_a_sasl_login_loses_surrounding_space_only() -> None:
+    assert normalize_login("  user@example.com\t") == "user@example.com"
+    assert normalize_login("ü" * 255) == "ü" * 255
+
+
+@pytest.mark.parametrize("login", ["", "   ", "two words", "tab\there", "nul\x00", "x" * 256])
+def test_a_bad_sasl_login_is_refused(login: str) -> None:
+    with pytest.raises(UsageError, match="is not a valid SASL login"):
+        normalize_login(login)
+
+
+def test_inbound_csv_rows_with_or_without_a_header() -> None:
+    lines = ["domain,month,bytes\n", "Example.COM,2026-11, 1000\n", "\n", "b.example,2026-12,0\n"]
+    assert parse_inbound_csv(lines) == [
+        InboundRow(2, "example.com", "2026-11", 1000),
+        InboundRow(4, "b.example", "2026-12", 0),
+    ]
+    assert parse_inbound_csv(["example.com,2026-11,5"]) == [
+        InboundRow(1, "example.com", "2026-11", 5)
+    ]
+
+
+def test_every_bad_inbound_row_is_named_at_once() -> None:
+    lines = [
+        "example.com,2026-11\n",
+        "bad,2026-11,1\n",
+        "example.com,2026-13,1\n",
+        "example.com,2026-11,-5\n",
+        "example.com,2026-11,7\n",
+    ]
+    with pytest.raises(UsageError) as refused:
+        parse_inbound_csv(lines)
+    assert str(refused.value) == (
+        "line 1: expected domain,month,bytes, got 2 fields; "
+        "line 2: 'bad' is not a valid domain name; "
+        "line 3: '2026-13' is not a month (YYYY-MM); "
+        "line 4: '-5' is not a whole number of bytes; nothing imported"
+    )
 
 
 def net(text: str) -> IPNetwork:

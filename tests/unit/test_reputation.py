@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,7 +57,7 @@ def block(hours: float, actor: str = "alice") -> OperatorAction:
     return OperatorAction(OperatorActionKind.BLOCK, actor, "open relay", h(hours))
 
 
-DEFAULT_RULES = Rules()
+DEFAULT_RULES = Rules.from_config(Config().reputation)
 
 
 def run(
@@ -186,7 +186,7 @@ ARROWS: list[tuple[Any, ...]] = [
         [virus(1)],
         [(h(1), VEILIG, ONVEILIG, SYSTEM)],
         ONVEILIG,
-        Rules(auto_block_detections=1),
+        replace(DEFAULT_RULES, auto_block_detections=1),
     ),
     (
         "50 detections over more than 24 h do not block",
@@ -242,7 +242,7 @@ ARROWS: list[tuple[Any, ...]] = [
 
 @pytest.mark.parametrize(
     ("start", "events", "expected", "final", "rules"),
-    [pytest.param(*case[1:], *[Rules()][len(case) - 5 :], id=case[0]) for case in ARROWS],
+    [pytest.param(*case[1:], *[DEFAULT_RULES][len(case) - 5 :], id=case[0]) for case in ARROWS],
 )
 def test_arrows(
     start: Standing, events: list[Event], expected: Expected, final: ServerState, rules: Rules
@@ -255,9 +255,11 @@ def test_arrows(
 
 
 def test_auto_block_can_be_switched_off() -> None:
-    standing, changes = run(fresh(), [spam(i / 60) for i in range(200)], Rules(auto_block=False))
+    standing, changes = run(
+        fresh(), [spam(i / 60) for i in range(200)], replace(DEFAULT_RULES, auto_block=False)
+    )
     assert standing.state is VERDACHT and len(changes) == 1
-    assert len(standing.detections) == Rules().auto_block_detections  # bounded all the same
+    assert len(standing.detections) == DEFAULT_RULES.auto_block_detections  # bounded all the same
 
 
 def test_reasons_say_what_happened() -> None:
@@ -309,11 +311,20 @@ def test_rules_come_from_the_config() -> None:
     assert Rules.from_config(section) == Rules(
         recovery=timedelta(hours=12),
         usage_refusals=5,
+        usage_window=timedelta(hours=1),
         auto_block=False,
         auto_block_detections=7,
         auto_block_window=timedelta(hours=6.5),
     )
-    assert Rules.from_config(Config().reputation) == Rules()
+    # The defaults docs/states.rst names.
+    assert Rules.from_config(Config().reputation) == Rules(
+        recovery=timedelta(hours=48),
+        usage_refusals=20,
+        usage_window=timedelta(hours=1),
+        auto_block=True,
+        auto_block_detections=50,
+        auto_block_window=timedelta(hours=24),
+    )
     assert ReputationSection().recovery_hours == 48
 
 

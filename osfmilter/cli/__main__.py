@@ -1,0 +1,5 @@
+import sys
+
+from osfmilter.cli import main
+
+sys.exit(main())

@@ -1,0 +1,130 @@
+"""What the command modules share: the parser's shape, the database as a command
+opens it, and the argument types."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from osfmilter.config import Config
+from osfmilter.errors import UsageError
+from osfmilter.storage.db import Access, make_engine, prepare_schema, require_schema
+from osfmilter.storage.store import SqlStore
+
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and still exit status 2)."""
+
+    # A command group's own commands (see group), for modules that add to it.
+    subcommands: argparse._SubParsersAction[Parser] | None = None
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# The commands of the tool or of one group, as argparse holds them.
+Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
+
+
+def command(commands: Commands, name: str, handler: Handler, help_: str) -> Parser:
+    parser = commands.add_parser(name, help=help_, description=help_)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def group(commands: Commands, name: str, help_: str) -> Commands:
+    """A new group of commands (``osfmilter NAME ...``)."""
+    parser = commands.add_parser(name, help=help_, description=help_)
+    parser.subcommands = parser.add_subparsers(
+        dest=f"{name}_command", required=True, parser_class=Parser
+    )
+    return parser.subcommands
+
+
+def group_of(commands: Commands, name: str) -> Commands:
+    """The commands of a group that another module made."""
+    subcommands = commands.choices[name].subcommands
+    assert subcommands is not None, f"{name} is a command, not a group"
+    return subcommands
+
+
+# Commands that only look use Access.READ_ONLY: they never create a database,
+# upgrade its schema or write to it, and say which database they looked for.
+# Writing commands (CREATE) make and upgrade the embedded SQLite database the
+# way `osfmilter run` does.
+
+
+@contextmanager
+def engine(config: Config, access: Access = Access.CREATE) -> Iterator[Engine]:
+    engine = make_engine(config.database_url, config.database.timeout, access)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def store(config: Config, access: Access) -> Iterator[SqlStore]:
+    """A store on a schema that is up to date: upgraded if CREATE allows, else required."""
+    with engine(config, access) as bound:
+        store = SqlStore(bound)
+        if access is Access.CREATE:
+            prepare_schema(store.engine, config.database_url)
+        else:
+            require_schema(bound, config.database_url)
+        yield store
+
+
+@contextmanager
+def session(
+    config: Config, access: Access = Access.CREATE, locked: bool = False
+) -> Iterator[Session]:
+    """One transaction against a schema that is up to date; commits if no error.
+
+    ``locked``: SQLite's write lock from the start, for a check that must
+    still hold when its insert commits.
+    """
+    with store(config, access) as opened, opened.session(locked=locked) as transaction:
+        yield transaction
+
+
+_DURATION = re.compile(r"^([1-9][0-9]{0,5})([dh])$")
+
+
+def duration(text: str) -> timedelta:
+    """Nd or Nh (N from 1), e.g. 400d."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise UsageError(f"{text!r} is not a duration (Nd or Nh with N >= 1, e.g. 400d or 12h)")
+    amount = int(match[1])
+    return timedelta(days=amount) if match[2] == "d" else timedelta(hours=amount)
+
+
+def since(text: str, now: datetime) -> datetime:
+    """A duration back from now (7d, 12h), a date (UTC midnight) or an ISO time (UTC if naive)."""
+    if _DURATION.match(text.strip()):
+        return now - duration(text)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"{text!r} is neither a date (YYYY-MM-DD), a time (YYYY-MM-DDTHH:MM) "
+            "nor a duration (Nd or Nh)"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def positive(text: str) -> int:
+    """argparse type: a whole number from 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)

@@ -300,6 +300,14 @@ class LogSection(Section):
         "local7",
     ] = "mail"
 
+    @field_validator("syslog_address")
+    @classmethod
+    def _syslog_address(cls, value: str) -> str:
+        # Checked here so that a bad one is a config error, not a failure at start.
+        if not value.startswith("/") and not _host_port(value):
+            raise ValueError(f"{value!r} is neither a unix socket path nor HOST:PORT")
+        return value
+
 
 class MetricsSection(Section):
     """The Prometheus endpoint (each milter process needs a port of its own)."""

@@ -6,6 +6,7 @@ import logging
 import logging.handlers
 import sys
 
+from osfmilter.addresses import parse_host_port
 from osfmilter.config import Config
 from osfmilter.decisionlog import escape
 
@@ -26,7 +27,7 @@ def setup_logging(config: Config) -> None:
     if config.log.target == "syslog":
         address = config.log.syslog_address
         handler = logging.handlers.SysLogHandler(
-            address=address if address.startswith("/") else _host_port(address),
+            address=address if address.startswith("/") else parse_host_port(address),
             facility=logging.handlers.SysLogHandler.facility_names[config.log.syslog_facility],
         )
         handler.setFormatter(OneLineFormatter("osfmilter[%(process)d]: %(name)s: %(message)s"))
@@ -37,8 +38,3 @@ def setup_logging(config: Config) -> None:
     if config.log.level != "debug":
         # Alembic narrates every migration context at INFO.
         logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)

@@ -19,8 +19,14 @@ def cmd_spf_check(args: argparse.Namespace, config: Config) -> int:
         raise UsageError("[spf] outbound_ips is empty: there is no relay address to check")
     domain = normalize_domain(args.domain)
     resolver = resolver_for(settings.nameservers, settings.timeout)
-    checker = SpfChecker(settings.outbound_ips, resolver, settings.timeout)
-    advice = advise(domain, checker, resolver, settings.include, settings.outbound_ips)
+    checker = SpfChecker(
+        settings.outbound_ips,
+        resolver,
+        settings.timeout,
+        settings.cache_size,
+        settings.cache_max_ttl,
+    )
+    advice = advise(domain, checker, settings.include)
     print(render_json(advice) if args.json else render_text(advice))
     return 0 if advice.passes else 1
 

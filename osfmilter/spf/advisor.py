@@ -9,7 +9,6 @@ includes), and the strict and loose records to publish.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import dns.exception
@@ -97,14 +96,14 @@ def _term(term: str) -> tuple[str, str]:
     return name.partition("/")[0], value.partition("/")[0]
 
 
-def advise(
-    domain: str,
-    checker: SpfChecker,
-    resolver: dns.resolver.Resolver,
-    include: str,
-    outbound_ips: Sequence[str],
-) -> Advice:
-    tree = lookup_tree(resolver, domain)
+def advise(domain: str, checker: SpfChecker, include: str) -> Advice:
+    """The domain's record as DNS has it, what it gives the relay, and what to publish.
+
+    The lookups and the relay's addresses are the checker's own, so the
+    advice and the evaluation cannot describe two different set-ups.
+    """
+    outbound_ips = checker.outbound_ips
+    tree = lookup_tree(checker.resolver, domain)
     outcome = checker.check(f"postmaster@{domain}", domain)
     if include:
         mechanisms = f"include:{include}"

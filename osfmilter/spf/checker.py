@@ -36,7 +36,6 @@ import dns.resolver
 import spf
 
 from osfmilter.addresses import split_nameserver
-from osfmilter.config import SpfSection
 from osfmilter.spf.result import SEVERITY, SpfOutcome
 
 # Macros that make a result depend on the local part or the HELO, not only on the
@@ -128,18 +127,14 @@ class _Lookups(threading.local):
         self.deadline = float("inf")
 
 
-# The cache bounds a caller leaves out are [spf]'s defaults, not numbers of the checker's own.
-_SPF_DEFAULTS = SpfSection()
-
-
 class SpfChecker:
     def __init__(
         self,
         outbound_ips: Sequence[str],
         resolver: dns.resolver.Resolver,
         timeout: float,
-        cache_size: int = _SPF_DEFAULTS.cache_size,
-        max_ttl: float = _SPF_DEFAULTS.cache_max_ttl,
+        cache_size: int,
+        max_ttl: float,
     ) -> None:
         self.outbound_ips = tuple(outbound_ips)
         self.resolver = resolver

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from osfmilter.config import CONFIG_ENV, Config, load_config, parse_socket
+from osfmilter.config import CONFIG_ENV, Config, config_from_dict, load_config, parse_socket
 from osfmilter.errors import ConfigError
 
 
@@ -147,3 +147,10 @@ def test_example_config_in_contrib_is_valid() -> None:
 )
 def test_host_port_addresses(tmp_path: Path, text: str) -> None:
     assert isinstance(load_config(write(tmp_path, text)), Config)
+
+
+@pytest.mark.parametrize("address", [":514", "loghost", "127.0.0.1:99999"])
+def test_a_syslog_address_is_a_path_or_host_port(address: str) -> None:
+    with pytest.raises(ConfigError, match="neither a unix socket path nor HOST:PORT"):
+        config_from_dict({"log": {"syslog_address": address}})
+    assert config_from_dict({"log": {"syslog_address": "127.0.0.1:514"}}).log.syslog_address

@@ -215,10 +215,7 @@ def test_nameserver_syntax(text: str, parsed: tuple[str, int]) -> None:
 
 
 def advice_for(dns: DnsServer, domain: str) -> Advice:
-    resolver = resolver_for([dns.nameserver], 2)
-    return advise(
-        domain, checker(dns, (RELAY_V4, RELAY_V6)), resolver, INCLUDE, [RELAY_V4, RELAY_V6]
-    )
+    return advise(domain, checker(dns, (RELAY_V4, RELAY_V6)), INCLUDE)
 
 
 def test_advisor_on_a_passing_domain(dns: DnsServer) -> None:

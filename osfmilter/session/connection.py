@@ -46,13 +46,16 @@ class MilterSession:
         self.services = services
         self.connection = Connection()
         self.recorder = Recorder(services, self.connection)
+        self._acceptance = Acceptance(self.recorder, services.ledger)
         self._ports = Ports(
             rate=services.limiter,
             spf=services.spf,
             scanning=ObservedScanning(services.scans, services.metrics, self.connection),
-            accepting=_NO_ACCEPT,
+            accepting=self._acceptance,
             clock=services.clock,
         )
+        # What the steps see of the current transaction (made once per MAIL).
+        self._context: Context | None = None
         self._tx: TransactionState | None = None
         # A fault before MAIL: every transaction of the connection is 451.
         self._connection_fault = False
@@ -80,6 +83,8 @@ class MilterSession:
         )
         tx = TransactionState(envelope, None, self.services.config.plans.free, queue_id)
         self._tx = tx
+        client = str(self.connection.address or self.connection.client or "unknown")
+        self._context = Context(tx, client, self.connection.helo, self.services.config, self._ports)
         if self._connection_fault:
             # What connect or HELO could not note (the client's address...)
             # must not turn into a refusal, let alone a 5xx.
@@ -104,7 +109,7 @@ class MilterSession:
                 state = services.reputation.observe(tx.identity.kind, tx.identity.id)
                 tx.identity = replace(tx.identity, state=state)
         try:
-            outcome = engine.run(PIPELINE[Stage.MAIL], self._context(tx))
+            outcome = engine.run(PIPELINE[Stage.MAIL], self._steps_see(tx))
         finally:
             self.recorder.spf_checked(tx)
         if outcome.refusal is not None:
@@ -123,7 +128,7 @@ class MilterSession:
         return self._guarded(Stage.RCPT, tx, lambda: self._rcpt(tx, recipient))
 
     def _rcpt(self, tx: TransactionState, recipient: str) -> Verdict:
-        refusal = engine.run(PIPELINE[Stage.RCPT], self._context(tx)).refusal
+        refusal = engine.run(PIPELINE[Stage.RCPT], self._steps_see(tx)).refusal
         if refusal is None:
             tx.recipients.append(recipient)
             return CONTINUE
@@ -166,7 +171,7 @@ class MilterSession:
             return tx.refused or CONTINUE
         if self.inbound:
             return CONTINUE
-        refusal = engine.run(PIPELINE[Stage.BODY], self._context(tx)).refusal
+        refusal = engine.run(PIPELINE[Stage.BODY], self._steps_see(tx)).refusal
         if refusal is None:
             tx.content_answered = self.services.clock.monotonic()
             return CONTINUE
@@ -200,8 +205,12 @@ class MilterSession:
             self.abort()
 
     def _end_of_message(self, tx: TransactionState, edit_headers: HeaderEditor) -> Verdict:
-        acceptance = Acceptance(self.recorder, self.services.ledger, edit_headers)
-        outcome = engine.run(PIPELINE[Stage.EOM], self._context(tx, acceptance))
+        acceptance = self._acceptance
+        acceptance.expect(edit_headers)
+        try:
+            outcome = engine.run(PIPELINE[Stage.EOM], self._steps_see(tx))
+        finally:
+            acceptance.edit_headers = None
         if scanned.name in outcome.passed:
             self.recorder.let_through_unscanned(tx)
         if outcome.refusal is not None:
@@ -210,10 +219,9 @@ class MilterSession:
         self.recorder.log(acceptance.record, tx)
         return acceptance.accepted
 
-    def _context(self, tx: TransactionState, acceptance: Acceptance | None = None) -> Context:
-        ports = self._ports if acceptance is None else replace(self._ports, accepting=acceptance)
-        client = str(self.connection.address or self.connection.client or "unknown")
-        return Context(tx, client, self.connection.helo, self.services.config, ports)
+    def _steps_see(self, tx: TransactionState) -> Context:
+        assert self._context is not None and self._context.tx is tx
+        return self._context
 
     def _record_inbound(self, tx: TransactionState) -> None:
         """Inbound mode enforces nothing: it counts bytes × recipients per scanned domain."""
@@ -300,16 +308,6 @@ class MilterSession:
         reply = reply_for(refusal)
         self.recorder.refused(stage, tx, refusal, reply)
         return reply
-
-
-class _NoAccept:
-    """Before the end of message nothing is accepted."""
-
-    def accept(self, context: Context, charge: object) -> None:
-        raise RuntimeError("an accept before the end of message")
-
-
-_NO_ACCEPT = _NoAccept()
 
 
 def _size_param(params: Sequence[str]) -> int | None:

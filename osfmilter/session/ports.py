@@ -49,19 +49,26 @@ class ObservedScanning:
 
 
 class Acceptance:
-    """One message's accept: the headers edited first, then the ledger's commit.
+    """The session's accept: the headers edited first, then the ledger's commit.
 
     The MTA's header changes come before the commit: a message is counted
     if and only if its final answer is an accept, so nothing that can still
-    fail may come after the commit.
+    fail may come after the commit. One per session; :meth:`expect` arms it
+    for one end of message with that callback's header editor.
     """
 
-    def __init__(self, recorder: Recorder, ledger: Ledger, edit_headers: HeaderEditor) -> None:
-        self.recorder, self.ledger, self.edit_headers = recorder, ledger, edit_headers
+    def __init__(self, recorder: Recorder, ledger: Ledger) -> None:
+        self.recorder, self.ledger = recorder, ledger
+        self.edit_headers: HeaderEditor | None = None
         self.accepted: Accept | None = None
         self.record: EventRecord | None = None
 
+    def expect(self, edit_headers: HeaderEditor) -> None:
+        self.edit_headers, self.accepted, self.record = edit_headers, None, None
+
     def accept(self, context: Context, charge: VolumeCharge) -> VolumeDenied | None:
+        if self.edit_headers is None:
+            raise RuntimeError("an accept outside the end of message")
         tx = context.tx
         verdict = Accept(self.recorder.header_changes(tx))
         # Before the commit: if the MTA refuses a change, nothing is counted.

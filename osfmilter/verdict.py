@@ -50,36 +50,36 @@ class Accept:
     text = "accepted"
 
 
-def _check_class(code: int, enhanced_code: str, text: str) -> None:
-    match = _ENHANCED_CODE.match(enhanced_code)
-    if match is None or match.group(1) != str(code)[0]:
-        raise ValueError(f"enhanced code {enhanced_code!r} is not of the class of {code}")
-    if "\r" in text or "\n" in text:
-        raise ValueError("a reply text is one line")
+@dataclass(frozen=True)
+class _Reply:
+    """An answer with a code: made only with an enhanced code of its class, on one line."""
+
+    code: int
+    enhanced_code: str
+    text: str
+
+    def __post_init__(self) -> None:
+        match = _ENHANCED_CODE.match(self.enhanced_code)
+        if match is None or match.group(1) != str(self.code)[0]:
+            raise ValueError(
+                f"enhanced code {self.enhanced_code!r} is not of the class of {self.code}"
+            )
+        if "\r" in self.text or "\n" in self.text:
+            raise ValueError("a reply text is one line")
 
 
 @dataclass(frozen=True)
-class TempFail:
+class TempFail(_Reply):
     """4xx: the client keeps the message and tries again later."""
 
     code: Literal[421, 451, 452]
-    enhanced_code: str
-    text: str
-
-    def __post_init__(self) -> None:
-        _check_class(self.code, self.enhanced_code, self.text)
 
 
 @dataclass(frozen=True)
-class Reject:
+class Reject(_Reply):
     """5xx: the message is refused for good; the client bounces it."""
 
     code: Literal[550, 552, 554]
-    enhanced_code: str
-    text: str
-
-    def __post_init__(self) -> None:
-        _check_class(self.code, self.enhanced_code, self.text)
 
 
 Refused = TempFail | Reject

@@ -23,7 +23,7 @@ from osfmilter.policy import engine
 from osfmilter.policy.context import Context, Ports, TransactionState
 from osfmilter.policy.pipeline import PIPELINE
 from osfmilter.policy.steps.scanned import scanned
-from osfmilter.replies import InternalError, Refusal, reply_for
+from osfmilter.replies import DatabaseError, InternalError, Refusal, reply_for
 from osfmilter.session.faults import fault_refusal
 from osfmilter.session.ports import Acceptance, HeaderEditor, ObservedScanning
 from osfmilter.session.recorder import OWN_HEADER, Connection, Recorder
@@ -301,7 +301,7 @@ class MilterSession:
             refusal = fault_refusal(stage, exc)
         reply = reply_for(refusal)
         # A database that just failed would only fail (slowly) again.
-        self.recorder.fault(stage, tx, refusal, reply, store=refusal.reason != "database_error")
+        self.recorder.fault(stage, tx, refusal, reply, store=not isinstance(refusal, DatabaseError))
         return reply
 
     def _refuse(self, stage: Stage, tx: TransactionState, refusal: Refusal) -> Refused:

@@ -25,7 +25,7 @@ from osfmilter.reputation.transitions import IncidentKind
 from osfmilter.session.services import Services
 from osfmilter.verdict import Accept, HeaderChanges, Refused, action_of
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("osfmilter.session")
 
 # Our own header: any copy already in a message is a forgery and is removed.
 OWN_HEADER = "X-Osfmilter"

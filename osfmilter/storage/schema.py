@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -78,15 +79,70 @@ class Customer(Base):
     sasl_accounts: Mapped[list[SaslAccount]] = relationship(back_populates="customer")
 
 
+DOMAIN_STATES = "'verified', 'pending'"
+DKIM_ALGORITHMS = "'rsa-sha256', 'ed25519-sha256'"
+DKIM_KEY_STATES = "'active', 'retiring'"
+
+
 class ScannedDomain(Base):
+    """A customer's domain: ``verified`` domains are the customer's own, ``pending`` ones not yet.
+
+    A pending domain waits for ``_osfmilter.DOMAIN TXT
+    "osfmilter-verification=TOKEN"``; until then it is neither known nor
+    protected (docs/domains.rst).
+    """
+
     __tablename__ = "scanned_domains"
+    __table_args__ = (CheckConstraint(f"state IN ({DOMAIN_STATES})", name="state"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     domain: Mapped[str] = mapped_column(String(253), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(10), default="verified", server_default="verified")
+    # The token a pending domain's TXT record must hold; kept once verified.
+    verification_token: Mapped[str | None] = mapped_column(String(64))
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     customer: Mapped[Customer] = relationship(back_populates="domains")
+    dkim_keys: Mapped[list[DkimKey]] = relationship(
+        back_populates="domain", cascade="all, delete-orphan"
+    )
+
+
+class DkimKey(Base):
+    """A DKIM signing key of a domain; the private half is a file only the milter reads.
+
+    One key per domain is ``active`` (it signs); a rotated-out key is
+    ``retiring`` and stays published until ``retire_after``.
+    """
+
+    __tablename__ = "dkim_keys"
+    __table_args__ = (
+        CheckConstraint(f"algorithm IN ({DKIM_ALGORITHMS})", name="algorithm"),
+        CheckConstraint(f"state IN ({DKIM_KEY_STATES})", name="state"),
+        UniqueConstraint("domain_id", "selector"),
+        Index(
+            "ix_dkim_keys_one_active",
+            "domain_id",
+            unique=True,
+            sqlite_where=text("state = 'active'"),
+            postgresql_where=text("state = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("scanned_domains.id", ondelete="CASCADE"))
+    selector: Mapped[str] = mapped_column(String(63))
+    algorithm: Mapped[str] = mapped_column(String(16))
+    # The record's p= value: base64 of the public key (DER SubjectPublicKeyInfo
+    # for RSA, the raw 32 bytes for Ed25519).
+    public_key: Mapped[str] = mapped_column(String(1000))
+    state: Mapped[str] = mapped_column(String(10), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    retire_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    domain: Mapped[ScannedDomain] = relationship(back_populates="dkim_keys")
 
 
 class SmtpServer(Base):

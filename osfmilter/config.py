@@ -280,6 +280,26 @@ class SpfSection(Section):
         return values
 
 
+class DomainsSection(Section):
+    """Who may send as a domain (docs/domains.rst)."""
+
+    # A sender in another customer's verified domain is refused (550 5.7.1);
+    # false: treated as an unknown sender, with the lower limits, as before.
+    refuse_foreign: bool = True
+
+
+class DkimSection(Section):
+    """DKIM signing of the customers' verified domains (docs/domains.rst, 'DKIM')."""
+
+    # Sign accepted mail of a verified domain that has an active key.
+    sign: bool = True
+    # The private keys, one file per domain and selector, readable by the
+    # milter's user only; empty: <state_dir>/dkim.
+    key_dir: str = ""
+    # How long a rotated-out key stays published (and listed by dkim show).
+    rotation_grace_days: Annotated[int, Field(ge=0)] = 7
+
+
 class LogSection(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # Decision lines as key=value text or as one JSON object each.
@@ -406,6 +426,8 @@ class Config(Section):
     clamav: ClamavSection = ClamavSection()
     spam: SpamSection = SpamSection()
     spf: SpfSection = SpfSection()
+    domains: DomainsSection = DomainsSection()
+    dkim: DkimSection = DkimSection()
     log: LogSection = LogSection()
     metrics: MetricsSection = MetricsSection()
     plans: Plans = Plans()
@@ -424,6 +446,10 @@ class Config(Section):
             return Path("/var/lib/osfmilter")
         xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         return Path(xdg) / "osfmilter"
+
+    @property
+    def dkim_key_path(self) -> Path:
+        return Path(self.dkim.key_dir) if self.dkim.key_dir else self.state_path / "dkim"
 
     @property
     def node(self) -> str:

@@ -13,6 +13,7 @@ import email.utils
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from osfmilter.addresses import normalize_client
 from osfmilter.config import Mode
@@ -32,6 +33,8 @@ from osfmilter.spool import Spool
 from osfmilter.verdict import CONTINUE, Accept, HeaderChanges, Refused, Reject, TempFail, Verdict
 
 log = logging.getLogger("osfmilter.session")
+
+V = TypeVar("V", bound=Verdict)
 
 # Parsing a hostile From: header costs time; the address is near its start.
 _FROM_PARSE_LIMIT = 4096
@@ -180,7 +183,9 @@ class MilterSession:
         finally:
             self.abort()
 
-    def end_of_message(self, queue_id: str, edit_headers: HeaderEditor = _leave_headers) -> Verdict:
+    def end_of_message(
+        self, queue_id: str, edit_headers: HeaderEditor = _leave_headers
+    ) -> Accept | Refused:
         """The decision on the whole message.
 
         An accepted message's header changes go to ``edit_headers`` before
@@ -204,20 +209,21 @@ class MilterSession:
         finally:
             self.abort()
 
-    def _end_of_message(self, tx: TransactionState, edit_headers: HeaderEditor) -> Verdict:
+    def _end_of_message(self, tx: TransactionState, edit_headers: HeaderEditor) -> Accept | Refused:
         acceptance = self._acceptance
         acceptance.expect(edit_headers)
         try:
             outcome = engine.run(PIPELINE[Stage.EOM], self._steps_see(tx))
         finally:
             acceptance.edit_headers = None
-        if scanned.name in outcome.passed:
-            self.recorder.let_through_unscanned(tx)
+            # Counted even if a later step failed: the scanners' gate let it through.
+            if _passed_earlier(scanned.name, tx.checks):
+                self.recorder.let_through_unscanned(tx)
         if outcome.refusal is not None:
             return self._refuse(Stage.EOM, tx, outcome.refusal)
-        assert acceptance.accepted is not None and acceptance.record is not None
-        self.recorder.log(acceptance.record, tx)
-        return acceptance.accepted
+        accepted, record = acceptance.committed()
+        self.recorder.log(record, tx)
+        return accepted
 
     def _steps_see(self, tx: TransactionState) -> Context:
         assert self._context is not None and self._context.tx is tx
@@ -293,7 +299,7 @@ class MilterSession:
             raise RuntimeError("callback outside a mail transaction")
         return self._tx
 
-    def _guarded(self, stage: Stage, tx: TransactionState, run: Callable[[], Verdict]) -> Verdict:
+    def _guarded(self, stage: Stage, tx: TransactionState, run: Callable[[], V]) -> V | Refused:
         """Run a stage; a fault becomes 451 4.3.0, never an accept and never a 5xx."""
         try:
             return run()
@@ -308,6 +314,11 @@ class MilterSession:
         reply = reply_for(refusal)
         self.recorder.refused(stage, tx, refusal, reply)
         return reply
+
+
+def _passed_earlier(name: str, checks: Sequence[str]) -> bool:
+    """Whether a step ran and passed: it ran, and a later step ran after it."""
+    return name in checks and checks[-1] != name
 
 
 def _size_param(params: Sequence[str]) -> int | None:

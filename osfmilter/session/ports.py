@@ -66,6 +66,17 @@ class Acceptance:
     def expect(self, edit_headers: HeaderEditor) -> None:
         self.edit_headers, self.accepted, self.record = edit_headers, None, None
 
+    def committed(self) -> tuple[Accept, EventRecord]:
+        """The accept the end of message committed, and its event.
+
+        The pipeline's last step commits it; a stage that passed every step
+        without committing is a bug, and becomes a 451 (session._guarded),
+        never an accept that nothing counted.
+        """
+        if self.accepted is None or self.record is None:
+            raise RuntimeError("the end of message passed every step, but nothing committed it")
+        return self.accepted, self.record
+
     def accept(self, context: Context, charge: VolumeCharge) -> VolumeDenied | None:
         if self.edit_headers is None:
             raise RuntimeError("an accept outside the end of message")

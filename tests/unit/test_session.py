@@ -11,8 +11,9 @@ import pytest
 from osfmilter.events import EventRecord
 from osfmilter.limits.rate import RateDenied, Reservation
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
-from osfmilter.model import ServerState
-from osfmilter.session import MilterSession
+from osfmilter.model import ServerState, Stage
+from osfmilter.policy import pipeline
+from osfmilter.session import MilterSession, connection
 from osfmilter.spool import Spool
 from osfmilter.verdict import CONTINUE, Accept, Refused, TempFail, Verdict
 from tests.fakes import FakeDirectory, FakeRecorder, FixedClock, MemoryLimiter, identity, services
@@ -385,3 +386,14 @@ def test_a_limiter_bug_after_the_accept_leaves_the_accept(directory: FakeDirecto
     _, _, eom = send(session, "<a@example.com>", 1, "a@example.com")
     session.close()
     assert isinstance(eom, Accept) and [r.reason for r in recorder.records] == ["accepted"]
+
+
+def test_an_end_of_message_that_nothing_committed_is_451_not_an_accept(
+    session: MilterSession, recorder: FakeRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pipeline whose last step forgot to commit: no accept goes out uncounted.
+    eom = tuple(step for step in pipeline.PIPELINE[Stage.EOM] if step.name != "volume")
+    monkeypatch.setattr(connection, "PIPELINE", {**pipeline.PIPELINE, Stage.EOM: eom})
+    _, _, reply = send(session, "<a@example.com>", 1, "a@example.com")
+    assert code(reply) == (451, "4.3.0")
+    assert [event.action for event in recorder.records] == ["tempfail"]

@@ -7,6 +7,7 @@ import pytest
 from osfmilter import verdict as answers
 from osfmilter.config import Config, config_from_dict
 from osfmilter.health import BackendHealth
+from osfmilter.metrics import Metrics
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.scanners import ScanContext, ScannerError, ScanVerdict
 from osfmilter.scanners.service import ConfiguredScanner, ScanService
@@ -40,15 +41,17 @@ def send(
     config: Config | None = None,
     body: bytes = b"hello\r\n",
     plan: str = "free",
+    metrics: Metrics | None = None,
+    database_down: bool = False,
 ) -> tuple[answers.Verdict, FakeRecorder]:
-    recorder = FakeRecorder()
+    recorder = FakeRecorder(down=database_down)
     directory = FakeDirectory(by_address={"192.0.2.10": identity(plan=plan)})
     scans = ScanService(
         ConfiguredScanner(virus, 5) if virus else None,
         ConfiguredScanner(spam, 5) if spam else None,
         BackendHealth(),
     )
-    session = MilterSession(services(directory, recorder, config, scans=scans))
+    session = MilterSession(services(directory, recorder, config, scans=scans, metrics=metrics))
     session.connect("192.0.2.10")
     session.hello("mx.example.com")
     assert session.mail("<a@example.com>", [], "", "") == CONTINUE
@@ -129,6 +132,32 @@ def test_on_error_accept_lets_the_message_through_unscanned() -> None:
     config = config_from_dict({"clamav": {"address": "/run/x.sock", "on_error": "accept"}})
     reply, recorder = send(StubScanner("clamav"), None, config)
     assert isinstance(reply, Accept) and recorder.records[-1].reason == "accepted"
+
+
+def fail_open_count(metrics: Metrics, scanner: str) -> float:
+    sample = metrics.registry.get_sample_value("osfmilter_fail_open_total", {"backend": scanner})
+    return sample or 0.0
+
+
+@pytest.mark.parametrize("database_down", [False, True])
+def test_a_message_let_through_unscanned_is_counted_even_if_the_accept_fails(
+    database_down: bool,
+) -> None:
+    # The scanners' gate let it through; a database fault after it changes nothing.
+    config = config_from_dict({"clamav": {"address": "/run/x.sock", "on_error": "accept"}})
+    metrics = Metrics()
+    reply, _ = send(
+        StubScanner("clamav"), None, config, metrics=metrics, database_down=database_down
+    )
+    assert isinstance(reply, Refused if database_down else Accept)
+    assert fail_open_count(metrics, "clamav") == 1
+
+
+def test_a_scanner_fault_that_delays_the_message_is_not_counted_as_fail_open() -> None:
+    metrics = Metrics()
+    reply, _ = send(StubScanner("clamav"), None, metrics=metrics)
+    assert code(reply) == (451, "4.7.1")
+    assert fail_open_count(metrics, "clamav") == 0
 
 
 def test_a_definite_verdict_stands_when_the_other_scanner_fails() -> None:

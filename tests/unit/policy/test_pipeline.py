@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from osfmilter.model import Stage
 from osfmilter.policy.pipeline import PIPELINE
+from osfmilter.policy.steps.volume import within_volume
 
 
 def names(stage: Stage) -> list[str]:
@@ -35,3 +36,8 @@ def test_a_name_means_one_rule() -> None:
         for step in stage:
             assert steps[step.name] is step
             assert step.summary, f"{step.name} has no docstring"
+
+
+def test_the_end_of_message_ends_with_the_step_that_commits_the_accept() -> None:
+    # The session answers an accept only once this step committed it.
+    assert PIPELINE[Stage.EOM][-1] is within_volume

@@ -18,7 +18,7 @@ from osfmilter.config import Config, PlanLimits
 from osfmilter.limits.rate import Bucket, RateDenied, Reservation
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import Envelope, Identity, domain_of, is_known_sender
-from osfmilter.scanners.service import ScanReport
+from osfmilter.scanners.report import ScanReport
 from osfmilter.spf.result import SpfOutcome
 from osfmilter.spool import Spool
 from osfmilter.verdict import Refused

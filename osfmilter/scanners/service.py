@@ -12,38 +12,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from osfmilter.health import BackendHealth
-from osfmilter.scanners import MessageSource, ScanContext, Scanner, ScannerError, ScanVerdict
+from osfmilter.scanners import MessageSource, ScanContext, Scanner, ScannerError
+from osfmilter.scanners.report import ScanOutcome, ScanReport
 
 # Past a scanner's own timeout its socket deadline has fired; this only
 # covers a thread that is slow to notice.
 _GRACE = 1.0
-
-
-@dataclass(frozen=True)
-class ScanOutcome:
-    scanner: str
-    verdict: ScanVerdict | None  # None: the scanner failed (see error)
-    error: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class ScanReport:
-    outcomes: tuple[ScanOutcome, ...] = ()
-
-    @property
-    def virus(self) -> str:
-        return next((o.verdict.virus for o in self.outcomes if o.verdict and o.verdict.virus), "")
-
-    @property
-    def spam(self) -> ScanVerdict | None:
-        return next(
-            (o.verdict for o in self.outcomes if o.verdict and o.verdict.score is not None), None
-        )
-
-    @property
-    def failures(self) -> tuple[ScanOutcome, ...]:
-        return tuple(o for o in self.outcomes if o.verdict is None)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from osfmilter.model import Stage
 from osfmilter.policy.context import Context
 from osfmilter.replies import Reason
 from osfmilter.scanners import ScanContext
-from osfmilter.scanners.service import ScanReport, ScanService
+from osfmilter.scanners.report import ScanReport
+from osfmilter.scanners.service import ScanService
 from osfmilter.session.recorder import Connection, Recorder
 from osfmilter.session.services import Ledger
 from osfmilter.verdict import Accept, HeaderChanges

@@ -9,7 +9,7 @@ from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import Envelope, Identity
 from osfmilter.policy.context import Context, Ports, TransactionState
 from osfmilter.scanners import ScanVerdict
-from osfmilter.scanners.service import ScanOutcome, ScanReport
+from osfmilter.scanners.report import ScanOutcome, ScanReport
 from osfmilter.spf.result import SpfOutcome
 from osfmilter.spool import Spool
 from tests.fakes import FixedClock, MemoryLimiter, identity

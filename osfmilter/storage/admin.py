@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -120,6 +120,7 @@ def add_server(
         if reason is not None:
             raise UsageError(f"{reason} (--allow-non-global registers it on purpose)")
     customer = get_customer(session, customer_name)
+    serialize_registrations(session, SERVER_REGISTRATIONS)
     _refuse_overlap(session, registration, customer)
     try:
         with session.begin_nested():
@@ -147,6 +148,25 @@ def add_server(
             "(a constraint other than overlap); nothing was changed"
         ) from None
     return server
+
+
+# Keys of PostgreSQL advisory locks, one per kind of registration (any
+# 64-bit numbers, unlikely to meet an operator's own: "osfm" + a kind).
+SERVER_REGISTRATIONS = 0x6F73666D_00000001
+
+
+def serialize_registrations(session: Session, kind: int) -> None:
+    """Registrations of one kind wait for each other until the transaction ends.
+
+    The overlap check then sees every registration committed before it, so
+    the refusal names the network that won. Without it, PostgreSQL's
+    exclusion constraint (migration 0008) still refuses the loser, but two
+    inserts that wait on each other's constraint check may instead be told
+    "deadlock detected". SQLite needs nothing: BEGIN IMMEDIATE serializes
+    every writer already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": kind})
 
 
 def _refuse_overlap(session: Session, registration: Registration, customer: Customer) -> None:

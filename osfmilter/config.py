@@ -289,7 +289,7 @@ class DomainsSection(Section):
 
 
 class DkimSection(Section):
-    """DKIM signing of the customers' verified domains (docs/domains.rst, 'DKIM')."""
+    """DKIM signing of the customers' verified domains."""
 
     # Sign accepted mail of a verified domain that has an active key.
     sign: bool = True
@@ -372,8 +372,10 @@ class RepliesSection(Section):
 
     register_hint: str = "register this server in the portal under SMTP servers > Add"
     contact: str = "contact support"
+    # After "the sender domain x is registered to another customer; to send as it, "
+    domain_hint: str = "add it to your own account in the portal under Domains > Add and verify it"
 
-    @field_validator("register_hint", "contact")
+    @field_validator("register_hint", "contact", "domain_hint")
     @classmethod
     def _single_line(cls, value: str) -> str:
         if any(ch in value for ch in "\r\n%"):
@@ -386,8 +388,8 @@ class ReputationSection(Section):
 
     # A verdacht identity is veilig again this long after its last incident.
     recovery_hours: Annotated[float, Field(gt=0)] = 48.0
-    # More than this many limit refusals (rate or volume) within an hour are
-    # a usage incident.
+    # More than this many limit refusals (rate, volume, another customer's domain)
+    # within an hour are a usage incident.
     usage_refusals: Count = 20
     # Block (onveilig) on auto_block_detections spam/virus detections within
     # auto_block_window_hours; false leaves blocking to operators.

@@ -25,6 +25,8 @@ class Reason(StrEnum):
     ACCEPTED = "accepted"
     RELAY_DENIED = "relay_denied"
     BLOCKED = "blocked"
+    FOREIGN_SENDER = "foreign_sender"
+    FOREIGN_FROM = "foreign_from"
     MESSAGE_SIZE = "message_size"
     RECIPIENT_LIMIT = "recipient_limit"
     RATE_LIMIT = "rate_limit"
@@ -55,6 +57,19 @@ class Blocked:
     contact: str
 
     reason = Reason.BLOCKED
+
+
+@dataclass(frozen=True)
+class ForeignDomain:
+    """The sender's domain is a verified domain of another customer (docs/domains.rst)."""
+
+    domain: str
+    in_header: bool  # the From: header's domain, not the envelope sender's
+    hint: str  # how to add it to one's own account
+
+    @property
+    def reason(self) -> Reason:
+        return Reason.FOREIGN_FROM if self.in_header else Reason.FOREIGN_SENDER
 
 
 @dataclass(frozen=True)
@@ -169,6 +184,7 @@ class ContentTimedOut:
 Refusal = (
     RelayDenied
     | Blocked
+    | ForeignDomain
     | MessageTooLarge
     | TooManyRecipients
     | RateLimited
@@ -211,6 +227,14 @@ def reply_for(refusal: Refusal) -> Refused:
         case Blocked(identity, contact):
             return Reject(
                 554, "5.7.1", f"sending server {c(identity)} is blocked as unsafe; {c(contact)}"
+            )
+        case ForeignDomain(domain, in_header, hint):
+            which = "the From: domain" if in_header else "the sender domain"
+            return Reject(
+                550,
+                "5.7.1",
+                f"{which} {c(domain)} is registered to another customer of this relay; "
+                f"to send as it, {c(hint)}",
             )
         case MessageTooLarge(size, limit):
             return Reject(552, "5.3.4", f"message size {size} exceeds the limit of {limit} bytes")

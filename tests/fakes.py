@@ -71,6 +71,8 @@ class FakeDirectory:
 
     by_address: dict[str, Identity] = field(default_factory=dict)
     by_login: dict[str, Identity] = field(default_factory=dict)
+    # Verified domains of customers with no identity here: domain -> customer id.
+    other_domains: dict[str, int] = field(default_factory=dict)
     down: bool = False
 
     def find_identity(self, client: IPAddress | None, login: str) -> Identity | None:
@@ -81,12 +83,14 @@ class FakeDirectory:
         return self.by_address.get(str(client))
 
     def find_scanned_domain(self, domain: str) -> tuple[int, str] | None:
+        """The closest registered domain, of the identities' customers or of other_domains."""
         if self.down:
             raise StorageError("connection refused")
+        owners = dict(self.other_domains)
         for ident in [*self.by_address.values(), *self.by_login.values()]:
-            if (found := matching_domain(domain, ident.scanned_domains)) is not None:
-                return ident.customer_id, found
-        return None
+            owners.update(dict.fromkeys(ident.scanned_domains, ident.customer_id))
+        found = matching_domain(domain, frozenset(owners))
+        return None if found is None else (owners[found], found)
 
 
 @dataclass

@@ -95,6 +95,12 @@ class SpfLookup(Protocol):
     def check(self, sender: str, helo: str) -> SpfOutcome: ...
 
 
+class DomainOwners(Protocol):
+    def find_scanned_domain(self, domain: str) -> tuple[int, str] | None:
+        """(customer id, verified domain) for a domain or its closest registered parent."""
+        ...
+
+
 class Scanning(Protocol):
     def scan(self, context: Context) -> ScanReport: ...
 
@@ -112,6 +118,7 @@ class Accepting(Protocol):
 class Ports:
     rate: RateWindows
     spf: SpfLookup | None  # None: [spf] is off
+    domains: DomainOwners
     scanning: Scanning
     accepting: Accepting
     clock: Clock

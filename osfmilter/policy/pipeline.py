@@ -15,6 +15,7 @@ from osfmilter.policy.steps.blocked import not_blocked
 from osfmilter.policy.steps.content_timeout import content_timeout
 from osfmilter.policy.steps.declared_size import declared_size
 from osfmilter.policy.steps.header_recipients import recipients_for_header_sender
+from osfmilter.policy.steps.own_domain import from_domains_not_foreign, sender_domain_not_foreign
 from osfmilter.policy.steps.rate_renewal import reservations_current
 from osfmilter.policy.steps.rate_window import rate_window
 from osfmilter.policy.steps.recipients import recipients_within_limit
@@ -29,11 +30,15 @@ from osfmilter.policy.steps.virus import no_virus
 from osfmilter.policy.steps.volume import within_volume
 
 PIPELINE: Mapping[Stage, tuple[Step, ...]] = {
-    Stage.MAIL: (relay_permitted, not_blocked, declared_size, rate_window, spf_authorizes_relay),
+    Stage.MAIL: (
+        relay_permitted, not_blocked, sender_domain_not_foreign,
+        declared_size, rate_window, spf_authorizes_relay,
+    ),
     Stage.RCPT: (recipients_within_limit,),
     Stage.BODY: (streamed_size,),
     Stage.EOM: (
-        streamed_size, recipients_for_header_sender, unknown_sender_window,
+        streamed_size, from_domains_not_foreign,
+        recipients_for_header_sender, unknown_sender_window,
         scan, no_virus, not_spam, scanned,
         reservations_current, content_timeout, within_volume,
     ),

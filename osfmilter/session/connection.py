@@ -53,6 +53,7 @@ class MilterSession:
         self._ports = Ports(
             rate=services.limiter,
             spf=services.spf,
+            domains=services.directory,
             scanning=ObservedScanning(services.scans, services.metrics, self.connection),
             accepting=self._acceptance,
             clock=services.clock,

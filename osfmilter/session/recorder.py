@@ -14,6 +14,7 @@ from osfmilter.policy.context import TransactionState
 from osfmilter.policy.steps.rate_window import ALL_MAIL
 from osfmilter.replies import (
     ContentTimedOut,
+    ForeignDomain,
     RateLimited,
     Reason,
     Refusal,
@@ -98,7 +99,7 @@ class Recorder:
                     reputation.record_incident(
                         identity.kind, identity.id, IncidentKind.SPAM, f"score {score:g}"
                     )
-                case VolumeExhausted():
+                case VolumeExhausted() | ForeignDomain():
                     reputation.record_limit_refusal(identity.kind, identity.id)
                 case RateLimited() if not _suspicion_limit(tx):
                     reputation.record_limit_refusal(identity.kind, identity.id)

@@ -1,4 +1,4 @@
-"""Who a client is: registered servers and SASL accounts, kept in memory while they stand.
+"""Who a client is, and whose a domain is: the registry, kept in memory while it stands.
 
 Every message asks who sent it; the answer changes only when the registry
 does (a server added, a state changed, a domain removed). Triggers raise
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import cache
+from typing import TypeVar, cast
 
 from osfmilter.addresses import IPAddress, address_key
 from osfmilter.model import Identity, IdentityKind, ServerState
@@ -32,11 +34,12 @@ _SASL_BY_LOGIN = Statement("""
 """)
 _CUSTOMER_DOMAINS = Statement("SELECT domain FROM scanned_domains WHERE customer_id = :customer")
 
-# Distinct clients remembered; an address that is not registered is
+# Distinct clients and domains remembered; one that is not registered is
 # remembered too (as None), so a flood of strangers costs no lookups either.
 CACHE_SIZE = 10_000
 
-_Key = tuple[str, str]  # ("login", login) or ("v4"/"v6", address key)
+_Key = tuple[str, str]  # ("login", login), ("v4"/"v6", address key) or ("domain", name)
+T = TypeVar("T")
 
 
 class Registry:
@@ -45,7 +48,8 @@ class Registry:
         self.size = size
         self._lock = threading.Lock()
         self._version: int | None = None
-        self._known: OrderedDict[_Key, Identity | None] = OrderedDict()
+        # Identities and domain owners alike, under the one version.
+        self._known: OrderedDict[_Key, object] = OrderedDict()
 
     def find_identity(self, client: IPAddress | None, login: str) -> Identity | None:
         """The SASL account for a login, else the longest registered prefix holding client.
@@ -59,16 +63,31 @@ class Registry:
             key = (f"v{client.version}", address_key(client))
         else:
             return None
-        version, identity = self.sql.read(lambda cursor: self._find(cursor, key))
+        return self._remembered(key, _look_up)
+
+    def find_scanned_domain(self, domain: str) -> tuple[int, str] | None:
+        """(customer id, verified domain) for a domain or its closest registered parent.
+
+        Asked for every sender and recipient domain, so remembered like an
+        identity: a stranger's domain costs one read of the version too.
+        """
+        if "." not in domain:
+            return None  # a bare top-level label is nobody's domain
+        return self._remembered(("domain", domain), _owner_of)
+
+    def _remembered(self, key: _Key, look_up: Callable[[Cursor, _Key], T]) -> T:
+        version, found = self.sql.read(lambda cursor: self._find(cursor, key, look_up))
         with self._lock:
             if self._version == version:  # not outdated by a newer lookup meanwhile
-                self._known[key] = identity
+                self._known[key] = found
                 if len(self._known) > self.size:
                     self._known.popitem(last=False)
-        return identity
+        return found
 
-    def _find(self, cursor: Cursor, key: _Key) -> tuple[int, Identity | None]:
-        """(the registry's version, the identity from the cache or else the tables)."""
+    def _find(
+        self, cursor: Cursor, key: _Key, look_up: Callable[[Cursor, _Key], T]
+    ) -> tuple[int, T]:
+        """(the registry's version, the answer from the cache or else the tables)."""
         version = int(cursor.execute(_VERSION).one()[0])
         with self._lock:
             if self._version is None or version > self._version:
@@ -76,24 +95,21 @@ class Registry:
                 self._version = version
             if version == self._version and key in self._known:
                 self._known.move_to_end(key)
-                return version, self._known[key]
-        return version, _look_up(cursor, key)
+                # The key's kind fixes the value's type: look_up made it.
+                return version, cast(T, self._known[key])
+        return version, look_up(cursor, key)
 
-    def find_scanned_domain(self, domain: str) -> tuple[int, str] | None:
-        """(customer id, scanned domain) for a recipient domain or its parent domains."""
-        labels = domain.split(".")
-        candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
-        if not candidates:
-            return None
-        names = {f"d{i}": name for i, name in enumerate(candidates)}
-        rows = self.sql.read(
-            lambda cursor: cursor.execute(_domains_among(len(candidates)), names).all()
-        )
-        if not rows:
-            return None
-        # The longest match: a subdomain registered on its own wins.
-        customer_id, found = max(rows, key=lambda row: len(row[1]))
-        return int(customer_id), str(found)
+
+def _owner_of(cursor: Cursor, key: _Key) -> tuple[int, str] | None:
+    labels = key[1].split(".")
+    candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+    names = {f"d{i}": name for i, name in enumerate(candidates)}
+    rows = cursor.execute(_domains_among(len(candidates)), names).all()
+    if not rows:
+        return None
+    # The longest match: a subdomain registered on its own wins.
+    customer_id, found = max(rows, key=lambda row: len(row[1]))
+    return int(customer_id), str(found)
 
 
 @cache

@@ -161,3 +161,27 @@ def test_a_recipient_domain_is_matched_to_the_longest_scanned_domain(store: SqlS
     assert sub is not None and sub[1] == "eu.example.com" and sub[0] != acme[0]
     assert store.find_scanned_domain("example.org") is None
     assert store.find_scanned_domain("localhost") is None
+
+
+def test_a_domain_owner_is_remembered_until_the_registry_changes(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[str, str]] = []
+    owner_of = registry._owner_of
+
+    def counting(cursor: Cursor, key: tuple[str, str]) -> tuple[int, str] | None:
+        asked.append(key)
+        return owner_of(cursor, key)
+
+    monkeypatch.setattr(registry, "_owner_of", counting)
+    acme = store.find_scanned_domain("mail.example.com")
+    assert acme is not None and store.find_scanned_domain("mail.example.com") == acme
+    assert store.find_scanned_domain("other.example") is None
+    assert store.find_scanned_domain("other.example") is None  # nobody's, remembered too
+    assert asked == [("domain", "mail.example.com"), ("domain", "other.example")]
+    with store.session() as s:
+        admin.add_customer(s, "other", "free", NOW)
+        admin.add_domain(s, "other.example", "other", NOW)
+    owner = store.find_scanned_domain("other.example")
+    assert owner is not None and owner[1] == "other.example" and owner[0] != acme[0]
+    assert len(asked) == 3

@@ -29,6 +29,7 @@ from osfmilter.policy.table import stage_table
 from osfmilter.replies import (
     Blocked,
     DatabaseError,
+    ForeignDomain,
     InternalError,
     MessageTooLarge,
     RateLimited,
@@ -140,6 +141,14 @@ EXAMPLES: dict[Reason, tuple[Refusal, dict[str, object]]] = {
     Reason.BLOCKED: (
         Blocked("192.0.2.0/24", "CONTACT"),
         {"identity": "192.0.2.0/24", "contact": "CONTACT"},
+    ),
+    Reason.FOREIGN_SENDER: (
+        ForeignDomain("other.example", False, "HINT"),
+        {"domain": "other.example", "domain_hint": "HINT"},
+    ),
+    Reason.FOREIGN_FROM: (
+        ForeignDomain("other.example", True, "HINT"),
+        {"domain": "other.example", "domain_hint": "HINT"},
     ),
     Reason.MESSAGE_SIZE: (MessageTooLarge(20, 10), {"size": 20, "limit": 10}),
     Reason.RECIPIENT_LIMIT: (

@@ -11,6 +11,7 @@ from osfmilter.replies import (
     Blocked,
     ContentTimedOut,
     DatabaseError,
+    ForeignDomain,
     InternalError,
     MessageTooLarge,
     RateLimited,
@@ -33,6 +34,8 @@ from osfmilter.verdict import Reject, TempFail, action_of
 EXAMPLES: list[tuple[Refusal, type[TempFail | Reject], int, str]] = [
     (RelayDenied("192.0.2.1", "register it"), Reject, 550, "5.7.1"),
     (Blocked("192.0.2.0/24", "contact support"), Reject, 554, "5.7.1"),
+    (ForeignDomain("other.example", False, "add it"), Reject, 550, "5.7.1"),
+    (ForeignDomain("other.example", True, "add it"), Reject, 550, "5.7.1"),
     (MessageTooLarge(2, 1), Reject, 552, "5.3.4"),
     (TooManyRecipients(5, False), TempFail, 452, "4.5.3"),
     (RateLimited("192.0.2.0/24", 100, 300.0, "all mail", 10), TempFail, 451, "4.7.1"),

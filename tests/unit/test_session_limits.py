@@ -286,3 +286,43 @@ def test_the_verdacht_limit_does_not_prolong_verdacht() -> None:
     for _ in range(40):
         assert codes(relay.send()) == (451, "4.7.1")
     assert relay.reputation.history == []  # no usage incident from its own limit
+
+
+# Another customer's domain ------------------------------------------------------------
+
+
+def test_another_customers_domain_is_refused_at_mail_and_at_the_end() -> None:
+    relay = Relay()
+    relay.directory.other_domains["other.example"] = 8
+    envelope = relay.send(sender="x@other.example", from_header="x@other.example")
+    assert codes(envelope) == (550, "5.7.1")
+    header = relay.send(sender="a@example.com", from_header="Other <x@mail.other.example>")
+    assert codes(header) == (550, "5.7.1")
+    assert header is not None and "From: domain mail.other.example" in header.text
+    refused = [(e.stage, e.reason, e.checks.split(",")[-1]) for e in relay.recorder.records]
+    assert refused == [
+        ("mail", "foreign_sender", "sender_domain"),
+        ("eom", "foreign_from", "from_domain"),
+    ]
+    # Nobody's domain is still an unknown sender, accepted with the lower limits.
+    assert relay.send(sender="x@nobody.example", from_header="x@nobody.example") is None
+
+
+def test_21_foreign_domain_refusals_within_an_hour_make_the_server_verdacht() -> None:
+    relay = Relay()
+    relay.directory.other_domains["other.example"] = 8
+    for _ in range(21):
+        assert codes(relay.send(sender="x@other.example")) == (550, "5.7.1")
+    assert relay.reputation.state(IdentityKind.SERVER, 1) is ServerState.VERDACHT
+    assert "usage" in relay.reputation.history[-1].reason
+
+
+def test_with_refuse_foreign_off_another_customers_domain_is_an_unknown_sender() -> None:
+    relay = Relay(config=config_from_dict({"domains": {"refuse_foreign": False}}))
+    relay.directory.other_domains["other.example"] = 8
+    for _ in range(10):
+        assert relay.send(sender="x@other.example", from_header="x@other.example") is None
+    assert codes(relay.send(sender="x@other.example", from_header="x@other.example")) == (
+        451,
+        "4.7.1",
+    )  # the unknown senders' window of 10

@@ -26,6 +26,22 @@ class StubSpf:
 
 
 @dataclass
+class StubDomains:
+    """Verified domains and their customer ids; a lookup finds the closest parent."""
+
+    owners: dict[str, int] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+
+    def find_scanned_domain(self, domain: str) -> tuple[int, str] | None:
+        self.asked.append(domain)
+        labels = domain.split(".")
+        for i in range(len(labels)):
+            if (candidate := ".".join(labels[i:])) in self.owners:
+                return self.owners[candidate], candidate
+        return None
+
+
+@dataclass
 class StubScanning:
     report: ScanReport = field(default_factory=ScanReport)
     scanned: int = 0
@@ -59,6 +75,7 @@ class World:
     limiter: MemoryLimiter
     scanning: StubScanning
     accepting: StubAccepting
+    domains: StubDomains
 
     @property
     def tx(self) -> TransactionState:
@@ -74,6 +91,7 @@ def world(
     spf: StubSpf | None = None,
     unregistered: bool = False,
     client: str = "192.0.2.10",
+    owners: dict[str, int] | None = None,
 ) -> World:
     config = config or Config()
     ident = None if unregistered else (ident or identity())
@@ -82,10 +100,17 @@ def world(
     tx.spool = Spool()
     clock = FixedClock()
     limiter = MemoryLimiter(clock, config.rates.window, config.rates.reservation_ttl)
-    scanning, accepting = StubScanning(), StubAccepting()
-    ports = Ports(rate=limiter, spf=spf, scanning=scanning, accepting=accepting, clock=clock)
+    scanning, accepting, domains = StubScanning(), StubAccepting(), StubDomains(owners or {})
+    ports = Ports(
+        rate=limiter,
+        spf=spf,
+        domains=domains,
+        scanning=scanning,
+        accepting=accepting,
+        clock=clock,
+    )
     context = Context(tx, client, "mail.example.com", config, ports)
-    return World(context, clock, limiter, scanning, accepting)
+    return World(context, clock, limiter, scanning, accepting, domains)
 
 
 def report(

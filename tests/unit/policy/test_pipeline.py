@@ -13,11 +13,19 @@ def names(stage: Stage) -> list[str]:
 
 def test_the_order_of_the_checks() -> None:
     # docs/rules.rst, 'Order of the checks'; changing it changes answers.
-    assert names(Stage.MAIL) == ["relay", "blocked", "declared_size", "rate", "spf"]
+    assert names(Stage.MAIL) == [
+        "relay",
+        "blocked",
+        "sender_domain",
+        "declared_size",
+        "rate",
+        "spf",
+    ]
     assert names(Stage.RCPT) == ["recipients"]
     assert names(Stage.BODY) == ["streamed_size"]
     assert names(Stage.EOM) == [
         "streamed_size",
+        "from_domain",
         "header_recipients",
         "unknown_sender_window",
         "scan",

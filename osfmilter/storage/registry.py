@@ -16,7 +16,9 @@ from functools import cache
 from typing import TypeVar, cast
 
 from osfmilter.addresses import IPAddress, address_key
+from osfmilter.errors import UsageError
 from osfmilter.model import Identity, IdentityKind, ServerState
+from osfmilter.registration import normalize_domain
 from osfmilter.storage.direct import Cursor, DirectSql, Statement
 
 _VERSION = Statement("SELECT version FROM registry_version WHERE id = 1")
@@ -32,13 +34,21 @@ _SASL_BY_LOGIN = Statement("""
     FROM sasl_accounts a JOIN customers c ON c.id = a.customer_id
     WHERE a.login = :login
 """)
+# The active key of a customer's own verified domain: never another customer's.
+_ACTIVE_DKIM_KEY = Statement("""
+    SELECT k.selector, k.algorithm
+    FROM dkim_keys k JOIN scanned_domains d ON d.id = k.domain_id
+    WHERE d.domain = :domain AND d.customer_id = :customer
+      AND d.state = 'verified' AND k.state = 'active'
+""")
 _CUSTOMER_DOMAINS = Statement("SELECT domain FROM scanned_domains WHERE customer_id = :customer")
 
 # Distinct clients and domains remembered; one that is not registered is
 # remembered too (as None), so a flood of strangers costs no lookups either.
 CACHE_SIZE = 10_000
 
-_Key = tuple[str, str]  # ("login", login), ("v4"/"v6", address key) or ("domain", name)
+# ("login", login), ("v4"/"v6", address key), ("domain", name) or ("dkim", "customer domain")
+_Key = tuple[str, str]
 T = TypeVar("T")
 
 
@@ -71,9 +81,14 @@ class Registry:
         Asked for every sender and recipient domain, so remembered like an
         identity: a stranger's domain costs one read of the version too.
         """
-        if "." not in domain:
-            return None  # a bare top-level label is nobody's domain
-        return self._remembered(("domain", domain), _owner_of)
+        name = _stored_form(domain)
+        if name is None:
+            return None  # not a domain name (a bare label, stray bytes): nobody's
+        return self._remembered(("domain", name), _owner_of)
+
+    def find_dkim_key(self, customer_id: int, domain: str) -> tuple[str, str] | None:
+        """(selector, algorithm) of the active key of the customer's verified ``domain``."""
+        return self._remembered(("dkim", f"{customer_id} {domain}"), _active_key)
 
     def _remembered(self, key: _Key, look_up: Callable[[Cursor, _Key], T]) -> T:
         version, found = self.sql.read(lambda cursor: self._find(cursor, key, look_up))
@@ -98,6 +113,24 @@ class Registry:
                 # The key's kind fixes the value's type: look_up made it.
                 return version, cast(T, self._known[key])
         return version, look_up(cursor, key)
+
+
+def _stored_form(domain: str) -> str | None:
+    """The domain as scanned_domains holds it (A-labels), or None if it is not a domain name.
+
+    A header's domain is whatever the client wrote: undecodable bytes come
+    as surrogates, which no database driver takes.
+    """
+    try:
+        return normalize_domain(domain)
+    except UsageError:
+        return None
+
+
+def _active_key(cursor: Cursor, key: _Key) -> tuple[str, str] | None:
+    customer, _, domain = key[1].partition(" ")
+    row = cursor.execute(_ACTIVE_DKIM_KEY, {"customer": int(customer), "domain": domain}).first()
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 def _owner_of(cursor: Cursor, key: _Key) -> tuple[int, str] | None:

@@ -185,3 +185,15 @@ def test_a_domain_owner_is_remembered_until_the_registry_changes(
     owner = store.find_scanned_domain("other.example")
     assert owner is not None and owner[1] == "other.example" and owner[0] != acme[0]
     assert len(asked) == 3
+
+
+@pytest.mark.parametrize("domain", ["b\udce4d.example", "", "localhost", "-x-.example", "a" * 300])
+def test_what_is_not_a_domain_name_is_nobodys_without_asking(store: SqlStore, domain: str) -> None:
+    assert store.find_scanned_domain(domain) is None
+
+
+def test_an_international_domain_is_looked_up_by_its_a_labels(store: SqlStore) -> None:
+    with store.session() as s:
+        admin.add_domain(s, "bücher.example", "acme", NOW)
+    owner = store.find_scanned_domain("mail.bücher.example")
+    assert owner is not None and owner[1] == "xn--bcher-kva.example"

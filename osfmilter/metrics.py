@@ -66,6 +66,19 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        self.dkim_signatures = Counter(
+            "osfmilter_dkim_signatures",
+            "Accepted messages the relay DKIM-signed, per algorithm.",
+            ["algorithm"],
+            registry=registry,
+        )
+        self.dkim_failures = Counter(
+            "osfmilter_dkim_failures",
+            "Messages left unsigned although they should be signed: the key could not be "
+            "loaded (key) or the signature not made (sign).",
+            ["step"],
+            registry=registry,
+        )
         self.fail_open = Counter(
             "osfmilter_fail_open",
             'Messages let through although a backend failed (on_error = "accept").',

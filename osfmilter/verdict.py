@@ -31,7 +31,8 @@ class HeaderChanges:
     """What an accept does to the message's headers."""
 
     remove: tuple[tuple[str, int], ...] = ()  # (name, 1-based occurrence), highest first
-    add: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()  # appended after the last header
+    prepend: tuple[tuple[str, str], ...] = ()  # before the first (a signature goes on top)
 
 
 @dataclass(frozen=True)

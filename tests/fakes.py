@@ -31,6 +31,7 @@ from osfmilter.reputation.transitions import (
 )
 from osfmilter.scanners.service import ScanService
 from osfmilter.session import Services
+from osfmilter.session.services import Signing
 from osfmilter.spf.checker import SpfChecker
 from osfmilter.storage.ledger import AcceptLedger
 
@@ -251,6 +252,7 @@ def services(
     spf: SpfChecker | None = None,
     reputation: MemoryReputation | None = None,
     metrics: Metrics | None = None,
+    signing: Signing | None = None,
 ) -> Services:
     clock = clock or FixedClock()
     limiter = limiter or MemoryLimiter(clock)
@@ -267,4 +269,5 @@ def services(
         clock=clock,
         decisions=DecisionLog(),
         node="test-node",
+        signing=signing,
     )

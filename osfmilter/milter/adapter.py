@@ -155,6 +155,8 @@ class OsfMilter(Milter.Base):  # type: ignore[misc]
             self.chgheader(name, index, None)
         for name, value in changes.add:
             self.addheader(name, value)
+        for name, value in changes.prepend:
+            self.addheader(name, value, 0)  # smfi_insheader at index 0
 
     def abort(self) -> int:
         self.session.abort()

@@ -57,6 +57,8 @@ class TransactionState:
     content_answered: float | None = None
     # The steps that ran, in order, each once; after a refusal the last one refused.
     checks: list[str] = field(default_factory=list)
+    # Whose each domain asked about is: (customer id, verified domain) or None.
+    owners: dict[str, tuple[int, str] | None] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -139,6 +141,13 @@ class Context:
         """The registered identity; only steps after ``relay`` ask for it."""
         assert self.tx.identity is not None
         return self.tx.identity
+
+    def owner_of(self, domain: str) -> tuple[int, str] | None:
+        """(customer id, verified domain) that ``domain`` is or is under; asked once per message."""
+        owners = self.tx.owners
+        if domain not in owners:
+            owners[domain] = self.ports.domains.find_scanned_domain(domain) if domain else None
+        return owners[domain]
 
     def content_elapsed(self) -> float:
         """Seconds since the milter last answered in the content phase."""

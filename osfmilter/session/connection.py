@@ -23,12 +23,12 @@ from osfmilter.model import Envelope, ServerState, Stage, domain_of
 from osfmilter.policy import engine
 from osfmilter.policy.context import Context, Ports, TransactionState
 from osfmilter.policy.pipeline import PIPELINE
-from osfmilter.policy.steps.scanned import scanned
 from osfmilter.replies import DatabaseError, InternalError, Refusal, reply_for
 from osfmilter.session.faults import fault_refusal
 from osfmilter.session.ports import Acceptance, HeaderEditor, ObservedScanning
 from osfmilter.session.recorder import OWN_HEADER, Connection, Recorder
 from osfmilter.session.services import Services
+from osfmilter.session.signing import MessageSigning
 from osfmilter.spool import Spool
 from osfmilter.verdict import CONTINUE, Accept, HeaderChanges, Refused, Reject, TempFail, Verdict
 
@@ -49,7 +49,8 @@ class MilterSession:
         self.services = services
         self.connection = Connection()
         self.recorder = Recorder(services, self.connection)
-        self._acceptance = Acceptance(self.recorder, services.ledger)
+        self._signing = MessageSigning(services.signing, services.metrics, services.clock)
+        self._acceptance = Acceptance(self.recorder, services.ledger, self._signing)
         self._ports = Ports(
             rate=services.limiter,
             spf=services.spf,
@@ -147,6 +148,7 @@ class MilterSession:
         if tx.spool is None:  # refused at MAIL
             return
         tx.spool.header(name, value)
+        self._signing.header(name, value)
         lowered = name.lower()
         if lowered == "from":
             tx.header_from_domains += _header_from_domains(value)
@@ -158,6 +160,8 @@ class MilterSession:
         tx = self._require_tx()
         if tx.spool is not None:
             tx.spool.end_of_headers()
+            if not self.inbound:
+                self._signing.end_of_headers(self._steps_see(tx))
         tx.content_answered = self.services.clock.monotonic()
 
     def body(self, chunk: bytes) -> Verdict:
@@ -175,6 +179,7 @@ class MilterSession:
             return tx.refused or CONTINUE
         if self.inbound:
             return CONTINUE
+        self._signing.body(chunk)
         refusal = engine.run(PIPELINE[Stage.BODY], self._steps_see(tx)).refusal
         if refusal is None:
             tx.content_answered = self.services.clock.monotonic()
@@ -217,9 +222,6 @@ class MilterSession:
             outcome = engine.run(PIPELINE[Stage.EOM], self._steps_see(tx))
         finally:
             acceptance.edit_headers = None
-            # Counted even if a later step failed: the scanners' gate let it through.
-            if _passed_earlier(scanned.name, tx.checks):
-                self.recorder.let_through_unscanned(tx)
         if outcome.refusal is not None:
             return self._refuse(Stage.EOM, tx, outcome.refusal)
         accepted, record = acceptance.committed()
@@ -268,6 +270,7 @@ class MilterSession:
     def abort(self) -> None:
         """The transaction ended (RSET, a new MAIL, a refusal, the end of the message)."""
         tx, self._tx = self._tx, None
+        self._signing.reset()
         if tx is not None:
             self._give_back(tx)
 
@@ -315,11 +318,6 @@ class MilterSession:
         reply = reply_for(refusal)
         self.recorder.refused(stage, tx, refusal, reply)
         return reply
-
-
-def _passed_earlier(name: str, checks: Sequence[str]) -> bool:
-    """Whether a step ran and passed: it ran, and a later step ran after it."""
-    return name in checks and checks[-1] != name
 
 
 def _size_param(params: Sequence[str]) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from osfmilter.events import EventRecord
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
@@ -16,6 +17,7 @@ from osfmilter.scanners.report import ScanReport
 from osfmilter.scanners.service import ScanService
 from osfmilter.session.recorder import Connection, Recorder
 from osfmilter.session.services import Ledger
+from osfmilter.session.signing import MessageSigning
 from osfmilter.verdict import Accept, HeaderChanges
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,8 @@ class Acceptance:
     for one end of message with that callback's header editor.
     """
 
-    def __init__(self, recorder: Recorder, ledger: Ledger) -> None:
-        self.recorder, self.ledger = recorder, ledger
+    def __init__(self, recorder: Recorder, ledger: Ledger, signing: MessageSigning) -> None:
+        self.recorder, self.ledger, self.signing = recorder, ledger, signing
         self.edit_headers: HeaderEditor | None = None
         self.accepted: Accept | None = None
         self.record: EventRecord | None = None
@@ -82,7 +84,10 @@ class Acceptance:
         if self.edit_headers is None:
             raise RuntimeError("an accept outside the end of message")
         tx = context.tx
-        verdict = Accept(self.recorder.header_changes(tx))
+        changes = self.recorder.header_changes(tx)
+        if (signature := self.signing.signature(tx.queue_id)) is not None:
+            changes = replace(changes, prepend=(signature,))
+        verdict = Accept(changes)
         # Before the commit: if the MTA refuses a change, nothing is counted.
         self.edit_headers(verdict.headers)
         record = self.recorder.event(Stage.EOM, tx, Reason.ACCEPTED, verdict)
@@ -90,4 +95,8 @@ class Acceptance:
         if denied is None:
             tx.reservations.clear()  # used up by the accept
             self.accepted, self.record = verdict, record
+            if verdict.headers.prepend:
+                self.signing.signed()
+            # A scanner that failed had to be one configured to let mail pass.
+            self.recorder.let_through_unscanned(tx)
         return denied

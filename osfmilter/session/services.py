@@ -42,6 +42,27 @@ class EventStore(Protocol):
     def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None: ...
 
 
+class MessageSigner(Protocol):
+    """One message's DKIM signature in the making: the body hashed as it streams in."""
+
+    @property
+    def algorithm(self) -> str: ...
+
+    def body(self, chunk: bytes) -> None: ...
+
+    def header_value(self, headers: Sequence[tuple[str, str]], timestamp: int) -> str:
+        """The DKIM-Signature's value over these headers (as relayed) and the body so far."""
+        ...
+
+
+class Signing(Protocol):
+    """DKIM keys (osfmilter.dkim.service): the customer's own active key for a domain."""
+
+    def signer_for(self, customer_id: int, domain: str) -> MessageSigner | None:
+        """A signer if ``domain`` is a verified domain of the customer with an active key."""
+        ...
+
+
 class Ledger(Protocol):
     """The accept's unit of work (storage.ledger)."""
 
@@ -77,3 +98,4 @@ class Services:
     clock: Clock
     decisions: DecisionLog
     node: str
+    signing: Signing | None = None  # None: [dkim] sign is off

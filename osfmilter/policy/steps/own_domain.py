@@ -26,9 +26,7 @@ def _foreign(context: Context, domains: Iterable[str]) -> str | None:
     """The first of the domains that is (under) another customer's verified domain."""
     customer_id = context.identity.customer_id
     for domain in domains:
-        if not domain:
-            continue
-        owner = context.ports.domains.find_scanned_domain(domain)
+        owner = context.owner_of(domain)
         if owner is not None and owner[0] != customer_id:
             return domain
     return None
@@ -46,7 +44,7 @@ def sender_domain_not_foreign(context: Context) -> ForeignDomain | None:
 @step("from_domain", when=refusing_foreign)
 def from_domains_not_foreign(context: Context) -> ForeignDomain | None:
     """No From: header author's domain is another customer's."""
-    domain = _foreign(context, dict.fromkeys(context.tx.header_from_domains))
+    domain = _foreign(context, context.tx.header_from_domains)
     if domain is None:
         return None
     return ForeignDomain(domain, in_header=True, hint=context.config.replies.domain_hint)

@@ -80,8 +80,8 @@ def cmd_domain_remove(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_server_add(args: argparse.Namespace, config: Config) -> int:
-    # Locked: on SQLite, no other registration slips in between the overlap
-    # check and the insert (PostgreSQL's exclusion constraint refuses one).
+    # Locked: no other registration slips in between the overlap check and
+    # the insert (SQLite: BEGIN IMMEDIATE; PostgreSQL: admin's advisory lock).
     with common.session(config, locked=True) as session:
         server = admin.add_server(
             session,

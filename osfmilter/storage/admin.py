@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from osfmilter.addresses import Registration, address_key, normalize_client, parse_registration
@@ -147,12 +147,22 @@ def add_server(
             f"{registration.text}: the database refused the registration "
             "(a constraint other than overlap); nothing was changed"
         ) from None
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != DEADLOCK_DETECTED:
+            raise
+        # A writer that takes no advisory lock (an operator's own SQL, a node
+        # still on an older release) met this one in the exclusion constraint.
+        raise UsageError(
+            f"{registration.text}: another registration of an overlapping network ran at "
+            "the same time; nothing was changed, try again"
+        ) from None
     return server
 
 
 # Keys of PostgreSQL advisory locks, one per kind of registration (any
 # 64-bit numbers, unlikely to meet an operator's own: "osfm" + a kind).
 SERVER_REGISTRATIONS = 0x6F73666D_00000001
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
 
 
 def serialize_registrations(session: Session, kind: int) -> None:
@@ -163,7 +173,7 @@ def serialize_registrations(session: Session, kind: int) -> None:
     exclusion constraint (migration 0008) still refuses the loser, but two
     inserts that wait on each other's constraint check may instead be told
     "deadlock detected". SQLite needs nothing: BEGIN IMMEDIATE serializes
-    every writer already.
+    every writer already, when the session was opened ``locked`` (cli.common).
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": kind})

@@ -17,12 +17,14 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from osfmilter.cli import main
+from osfmilter.config import Config
 from osfmilter.errors import StorageError, UsageError
 from osfmilter.storage import admin
-from osfmilter.storage.db import _alembic_config, upgrade
+from osfmilter.storage.db import _alembic_config, make_engine, upgrade
 from osfmilter.storage.store import SqlStore
 from tests.db.conftest import ALLOW_NON_GLOBAL, Run
 from tests.fakes import TEST_REGISTRATION
+from tests.harness.database import reset_database
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 CUSTOMERS = ("c0", "c1", "c2", "c3")
@@ -171,3 +173,39 @@ def test_a_refusal_the_check_cannot_name_is_still_one_line(
         SqlStore(two_customers).session() as session,
     ):
         admin.add_server(session, "192.0.2.64/26", "other", TEST_REGISTRATION, NOW)
+
+
+@pytest.mark.postgres
+def test_server_add_waits_for_another_server_add_in_flight_on_postgresql(
+    pg_server_url: str,
+) -> None:
+    """The advisory lock: an add cannot run its overlap check while another add is open."""
+    engine = make_engine(pg_server_url, Config().database.timeout)
+    reset_database(engine)
+    store = SqlStore(engine)
+    with store.session() as session:
+        admin.add_customer(session, "acme", "free", NOW)
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def add() -> None:
+        try:
+            with store.session() as session:
+                admin.add_server(session, "192.0.2.0/24", "acme", TEST_REGISTRATION, NOW)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failed.append(exc)
+        done.set()
+
+    try:
+        with engine.connect() as holder:
+            holder.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": admin.SERVER_REGISTRATIONS}
+            )
+            adder = threading.Thread(target=add)
+            adder.start()
+            assert not done.wait(1.0), "server add ran while another held the lock"
+            holder.rollback()  # ends the holder's transaction, and so its lock
+        assert done.wait(30) and not failed, failed
+        adder.join()
+    finally:
+        engine.dispose()

@@ -153,6 +153,12 @@ class _Unattributed(Exception):
     """The quick way met a job's exception or a database error; nothing was committed."""
 
 
+class _TransactionEnded(Exception):
+    """A job swallowed the error that ended the transaction (SQLite rolls back by
+    itself on a full disk): the answers so far were never written, and nothing
+    after it may run outside a transaction."""
+
+
 class _BatchFailed(Exception):
     """The transaction is gone: no job of the batch was committed."""
 
@@ -265,8 +271,8 @@ class GroupCommit:
                 batch.append(work)
         if not batch:
             return
-        batch.sort()
         try:
+            batch.sort()  # in the try: whatever happens, every queued session is answered
             try:
                 answers = self._commit(batch, careful=False)
             except _Unattributed:
@@ -332,7 +338,12 @@ class GroupCommit:
                     # Each answer at once (no round trip to save): statements
                     # left unread to the end of the batch made it slower
                     # (bench/RESULTS.md, 'What made it faster').
-                    answers = [(work.future, _finish(work.job(cursor)), False) for work in batch]
+                    answers = []
+                    for work in batch:
+                        answers.append((work.future, _finish(work.job(cursor)), False))
+                        if not connection.in_transaction:
+                            # Ended under the job: what follows would autocommit.
+                            raise _TransactionEnded
                 else:
                     outcomes = [(work.future, work.job(cursor)) for work in batch]
                     self._sync()
@@ -340,6 +351,8 @@ class GroupCommit:
                 if self._usable(connection):
                     running_jobs, committing = False, True
                     self._end(connection, "COMMIT")
+                elif any(not errored for _, _, errored in answers):
+                    raise _TransactionEnded
         except Exception as exc:
             if cursor is not None:
                 with suppress(Exception):
@@ -350,6 +363,9 @@ class GroupCommit:
                 self._connection = None
             elif self._usable(connection):
                 self._end(connection, "ROLLBACK")
+            if isinstance(exc, _TransactionEnded):
+                ended = StorageError("the transaction ended before its commit")
+                raise _BatchFailed(ended, retry=False) from None
             if running_jobs and not (careful or broken or _timed_out(exc)):
                 raise _Unattributed from exc
             if not isinstance(exc, self._database_errors):

@@ -385,3 +385,22 @@ def test_a_batch_that_timed_out_is_not_run_again(pg_server_url: str) -> None:
         assert sql.transact(insert("after")) == "after"  # the connection is fine
     finally:
         engine.dispose()
+
+
+def test_a_transaction_that_ended_under_a_job_is_no_success_for_anyone(sqlite: Engine) -> None:
+    """A job that swallows the error SQLite ended the transaction with commits nothing."""
+    sql = DirectSql(sqlite)
+    writer = writer_of(sql)
+
+    def end_it_quietly(cursor: Cursor) -> str:
+        cursor.raw.execute("ROLLBACK")  # as SQLite does by itself on SQLITE_FULL
+        return "fine"
+
+    queued = queue(writer, insert("a"))
+    queue(writer, end_it_quietly)
+    with pytest.raises(StorageError, match="ended before its commit"):
+        sql.transact(insert("c"))
+    with pytest.raises(StorageError):
+        queued.result(timeout=0)
+    assert keys(sqlite) == set()
+    assert sql.transact(insert("d")) == "d"

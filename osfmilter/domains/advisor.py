@@ -113,8 +113,8 @@ def suggested_dmarc(domain: str) -> str:
 
 
 ALIGNMENT = (
-    "DMARC passes on SPF or DKIM passing for the From: domain itself; SPF breaks "
-    "when mail is forwarded, so lasting alignment comes from DKIM signing with d={domain}"
+    "DMARC passes on SPF or DKIM passing for the From: domain itself (alignment);",
+    "SPF breaks when mail is forwarded: lasting alignment comes from DKIM signing with d={domain}",
 )
 
 
@@ -140,7 +140,7 @@ def dmarc_part(resolver: dns.resolver.Resolver, domain: str) -> Part:
         lines = [f"{len(records)} DMARC records at {name}: receivers use none of them; keep one"]
     else:
         lines = [f"record:   {records[0]}"]
-    lines.append(ALIGNMENT.format(domain=domain))
+    lines += [line.format(domain=domain) for line in ALIGNMENT]
     return Part("dmarc", "DMARC", None, tuple(lines), document)
 
 

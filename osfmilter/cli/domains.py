@@ -14,7 +14,7 @@ from osfmilter.cli.spf import spf_advice
 from osfmilter.clock import SystemClock
 from osfmilter.config import Config
 from osfmilter.domains.rules import DomainState, record_name, record_value
-from osfmilter.errors import DnsError
+from osfmilter.errors import DnsError, UsageError
 from osfmilter.storage import admin, domains
 from osfmilter.storage.db import Access
 from osfmilter.storage.schema import Customer, ScannedDomain
@@ -49,7 +49,8 @@ def cmd_domain_verify(args: argparse.Namespace, config: Config) -> int:
         since = f" since {when(verified_at)}" if verified_at else ""
         print(f"domain {name} is already verified{since}")
         return 0
-    assert token is not None, "a pending domain has a token"
+    if token is None:  # only an operator's own SQL makes one
+        raise UsageError(f"domain {name} is pending without a token; remove it and add it again")
     # The lookup runs outside any transaction: DNS may take its timeout.
     finding = check_record(resolver_for(config.spf.nameservers, config.spf.timeout), name, token)
     if isinstance(finding, str):

@@ -11,11 +11,14 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from osfmilter.domains.rules import record_value
 from osfmilter.errors import UsageError
-from osfmilter.storage import admin
+from osfmilter.storage import admin, domains
 from osfmilter.storage.domains import add_domain
+from osfmilter.storage.schema import Customer
 from osfmilter.storage.store import SqlStore
 from tests.db.conftest import REGISTERED_AT, Run
 from tests.harness.dnsserver import DnsServer
@@ -295,3 +298,36 @@ def test_check_fails_when_spf_fails_or_the_domain_is_not_registered(osf: Run) ->
 def test_check_without_relay_addresses_is_one_line_and_status_2(run: Run) -> None:
     status, _, err = run("domain", "check", "pass.example")
     assert status == 2 and "[spf] outbound_ips is empty" in err and err.count("\n") == 1
+
+
+def test_a_pending_domain_without_a_token_is_one_line(osf: Run, engine: Engine) -> None:
+    add_pending(osf, "b.example")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE scanned_domains SET verification_token = NULL"))
+    status, _, err = osf("domain", "verify", "b.example")
+    assert status == 2 and "pending without a token" in err and err.count("\n") == 1
+
+
+def test_a_refusal_the_check_cannot_name_is_still_one_line(
+    acme: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unique constraint refuses what the check let through: a UsageError, no traceback."""
+    refuse = domains._refuse_conflict
+    calls: list[str] = []
+
+    def blind_first(session: Session, name: str, customer: Customer, reveal: bool) -> None:
+        calls.append(name)
+        if len(calls) > 1:  # the check after the refusal sees the row
+            refuse(session, name, customer, reveal)
+
+    monkeypatch.setattr(domains, "_refuse_conflict", blind_first)
+    with pytest.raises(UsageError) as refused, acme.session(locked=True) as session:
+        add_domain(session, "example.com", "acme", REGISTERED_AT)
+    assert str(refused.value) == "domain example.com is already registered to this customer"
+    assert calls == ["example.com", "example.com"]
+    monkeypatch.setattr(domains, "_refuse_conflict", lambda *args: None)
+    with (
+        pytest.raises(UsageError, match=r"example\.com: the database refused it"),
+        acme.session(locked=True) as session,
+    ):
+        add_domain(session, "example.com", "acme", REGISTERED_AT)

@@ -8,9 +8,10 @@ works inside the caller's transaction and raises
 changes nothing.
 
 Adds are serialized, so that the nesting check still holds when the insert
-commits: on PostgreSQL by a transaction-scoped advisory lock, on SQLite by
-the write lock the caller's session takes from the start
-(``SqlStore.session(locked=True)``).
+commits: on PostgreSQL by a transaction-scoped advisory lock (the check
+then sees every add committed before, at the default isolation level, READ
+COMMITTED), on SQLite by the write lock the caller's session takes from
+the start (``SqlStore.session(locked=True)``).
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def add_domain(
     False for a caller that must not learn them (the customers' portal).
     """
     name = normalize_domain(domain)
-    customer = get_customer(session, customer_name)
     _serialize_adds(session)
+    customer = get_customer(session, customer_name)
     _refuse_conflict(session, name, customer, reveal_others)
     try:
         with session.begin_nested():

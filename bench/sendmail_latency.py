@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPOSITORY))  # the tests' harness
 from osfmilter.config import Config, RegistrationSection  # noqa: E402
 from osfmilter.storage import admin  # noqa: E402
 from osfmilter.storage.db import make_engine  # noqa: E402
+from osfmilter.storage.domains import add_domain  # noqa: E402
 from osfmilter.storage.store import SqlStore  # noqa: E402
 from tests.harness.database import reset_database  # noqa: E402
 from tests.harness.milter import MilterProcess  # noqa: E402
@@ -55,7 +56,7 @@ def relay(scratch: Path, kind: str) -> Iterator[SendmailInstance]:
     now = datetime.now(UTC)
     with SqlStore(engine).session() as session:
         admin.add_customer(session, "bench", "free", now)
-        admin.add_domain(session, "bench.example", "bench", now)
+        add_domain(session, "bench.example", "bench", now)
         admin.add_server(
             session, CLIENT, "bench", RegistrationSection(allow_non_global=True), now
         )  # 127.0.0.2

@@ -69,6 +69,7 @@ from sqlalchemy import Engine, create_engine, text
 from osfmilter.config import Config, RegistrationSection
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
+from osfmilter.storage.domains import add_domain
 from osfmilter.storage.store import SqlStore
 from tests.harness.clamd import ClamdProcess
 from tests.harness.database import reset_database, scratch_database
@@ -480,7 +481,7 @@ def prepare_database(url: str) -> Engine:
     now = datetime.now(UTC)
     with SqlStore(engine).session() as session:
         admin.add_customer(session, "bench", "paid", now)
-        admin.add_domain(session, SCANNED_DOMAIN, "bench", now)
+        add_domain(session, SCANNED_DOMAIN, "bench", now)
         admin.add_server(session, CLIENT, "bench", RegistrationSection(allow_non_global=True), now)
     return engine
 

@@ -30,6 +30,12 @@ class StorageError(DependencyError):
     backend = "database"
 
 
+class DnsError(DependencyError):
+    """DNS could not answer a lookup a command needs (a timeout, SERVFAIL)."""
+
+    backend = "DNS"
+
+
 class UnknownIdentity(OsfError):
     """A sender identity that is not, or no longer, registered."""
 

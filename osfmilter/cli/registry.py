@@ -1,7 +1,8 @@
-"""``osfmilter customer``, ``domain``, ``server`` and ``sasl``: who may relay, and as whom.
+"""``osfmilter customer``, ``server`` and ``sasl``: who may relay, and as whom.
 
-The state commands of servers and SASL logins (release, block, history)
-are in :mod:`osfmilter.cli.reputation`.
+The domain commands are in :mod:`osfmilter.cli.domains`, the state
+commands of servers and SASL logins (release, block, history) in
+:mod:`osfmilter.cli.reputation`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 
 from sqlalchemy import select
 
-from osfmilter.cli import common
+from osfmilter.cli import common, domains
 from osfmilter.cli.common import Commands, command, group
 from osfmilter.cli.output import table, when
 from osfmilter.clock import SystemClock
@@ -19,7 +20,7 @@ from osfmilter.model import ServerState
 from osfmilter.reputation import Rules, Standing
 from osfmilter.storage import admin
 from osfmilter.storage.db import Access
-from osfmilter.storage.schema import Customer, SaslAccount, ScannedDomain, SmtpServer
+from osfmilter.storage.schema import Customer, SaslAccount, SmtpServer
 
 
 def cmd_customer_add(args: argparse.Namespace, config: Config) -> int:
@@ -51,31 +52,6 @@ def cmd_customer_remove(args: argparse.Namespace, config: Config) -> int:
     with common.session(config) as session:
         admin.remove_customer(session, args.name)
     print(f"customer {args.name} removed")
-    return 0
-
-
-def cmd_domain_add(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config) as session:
-        row = admin.add_domain(session, args.domain, args.customer, SystemClock().now())
-        domain = row.domain
-    print(f"domain {domain} added to {args.customer}")
-    return 0
-
-
-def cmd_domain_list(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config, Access.READ_ONLY) as session:
-        query = select(ScannedDomain).join(Customer).order_by(ScannedDomain.domain)
-        if args.customer:
-            query = query.where(Customer.id == admin.get_customer(session, args.customer).id)
-        rows = [(d.domain, d.customer.name) for d in session.scalars(query)]
-    table(("domain", "customer"), rows)
-    return 0
-
-
-def cmd_domain_remove(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config) as session:
-        admin.remove_domain(session, args.domain)
-    print(f"domain {args.domain} removed")
     return 0
 
 
@@ -182,14 +158,7 @@ def register(commands: Commands) -> None:
     p = command(customer, "remove", cmd_customer_remove, "remove a customer with nothing left")
     p.add_argument("name")
 
-    domain = group(commands, "domain", "scanned domains (they make a sender known)")
-    p = command(domain, "add", cmd_domain_add, "add a scanned domain")
-    p.add_argument("domain")
-    p.add_argument("--customer", required=True)
-    p = command(domain, "list", cmd_domain_list, "list scanned domains")
-    p.add_argument("--customer")
-    p = command(domain, "remove", cmd_domain_remove, "remove a scanned domain")
-    p.add_argument("domain")
+    domains.register(commands)  # between customer and server in --help
 
     server = group(
         commands, "server", "registered SMTP servers; the state of servers and SASL logins"

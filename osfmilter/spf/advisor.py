@@ -143,18 +143,20 @@ def _tree_lines(node: Node, depth: int) -> list[str]:
     return lines
 
 
+def document(advice: Advice) -> dict[str, object]:
+    """The advice as JSON carries it (also the SPF part of ``osfmilter domain check``)."""
+    return {
+        "domain": advice.domain,
+        "record": advice.tree.record,
+        "lookups": advice.lookups,
+        "lookup_limit": LOOKUP_LIMIT,
+        "tree": asdict(advice.tree),
+        "relay": [{"ip": ip, "result": result} for ip, result in advice.relay],
+        "passes": advice.passes,
+        "strict": advice.strict,
+        "loose": advice.loose,
+    }
+
+
 def render_json(advice: Advice) -> str:
-    return json.dumps(
-        {
-            "domain": advice.domain,
-            "record": advice.tree.record,
-            "lookups": advice.lookups,
-            "lookup_limit": LOOKUP_LIMIT,
-            "tree": asdict(advice.tree),
-            "relay": [{"ip": ip, "result": result} for ip, result in advice.relay],
-            "passes": advice.passes,
-            "strict": advice.strict,
-            "loose": advice.loose,
-        },
-        indent=2,
-    )
+    return json.dumps(document(advice), indent=2)

@@ -26,7 +26,6 @@ from osfmilter.registration import (
     check_customer_name,
     check_plan,
     non_global_reason,
-    normalize_domain,
     normalize_login,
 )
 from osfmilter.storage.schema import (
@@ -77,28 +76,6 @@ def remove_customer(session: Session, name: str) -> None:
     if held:
         raise UsageError(f"customer {name!r} still has {', '.join(held)}; remove them first")
     session.delete(customer)
-
-
-def add_domain(session: Session, domain: str, customer_name: str, now: datetime) -> ScannedDomain:
-    name = normalize_domain(domain)
-    customer = get_customer(session, customer_name)
-    existing = session.scalars(
-        select(ScannedDomain).where(ScannedDomain.domain == name)
-    ).one_or_none()
-    if existing is not None:
-        raise UsageError(f"domain {name} is already registered to {existing.customer.name!r}")
-    row = ScannedDomain(customer=customer, domain=name, created_at=now)
-    session.add(row)
-    session.flush()
-    return row
-
-
-def remove_domain(session: Session, domain: str) -> None:
-    name = normalize_domain(domain)
-    row = session.scalars(select(ScannedDomain).where(ScannedDomain.domain == name)).one_or_none()
-    if row is None:
-        raise UsageError(f"domain {name} is not registered")
-    session.delete(row)
 
 
 def add_server(

@@ -41,7 +41,10 @@ _ACTIVE_DKIM_KEY = Statement("""
     WHERE d.domain = :domain AND d.customer_id = :customer
       AND d.state = 'verified' AND k.state = 'active'
 """)
-_CUSTOMER_DOMAINS = Statement("SELECT domain FROM scanned_domains WHERE customer_id = :customer")
+# Only verified domains are the customer's: a pending one makes no sender known.
+_CUSTOMER_DOMAINS = Statement(
+    "SELECT domain FROM scanned_domains WHERE customer_id = :customer AND state = 'verified'"
+)
 
 # Distinct clients and domains remembered; one that is not registered is
 # remembered too (as None), so a flood of strangers costs no lookups either.
@@ -149,7 +152,10 @@ def _owner_of(cursor: Cursor, key: _Key) -> tuple[int, str] | None:
 def _domains_among(count: int) -> Statement:
     """Scanned domains among ``count`` candidates (a recipient domain and its parents)."""
     marks = ", ".join(f":d{i}" for i in range(count))  # placeholders only
-    return Statement(f"SELECT customer_id, domain FROM scanned_domains WHERE domain IN ({marks})")  # noqa: S608
+    return Statement(
+        "SELECT customer_id, domain FROM scanned_domains"  # noqa: S608
+        f" WHERE domain IN ({marks}) AND state = 'verified'"
+    )
 
 
 def _look_up(cursor: Cursor, key: _Key) -> Identity | None:

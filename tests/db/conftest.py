@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from osfmilter.cli import main
 from osfmilter.storage import admin
+from osfmilter.storage.domains import add_domain
 from osfmilter.storage.store import SqlStore
 
 # The CLI as a test calls it: (exit status, stdout, stderr).
@@ -27,7 +28,7 @@ def acme(engine: Engine) -> SqlStore:
     store = SqlStore(engine)
     with store.session() as s:
         admin.add_customer(s, "acme", "free", REGISTERED_AT)
-        admin.add_domain(s, "example.com", "acme", REGISTERED_AT)
+        add_domain(s, "example.com", "acme", REGISTERED_AT)
     return store
 
 

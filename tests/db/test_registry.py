@@ -20,6 +20,7 @@ from osfmilter.reputation.transitions import OperatorActionKind, Rules
 from osfmilter.storage import admin, registry
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.direct import Cursor
+from osfmilter.storage.domains import add_domain, mark_verified
 from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.store import SqlStore
 from tests.fakes import TEST_REGISTRATION, FixedClock
@@ -150,10 +151,20 @@ def test_memory_is_bounded(store: SqlStore) -> None:
     assert len(small._known) == 2
 
 
-def test_a_recipient_domain_is_matched_to_the_longest_scanned_domain(store: SqlStore) -> None:
+def test_a_recipient_domain_is_matched_to_the_longest_scanned_domain(
+    store: SqlStore, engine: Engine
+) -> None:
     with store.session() as s:
         admin.add_customer(s, "subsidiary", "free", NOW)
-        admin.add_domain(s, "eu.example.com", "subsidiary", NOW)
+    # By SQL: add_domain refuses another customer's domain within example.com
+    # now, but one registered before that rule (or by an operator) may nest.
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO scanned_domains (customer_id, domain, created_at) "
+                "SELECT id, 'eu.example.com', created_at FROM customers WHERE name = 'subsidiary'"
+            )
+        )
     acme = store.find_scanned_domain("example.com")
     assert acme is not None and acme[1] == "example.com"
     assert store.find_scanned_domain("mail.example.com") == acme
@@ -181,7 +192,7 @@ def test_a_domain_owner_is_remembered_until_the_registry_changes(
     assert asked == [("domain", "mail.example.com"), ("domain", "other.example")]
     with store.session() as s:
         admin.add_customer(s, "other", "free", NOW)
-        admin.add_domain(s, "other.example", "other", NOW)
+        add_domain(s, "other.example", "other", NOW)
     owner = store.find_scanned_domain("other.example")
     assert owner is not None and owner[1] == "other.example" and owner[0] != acme[0]
     assert len(asked) == 3
@@ -194,6 +205,26 @@ def test_what_is_not_a_domain_name_is_nobodys_without_asking(store: SqlStore, do
 
 def test_an_international_domain_is_looked_up_by_its_a_labels(store: SqlStore) -> None:
     with store.session() as s:
-        admin.add_domain(s, "bücher.example", "acme", NOW)
+        add_domain(s, "bücher.example", "acme", NOW)
     owner = store.find_scanned_domain("mail.bücher.example")
     assert owner is not None and owner[1] == "xn--bcher-kva.example"
+
+
+def test_a_pending_domain_makes_no_sender_known_and_protects_nothing(store: SqlStore) -> None:
+    with store.session(locked=True) as s:
+        add_domain(s, "pending.example", "acme", NOW, pending=True)
+    assert "pending.example" not in found(store).scanned_domains
+    assert "example.com" in found(store).scanned_domains
+    assert store.find_scanned_domain("pending.example") is None
+    assert store.find_scanned_domain("mx.pending.example") is None
+
+
+def test_a_domain_verified_later_is_known_at_the_next_lookup(store: SqlStore) -> None:
+    with store.session(locked=True) as s:
+        token = add_domain(s, "later.example", "acme", NOW, pending=True).verification_token
+    assert token is not None
+    assert "later.example" not in found(store).scanned_domains
+    with store.session() as s:
+        mark_verified(s, "later.example", token, NOW)
+    assert "later.example" in found(store).scanned_domains
+    assert store.find_scanned_domain("later.example") is not None

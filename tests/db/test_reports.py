@@ -20,6 +20,7 @@ from osfmilter.cli import main
 from osfmilter.config import BillingSection
 from osfmilter.storage import admin
 from osfmilter.storage.db import _alembic_config, schema_status
+from osfmilter.storage.domains import add_domain
 from osfmilter.storage.schema import (
     Event,
     MonthlyVolume,
@@ -103,7 +104,7 @@ def seeded(engine: Engine) -> Engine:
             ("example.org", "acme"),
             ("big.example", "bigco"),
         ):
-            admin.add_domain(session, domain, customer, at(10, month=1))
+            add_domain(session, domain, customer, at(10, month=1))
         acme_server = admin.add_server(session, "192.0.2.0/24", "acme", rules, at(10, month=1))
         big_server = admin.add_server(session, "198.51.100.7", "bigco", rules, at(1, month=2))
         admin.add_sasl(session, "alice", "acme", at(10, month=1))

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from osfmilter.storage import admin
 from osfmilter.storage.db import upgrade
+from osfmilter.storage.domains import add_domain
 from osfmilter.storage.store import SqlStore
 from tests.fakes import TEST_REGISTRATION
 
@@ -65,7 +66,7 @@ def register_customer(
     now = datetime.now(UTC)
     with SqlStore(engine).session() as session:
         admin.add_customer(session, customer, "free", now)
-        admin.add_domain(session, domain, customer, now)
+        add_domain(session, domain, customer, now)
         for server in servers:
             admin.add_server(session, server, customer, TEST_REGISTRATION, now)
         for login in logins:

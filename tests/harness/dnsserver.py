@@ -1,6 +1,7 @@
 """An authoritative DNS server on loopback for SPF tests, built on dnslib.
 
-Zones are given as BIND-style text. It counts the queries it answers (so a
+Zones are given as BIND-style text, and :meth:`DnsServer.serve` changes
+the zone of a running server. It counts the queries it answers (so a
 test can prove caching), and names listed in ``silent`` get no answer at all
 (a nameserver that does not respond: SPF temperror). A negative answer
 carries the SOA of the name's zone, when the zone text has one.
@@ -77,7 +78,7 @@ class DnsServer(Service):
         self.port = free_port()
         self.queries: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
-        resolver = _ZoneResolver(zone, silent or set(), self.queries, self._lock)
+        resolver = self._resolver = _ZoneResolver(zone, silent or set(), self.queries, self._lock)
         self._servers = [
             DNSServer(
                 resolver,
@@ -93,6 +94,10 @@ class DnsServer(Service):
     @property
     def nameserver(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def serve(self, zone: str) -> None:
+        """Answer from another zone from now on (a record published or removed)."""
+        self._resolver.records = RR.fromZone(zone)
 
     def count(self, name: str, qtype: str = "TXT") -> int:
         with self._lock:

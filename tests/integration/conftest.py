@@ -17,6 +17,7 @@ from osfmilter.cli import main
 from osfmilter.config import Config
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
+from osfmilter.storage.domains import add_domain
 from osfmilter.storage.schema import (
     Event,
     RateSlot,
@@ -60,7 +61,7 @@ class Relay:
         with self.store.session() as session:
             admin.add_customer(session, customer, plan, now)
             for domain in domains:
-                admin.add_domain(session, domain, customer, now)
+                add_domain(session, domain, customer, now)
             for server in servers:
                 admin.add_server(session, server, customer, TEST_REGISTRATION, now)
             for login in logins:

@@ -39,6 +39,7 @@ from sqlalchemy import func, select, text
 from osfmilter.config import Config
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
+from osfmilter.storage.domains import add_domain
 from osfmilter.storage.schema import Event, MonthlyVolume, RateSlot
 from osfmilter.storage.store import SqlStore
 from tests.fakes import TEST_REGISTRATION
@@ -182,7 +183,7 @@ class FaultRelay:
             now = datetime.now(UTC)
             with self.store.session() as session:
                 admin.add_customer(session, customer, "free", now)
-                admin.add_domain(session, domain, customer, now)
+                add_domain(session, domain, customer, now)
                 admin.add_server(session, server, customer, TEST_REGISTRATION, now)
             self._registered.add(key)
         return f"server:{server}/32"

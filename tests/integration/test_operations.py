@@ -36,6 +36,7 @@ def register(database_url: str) -> None:
     from osfmilter.config import Config
     from osfmilter.storage import admin
     from osfmilter.storage.db import make_engine, upgrade
+    from osfmilter.storage.domains import add_domain
     from osfmilter.storage.store import SqlStore
     from tests.fakes import TEST_REGISTRATION
 
@@ -44,7 +45,7 @@ def register(database_url: str) -> None:
     with SqlStore(engine).session() as session:
         now = datetime.now(UTC)
         admin.add_customer(session, "ops", "free", now)
-        admin.add_domain(session, "ops.example", "ops", now)
+        add_domain(session, "ops.example", "ops", now)
         admin.add_server(session, "192.0.2.70", "ops", TEST_REGISTRATION, now)
     engine.dispose()
 

@@ -112,6 +112,11 @@ class KeyFiles:
         path = self.path(domain, selector)
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KeyFileError(
+                f"cannot make key directory {self.directory}: {exc.strerror or exc}"
+            ) from None
+        try:
             _write_new(path, pem)
         except FileExistsError:
             raise KeyFileError(f"key file {path} already exists; nothing was changed") from None

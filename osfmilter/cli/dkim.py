@@ -21,7 +21,7 @@ from osfmilter.dkim.keys import GeneratedKey, KeyFiles, generate, record_text
 from osfmilter.dkim.published import check_published, record_name
 from osfmilter.dkim.signer import ALGORITHMS, Algorithm
 from osfmilter.errors import UsageError
-from osfmilter.storage import dkim as keys
+from osfmilter.storage import dkim as stored
 from osfmilter.storage.db import Access
 from osfmilter.storage.schema import DkimKey
 
@@ -36,7 +36,7 @@ def cmd_keygen(args: argparse.Namespace, config: Config) -> int:
     written: tuple[str, str] | None = None
     try:
         with common.session(config) as session:
-            row = keys.create_key(
+            row = stored.create_key(
                 session, args.domain, args.selector, args.algorithm, generated.public_key, now
             )
             domain, selector = row.domain.domain, row.selector
@@ -49,6 +49,7 @@ def cmd_keygen(args: argparse.Namespace, config: Config) -> int:
     print(f"DKIM key {selector} ({args.algorithm}) of {domain} is active; private key {path}")
     print("publish this TXT record:")
     _print_record(domain, selector, args.algorithm, generated.public_key)
+    _print_copy_hint(files)
     return 0
 
 
@@ -60,7 +61,7 @@ def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
     written: tuple[str, str] | None = None
     try:
         with common.session(config) as session:
-            rotation = keys.rotate(
+            rotation = stored.rotate(
                 session,
                 args.domain,
                 args.selector,
@@ -88,14 +89,15 @@ def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
         f"until {when(old.retire_after or now)}:"
     )
     _print_record(domain, old.selector, old.algorithm, old.public_key)
+    _print_copy_hint(files)
     return 0
 
 
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
     now = SystemClock().now()
     with common.session(config, Access.READ_ONLY) as session:
-        domain = keys.find_domain(session, args.domain).domain
-        published = [_Key(k) for k in keys.published_keys(session, domain, now)]
+        domain = stored.find_domain(session, args.domain).domain
+        published = [_Key(k) for k in stored.published_keys(session, domain, now)]
     if args.json:
         print(json.dumps(_document(domain, published), indent=2))
         return 0
@@ -114,8 +116,8 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
     now = SystemClock().now()
     with common.session(config, Access.READ_ONLY) as session:
-        domain = keys.find_domain(session, args.domain).domain
-        published = [_Key(k) for k in keys.published_keys(session, domain, now)]
+        domain = stored.find_domain(session, args.domain).domain
+        published = [_Key(k) for k in stored.published_keys(session, domain, now)]
     if not published:
         raise UsageError(f"{domain} has no DKIM key to check; 'osfmilter dkim keygen' makes one")
     resolver = resolver_for(config.spf.nameservers, config.spf.timeout)
@@ -161,7 +163,7 @@ def _document(domain: str, published: list[_Key]) -> dict[str, object]:
         }
         for k in published
     ]
-    active = next((e for e in entries if e["state"] == keys.ACTIVE), None)
+    active = next((e for e in entries if e["state"] == stored.ACTIVE), None)
     return {
         "domain": domain,
         "selector": active["selector"] if active else None,
@@ -182,6 +184,13 @@ def _print_record(domain: str, selector: str, algorithm: Algorithm, public_key: 
     print(f"  name:   {name}")
     print(f"  record: {record}")
     print(f"  zone:   {name}. IN TXT {strings}")
+
+
+def _print_copy_hint(files: KeyFiles) -> None:
+    print(
+        f"copy {files.directory} to every relay node, readable by the milter's user only "
+        "(docs/dkim.rst)"
+    )
 
 
 def _algorithm_argument(text: str) -> Algorithm:

@@ -71,7 +71,8 @@ def parse_record(text: str) -> dict[str, str]:
     """A tag=value list (RFC 6376, section 3.2): tags and values stripped of whitespace.
 
     p= loses its inner whitespace too (base64 may be folded). A part
-    without ``=`` raises ValueError.
+    without ``=``, or a tag given twice (RFC 6376 makes that invalid),
+    raises ValueError.
     """
     tags: dict[str, str] = {}
     for part in text.split(";"):
@@ -81,6 +82,8 @@ def parse_record(text: str) -> dict[str, str]:
         if not equals or not tag.strip():
             raise ValueError(f"{part.strip()!r} is not tag=value")
         tag = tag.strip()
+        if tag in tags:
+            raise ValueError(f"tag {tag}= appears twice")
         tags[tag] = "".join(value.split()) if tag == "p" else value.strip()
     return tags
 

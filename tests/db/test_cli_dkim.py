@@ -66,6 +66,7 @@ def test_keygen_writes_the_key_and_prints_the_record(
     assert status == 0, err
     assert f"{selector}._domainkey.example.com" in out
     assert "v=DKIM1; k=rsa; p=MII" in out
+    assert f"copy {key_dir} to every relay node" in out
     assert rows(acme) == [(selector, "rsa-sha256", "active")]
     path = key_dir / f"{selector}._domainkey.example.com.pem"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -46,6 +46,8 @@ def test_record_text_and_parse_record() -> None:
     }
     with pytest.raises(ValueError, match="not tag=value"):
         parse_record("v=DKIM1; garbage")
+    with pytest.raises(ValueError, match="appears twice"):
+        parse_record("v=DKIM1; p=AB; p=CD")
 
 
 def mode(path: Path) -> int:

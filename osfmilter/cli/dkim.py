@@ -55,7 +55,8 @@ def cmd_keygen(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
     files = KeyFiles(config.dkim_key_path)
-    generated = generate(args.algorithm)
+    algorithm: Algorithm = args.algorithm or _current_algorithm(config, args.domain)
+    generated = generate(algorithm)
     now = SystemClock().now()
     grace = timedelta(days=config.dkim.rotation_grace_days)
     written: tuple[str, str] | None = None
@@ -65,7 +66,7 @@ def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
                 session,
                 args.domain,
                 args.selector,
-                args.algorithm,
+                algorithm,
                 generated.public_key,
                 now,
                 grace,
@@ -128,6 +129,13 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     for key, result in results:
         print(f"{key.selector} ({key.state}): {result.state}: {result.summary}")
     return 0 if all(result.matches for _, result in results) else 1
+
+
+def _current_algorithm(config: Config, domain: str) -> Algorithm:
+    """The active key's algorithm: what a rotation keeps unless told otherwise."""
+    with common.session(config, Access.READ_ONLY) as session:
+        current = stored.active_key(session, domain)
+        return _algorithm(current.algorithm) if current is not None else "rsa-sha256"
 
 
 class _Key:
@@ -202,7 +210,7 @@ def _algorithm_argument(text: str) -> Algorithm:
         ) from None
 
 
-def _key_arguments(parser: argparse.ArgumentParser) -> None:
+def _key_arguments(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("domain")
     parser.add_argument(
         "--selector", help="the selector (default: osf and the month, e.g. osf202612)"
@@ -210,16 +218,16 @@ def _key_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--algorithm",
         type=_algorithm_argument,
-        default="rsa-sha256",
         metavar="|".join(ALGORITHMS),
-        help="the key's algorithm (default: rsa-sha256, 2048 bits)",
+        help=f"the key's algorithm (default: {default}; RSA keys have 2048 bits)",
     )
 
 
 def register(commands: Commands) -> None:
     dkim = group(commands, "dkim", "DKIM signing keys of verified domains")
     p = command(dkim, "keygen", cmd_keygen, "make a verified domain's first DKIM key")
-    _key_arguments(p)
+    _key_arguments(p, "rsa-sha256")
+    p.set_defaults(algorithm="rsa-sha256")
     p = command(dkim, "show", cmd_show, "show a domain's published DKIM keys and their records")
     p.add_argument("domain")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -228,4 +236,4 @@ def register(commands: Commands) -> None:
     p = command(
         dkim, "rotate", cmd_rotate, "make a new active key; the old one retires after a grace"
     )
-    _key_arguments(p)
+    _key_arguments(p, "the active key's")

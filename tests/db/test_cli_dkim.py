@@ -260,6 +260,13 @@ def test_rotate_removes_retiring_keys_past_their_grace(
     }
 
 
+def test_rotate_keeps_the_algorithm_unless_told(dkim: Run, acme: SqlStore) -> None:
+    dkim("keygen", "example.com", "--selector", "one", "--algorithm", "ed25519-sha256")
+    assert dkim("rotate", "example.com", "--selector", "two")[0] == 0
+    assert dkim("rotate", "example.com", "--selector", "three", "--algorithm", "rsa-sha256")[0] == 0
+    assert [r[1] for r in rows(acme)] == ["ed25519-sha256", "ed25519-sha256", "rsa-sha256"]
+
+
 def test_rotate_refuses_a_selector_in_use(dkim: Run, acme: SqlStore) -> None:
     dkim("keygen", "example.com", "--selector", "one")
     status, _, err = dkim("rotate", "example.com", "--selector", "one")
@@ -293,7 +300,7 @@ def published(dkim: Run) -> dict[str, str]:
     """Three keys of example.com (two retiring, one active): selector -> record."""
     dkim("keygen", "example.com", "--selector", "good")
     dkim("rotate", "example.com", "--selector", "absent", "--algorithm", "ed25519-sha256")
-    dkim("rotate", "example.com", "--selector", "changed")
+    dkim("rotate", "example.com", "--selector", "changed", "--algorithm", "rsa-sha256")
     document = json.loads(dkim("show", "example.com", "--json")[1])
     return {k["selector"]: k["record"] for k in document["keys"]}
 

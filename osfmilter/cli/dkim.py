@@ -1,16 +1,19 @@
 """``osfmilter dkim``: the signing keys of verified domains and the records to publish.
 
 A key is a row (its public half, its state) and a private key file under
-``[dkim] key_dir``. A command writes the file before its transaction
-commits and removes it again if the commit fails, so no file is left
-without its row and no row without its file.
+``[dkim] key_dir``. A command checks the domain and the selector in its
+transaction, then writes the file, and removes it again if the commit
+fails: no file is left without its row, and no row without its file.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from osfmilter.cli import common
 from osfmilter.cli.common import Commands, command, group
@@ -33,19 +36,12 @@ def cmd_keygen(args: argparse.Namespace, config: Config) -> int:
     files = KeyFiles(config.dkim_key_path)
     generated = generate(args.algorithm)
     now = SystemClock().now()
-    written: tuple[str, str] | None = None
-    try:
-        with common.session(config) as session:
-            row = stored.create_key(
-                session, args.domain, args.selector, args.algorithm, generated.public_key, now
-            )
-            domain, selector = row.domain.domain, row.selector
-            path = _write(files, domain, selector, generated)
-            written = (domain, selector)
-    except BaseException:
-        if written is not None:
-            files.remove(*written)
-        raise
+    with _removed_on_failure(files) as written, common.session(config) as session:
+        row = stored.create_key(
+            session, args.domain, args.selector, args.algorithm, generated.public_key, now
+        )
+        domain, selector = row.domain.domain, row.selector
+        path = written.write(domain, selector, generated)
     print(f"DKIM key {selector} ({args.algorithm}) of {domain} is active; private key {path}")
     print("publish this TXT record:")
     _print_record(domain, selector, args.algorithm, generated.public_key)
@@ -59,27 +55,14 @@ def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
     generated = generate(algorithm)
     now = SystemClock().now()
     grace = timedelta(days=config.dkim.rotation_grace_days)
-    written: tuple[str, str] | None = None
-    try:
-        with common.session(config) as session:
-            rotation = stored.rotate(
-                session,
-                args.domain,
-                args.selector,
-                algorithm,
-                generated.public_key,
-                now,
-                grace,
-            )
-            domain = rotation.new.domain.domain
-            new, old = _Key(rotation.new), _Key(rotation.retired)
-            removed = [k.selector for k in rotation.removed]
-            _write(files, domain, rotation.new.selector, generated)
-            written = (domain, rotation.new.selector)
-    except BaseException:
-        if written is not None:
-            files.remove(*written)
-        raise
+    with _removed_on_failure(files) as written, common.session(config) as session:
+        rotation = stored.rotate(
+            session, args.domain, args.selector, algorithm, generated.public_key, now, grace
+        )
+        domain = rotation.new.domain.domain
+        new, old = _Key(rotation.new), _Key(rotation.retired)
+        removed = [k.selector for k in rotation.removed]
+        written.write(domain, new.selector, generated)
     for selector in removed:
         files.remove(domain, selector)
         print(f"removed DKIM key {selector} of {domain}: its grace period was over")
@@ -181,8 +164,29 @@ def _document(domain: str, published: list[_Key]) -> dict[str, object]:
     }
 
 
-def _write(files: KeyFiles, domain: str, selector: str, key: GeneratedKey) -> str:
-    return str(files.write(domain, selector, key.private_pem))
+class _Written:
+    """The key files a command wrote, to remove again if its transaction fails."""
+
+    def __init__(self, files: KeyFiles) -> None:
+        self.files = files
+        self.names: list[tuple[str, str]] = []
+
+    def write(self, domain: str, selector: str, key: GeneratedKey) -> Path:
+        path = self.files.write(domain, selector, key.private_pem)
+        self.names.append((domain, selector))
+        return path
+
+
+@contextmanager
+def _removed_on_failure(files: KeyFiles) -> Iterator[_Written]:
+    """Around the transaction: a file written in it goes again if it does not commit."""
+    written = _Written(files)
+    try:
+        yield written
+    except BaseException:
+        for domain, selector in written.names:
+            files.remove(domain, selector)
+        raise
 
 
 def _print_record(domain: str, selector: str, algorithm: Algorithm, public_key: str) -> None:

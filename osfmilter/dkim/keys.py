@@ -144,7 +144,11 @@ class KeyFiles:
         return key
 
     def remove(self, domain: str, selector: str) -> None:
-        self.path(domain, selector).unlink(missing_ok=True)
+        path = self.path(domain, selector)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise KeyFileError(f"cannot remove key file {path}: {exc.strerror or exc}") from None
 
 
 def _write_new(path: Path, data: bytes) -> None:

@@ -198,3 +198,9 @@ def test_remove(tmp_path: Path) -> None:
     files.remove("example.com", "s1")
     files.remove("example.com", "s1")  # already gone: nothing to do
     assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_that_fails_is_a_key_file_error(tmp_path: Path) -> None:
+    KeyFiles(tmp_path).path("example.com", "s1").mkdir()
+    with pytest.raises(KeyFileError, match=r"cannot remove key file .*s1\._domainkey"):
+        KeyFiles(tmp_path).remove("example.com", "s1")

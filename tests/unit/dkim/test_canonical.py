@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 from dkim.canonicalization import Relaxed
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from osfmilter.dkim.canonical import RelaxedBodyHash, relaxed_header
@@ -79,6 +79,7 @@ def test_one_byte_at_a_time_with_empty_chunks_between() -> None:
 PIECES = st.sampled_from([b" ", b"\t", b"\r", b"\n", b"\r\n", b"a", b"\xe9", b"  ", b"\x00"])
 
 
+@settings(max_examples=1000)
 @given(
     pieces=st.lists(PIECES, max_size=40),
     cuts=st.lists(st.integers(min_value=0, max_value=80), max_size=6),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from functools import cache
@@ -12,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from osfmilter.dkim.canonical import RelaxedBodyHash
+from osfmilter.dkim import signer
+from osfmilter.dkim.canonical import RelaxedBodyHash, relaxed_header
 from osfmilter.dkim.keys import KEY_TYPES, KeyFiles, generate
 from osfmilter.dkim.signer import (
     SIGNATURE_HEADER,
@@ -251,3 +253,32 @@ def test_a_key_from_key_files_signs(tmp_path) -> None:
     headers, body = CASES["7bit"]
     signed, _ = sign(headers, body, key)
     assert verifies(wire(signed, body), record)
+
+
+def test_rfc_8463_example_signature_is_reproduced_exactly() -> None:
+    """RFC 8463, appendix A: its key, message and header give its very b= (Ed25519 is
+    deterministic), through our header canonicalization and our Ed25519 signing."""
+    seed = base64.b64decode("nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=")
+    private = Ed25519PrivateKey.from_private_bytes(seed)
+    key = SigningKey("football.example.com", "brisbane", "ed25519-sha256", private)
+    headers = [
+        ("From", "Joe SixPack <joe@football.example.com>"),
+        ("To", "Suzie Q <suzie@shopping.example.net>"),
+        ("Subject", "Is dinner ready?"),
+        ("Date", "Fri, 11 Jul 2003 21:00:37 -0700 (PDT)"),
+        ("Message-ID", "<20030712040037.46341.5F8J@football.example.com>"),
+    ]
+    # The RFC's signature header, b= emptied; h= over-signs from, subject and date.
+    unsigned = (
+        "v=1; a=ed25519-sha256; c=relaxed/relaxed;\r\n"
+        " d=football.example.com; i=@football.example.com;\r\n"
+        " q=dns/txt; s=brisbane; t=1528637909; h=from : to :\r\n"
+        " subject : date : message-id : from : subject : date;\r\n"
+        " bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=;\r\n"
+        " b="
+    )
+    data = b"".join(relaxed_header(*field) for field in headers)
+    data += relaxed_header(SIGNATURE_HEADER, unsigned)[:-2]
+    assert base64.b64encode(signer._sign(key, data)).decode() == (
+        "/gCrinpcQOoIfuHNQIbq4pgh9kyIK3AQUdt9OdqQehSwhEIug4D11BusFa3bT3FY5OsU7ZbnKELq+eXdp1Q1Dw=="
+    )

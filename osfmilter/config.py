@@ -289,7 +289,7 @@ class DomainsSection(Section):
 
 
 class DkimSection(Section):
-    """DKIM signing of the customers' verified domains (docs/dkim.rst)."""
+    """DKIM signing of the customers' verified domains (docs/dkim.rst, 'Settings')."""
 
     # Sign accepted mail of a verified domain that has an active key.
     sign: bool = True

@@ -1,0 +1,1 @@
+"""DKIM signing: canonicalization, signatures, key files and published records."""

@@ -16,6 +16,8 @@ from osfmilter import __version__
 from osfmilter.clock import Clock, SystemClock
 from osfmilter.config import Config, Mode, parse_socket
 from osfmilter.decisionlog import DecisionLog
+from osfmilter.dkim.keys import KeyFiles
+from osfmilter.dkim.service import DkimService
 from osfmilter.errors import ConfigError
 from osfmilter.health import BackendHealth
 from osfmilter.limits.rate import RateLimiter
@@ -118,6 +120,16 @@ def build_spf(config: Config) -> SpfChecker | None:
     )
 
 
+def build_signing(
+    config: Config, store: SqlStore, metrics: Metrics, clock: Clock
+) -> DkimService | None:
+    if not config.dkim.sign:
+        log.warning("DKIM signing is off: [dkim] sign = false")
+        return None
+    log.info("DKIM: signing verified domains with active keys from %s", config.dkim_key_path)
+    return DkimService(store.registry, KeyFiles(config.dkim_key_path), metrics, clock)
+
+
 def build_services(config: Config) -> Services:
     health = BackendHealth()
     store = SqlStore(make_engine(config.database_url, config.database.timeout), health)
@@ -140,6 +152,7 @@ def build_services(config: Config) -> Services:
         clock=clock,
         decisions=DecisionLog(as_json=config.log.format == "json"),
         node=config.node,
+        signing=build_signing(config, store, metrics, clock),
     )
 
 

@@ -50,8 +50,8 @@ class MessageSigner(Protocol):
 
     def body(self, chunk: bytes) -> None: ...
 
-    def header_value(self, headers: Sequence[tuple[str, str]], timestamp: int) -> str:
-        """The DKIM-Signature's value over these headers (as relayed) and the body so far."""
+    def header(self, headers: Sequence[tuple[str, str]], timestamp: int) -> tuple[str, str]:
+        """(DKIM-Signature, value) over these headers (as relayed) and the body so far."""
         ...
 
 

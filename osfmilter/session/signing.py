@@ -21,8 +21,6 @@ from osfmilter.session.services import MessageSigner, Signing
 
 log = logging.getLogger("osfmilter.session")
 
-SIGNATURE_HEADER = "DKIM-Signature"
-
 
 class MessageSigning:
     """One session's signing, one transaction at a time (reset at every MAIL and end)."""
@@ -57,12 +55,11 @@ class MessageSigning:
         if self.signer is None:
             return None
         try:
-            value = self.signer.header_value(self.headers, int(self.clock.now().timestamp()))
+            return self.signer.header(self.headers, int(self.clock.now().timestamp()))
         except Exception:  # an unsigned message still goes out
             log.exception("qid=%s not DKIM-signed: the signature failed", queue_id or "-")
             self.metrics.dkim_failures.labels("sign").inc()
             return None
-        return SIGNATURE_HEADER, value
 
     def signed(self) -> None:
         """The accept with our signature was committed."""

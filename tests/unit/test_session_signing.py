@@ -30,11 +30,11 @@ class FakeSigner:
     def body(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
 
-    def header_value(self, headers: Sequence[tuple[str, str]], timestamp: int) -> str:
+    def header(self, headers: Sequence[tuple[str, str]], timestamp: int) -> tuple[str, str]:
         if self.broken:
             raise ValueError("no key")
         self.signed_over = list(headers)
-        return f"v=1; d=example.com; t={timestamp}; b=fake"
+        return "DKIM-Signature", f"v=1; d=example.com; t={timestamp}; b=fake"
 
 
 @dataclass

@@ -5,7 +5,10 @@ figure is the growth of the milter's peak resident set (VmHWM) over its
 value after a small warm-up message: what one big message costs on top of
 an idle milter. Run from the repository root:
 
-    .venv/bin/python bench/memory_bench.py [--size BYTES] [--no-clamd]
+    .venv/bin/python bench/memory_bench.py [--size BYTES] [--no-clamd] [--dkim ALGORITHM]
+
+``--dkim rsa-sha256`` (or ``ed25519-sha256``) gives the sender's domain a
+signing key first, so the message is signed while it streams.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.harness.clamd import ClamdProcess
 from tests.harness.smtpclient import make_message, send
-from tests.integration.conftest import running_relay
+from tests.integration.conftest import message_id, running_relay
 
 SERVER = "192.0.2.50"
 
@@ -36,6 +39,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--size", type=int, default=52_428_000)
     parser.add_argument("--no-clamd", action="store_true")
+    parser.add_argument("--dkim", choices=["rsa-sha256", "ed25519-sha256"], default=None)
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="osfmem-", dir="/tmp"))
     scratch.chmod(0o755)
@@ -47,6 +51,8 @@ def main() -> int:
             config = f'[clamav]\naddress = "{clamd.socket_path}"\ntimeout = 120\n'
         with running_relay(f"sqlite:///{scratch}/m.sqlite3", milter_config=config) as relay:
             relay.register("big", "paid", domains=("big.example",), servers=(SERVER,))
+            if args.dkim:
+                assert relay.cli("dkim", "keygen", "big.example", "--algorithm", args.dkim) == 0
             assert relay.milter.process is not None
             pid = relay.milter.process.pid
             warm = make_message("a@big.example", ["b@example.org"], "warm", "hi\r\n")
@@ -58,8 +64,14 @@ def main() -> int:
             result = send(relay.port, "a@big.example", ["b@example.org"], big, client_addr=SERVER)
             assert result.accepted, result
             peak = status_kib(pid, "VmHWM")
+            [relayed] = relay.sink.wait_for_message_id(message_id(big))
+            signed = relayed.header("DKIM-Signature") is not None
+            assert signed == bool(args.dkim), "signed" if signed else "not signed"
         growth = (peak - idle_hwm) / 1024
-        print(f"message: {len(big):,} bytes, clamd: {'yes' if clamd else 'no'}")
+        print(
+            f"message: {len(big):,} bytes, clamd: {'yes' if clamd else 'no'}, "
+            f"DKIM: {args.dkim or 'off'}"
+        )
         print(
             f"milter idle RSS {idle_rss / 1024:.1f} MiB, peak before {idle_hwm / 1024:.1f} MiB, "
             f"peak after {peak / 1024:.1f} MiB: growth {growth:.1f} MiB (target <= 32)"

@@ -10,7 +10,9 @@ C. Postfix + osfmilter with every policy check on, on SQLite: authorization,
    size, recipients, rate, monthly volume, state, SPF against a local DNS server;
 D. the same on PostgreSQL (a database of its own, dropped at the end);
 E. C plus a real clamd and a real spamd;
-F. Postfix + rspamd's own milter (its proxy worker, ``milter = yes``, self_scan).
+F. Postfix + rspamd's own milter (its proxy worker, ``milter = yes``, self_scan);
+G. C with DKIM signing, an RSA 2048 key for the sending domain (not in the default run);
+H. the same with an Ed25519 key (``--configs ABCGH`` measures signing's cost).
 
 Each measurement is one ``smtp-source -s 20 -m N -l SIZE`` run; it lasts from
 smtp-source's start until the Postfix queue is empty again, and every message
@@ -67,8 +69,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, create_engine, text
 
 from osfmilter.config import Config, RegistrationSection
+from osfmilter.dkim.keys import KeyFiles, generate
+from osfmilter.dkim.signer import Algorithm
 from osfmilter.storage import admin
 from osfmilter.storage.db import make_engine
+from osfmilter.storage.dkim import create_key
 from osfmilter.storage.domains import add_domain
 from osfmilter.storage.store import SqlStore
 from tests.harness.clamd import ClamdProcess
@@ -108,8 +113,11 @@ CONFIGS = {
     "D": "osfmilter, PostgreSQL",
     "E": "osfmilter + clamd + spamd",
     "F": "rspamd milter (proxy)",
+    "G": "osfmilter, SQLite, DKIM RSA 2048",
+    "H": "osfmilter, SQLite, DKIM Ed25519",
 }
-OSF = ("C", "D", "E")
+OSF = ("C", "D", "E", "G", "H")
+DKIM_ALGORITHMS: dict[str, Algorithm] = {"G": "rsa-sha256", "H": "ed25519-sha256"}
 STAGES = ("mail", "rcpt", "body", "eom")
 # smtp-source messages per measurement. E waits for spamd (the harness runs 2
 # children; here ~0.3 s of CPU per 10 KB message, ~1.3 s per 1 MB), so it gets
@@ -486,6 +494,15 @@ def prepare_database(url: str) -> Engine:
     return engine
 
 
+def add_signing_key(engine: Engine, directory: Path, algorithm: Algorithm) -> None:
+    """An active DKIM key for the bench's domain, as ``osfmilter dkim keygen`` makes it."""
+    key = generate(algorithm)
+    selector = "bench"
+    KeyFiles(directory).write(SCANNED_DOMAIN, selector, key.private_pem)
+    with SqlStore(engine).session() as session:
+        create_key(session, SCANNED_DOMAIN, selector, algorithm, key.public_key, datetime.now(UTC))
+
+
 # One configuration behind its Postfix ----------------------------------------------------
 
 
@@ -803,7 +820,7 @@ def parse_settings(argv: Sequence[str] | None) -> Settings:
         help="smoke run: 1 round, 300 / 20 messages (under 2 minutes)",
     )
     parser.add_argument("--rounds", type=int, help="alternating rounds (default 3; quick 1)")
-    parser.add_argument("--configs", default="ABCDEF", help="which of A-F (default %(default)s)")
+    parser.add_argument("--configs", default="ABCDEF", help="which of A-H (default %(default)s)")
     parser.add_argument(
         "--sizes",
         default="10 KB,1 MB",
@@ -901,9 +918,11 @@ def start_peers(
         stack.callback(engine.dispose)
         port = free_port()
         kind = PooledMilterProcess if settings.sqlite_pool_open else MilterProcess
-        milter = kind(
-            scratch / f"milter-{key}", url, extra_config=osf_config(port, dns.nameserver, extra)
-        )
+        workdir = scratch / f"milter-{key}"
+        if key in DKIM_ALGORITHMS:
+            # The milter's state_dir is its workdir: the keys go to <workdir>/dkim.
+            add_signing_key(engine, workdir / "dkim", DKIM_ALGORITHMS[key])
+        milter = kind(workdir, url, extra_config=osf_config(port, dns.nameserver, extra))
         milter.start()
         stack.callback(milter.stop)
         return Peer(
@@ -924,8 +943,8 @@ def start_peers(
             null.start()
             stack.callback(null.stop)
             peers[key] = Peer(key, postfix(key, null.socket_spec), null, log_path=null.log_path)
-        elif key == "C":
-            peers[key] = osfmilter(key, f"sqlite:///{scratch}/c.sqlite3")
+        elif key in ("C", *DKIM_ALGORITHMS):
+            peers[key] = osfmilter(key, f"sqlite:///{scratch}/{key.lower()}.sqlite3")
         elif key == "D":
             url = stack.enter_context(postgres_database(settings.pg_admin_url))
             database = url.rsplit("/", 1)[1].encode()
@@ -1012,6 +1031,15 @@ def check_sender_class(peer: Peer) -> str:
     buckets = sorted({key.rpartition("|")[2] for key in keys})
     events = ", ".join(f"{r[0]} from={r[1] or '-'} spf={r[2] or '-'}: {r[3]}" for r in rows)
     return f"rate buckets used: {', '.join(buckets) or '-'}; events: {events}"
+
+
+def signed_after_warmup(peer: Peer) -> str:
+    """The milter's own count of signatures: the warm-up's mail was signed, or not."""
+    with urllib.request.urlopen(peer.metrics_url, timeout=10) as response:  # noqa: S310 - loopback
+        body = response.read().decode()
+    signed = [line for line in body.splitlines() if line.startswith("osfmilter_dkim_signatures")]
+    failed = [line for line in body.splitlines() if line.startswith("osfmilter_dkim_failures")]
+    return f"signed: {'; '.join(signed) or 'none'}; failures: {'; '.join(failed) or 'none'}"
 
 
 def profile_osfmilter(bench: Bench, peer: Peer, scratch: Path) -> list[str]:
@@ -1488,6 +1516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"- {peers[key].title}, smtp-source's mail after the warm-up: "
                         f"{check_sender_class(peers[key])}"
                     )
+                if key in DKIM_ALGORITHMS and key in peers:
+                    notes.append(f"- {peers[key].title}: {signed_after_warmup(peers[key])}")
             keys = list(peers)
             for size in settings.sizes:
                 for round_number in range(settings.rounds):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, text
@@ -20,6 +20,7 @@ from osfmilter.reputation.transitions import OperatorActionKind, Rules
 from osfmilter.storage import admin, registry
 from osfmilter.storage.db import make_engine
 from osfmilter.storage.direct import Cursor
+from osfmilter.storage.dkim import create_key, rotate
 from osfmilter.storage.domains import add_domain, mark_verified
 from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.store import SqlStore
@@ -228,3 +229,19 @@ def test_a_domain_verified_later_is_known_at_the_next_lookup(store: SqlStore) ->
         mark_verified(s, "later.example", token, NOW)
     assert "later.example" in found(store).scanned_domains
     assert store.find_scanned_domain("later.example") is not None
+
+
+def test_the_active_dkim_key_is_only_ever_the_customers_own(store: SqlStore) -> None:
+    with store.session() as s:
+        admin.add_customer(s, "other", "free", NOW)
+        add_domain(s, "other.example", "other", NOW)
+        add_domain(s, "pending.example", "acme", NOW, pending=True)
+        create_key(s, "example.com", "s1", "ed25519-sha256", "AAAA", NOW)
+        create_key(s, "other.example", "s1", "rsa-sha256", "AAAA", NOW)
+    acme = found(store).customer_id
+    assert store.registry.find_dkim_key(acme, "example.com") == ("s1", "ed25519-sha256")
+    assert store.registry.find_dkim_key(acme, "other.example") is None  # another customer's
+    assert store.registry.find_dkim_key(acme, "pending.example") is None
+    with store.session() as s:
+        rotate(s, "example.com", "s2", "rsa-sha256", "BBBB", NOW, timedelta(days=7))
+    assert store.registry.find_dkim_key(acme, "example.com") == ("s2", "rsa-sha256")

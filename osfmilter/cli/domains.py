@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import cast
 
 from sqlalchemy import select
 
@@ -91,18 +92,30 @@ def cmd_domain_show(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_domain_check(args: argparse.Namespace, config: Config) -> int:
-    from osfmilter.domains.advisor import Registered, check_domain, render_json, render_text
+    from osfmilter.dkim.signer import Algorithm
+    from osfmilter.domains.advisor import (
+        PublishedKey,
+        Registered,
+        check_domain,
+        render_json,
+        render_text,
+    )
     from osfmilter.registration import normalize_domain
     from osfmilter.spf.checker import resolver_for
+    from osfmilter.storage.dkim import published_keys
 
     name = normalize_domain(args.domain)
     with common.session(config, Access.READ_ONLY) as session:
         row = session.scalars(
             select(ScannedDomain).where(ScannedDomain.domain == name)
         ).one_or_none()
-        registered = (
-            None if row is None else Registered(DomainState(row.state), row.verification_token)
-        )
+        registered = None
+        if row is not None:
+            keys = tuple(
+                PublishedKey(k.selector, cast(Algorithm, k.algorithm), k.public_key, k.state)
+                for k in published_keys(session, name, SystemClock().now())
+            )
+            registered = Registered(DomainState(row.state), row.verification_token, keys)
     advice = spf_advice(config, name)
     resolver = resolver_for(config.spf.nameservers, config.spf.timeout)
     check = check_domain(name, advice, resolver, registered)

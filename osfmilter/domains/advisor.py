@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import dns.resolver
 
+from osfmilter.dkim.keys import record_text
+from osfmilter.dkim.published import check_published
+from osfmilter.dkim.signer import Algorithm
 from osfmilter.dnstxt import lookup_txt
 from osfmilter.domains.rules import DomainState, record_name, record_value
 from osfmilter.domains.verify import check_record
@@ -32,11 +35,22 @@ class Part:
 
 
 @dataclass(frozen=True)
+class PublishedKey:
+    """A DKIM key the domain must publish: its selector, algorithm and p= value."""
+
+    selector: str
+    algorithm: Algorithm
+    public_key: str
+    state: str  # active or retiring
+
+
+@dataclass(frozen=True)
 class Registered:
     """What the database holds about the domain (the check itself reads no database)."""
 
     state: DomainState
     token: str | None
+    keys: tuple[PublishedKey, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,8 +72,7 @@ def check_domain(
     parts = [
         spf_part(spf),
         verification_part(resolver, domain, registered),
-        # DKIM: the part made from osfmilter.dkim.published.check_published(...)
-        # goes here, with ok=False when the active key is not published.
+        dkim_part(resolver, domain, registered),
         dmarc_part(resolver, domain),
     ]
     return DomainCheck(domain, tuple(parts))
@@ -106,6 +119,37 @@ def verification_part(
         lines.append(f'publish:  {name}. TXT "{value}"')
         lines.append(f"then:     osfmilter domain verify {domain}")
     return Part("verification", "verification", verified, tuple(lines), document)
+
+
+def dkim_part(resolver: dns.resolver.Resolver, domain: str, registered: Registered | None) -> Part:
+    """Every key the domain must publish, looked up; fails when one is not published as made."""
+    keys = registered.keys if registered is not None else ()
+    if not keys:
+        hint = (
+            "no signing key: 'osfmilter dkim keygen DOMAIN' makes one"
+            if registered is not None and registered.state is DomainState.VERIFIED
+            else "no signing key: a domain gets one once it is verified"
+        )
+        return Part("dkim", "DKIM", None, (hint,), {"keys": []})
+    lines, documents, ok = [], [], True
+    for key in keys:
+        found = check_published(domain, key.selector, key.algorithm, key.public_key, resolver)
+        record = record_text(key.algorithm, key.public_key)
+        lines.append(f"{key.state} key {key.selector}: {found.state}: {found.summary}")
+        if not found.matches:
+            ok = False
+            lines.append(f'publish:  {found.name}. TXT "{record}"')
+        documents.append(
+            {
+                "selector": key.selector,
+                "state": key.state,
+                "name": found.name,
+                "record": record,
+                "found": str(found.state),
+                "summary": found.summary,
+            }
+        )
+    return Part("dkim", "DKIM", ok, tuple(lines), {"keys": documents})
 
 
 def suggested_dmarc(domain: str) -> str:

@@ -40,7 +40,8 @@ def run(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Run:
     so the config allows non-global ones unless ``config_text`` says otherwise.
     """
     config = tmp_path / "osfmilter.toml"
-    database = f'[database]\nurl = "{db_url}"\n'
+    # state_dir: nothing a command keeps (DKIM keys...) lands outside the test's directory.
+    database = f'state_dir = "{tmp_path}"\n[database]\nurl = "{db_url}"\n'
     config.write_text(f"{database}{ALLOW_NON_GLOBAL}")
 
     def run(*args: str, config_text: str = "") -> tuple[int, str, str]:

@@ -253,7 +253,8 @@ def test_check_passes_for_a_verified_domain_whose_spf_passes(osf: Run, dns: DnsS
     dns.serve(SPF_ZONE + DMARC)
     status, document = check(osf, "pass.example")
     assert status == 0 and document["passes"] is True
-    assert set(document) == {"domain", "passes", "spf", "verification", "dmarc"}
+    assert set(document) == {"domain", "passes", "spf", "verification", "dkim", "dmarc"}
+    assert part(document, "dkim") == {"keys": []}  # advice: no key yet
     spf_status, spf_out, _ = osf("spf", "check", "pass.example", "--json")
     assert (spf_status, part(document, "spf")) == (0, json.loads(spf_out))
     assert part(document, "verification")["state"] == "verified"
@@ -331,3 +332,21 @@ def test_a_refusal_the_check_cannot_name_is_still_one_line(
         acme.session(locked=True) as session,
     ):
         add_domain(session, "example.com", "acme", REGISTERED_AT)
+
+
+def test_check_fails_until_the_dkim_key_is_published(osf: Run, dns: DnsServer) -> None:
+    osf("domain", "add", "pass.example", "--customer", "acme")
+    assert osf("dkim", "keygen", "pass.example", "--algorithm", "ed25519-sha256")[0] == 0
+    dns.serve(SPF_ZONE + DMARC)
+    status, document = check(osf, "pass.example")
+    keys = part(document, "dkim")["keys"]
+    assert isinstance(keys, list)
+    [key] = keys
+    assert status == 1 and key["state"] == "active" and key["found"] == "missing"
+    status, out, _ = osf("domain", "check", "pass.example")
+    assert f'publish:  {key["name"]}. TXT "{key["record"]}"' in out
+    assert out.rstrip().endswith("=> not ready: DKIM")
+    dns.serve(SPF_ZONE + DMARC + f'{key["name"]}. 300 IN TXT "{key["record"]}"\n')
+    status, document = check(osf, "pass.example")
+    keys = part(document, "dkim")["keys"]
+    assert status == 0 and isinstance(keys, list) and keys[0]["found"] == "matches"

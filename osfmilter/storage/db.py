@@ -17,13 +17,15 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
-from osfmilter.errors import ConfigError, StorageError
+from osfmilter.errors import ConfigError, StorageError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -205,10 +207,15 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Upgrade to ``revision``; one that alembic cannot find or reach is a UsageError."""
+    if not revision.strip():
+        raise UsageError("db upgrade: the revision is empty (leave it out for head)")
     try:
         command.upgrade(_alembic_config(engine), revision)
     except SQLAlchemyError as exc:
         raise StorageError(f"schema upgrade failed: {describe(exc)}") from None
+    except (CommandError, ResolutionError) as exc:
+        raise UsageError(f"db upgrade {revision!r}: {describe(exc)}") from None
 
 
 def schema_status(engine: Engine) -> tuple[str | None, str]:

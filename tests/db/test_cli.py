@@ -256,3 +256,17 @@ def test_a_writing_command_still_creates_the_embedded_database(
     assert main(["customer", "add", "acme"]) == 0
     assert (state / "osfmilter.sqlite3").is_file()
     assert main(["customer", "list"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("revision", "message"),
+    [
+        ("nosuchrev", "db upgrade 'nosuchrev': Can't locate revision identified by 'nosuchrev'"),
+        ("-1", "db upgrade '-1': Relative revision -1 didn't produce 1 migrations"),
+        ("", "db upgrade: the revision is empty"),
+    ],
+)
+def test_db_upgrade_to_an_unknown_revision_is_one_line(run, revision: str, message: str) -> None:
+    status, out, err = run("db", "upgrade", revision)
+    assert (status, out) == (2, "")
+    assert err.startswith(f"osfmilter: error: {message}") and err.count("\n") == 1

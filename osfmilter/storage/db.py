@@ -57,7 +57,7 @@ def make_engine(url: str, timeout: float, access: Access = Access.CREATE) -> Eng
     """
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(f"database.url {safe_url(url)!r} is not an SQLAlchemy URL") from None
     backend = parsed.get_backend_name()
     connect_args: dict[str, Any] = {}
@@ -186,7 +186,7 @@ def make_url_safe(url: str) -> URL:
     """The parsed URL; an unparsable one counts as having no password."""
     try:
         return make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return make_url("sqlite://")
 
 
@@ -194,7 +194,7 @@ def safe_url(url: str) -> str:
     """The URL with any password masked, for messages and logs."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return "<unparsable URL>"
 
 

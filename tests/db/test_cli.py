@@ -270,3 +270,15 @@ def test_db_upgrade_to_an_unknown_revision_is_one_line(run, revision: str, messa
     status, out, err = run("db", "upgrade", revision)
     assert (status, out) == (2, "")
     assert err.startswith(f"osfmilter: error: {message}") and err.count("\n") == 1
+
+
+def test_a_database_url_with_a_bad_port_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text('[database]\nurl = "postgresql://u:s3cret@h:abc/db"\n')
+    config.chmod(0o644)  # world-readable: the password check parses the URL first
+    assert main(["--config", str(config), "customer", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("osfmilter: error: ") and "key 'database.url'" in err
+    assert err.count("\n") == 1 and "s3cret" not in err

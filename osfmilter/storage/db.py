@@ -118,7 +118,13 @@ def _sqlite_file(parsed: URL, url: str, access: Access) -> URL:
     if database == ":memory:":
         return parsed  # nothing to make or find; its schema is simply missing
     if access is Access.CREATE:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        parent = Path(database).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission, a read-only file system
+            raise ConfigError(
+                f"database {safe_url(url)}: cannot create {parent}: {exc.strerror or exc}"
+            ) from None
         return parsed
     if not Path(database).is_file():
         raise MissingDatabase(

@@ -282,3 +282,17 @@ def test_a_database_url_with_a_bad_port_is_one_line(
     err = capsys.readouterr().err
     assert err.startswith("osfmilter: error: ") and "key 'database.url'" in err
     assert err.count("\n") == 1 and "s3cret" not in err
+
+
+def test_a_database_directory_that_cannot_be_made_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    url = f"sqlite:///{tmp_path}/file/state/osfmilter.sqlite3"
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n')
+    assert main(["--config", str(config), "customer", "add", "acme"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"osfmilter: error: database {url}: cannot create {tmp_path}/file/state: Not a directory\n"
+    )

@@ -296,3 +296,28 @@ def test_a_database_directory_that_cannot_be_made_is_one_line(
     assert err == (
         f"osfmilter: error: database {url}: cannot create {tmp_path}/file/state: Not a directory\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("db", "purge", "--older-than", "999999d", "--dry-run"), "at most 36500d"),
+        (("report", "refused", "--since", "999999d"), "at most 36500d"),
+        (("report", "refused", "--since", "9999-12-31T23:59:59-05:00"), "out of range"),
+    ],
+)
+def test_a_time_out_of_range_is_one_line(run, args: tuple[str, ...], message: str) -> None:
+    status, out, err = run(*args)
+    assert (status, out) == (2, "")
+    assert err.startswith("osfmilter: error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("limit", ["99999999999999999999", "1000001", "²"])
+def test_a_limit_out_of_range_is_one_line(
+    run, limit: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        run("report", "refused", "--limit", limit)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert "is not a whole number from 1 to 1000000" in err

@@ -115,6 +115,14 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
         load_config(tmp_path / "nothere.toml")
 
 
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "osfmilter.toml"
+    path.write_bytes("[replies]\ncontact = 'Müller'\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"config file {path}: not UTF-8 TOML"
+
+
 def test_public_bind_needs_opt_in(tmp_path: Path) -> None:
     path = write(tmp_path, "[milter]\nsocket = 'inet:8894@0.0.0.0'\nallow_public_bind = true\n")
     assert load_config(path).milter.allow_public_bind

@@ -59,8 +59,12 @@ def group_of(commands: Commands, name: str) -> Commands:
 
 # Commands that only look use Access.READ_ONLY: they never create a database,
 # upgrade its schema or write to it, and say which database they looked for.
-# Writing commands (CREATE) make and upgrade the embedded SQLite database the
-# way `osfmilter run` does.
+# Commands that change rows that must be there already (plan, remove,
+# release, block, history, purge) use Access.EXISTING: they write, but to a
+# database that exists with its schema up to date, and never create one.
+# Only the commands that register something, and `db upgrade`, use CREATE:
+# they make and upgrade the embedded SQLite database the way `osfmilter run`
+# does.
 
 
 @contextmanager

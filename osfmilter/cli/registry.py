@@ -30,7 +30,7 @@ def cmd_customer_add(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_customer_plan(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config) as session:
+    with common.session(config, Access.EXISTING) as session:
         admin.set_plan(session, args.name, args.plan)
     print(f"customer {args.name} is now on plan {args.plan}")
     return 0
@@ -48,7 +48,7 @@ def cmd_customer_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_customer_remove(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config) as session:
+    with common.session(config, Access.EXISTING) as session:
         admin.remove_customer(session, args.name)
     print(f"customer {args.name} removed")
     return 0
@@ -73,7 +73,7 @@ def cmd_domain_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_domain_remove(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config) as session:
+    with common.session(config, Access.EXISTING) as session:
         admin.remove_domain(session, args.domain)
     print(f"domain {args.domain} removed")
     return 0
@@ -139,7 +139,7 @@ def cmd_server_show(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_server_remove(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config) as session:
+    with common.session(config, Access.EXISTING) as session:
         admin.remove_server(session, args.network)
     print(f"SMTP server {args.network} removed")
     return 0
@@ -163,7 +163,7 @@ def cmd_sasl_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_sasl_remove(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config) as session:
+    with common.session(config, Access.EXISTING) as session:
         admin.remove_sasl(session, args.login)
     print(f"SASL login {args.login} removed")
     return 0

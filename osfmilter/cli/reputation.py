@@ -42,7 +42,7 @@ def _operator_command(action: OperatorActionKind) -> Handler:
     target = ServerState.VEILIG if action is OperatorActionKind.RELEASE else ServerState.ONVEILIG
 
     def handler(args: argparse.Namespace, config: Config) -> int:
-        with _reputation(config) as (store, reputation):
+        with _reputation(config, Access.EXISTING) as (store, reputation):
             sender = _sender(store, args.identity)
             changes = reputation.operator(sender.kind, sender.id, action, args.by, args.reason)
         for change in changes:

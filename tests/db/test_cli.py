@@ -193,6 +193,35 @@ def test_a_read_only_command_never_creates_the_database(
     assert not state.exists()  # neither the file nor its directory
 
 
+# Every command that changes a row that must already be there: none may
+# create a database to find it missing in.
+EXISTING_ROW_COMMANDS = [
+    ("customer", "plan", "acme", "paid"),
+    ("customer", "remove", "acme"),
+    ("domain", "remove", "example.com"),
+    ("server", "remove", "192.0.2.0/24"),
+    ("server", "release", "192.0.2.1", "--by", "ops", "--reason", "fixed"),
+    ("server", "block", "192.0.2.1", "--by", "ops", "--reason", "spam"),
+    ("sasl", "remove", "alice"),
+    ("db", "purge", "--older-than", "400d"),
+]
+
+
+@pytest.mark.parametrize("args", EXISTING_ROW_COMMANDS, ids=" ".join)
+def test_a_command_on_existing_rows_never_creates_the_database(
+    args: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    url = f"sqlite:///{state}/osfmilter.sqlite3"
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n')
+    status = main(["--config", str(config), *args])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert err.startswith(f"osfmilter: error: database {url} does not exist")
+    assert not state.exists()  # neither the file nor its directory
+
+
 @pytest.mark.parametrize("revision", [None, "0006"])
 @pytest.mark.parametrize("args", READ_ONLY_COMMANDS[:3], ids=" ".join)
 def test_a_read_only_command_never_upgrades_the_schema(

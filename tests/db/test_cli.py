@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -350,3 +353,26 @@ def test_a_limit_out_of_range_is_one_line(
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1
     assert "is not a whole number from 1 to 1000000" in err
+
+
+def test_a_reader_that_goes_away_is_status_1_without_a_traceback(
+    run, db_url: str, tmp_path: Path
+) -> None:
+    """``osfmilter report bill | head -0``: the pipe is closed before the report is written."""
+    run("customer", "add", "acme")
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n')
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "osfmilter", "--config", str(config), "report", "bill"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")

@@ -121,7 +121,7 @@ def cmd_server_show(args: argparse.Namespace, config: Config) -> int:
             ("state", server.state),
             ("state since", when(server.state_changed_at)),
             ("last incident", when(server.last_incident_at) if server.last_incident_at else "-"),
-            ("registered", server.created_at.isoformat(timespec="seconds")),
+            ("registered", when(server.created_at)),
             ("max message size", limits.max_message_size),
             (
                 "recipients known/unknown",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import tomllib
 from dataclasses import dataclass
@@ -157,12 +158,40 @@ class MilterSection(Section):
         return self
 
 
+# SQLAlchemy's URL grammar (sqlalchemy.engine.url._parse_url), up to the port:
+# config imports no database package (policy imports config).
+_DATABASE_URL = re.compile(
+    r"""
+        [\w+]+://
+        (?:[^:/]*(?::[^@]*)?@)?
+        (?:(?:\[[^/?]+\]|[^/:?]+)?(?::(?P<port>[^/?]*))?)?
+    """,
+    re.X,
+)
+
+
 class DatabaseSection(Section):
     # Empty: an SQLite file in the state directory.
     url: str = ""
     # Seconds a statement (or SQLite's wait for a lock) may take before the
     # message is tempfailed.
     timeout: Annotated[float, Field(gt=0)] = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _url_syntax(cls, value: str) -> str:
+        # Never the URL itself in the message: it may hold a password.
+        if not value:
+            return value
+        match = _DATABASE_URL.match(value)
+        if match is None:
+            raise ValueError(
+                "not a database URL (sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB)"
+            )
+        port = match["port"]
+        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError("its port is not a number from 1 to 65535")
+        return value
 
 
 class RatesSection(Section):
@@ -475,6 +504,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path}: not UTF-8 TOML") from None
     return config_from_dict(data, source=str(path))
 
 

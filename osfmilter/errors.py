@@ -2,7 +2,8 @@
 
 The milter adapter maps every :class:`DependencyError` (and anything
 unexpected) to a 4xx reply; the command line maps every :class:`OsfError` to a
-one-line message and exit status 2.
+one-line message, with exit status 1 for a :class:`DependencyError` (the
+database, DNS) and 2 for the rest (bad input or configuration).
 """
 
 

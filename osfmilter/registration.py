@@ -88,14 +88,33 @@ class InboundRow:
     bytes: int
 
 
-def parse_inbound_csv(lines: Iterable[str]) -> list[InboundRow]:
-    """Rows of ``domain,month,bytes``; every bad row is reported, by line number, at once."""
+# Both databases store the bytes as a signed 64-bit integer.
+MAX_INBOUND_BYTES = 2**63 - 1
+
+
+def parse_inbound_csv(lines: Iterable[str], source: str = "the CSV") -> list[InboundRow]:
+    """Rows of ``domain,month,bytes``; every bad row is reported, by line number, at once.
+
+    A line that is not CSV at all (a field over the csv module's limit) stops
+    the reading there: a UsageError naming ``source`` and the line.
+    """
     rows: list[InboundRow] = []
     problems: list[str] = []
-    for number, fields in enumerate(csv.reader(lines), start=1):
+    reader = csv.reader(lines)
+    first = True
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise UsageError(f"{source}, line {reader.line_num}: {exc}; nothing imported") from None
+        # The line the row ends on: a quoted field may span several.
+        number = reader.line_num
+        header, first = first, False
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue
-        if number == 1 and [f.strip().lower() for f in fields] == ["domain", "month", "bytes"]:
+        if header and [f.strip().lower() for f in fields] == ["domain", "month", "bytes"]:
             continue
         if len(fields) != 3:
             problems.append(f"line {number}: expected domain,month,bytes, got {len(fields)} fields")
@@ -111,8 +130,13 @@ def parse_inbound_csv(lines: Iterable[str]) -> list[InboundRow]:
         except UsageError:
             problems.append(f"line {number}: {month!r} is not a month (YYYY-MM)")
             continue
-        if not size.isdigit():
+        # ASCII digits only: str.isdigit() is true for "²", which int() refuses.
+        if not (size.isascii() and size.isdigit()):
             problems.append(f"line {number}: {size!r} is not a whole number of bytes")
+            continue
+        # The length first: int() refuses a string of thousands of digits.
+        if len(size) > len(str(MAX_INBOUND_BYTES)) or int(size) > MAX_INBOUND_BYTES:
+            problems.append(f"line {number}: {size[:30]!r} is more than {MAX_INBOUND_BYTES} bytes")
             continue
         rows.append(InboundRow(number, domain, month, int(size)))
     if problems:

@@ -38,7 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(config)
         warn_about_exposed_secrets(config, args.config or os.environ.get(CONFIG_ENV))
         handler: Handler = args.handler
-        return handler(args, config)
+        status = handler(args, config)
+        sys.stdout.flush()  # a reader that went away is found here, not at exit
+        return status
+    except BrokenPipeError:
+        # `osfmilter report bill | head`: nothing more to say to it. What is
+        # still buffered goes to /dev/null, so the interpreter's flush at
+        # exit does not fail again.
+        _stdout_to_devnull()
+        return 1
     except DependencyError as exc:
         print(f"osfmilter: {exc.backend} error: {exc}", file=sys.stderr)
         return 1
@@ -47,6 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _stdout_to_devnull() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor (a test's capture)
+        sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 - for the rest of the process
+    finally:
+        os.close(devnull)
 
 
 def warn_about_exposed_secrets(config: Config, path: str | None) -> None:

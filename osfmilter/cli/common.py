@@ -59,8 +59,12 @@ def group_of(commands: Commands, name: str) -> Commands:
 
 # Commands that only look use Access.READ_ONLY: they never create a database,
 # upgrade its schema or write to it, and say which database they looked for.
-# Writing commands (CREATE) make and upgrade the embedded SQLite database the
-# way `osfmilter run` does.
+# Commands that change rows that must be there already (plan, remove,
+# release, block, history, purge) use Access.EXISTING: they write, but to a
+# database that exists with its schema up to date, and never create one.
+# Only the commands that register something, and `db upgrade`, use CREATE:
+# they make and upgrade the embedded SQLite database the way `osfmilter run`
+# does.
 
 
 @contextmanager
@@ -98,21 +102,36 @@ def session(
 
 
 _DURATION = re.compile(r"^([1-9][0-9]{0,5})([dh])$")
+# The longest duration back from now: a century, in days or in hours.
+MAX_DURATION = {"d": 36_500, "h": 36_500 * 24}
+# The largest --limit or --batch-size.
+MAX_COUNT = 1_000_000
 
 
 def duration(text: str) -> timedelta:
-    """Nd or Nh (N from 1), e.g. 400d."""
+    """Nd or Nh (N from 1, at most a century), e.g. 400d."""
     match = _DURATION.match(text.strip())
     if match is None:
         raise UsageError(f"{text!r} is not a duration (Nd or Nh with N >= 1, e.g. 400d or 12h)")
-    amount = int(match[1])
-    return timedelta(days=amount) if match[2] == "d" else timedelta(hours=amount)
+    amount, unit = int(match[1]), match[2]
+    if amount > MAX_DURATION[unit]:
+        raise UsageError(f"{text!r} is too long a duration: at most {MAX_DURATION[unit]}{unit}")
+    return timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
+
+
+def ago(text: str, now: datetime) -> datetime:
+    """The moment a duration (Nd or Nh) back from now."""
+    age = duration(text)
+    try:
+        return now - age
+    except OverflowError:
+        raise UsageError(f"{text!r} back from now is before the year 1") from None
 
 
 def since(text: str, now: datetime) -> datetime:
     """A duration back from now (7d, 12h), a date (UTC midnight) or an ISO time (UTC if naive)."""
     if _DURATION.match(text.strip()):
-        return now - duration(text)
+        return ago(text, now)
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -120,11 +139,20 @@ def since(text: str, now: datetime) -> datetime:
             f"{text!r} is neither a date (YYYY-MM-DD), a time (YYYY-MM-DDTHH:MM) "
             "nor a duration (Nd or Nh)"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise UsageError(f"{text!r} is out of range in UTC (years 1 to 9999)") from None
 
 
 def positive(text: str) -> int:
-    """argparse type: a whole number from 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    """argparse type: a whole number from 1 to MAX_COUNT, in ASCII digits."""
+    # The length first: int() of a string of thousands of digits is slow, then refused.
+    if not (
+        len(text) <= len(str(MAX_COUNT))
+        and text.isascii()
+        and text.isdigit()
+        and 1 <= int(text) <= MAX_COUNT
+    ):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {MAX_COUNT}")
     return int(text)

@@ -30,11 +30,10 @@ def cmd_db_status(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_db_purge(args: argparse.Namespace, config: Config) -> int:
-    age = common.duration(args.older_than)
     now = SystemClock().now()
-    events_before = now - age
+    events_before = common.ago(args.older_than, now)
     slots_before = retention.slot_cutoff(now, config.rates.window, config.rates.reservation_ttl)
-    with common.store(config, Access.READ_ONLY if args.dry_run else Access.CREATE) as store:
+    with common.store(config, Access.READ_ONLY if args.dry_run else Access.EXISTING) as store:
         if args.dry_run:
             result = retention.count(store.engine, events_before, slots_before)
         else:

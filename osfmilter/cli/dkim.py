@@ -36,7 +36,7 @@ def cmd_keygen(args: argparse.Namespace, config: Config) -> int:
     files = KeyFiles(config.dkim_key_path)
     generated = generate(args.algorithm)
     now = SystemClock().now()
-    with _removed_on_failure(files) as written, common.session(config) as session:
+    with _removed_on_failure(files) as written, common.session(config, Access.EXISTING) as session:
         row = stored.create_key(
             session, args.domain, args.selector, args.algorithm, generated.public_key, now
         )
@@ -55,7 +55,7 @@ def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
     generated = generate(algorithm)
     now = SystemClock().now()
     grace = timedelta(days=config.dkim.rotation_grace_days)
-    with _removed_on_failure(files) as written, common.session(config) as session:
+    with _removed_on_failure(files) as written, common.session(config, Access.EXISTING) as session:
         rotation = stored.rotate(
             session, args.domain, args.selector, algorithm, generated.public_key, now, grace
         )

@@ -59,7 +59,7 @@ def cmd_domain_verify(args: argparse.Namespace, config: Config) -> int:
     if not finding.verified:
         print(f"domain {name} not verified yet: {finding.line}")
         return 1
-    with common.session(config) as session:
+    with common.session(config, Access.EXISTING) as session:
         domains.mark_verified(session, name, token, SystemClock().now())
     print(f"domain {name} verified: {finding.line}")
     return 0
@@ -134,7 +134,7 @@ def cmd_domain_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_domain_remove(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config) as session:
+    with common.session(config, Access.EXISTING) as session:
         domains.remove_domain(session, args.domain)
     print(f"domain {args.domain} removed")
     return 0

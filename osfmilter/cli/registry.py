@@ -31,7 +31,7 @@ def cmd_customer_add(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_customer_plan(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config) as session:
+    with common.session(config, Access.EXISTING) as session:
         admin.set_plan(session, args.name, args.plan)
     print(f"customer {args.name} is now on plan {args.plan}")
     return 0
@@ -49,7 +49,7 @@ def cmd_customer_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_customer_remove(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config) as session:
+    with common.session(config, Access.EXISTING) as session:
         admin.remove_customer(session, args.name)
     print(f"customer {args.name} removed")
     return 0
@@ -97,7 +97,7 @@ def cmd_server_show(args: argparse.Namespace, config: Config) -> int:
             ("state", server.state),
             ("state since", when(server.state_changed_at)),
             ("last incident", when(server.last_incident_at) if server.last_incident_at else "-"),
-            ("registered", server.created_at.isoformat(timespec="seconds")),
+            ("registered", when(server.created_at)),
             ("max message size", limits.max_message_size),
             (
                 "recipients known/unknown",
@@ -115,7 +115,7 @@ def cmd_server_show(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_server_remove(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config) as session:
+    with common.session(config, Access.EXISTING) as session:
         admin.remove_server(session, args.network)
     print(f"SMTP server {args.network} removed")
     return 0
@@ -139,7 +139,7 @@ def cmd_sasl_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_sasl_remove(args: argparse.Namespace, config: Config) -> int:
-    with common.session(config) as session:
+    with common.session(config, Access.EXISTING) as session:
         admin.remove_sasl(session, args.login)
     print(f"SASL login {args.login} removed")
     return 0

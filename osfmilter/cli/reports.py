@@ -27,7 +27,7 @@ from osfmilter.storage.db import Access
 def cmd_inbound_import(args: argparse.Namespace, config: Config) -> int:
     try:
         with Path(args.file).open(newline="", encoding="utf-8") as handle:
-            rows = parse_inbound_csv(handle)
+            rows = parse_inbound_csv(handle, args.file)
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {args.file}: {exc}") from None
     with common.session(config) as session:

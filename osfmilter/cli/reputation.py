@@ -42,7 +42,7 @@ def _operator_command(action: OperatorActionKind) -> Handler:
     target = ServerState.VEILIG if action is OperatorActionKind.RELEASE else ServerState.ONVEILIG
 
     def handler(args: argparse.Namespace, config: Config) -> int:
-        with _reputation(config) as (store, reputation):
+        with _reputation(config, Access.EXISTING) as (store, reputation):
             sender = _sender(store, args.identity)
             changes = reputation.operator(sender.kind, sender.id, action, args.by, args.reason)
         for change in changes:
@@ -58,11 +58,10 @@ def _operator_command(action: OperatorActionKind) -> Handler:
 
 
 def cmd_server_history(args: argparse.Namespace, config: Config) -> int:
-    # It writes (a recovery that fell due is recorded), but only to a
-    # database that is there: an empty new one has no history to show.
+    # Looking is observing: a recovery that fell due is recorded (at its due
+    # time), but only in a database that is there: a new one has no history.
     with _reputation(config, Access.EXISTING) as (store, reputation):
         sender = _sender(store, args.identity)
-        # Looking is observing: a recovery that fell due is recorded (at its due time).
         reputation.observe(sender.kind, sender.id)
         standing = reputation.standing(sender.kind, sender.id)
         changes: list[Transition] = reputation.history(sender.kind, sender.id)

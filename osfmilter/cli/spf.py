@@ -39,6 +39,7 @@ def cmd_spf_check(args: argparse.Namespace, config: Config) -> int:
 
     advice = spf_advice(config, args.domain)
     print(render_json(advice) if args.json else render_text(advice))
+    # 1 for both: the relay is not authorized, or DNS could not say (temperror).
     return 0 if advice.passes else 1
 
 

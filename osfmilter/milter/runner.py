@@ -162,14 +162,25 @@ def prepare_socket_directory(directory: Path, group: str) -> None:
     libmilter creates the socket itself, with the process's umask; a
     directory with the set-group-id bit hands its group down to it.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission, a read-only file system
+        raise ConfigError(
+            f"[milter] socket: cannot create its directory {directory}: {exc.strerror or exc}"
+        ) from None
     if group:
         try:
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
             raise ConfigError(f"milter.socket_group: no group named {group!r}") from None
-        os.chown(directory, -1, gid)
-        directory.chmod(0o2750)
+        try:
+            os.chown(directory, -1, gid)
+            directory.chmod(0o2750)
+        except OSError as exc:
+            raise ConfigError(
+                f"milter.socket_group: cannot give {directory} to group {group!r}: "
+                f"{exc.strerror or exc}"
+            ) from None
 
 
 def _open_socket_our_way() -> None:

@@ -48,6 +48,11 @@ class Advice:
     def passes(self) -> bool:
         return bool(self.relay) and all(result == "pass" for _, result in self.relay)
 
+    @property
+    def unanswered(self) -> bool:
+        """DNS could not answer for some relay address: whether it passes is not known."""
+        return any(result == "temperror" for _, result in self.relay)
+
 
 def spf_records(resolver: dns.resolver.Resolver, domain: str) -> list[str]:
     try:
@@ -129,7 +134,12 @@ def render_text(advice: Advice) -> str:
     lines.append("publish (all mail through the relay):")
     lines.append(f"  strict: {advice.strict}")
     lines.append(f"  loose:  {advice.loose}")
-    if not advice.passes:
+    if advice.unanswered:
+        lines.append(
+            "=> DNS could not answer (temperror): whether the relay is authorized "
+            "is not known; try again later"
+        )
+    elif not advice.passes:
         lines.append("=> the relay is NOT authorized: publish one of the records above")
     return "\n".join(lines)
 

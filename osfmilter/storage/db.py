@@ -17,13 +17,15 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
-from osfmilter.errors import ConfigError, StorageError
+from osfmilter.errors import ConfigError, StorageError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ def make_engine(url: str, timeout: float, access: Access = Access.CREATE) -> Eng
     """
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(f"database.url {safe_url(url)!r} is not an SQLAlchemy URL") from None
     backend = parsed.get_backend_name()
     connect_args: dict[str, Any] = {}
@@ -116,7 +118,13 @@ def _sqlite_file(parsed: URL, url: str, access: Access) -> URL:
     if database == ":memory:":
         return parsed  # nothing to make or find; its schema is simply missing
     if access is Access.CREATE:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        parent = Path(database).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission, a read-only file system
+            raise ConfigError(
+                f"database {safe_url(url)}: cannot create {parent}: {exc.strerror or exc}"
+            ) from None
         return parsed
     if not Path(database).is_file():
         raise MissingDatabase(
@@ -184,7 +192,7 @@ def make_url_safe(url: str) -> URL:
     """The parsed URL; an unparsable one counts as having no password."""
     try:
         return make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return make_url("sqlite://")
 
 
@@ -192,7 +200,7 @@ def safe_url(url: str) -> str:
     """The URL with any password masked, for messages and logs."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return "<unparsable URL>"
 
 
@@ -205,10 +213,15 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Upgrade to ``revision``; one that alembic cannot find or reach is a UsageError."""
+    if not revision.strip():
+        raise UsageError("db upgrade: the revision is empty (leave it out for head)")
     try:
         command.upgrade(_alembic_config(engine), revision)
     except SQLAlchemyError as exc:
         raise StorageError(f"schema upgrade failed: {describe(exc)}") from None
+    except (CommandError, ResolutionError) as exc:
+        raise UsageError(f"db upgrade {revision!r}: {describe(exc)}") from None
 
 
 def schema_status(engine: Engine) -> tuple[str | None, str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -193,6 +196,35 @@ def test_a_read_only_command_never_creates_the_database(
     assert not state.exists()  # neither the file nor its directory
 
 
+# Every command that changes a row that must already be there: none may
+# create a database to find it missing in.
+EXISTING_ROW_COMMANDS = [
+    ("customer", "plan", "acme", "paid"),
+    ("customer", "remove", "acme"),
+    ("domain", "remove", "example.com"),
+    ("server", "remove", "192.0.2.0/24"),
+    ("server", "release", "192.0.2.1", "--by", "ops", "--reason", "fixed"),
+    ("server", "block", "192.0.2.1", "--by", "ops", "--reason", "spam"),
+    ("sasl", "remove", "alice"),
+    ("db", "purge", "--older-than", "400d"),
+]
+
+
+@pytest.mark.parametrize("args", EXISTING_ROW_COMMANDS, ids=" ".join)
+def test_a_command_on_existing_rows_never_creates_the_database(
+    args: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    url = f"sqlite:///{state}/osfmilter.sqlite3"
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n')
+    status = main(["--config", str(config), *args])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert err.startswith(f"osfmilter: error: database {url} does not exist")
+    assert not state.exists()  # neither the file nor its directory
+
+
 @pytest.mark.parametrize("revision", [None, "0006"])
 @pytest.mark.parametrize("args", READ_ONLY_COMMANDS[:3], ids=" ".join)
 def test_a_read_only_command_never_upgrades_the_schema(
@@ -256,3 +288,91 @@ def test_a_writing_command_still_creates_the_embedded_database(
     assert main(["customer", "add", "acme"]) == 0
     assert (state / "osfmilter.sqlite3").is_file()
     assert main(["customer", "list"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("revision", "message"),
+    [
+        ("nosuchrev", "db upgrade 'nosuchrev': Can't locate revision identified by 'nosuchrev'"),
+        ("-1", "db upgrade '-1': Relative revision -1 didn't produce 1 migrations"),
+        ("", "db upgrade: the revision is empty"),
+    ],
+)
+def test_db_upgrade_to_an_unknown_revision_is_one_line(run, revision: str, message: str) -> None:
+    status, out, err = run("db", "upgrade", revision)
+    assert (status, out) == (2, "")
+    assert err.startswith(f"osfmilter: error: {message}") and err.count("\n") == 1
+
+
+def test_a_database_url_with_a_bad_port_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text('[database]\nurl = "postgresql://u:s3cret@h:abc/db"\n')
+    config.chmod(0o644)  # world-readable: the password check parses the URL first
+    assert main(["--config", str(config), "customer", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("osfmilter: error: ") and "key 'database.url'" in err
+    assert err.count("\n") == 1 and "s3cret" not in err
+
+
+def test_a_database_directory_that_cannot_be_made_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    url = f"sqlite:///{tmp_path}/file/state/osfmilter.sqlite3"
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n')
+    assert main(["--config", str(config), "customer", "add", "acme"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"osfmilter: error: database {url}: cannot create {tmp_path}/file/state: Not a directory\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("db", "purge", "--older-than", "999999d", "--dry-run"), "at most 36500d"),
+        (("report", "refused", "--since", "999999d"), "at most 36500d"),
+        (("report", "refused", "--since", "9999-12-31T23:59:59-05:00"), "out of range"),
+    ],
+)
+def test_a_time_out_of_range_is_one_line(run, args: tuple[str, ...], message: str) -> None:
+    status, out, err = run(*args)
+    assert (status, out) == (2, "")
+    assert err.startswith("osfmilter: error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("limit", ["99999999999999999999", "1000001", "²"])
+def test_a_limit_out_of_range_is_one_line(
+    run, limit: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        run("report", "refused", "--limit", limit)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert "is not a whole number from 1 to 1000000" in err
+
+
+def test_a_reader_that_goes_away_is_status_1_without_a_traceback(
+    run, db_url: str, tmp_path: Path
+) -> None:
+    """``osfmilter report bill | head -0``: the pipe is closed before the report is written."""
+    run("customer", "add", "acme")
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n')
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "osfmilter", "--config", str(config), "report", "bill"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")

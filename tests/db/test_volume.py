@@ -119,6 +119,20 @@ def test_inbound_import_sets_volume_and_refuses_a_bad_file_whole(
     assert "line 1: unknown.example is not a scanned domain" in capsys.readouterr().err
 
 
+def test_inbound_import_of_a_file_that_is_not_csv_is_one_line(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n')
+    huge = tmp_path / "huge.csv"
+    huge.write_text(f"example.com,2026-11,1\nexample.com,2026-11,{'9' * 200_000}\n")
+    assert main(["--config", str(config), "inbound", "import", str(huge)]) == 2
+    assert capsys.readouterr().err == (
+        f"osfmilter: error: {huge}, line 2: field larger than field limit (131072); "
+        "nothing imported\n"
+    )
+
+
 def test_rate_slots_commit_with_the_accept_or_not_at_all(store: SqlStore, engine: Engine) -> None:
     from osfmilter.limits.rate import Bucket, Reservation
     from osfmilter.storage.rate import SqlRateLimiter

@@ -91,6 +91,15 @@ HOST_PORT_ERRORS = [
         ("[log]\nformat = 'xml'\n", "key 'log.format'"),
         ("[replies]\ncontact = '100% sure'\n", "key 'replies.contact'"),
         ("[milter\n", "invalid TOML"),
+        *(
+            (f"[database]\nurl = '{url}'\n", f"key 'database.url': {message}")
+            for url, message in (
+                ("postgresql://u:s3cret@h:abc/db", "its port is not a number from 1 to 65535"),
+                ("postgresql://u:s3cret@h:99999/db", "its port is not a number from 1 to 65535"),
+                ("postgresql://u:s3cret/db", "its port is not a number"),
+                ("/var/lib/osfmilter/osfmilter.sqlite3", "not a database URL"),
+            )
+        ),
         *HOST_PORT_ERRORS,
     ],
 )
@@ -98,12 +107,20 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, text: str, messag
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     assert message in str(info.value)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "s3cret" not in str(info.value)
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nothere\.toml"):
         load_config(tmp_path / "nothere.toml")
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "osfmilter.toml"
+    path.write_bytes("[replies]\ncontact = 'Müller'\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"config file {path}: not UTF-8 TOML"
 
 
 def test_public_bind_needs_opt_in(tmp_path: Path) -> None:
@@ -154,3 +171,11 @@ def test_a_syslog_address_is_a_path_or_host_port(address: str) -> None:
     with pytest.raises(ConfigError, match="neither a unix socket path nor HOST:PORT"):
         config_from_dict({"log": {"syslog_address": address}})
     assert config_from_dict({"log": {"syslog_address": "127.0.0.1:514"}}).log.syslog_address
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "sqlite:///:memory:", "postgresql+psycopg://u:p/%40ss@[::1]:5432/db?sslmode=require"],
+)
+def test_a_database_url_sqlalchemy_reads_is_valid(url: str) -> None:
+    assert config_from_dict({"database": {"url": url}}).database.url == url

@@ -7,7 +7,8 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from osfmilter.storage.db import describe, fit
+from osfmilter.errors import ConfigError
+from osfmilter.storage.db import describe, fit, make_engine, make_url_safe, safe_url
 
 ESCAPED_BYTE = b"\xe4".decode("utf-8", "surrogateescape")  # "\udce4", as pymilter hands it over
 
@@ -45,3 +46,12 @@ def test_an_error_without_text_is_named_by_its_type() -> None:
     silent = OperationalError("SELECT 1", {}, sqlite3.OperationalError(""))
     assert describe(silent) == "OperationalError"
     assert describe(sqlite3.DatabaseError("  ")) == "DatabaseError"
+
+
+def test_a_port_that_is_not_a_number_is_an_unparsable_url() -> None:
+    """SQLAlchemy's make_url raises ValueError, not ArgumentError, for it."""
+    url = "postgresql://u:s3cret@h:abc/db"
+    assert safe_url(url) == "<unparsable URL>"
+    assert make_url_safe(url).password is None
+    with pytest.raises(ConfigError, match="is not an SQLAlchemy URL"):
+        make_engine(url, 1.0)

@@ -111,6 +111,41 @@ def test_every_bad_inbound_row_is_named_at_once() -> None:
     )
 
 
+def test_inbound_bytes_are_ascii_digits_a_bigint_holds() -> None:
+    lines = [
+        "example.com,2026-11,\u00b2\n",
+        "example.com,2026-11,\u0661\u0662\n",
+        f"example.com,2026-11,{2**63}\n",
+        f"example.com,2026-11,{'9' * 5000}\n",
+        f"example.com,2026-11,{2**63 - 1}\n",
+    ]
+    with pytest.raises(UsageError) as refused:
+        parse_inbound_csv(lines)
+    assert str(refused.value) == (
+        "line 1: '\u00b2' is not a whole number of bytes; "
+        "line 2: '\u0661\u0662' is not a whole number of bytes; "
+        f"line 3: '{2**63}' is more than {2**63 - 1} bytes; "
+        f"line 4: '{'9' * 30}' is more than {2**63 - 1} bytes; nothing imported"
+    )
+
+
+def test_inbound_line_numbers_count_the_lines_a_quoted_field_spans() -> None:
+    lines = ['"example.com",2026-11,"1\n', '2"\n', "bad,2026-11,1\n"]
+    with pytest.raises(
+        UsageError, match=r"^line 2: '1\\n2' is not a whole number.*; line 3: 'bad'"
+    ):
+        parse_inbound_csv(lines)
+
+
+def test_a_field_over_the_csv_limit_names_the_file_and_line() -> None:
+    lines = ["example.com,2026-11,1\n", f"example.com,2026-11,{'9' * 200_000}\n"]
+    with pytest.raises(UsageError) as refused:
+        parse_inbound_csv(lines, "volume.csv")
+    assert str(refused.value) == (
+        "volume.csv, line 2: field larger than field limit (131072); nothing imported"
+    )
+
+
 def net(text: str) -> IPNetwork:
     return ipaddress.ip_network(text)
 

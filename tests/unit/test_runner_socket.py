@@ -10,6 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from osfmilter.cli import main
+from osfmilter.errors import ConfigError
+from osfmilter.milter import runner
 from tests.harness.ports import free_port
 
 OPEN_AND_REPORT = """
@@ -48,3 +53,26 @@ def test_a_unix_socket_is_created_0660(tmp_path: Path) -> None:
     path = tmp_path / "milter.sock"
     assert open_socket(f"unix:{path}") == ""
     assert stat.S_IMODE(path.stat().st_mode) == 0o660
+
+
+def test_a_socket_directory_that_cannot_be_made_is_one_line_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path}/osfmilter.sqlite3"\n'
+        '[milter]\nsocket = "unix:/proc/nonexistent/x.sock"\n'
+    )
+    assert main(["--config", str(config), "run"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(
+        "osfmilter: error: [milter] socket: cannot create its directory /proc/nonexistent: "
+        "No such file or directory\n"
+    )
+    assert err.count("\n") == 1
+
+
+def test_a_file_in_the_way_of_the_socket_directory_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"^\[milter\] socket: cannot create .*: Not a directory"):
+        runner.prepare_socket_directory(tmp_path / "file" / "run", "")

@@ -236,6 +236,18 @@ def test_advisor_on_a_failing_domain_tells_what_to_publish(dns: DnsServer) -> No
     assert "=> the relay is NOT authorized" in render_text(advice)
 
 
+def test_advisor_during_a_dns_outage_says_to_try_again(dns: DnsServer) -> None:
+    advice = advise("silent.example", checker(dns, (RELAY_V4,), timeout=0.5), INCLUDE)
+    assert not advice.passes and advice.unanswered
+    assert advice.relay == ((RELAY_V4, "temperror"),)
+    text = render_text(advice)
+    assert "NOT authorized" not in text
+    assert text.endswith(
+        "=> DNS could not answer (temperror): whether the relay is authorized "
+        "is not known; try again later"
+    )
+
+
 def test_advisor_counts_lookups_through_the_include_tree(dns: DnsServer) -> None:
     advice = advice_for(dns, "toomany.example")
     assert advice.lookups == 11
@@ -268,3 +280,19 @@ def test_spf_check_command(
     assert json.loads(capsys.readouterr().out)["relay"] == [{"ip": RELAY_V4, "result": "fail"}]
     assert main(["--config", str(config), "spf", "check", "not a domain"]) == 2
     assert "not a valid domain" in capsys.readouterr().err
+
+
+def test_spf_check_during_a_dns_outage_is_status_1_and_says_so(
+    dns: DnsServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(
+        f'[spf]\noutbound_ips = ["{RELAY_V4}"]\ninclude = "{INCLUDE}"\n'
+        f'nameservers = ["{dns.nameserver}"]\ntimeout = 0.5\n'
+    )
+    assert main(["--config", str(config), "spf", "check", "silent.example"]) == 1
+    out = capsys.readouterr().out
+    assert "DNS could not answer" in out and "NOT authorized" not in out
+    assert main(["--config", str(config), "spf", "check", "silent.example", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["relay"] == [{"ip": RELAY_V4, "result": "temperror"}] and data["passes"] is False

@@ -81,7 +81,7 @@ class Metrics:
         )
         self.fail_open = Counter(
             "osfmilter_fail_open",
-            'Messages let through although a backend failed (on_error = "accept").',
+            'Accepted messages let through although a backend failed (on_error = "accept").',
             ["backend"],
             registry=registry,
         )

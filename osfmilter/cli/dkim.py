@@ -26,6 +26,7 @@ from osfmilter.dkim.signer import ALGORITHMS, Algorithm
 from osfmilter.errors import UsageError
 from osfmilter.storage import dkim as stored
 from osfmilter.storage.db import Access
+from osfmilter.storage.domains import get_domain
 from osfmilter.storage.schema import DkimKey
 
 # A TXT record's strings hold at most 255 characters each (RFC 1035).
@@ -80,7 +81,7 @@ def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
     now = SystemClock().now()
     with common.session(config, Access.READ_ONLY) as session:
-        domain = stored.find_domain(session, args.domain).domain
+        domain = get_domain(session, args.domain).domain
         published = [_Key(k) for k in stored.published_keys(session, domain, now)]
     if args.json:
         print(json.dumps(_document(domain, published), indent=2))
@@ -100,7 +101,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
     now = SystemClock().now()
     with common.session(config, Access.READ_ONLY) as session:
-        domain = stored.find_domain(session, args.domain).domain
+        domain = get_domain(session, args.domain).domain
         published = [_Key(k) for k in stored.published_keys(session, domain, now)]
     if not published:
         raise UsageError(f"{domain} has no DKIM key to check; 'osfmilter dkim keygen' makes one")

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from osfmilter.dkim.keys import check_selector
 from osfmilter.dkim.signer import ALGORITHMS, Algorithm
 from osfmilter.errors import UsageError
-from osfmilter.registration import normalize_domain
+from osfmilter.storage.domains import get_domain
 from osfmilter.storage.schema import DkimKey, ScannedDomain
 
 ACTIVE = "active"
@@ -34,16 +34,8 @@ class Rotation:
     removed: list[DkimKey]
 
 
-def find_domain(session: Session, domain: str) -> ScannedDomain:
-    name = normalize_domain(domain)
-    row = session.scalars(select(ScannedDomain).where(ScannedDomain.domain == name)).one_or_none()
-    if row is None:
-        raise UsageError(f"domain {name} is not registered")
-    return row
-
-
 def verified_domain(session: Session, domain: str) -> ScannedDomain:
-    row = find_domain(session, domain)
+    row = get_domain(session, domain)
     if row.state != "verified":
         raise UsageError(
             f"domain {row.domain} is {row.state}, not verified: "
@@ -53,7 +45,7 @@ def verified_domain(session: Session, domain: str) -> ScannedDomain:
 
 
 def active_key(session: Session, domain: str) -> DkimKey | None:
-    row = find_domain(session, domain)
+    row = get_domain(session, domain)
     return session.scalars(
         select(DkimKey).where(DkimKey.domain_id == row.id, DkimKey.state == ACTIVE)
     ).one_or_none()
@@ -61,7 +53,7 @@ def active_key(session: Session, domain: str) -> DkimKey | None:
 
 def published_keys(session: Session, domain: str, now: datetime) -> list[DkimKey]:
     """The active key first, then the retiring ones not yet past retire_after, newest first."""
-    row = find_domain(session, domain)
+    row = get_domain(session, domain)
     keys = session.scalars(select(DkimKey).where(DkimKey.domain_id == row.id)).all()
     published = [k for k in keys if k.state == ACTIVE or not _expired(k, now)]
     return sorted(published, key=lambda k: (k.state != ACTIVE, -k.created_at.timestamp(), k.id))

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import io
-import multiprocessing
 import threading
-from contextlib import redirect_stderr, redirect_stdout, suppress
 from datetime import UTC, datetime
-from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic import command
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from osfmilter.cli import main
 from osfmilter.config import Config
 from osfmilter.errors import StorageError, UsageError
 from osfmilter.storage import admin
 from osfmilter.storage.db import _alembic_config, make_engine, upgrade
 from osfmilter.storage.store import SqlStore
 from tests.db.conftest import ALLOW_NON_GLOBAL, Run
+from tests.db.races import race
 from tests.fakes import TEST_REGISTRATION
 from tests.harness.database import reset_database
 
@@ -30,32 +25,6 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 CUSTOMERS = ("c0", "c1", "c2", "c3")
 # Each pair overlaps: 192.0.2.100 is in the /26, in the /25, in the /24.
 NESTED = ("192.0.2.0/24", "192.0.2.0/25", "192.0.2.64/26", "192.0.2.100")
-
-
-def _add_server(
-    config: str, network: str, customer: str, start: Barrier, checked: Barrier, results: Any
-) -> None:
-    """One ``server add`` process; it waits after its overlap check for the others' checks."""
-    look = admin._overlapping
-    first = threading.Event()
-
-    # Widens the race to all of it: every process has looked and found
-    # nothing before any inserts. A process the database keeps from looking
-    # (SQLite's BEGIN IMMEDIATE) cannot arrive, and the others go on alone.
-    def look_then_wait(*args: Any) -> Any:
-        found = look(*args)
-        if not first.is_set():
-            first.set()
-            with suppress(threading.BrokenBarrierError):
-                checked.wait(timeout=3)
-        return found
-
-    admin._overlapping = look_then_wait  # type: ignore[assignment]
-    out, err = io.StringIO(), io.StringIO()
-    start.wait()
-    with redirect_stdout(out), redirect_stderr(err):
-        status = main(["--config", config, "server", "add", network, "--customer", customer])
-    results.put((customer, status, err.getvalue()))
 
 
 @pytest.mark.parametrize("networks", [NESTED, ("192.0.2.0/24",) * 4], ids=["nested", "same"])
@@ -66,20 +35,11 @@ def test_concurrent_overlapping_registrations_one_succeeds(
         run("customer", "add", customer)
     config = tmp_path / "race.toml"
     config.write_text(f'[database]\nurl = "{db_url}"\n{ALLOW_NON_GLOBAL}')
-    context = multiprocessing.get_context("spawn")
-    start, checked = context.Barrier(len(CUSTOMERS)), context.Barrier(len(CUSTOMERS))
-    results = context.Queue()
-    processes = [
-        context.Process(
-            target=_add_server, args=(str(config), network, customer, start, checked, results)
-        )
+    commands = [
+        (customer, ["server", "add", network, "--customer", customer])
         for network, customer in zip(networks, CUSTOMERS, strict=True)
     ]
-    for process in processes:
-        process.start()
-    outcomes = [results.get(timeout=60) for _ in processes]
-    for process in processes:
-        process.join(timeout=10)
+    outcomes = race(config, commands, ("osfmilter.storage.admin", "_overlapping"))
 
     winners = [customer for customer, status, _ in outcomes if status == 0]
     assert len(winners) == 1, outcomes

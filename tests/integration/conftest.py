@@ -187,6 +187,24 @@ def spamd(scratch: Path) -> Iterator[SpamdProcess]:
         yield process
 
 
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def relay_on(request: pytest.FixtureRequest, name: str) -> Iterator[Relay]:
+    """A relay on the backend a fixture parametrized with BACKENDS is run for."""
+    directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir="/tmp"))
+    if request.param == "sqlite":
+        url = f"sqlite:///{directory}/osfmilter.sqlite3"
+    else:
+        url = request.getfixturevalue("pg_server_url")
+    try:
+        with running_relay(url, name=name) as relay:
+            yield relay
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def relay() -> Iterator[Relay]:
     """One relay on embedded SQLite, shared by a module's tests (start-up costs seconds)."""

@@ -10,13 +10,10 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
 from email.message import EmailMessage
 from email.policy import SMTP
-from pathlib import Path
 
 import dkim
 import pytest
@@ -28,7 +25,7 @@ from osfmilter.spf.checker import resolver_for
 from tests.harness.dnsserver import DnsServer
 from tests.harness.sink import SinkMessage
 from tests.harness.smtpclient import make_message, send
-from tests.integration.conftest import Relay, message_id, running_relay
+from tests.integration.conftest import BACKENDS, Relay, message_id, relay_on
 
 pytestmark = pytest.mark.integration
 
@@ -56,32 +53,22 @@ def dns() -> Iterator[DnsServer]:
         yield server
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def relay(request: pytest.FixtureRequest, dns: DnsServer) -> Iterator[Relay]:
-    directory = Path(tempfile.mkdtemp(prefix="osfdkim-", dir="/tmp"))
-    if request.param == "sqlite":
-        url = f"sqlite:///{directory}/osfmilter.sqlite3"
-    else:
-        url = request.getfixturevalue("pg_server_url")
-    try:
-        with running_relay(url, name="osf-dkim") as relay:
-            relay.register("acme", domains=("acme.example", "ed.example"), servers=(ACME_SERVER,))
-            relay.register("beta", domains=("beta.example",), servers=(BETA_SERVER,))
-            zone = SOA + f"own._domainkey.acme.example. 60 IN TXT {quoted(OWN_RECORD)}\n"
-            for domain, algorithm in [
-                ("acme.example", "rsa-sha256"),
-                ("ed.example", "ed25519-sha256"),
-                ("beta.example", "rsa-sha256"),
-            ]:
-                assert relay.cli("dkim", "keygen", domain, "--algorithm", algorithm) == 0
-                shown = json.loads(cli_output(relay, "dkim", "show", domain, "--json"))
-                zone += f"{shown['name']}. 60 IN TXT {quoted(shown['record'])}\n"
-            dns.serve(zone)
-            yield relay
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with relay_on(request, "osf-dkim") as relay:
+        relay.register("acme", domains=("acme.example", "ed.example"), servers=(ACME_SERVER,))
+        relay.register("beta", domains=("beta.example",), servers=(BETA_SERVER,))
+        zone = SOA + f"own._domainkey.acme.example. 60 IN TXT {quoted(OWN_RECORD)}\n"
+        for domain, algorithm in [
+            ("acme.example", "rsa-sha256"),
+            ("ed.example", "ed25519-sha256"),
+            ("beta.example", "rsa-sha256"),
+        ]:
+            assert relay.cli("dkim", "keygen", domain, "--algorithm", algorithm) == 0
+            shown = json.loads(cli_output(relay, "dkim", "show", domain, "--json"))
+            zone += f"{shown['name']}. 60 IN TXT {quoted(shown['record'])}\n"
+        dns.serve(zone)
+        yield relay
 
 
 def cli_output(relay: Relay, *args: str) -> str:

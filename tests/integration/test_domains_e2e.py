@@ -6,15 +6,12 @@ Every answer is the one acme's MTA sees.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.harness.smtpclient import Reply, make_message, send
-from tests.integration.conftest import Relay, message_id, running_relay
+from tests.integration.conftest import BACKENDS, Relay, message_id, relay_on
 
 pytestmark = pytest.mark.integration
 
@@ -22,22 +19,12 @@ ACME_SERVER = "192.0.2.10"
 BETA_SERVER = "198.51.100.10"
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def relay(request: pytest.FixtureRequest) -> Iterator[Relay]:
-    directory = Path(tempfile.mkdtemp(prefix="osfdom-", dir="/tmp"))
-    if request.param == "sqlite":
-        url = f"sqlite:///{directory}/osfmilter.sqlite3"
-    else:
-        url = request.getfixturevalue("pg_server_url")
-    try:
-        with running_relay(url, name="osf-domains") as relay:
-            relay.register("acme", domains=("acme.example",), servers=(ACME_SERVER,))
-            relay.register("beta", domains=("beta.example",), servers=(BETA_SERVER,))
-            yield relay
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with relay_on(request, "osf-domains") as relay:
+        relay.register("acme", domains=("acme.example",), servers=(ACME_SERVER,))
+        relay.register("beta", domains=("beta.example",), servers=(BETA_SERVER,))
+        yield relay
 
 
 def assert_reply(reply: Reply | None, code: int, enhanced_code: str) -> None:

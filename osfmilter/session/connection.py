@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
@@ -38,6 +39,8 @@ V = TypeVar("V", bound=Verdict)
 
 # Parsing a hostile From: header costs time; the address is near its start.
 _FROM_PARSE_LIMIT = 4096
+# A domain after an "@", found in linear time (for the part not parsed).
+_AT_DOMAIN = re.compile(r'@([^\s<>@,;:"()\[\]\\]+)')
 
 
 def _leave_headers(changes: HeaderChanges) -> None:
@@ -336,4 +339,11 @@ def _header_from_domains(value: str) -> list[str]:
     have a foreign author.
     """
     addresses = email.utils.getaddresses([value[:_FROM_PARSE_LIMIT]])
-    return [domain for _, address in addresses if (domain := domain_of(address))] or [""]
+    domains = [domain for _, address in addresses if (domain := domain_of(address))] or [""]
+    if len(value) > _FROM_PARSE_LIMIT:
+        # Past what is parsed, every "@domain" may be an author's: each is
+        # judged (another customer's is refused), and the header, not wholly
+        # read, makes the sender unknown (so it is never signed either).
+        rest = value[_FROM_PARSE_LIMIT - 255 :]  # from inside the last parsed address
+        domains += [m.lower().rstrip(".") for m in _AT_DOMAIN.findall(rest)] + [""]
+    return domains

@@ -326,3 +326,16 @@ def test_with_refuse_foreign_off_another_customers_domain_is_an_unknown_sender()
         451,
         "4.7.1",
     )  # the unknown senders' window of 10
+
+
+def test_an_author_past_the_parsed_part_of_a_long_from_header_is_judged_too() -> None:
+    relay = Relay()
+    relay.directory.other_domains["other.example"] = 8
+    padding = '"' + "x" * 5000 + '" <a@example.com>'
+    refused = relay.send(from_header=f"{padding}, b@other.example")
+    assert codes(refused) == (550, "5.7.1")
+    assert refused is not None and "From: domain other.example" in refused.text
+    # Wholly the customer's own, but not wholly read: an unknown sender, not refused.
+    assert relay.send(from_header=padding) is None
+    [accepted] = [e for e in relay.recorder.records if e.reason == "accepted"]
+    assert accepted.header_from_domain == ""  # the first author could not be read

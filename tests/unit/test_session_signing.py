@@ -109,6 +109,7 @@ def test_a_message_from_the_customers_own_domain_is_signed_on_top() -> None:
         "x@nobody.example",  # an unknown sender
         "news@example.com, x@nobody.example",  # one author outside the domain
         "undisclosed-recipients:;",  # no address at all
+        '"' + "x" * 5000 + '" <news@example.com>',  # too long to be wholly read
     ],
 )
 def test_mail_not_wholly_in_the_customers_domains_is_not_signed(from_header: str) -> None:

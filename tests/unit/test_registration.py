@@ -247,3 +247,22 @@ def test_whatever_python_calls_not_global_is_refused(network: IPNetwork) -> None
     ends = (network, network.network_address, network.broadcast_address)
     if not all(part.is_global for part in ends):
         assert non_global_reason(network) is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("straße.de", "xn--strae-oqa.de"),  # IDNA 2008: not strasse.de, as IDNA 2003 had it
+        ("ςa.example", "xn--a-xmb.example"),
+        ("Bücher.Example.", "xn--bcher-kva.example"),
+        ("Example.COM", "example.com"),
+    ],
+)
+def test_a_domain_is_stored_in_the_a_labels_receivers_use(text: str, stored: str) -> None:
+    assert normalize_domain(text) == stored
+
+
+@pytest.mark.parametrize("text", ["a\u200db.example", "xn--zz.example\u0000", "a..example"])
+def test_a_name_idna_2008_refuses_is_no_domain(text: str) -> None:
+    with pytest.raises(UsageError, match="not a valid domain name"):
+        normalize_domain(text)

@@ -24,12 +24,12 @@ from __future__ import annotations
 import csv
 import ipaddress
 import re
-
-import idna
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
+
+import idna
 
 from osfmilter.addresses import IPNetwork
 from osfmilter.config import PlanName

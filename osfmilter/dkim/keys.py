@@ -11,6 +11,7 @@ import base64
 import contextlib
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,20 +47,28 @@ def generate(algorithm: Algorithm, rsa_bits: int = 2048) -> GeneratedKey:
         if rsa_bits not in RSA_BITS:
             raise UsageError(f"an RSA key has 1024 to 8192 bits, not {rsa_bits}")
         private = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
-        public = private.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
     else:
         private = ed25519.Ed25519PrivateKey.generate()
-        public = private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
     pem = private.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return GeneratedKey(pem, base64.b64encode(public).decode("ascii"))
+    return GeneratedKey(pem, public_value(private))
+
+
+def public_value(private: RSAPrivateKey | Ed25519PrivateKey) -> str:
+    """The record's p= for a private key: base64 of the DER SubjectPublicKeyInfo (RSA)
+    or of the raw 32 bytes (Ed25519, RFC 8463)."""
+    if isinstance(private, RSAPrivateKey):
+        public = private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    else:
+        public = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+    return base64.b64encode(public).decode("ascii")
 
 
 def record_text(algorithm: Algorithm, public_key: str) -> str:
@@ -158,7 +167,8 @@ def _write_new(path: Path, data: bytes) -> None:
     appears whole or not at all, and link (unlike rename) fails when the
     name is taken.
     """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Random as well: a file a crashed run of the same pid left is not this one.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     descriptor = os.open(temporary, flags, 0o600)
     try:

@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import cache
-from typing import TypeVar, cast
+from typing import NamedTuple, TypeVar, cast
 
 from osfmilter.addresses import IPAddress, address_key
 from osfmilter.errors import UsageError
@@ -36,7 +36,7 @@ _SASL_BY_LOGIN = Statement("""
 """)
 # The active key of a customer's own verified domain: never another customer's.
 _ACTIVE_DKIM_KEY = Statement("""
-    SELECT k.selector, k.algorithm
+    SELECT k.id, k.selector, k.algorithm, k.public_key
     FROM dkim_keys k JOIN scanned_domains d ON d.id = k.domain_id
     WHERE d.domain = :domain AND d.customer_id = :customer
       AND d.state = 'verified' AND k.state = 'active'
@@ -53,6 +53,15 @@ CACHE_SIZE = 10_000
 # ("login", login), ("v4"/"v6", address key), ("domain", name) or ("dkim", "customer domain")
 _Key = tuple[str, str]
 T = TypeVar("T")
+
+
+class ActiveKey(NamedTuple):
+    """A domain's active DKIM key as dkim_keys holds it (the private half is a file)."""
+
+    id: int
+    selector: str
+    algorithm: str
+    public_key: str  # the record's p=: the file's key must be its private half
 
 
 class Registry:
@@ -89,8 +98,8 @@ class Registry:
             return None  # not a domain name (a bare label, stray bytes): nobody's
         return self._remembered(("domain", name), _owner_of)
 
-    def find_dkim_key(self, customer_id: int, domain: str) -> tuple[str, str] | None:
-        """(selector, algorithm) of the active key of the customer's verified ``domain``."""
+    def find_dkim_key(self, customer_id: int, domain: str) -> ActiveKey | None:
+        """The active key of the customer's verified ``domain``, if it has one."""
         return self._remembered(("dkim", f"{customer_id} {domain}"), _active_key)
 
     def _remembered(self, key: _Key, look_up: Callable[[Cursor, _Key], T]) -> T:
@@ -130,10 +139,13 @@ def _stored_form(domain: str) -> str | None:
         return None
 
 
-def _active_key(cursor: Cursor, key: _Key) -> tuple[str, str] | None:
+def _active_key(cursor: Cursor, key: _Key) -> ActiveKey | None:
     customer, _, domain = key[1].partition(" ")
     row = cursor.execute(_ACTIVE_DKIM_KEY, {"customer": int(customer), "domain": domain}).first()
-    return None if row is None else (str(row[0]), str(row[1]))
+    if row is None:
+        return None
+    key_id, selector, algorithm, public_key = row
+    return ActiveKey(int(key_id), str(selector), str(algorithm), str(public_key))
 
 
 def _owner_of(cursor: Cursor, key: _Key) -> tuple[int, str] | None:

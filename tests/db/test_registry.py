@@ -239,9 +239,12 @@ def test_the_active_dkim_key_is_only_ever_the_customers_own(store: SqlStore) -> 
         create_key(s, "example.com", "s1", "ed25519-sha256", "AAAA", NOW)
         create_key(s, "other.example", "s1", "rsa-sha256", "AAAA", NOW)
     acme = found(store).customer_id
-    assert store.registry.find_dkim_key(acme, "example.com") == ("s1", "ed25519-sha256")
+    active = store.registry.find_dkim_key(acme, "example.com")
+    assert active is not None and active[1:] == ("s1", "ed25519-sha256", "AAAA")
     assert store.registry.find_dkim_key(acme, "other.example") is None  # another customer's
     assert store.registry.find_dkim_key(acme, "pending.example") is None
     with store.session() as s:
         rotate(s, "example.com", "s2", "rsa-sha256", "BBBB", NOW, timedelta(days=7))
-    assert store.registry.find_dkim_key(acme, "example.com") == ("s2", "rsa-sha256")
+    rotated = store.registry.find_dkim_key(acme, "example.com")
+    assert rotated is not None and rotated[1:] == ("s2", "rsa-sha256", "BBBB")
+    assert rotated.id != active.id

@@ -14,6 +14,7 @@ from osfmilter.cli.output import table, when
 from osfmilter.cli.spf import spf_advice
 from osfmilter.clock import SystemClock
 from osfmilter.config import Config
+from osfmilter.dkim.keys import KeyFiles
 from osfmilter.domains.rules import DomainState, record_name, record_value
 from osfmilter.errors import DnsError, UsageError
 from osfmilter.storage import admin, domains
@@ -135,8 +136,18 @@ def cmd_domain_list(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_domain_remove(args: argparse.Namespace, config: Config) -> int:
     with common.session(config, Access.EXISTING) as session:
-        domains.remove_domain(session, args.domain)
-    print(f"domain {args.domain} removed")
+        name = domains.get_domain(session, args.domain).domain
+        selectors = domains.remove_domain(session, name)
+    print(f"domain {name} removed")
+    # After the commit: a key file stays only if its row is gone for good.
+    files = KeyFiles(config.dkim_key_path)
+    for selector in selectors:
+        files.remove(name, selector)
+    if selectors:
+        print(
+            f"its DKIM key files ({', '.join(selectors)}) were removed from "
+            f"{config.dkim_key_path}; remove them on the other relay nodes too"
+        )
     return 0
 
 

@@ -135,5 +135,9 @@ def mark_verified(session: Session, domain: str, token: str, now: datetime) -> S
     return row
 
 
-def remove_domain(session: Session, domain: str) -> None:
-    session.delete(get_domain(session, domain))
+def remove_domain(session: Session, domain: str) -> list[str]:
+    """Remove the domain and its DKIM keys' rows; the selectors whose key files go too."""
+    row = get_domain(session, domain)
+    selectors = [key.selector for key in row.dkim_keys]
+    session.delete(row)
+    return selectors

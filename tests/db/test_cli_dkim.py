@@ -355,3 +355,17 @@ def test_check_reports_dns_that_does_not_answer(dkim: Run, published: dict[str, 
     status, out, _ = dkim("check", "example.com", extra=silent)
     assert status == 1
     assert out.count(": dns-problem: ") == 3
+
+
+def test_removing_a_domain_removes_its_key_files_and_frees_its_selector(
+    run: Run, tmp_path: Path
+) -> None:
+    assert run("customer", "add", "acme")[0] == 0
+    assert run("domain", "add", "gone.example", "--customer", "acme")[0] == 0
+    assert run("dkim", "keygen", "gone.example", "--selector", "s1")[0] == 0
+    [key_file] = (tmp_path / "dkim").glob("*gone.example.pem")
+    status, out, _ = run("domain", "remove", "gone.example")
+    assert status == 0 and "DKIM key files (s1) were removed" in out and "other relay" in out
+    assert not key_file.exists()
+    assert run("domain", "add", "gone.example", "--customer", "acme")[0] == 0
+    assert run("dkim", "keygen", "gone.example", "--selector", "s1")[0] == 0

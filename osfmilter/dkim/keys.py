@@ -137,13 +137,20 @@ class KeyFiles:
         return path
 
     def load(self, domain: str, selector: str) -> RSAPrivateKey | Ed25519PrivateKey:
+        """The private key; refused if the file is readable by others than its owner."""
         path = self.path(domain, selector)
         try:
+            mode = path.stat().st_mode
             data = path.read_bytes()
         except FileNotFoundError:
             raise KeyFileError(f"key file {path} does not exist") from None
         except OSError as exc:
             raise KeyFileError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+        if mode & 0o077:
+            # As OpenDKIM's RequireSafeKeys: a key others could read is no secret.
+            raise KeyFileError(
+                f"key file {path} is readable by others (mode {mode & 0o777:o}); chmod 600 it"
+            )
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -174,6 +181,7 @@ def _write_new(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(descriptor, "wb") as handle:
             os.fchmod(handle.fileno(), 0o600)  # whatever the umask did
+            _owned_like_directory(handle.fileno(), path.parent)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -182,6 +190,19 @@ def _write_new(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
     _sync_directory(path.parent)
+
+
+def _owned_like_directory(descriptor: int, directory: Path) -> None:
+    """Run by root (``sudo osfmilter dkim keygen``): the file gets the key directory's owner.
+
+    The milter runs as its own user and must read the file; the directory
+    belongs to that user (``StateDirectory=`` in the systemd unit).
+    """
+    if os.geteuid() != 0:
+        return
+    owner = directory.stat()
+    if owner.st_uid != 0:
+        os.fchown(descriptor, owner.st_uid, owner.st_gid)
 
 
 def _sync_directory(directory: Path) -> None:

@@ -204,3 +204,25 @@ def test_remove_that_fails_is_a_key_file_error(tmp_path: Path) -> None:
     KeyFiles(tmp_path).path("example.com", "s1").mkdir()
     with pytest.raises(KeyFileError, match=r"cannot remove key file .*s1\._domainkey"):
         KeyFiles(tmp_path).remove("example.com", "s1")
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    files = KeyFiles(tmp_path / "dkim")
+    path = files.write("example.com", "s1", generate("ed25519-sha256").private_pem)
+    path.chmod(0o640)
+    with pytest.raises(KeyFileError, match="readable by others"):
+        files.load("example.com", "s1")
+    path.chmod(0o600)
+    files.load("example.com", "s1")
+
+
+def test_root_writes_the_key_for_the_owner_of_the_key_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "dkim"
+    directory.mkdir(mode=0o700)
+    # As root (CI): the directory is the milter's user's ("nobody" here), and so is the key.
+    owner = (65534, 65534) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    if os.geteuid() == 0:
+        os.chown(directory, *owner)
+    path = KeyFiles(directory).write("example.com", "s1", generate("ed25519-sha256").private_pem)
+    assert (path.stat().st_uid, path.stat().st_gid) == owner
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -57,8 +57,9 @@ class Finding:
 def judge(domain: str, token: str, records: tuple[str, ...]) -> Finding:
     """Whether the TXT records at ``_osfmilter.DOMAIN`` hold ``token``."""
     name = record_name(domain)
-    values = [r.strip() for r in records if r.strip().startswith(VALUE_PREFIX)]
-    if record_value(token) in values:
+    # Case does not matter to a DNS admin's eye, nor here (the token is hex).
+    values = [r.strip() for r in records if r.strip().lower().startswith(VALUE_PREFIX)]
+    if record_value(token) in (value.lower() for value in values):
         return Finding(True, f"{name} holds the verification token")
     if values:
         found = ", ".join(repr(v) for v in values)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
 from email.message import EmailMessage
 from email.policy import SMTP
+from pathlib import Path
 
 import dkim
 import pytest
@@ -25,7 +28,7 @@ from osfmilter.spf.checker import resolver_for
 from tests.harness.dnsserver import DnsServer
 from tests.harness.sink import SinkMessage
 from tests.harness.smtpclient import make_message, send
-from tests.integration.conftest import BACKENDS, Relay, message_id, relay_on
+from tests.integration.conftest import BACKENDS, Relay, message_id, relay_on, running_relay
 
 pytestmark = pytest.mark.integration
 
@@ -147,6 +150,8 @@ def test_the_relayed_message_verifies(
             extra_headers={"X-Long": "one\r\n two\r\n\tthree", "Subject": "a\r\n b"},
         )
     else:
+        # The client's body ends without CRLF; SMTP's end of data adds one before
+        # the milter sees it (tests/unit/dkim covers a body that truly lacks it).
         data = make_message(sender, ["bob@example.org"], "no CRLF", "x").removesuffix(b"\r\n")
     message = relayed(relay, data, sender, **options)
     [signature] = signatures(message)
@@ -175,6 +180,30 @@ def test_a_customers_own_signature_stays_and_ours_is_added(relay: Relay, dns: Dn
     ours, theirs = signatures(message)
     assert "s=osf" in ours and "s=own" in theirs  # ours on top
     assert verifies(message.data, dns, 0) and verifies(message.data, dns, 1)
+
+
+@pytest.fixture(scope="module")
+def lenient() -> Iterator[Relay]:
+    """A relay that lets another customer's domain through as unknown ([domains] refuse_foreign)."""
+    directory = Path(tempfile.mkdtemp(prefix="osflenient-", dir="/tmp"))
+    config = "[domains]\nrefuse_foreign = false\n"
+    try:
+        url = f"sqlite:///{directory}/osfmilter.sqlite3"
+        with running_relay(url, name="osf-lenient", milter_config=config) as relay:
+            relay.register("acme", domains=("acme.example",), servers=(ACME_SERVER,))
+            relay.register("beta", domains=("beta.example",), servers=(BETA_SERVER,))
+            assert relay.cli("dkim", "keygen", "beta.example") == 0
+            yield relay
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_another_customers_key_never_signs_mail_let_through_as_unknown(lenient: Relay) -> None:
+    data = make_message("x@beta.example", ["bob@example.org"], "as beta", "Hello.\r\n")
+    message = relayed(lenient, data, "x@beta.example")
+    assert signatures(message) == []  # beta.example has an active key, but it is beta's
+    [event] = lenient.events(reason="accepted")
+    assert event.header_from_domain == "beta.example"
 
 
 def test_another_customers_key_never_signs(relay: Relay) -> None:

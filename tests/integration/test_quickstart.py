@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from string import Template
@@ -85,6 +86,10 @@ def test_quickstart_shows_an_accept_and_a_refusal_and_keeps_them(
     accept, refusal = printed_swaks(output)
     assert "250 2.0.0 Ok: queued" in shell(accept, env).stdout
     assert "550 5.7.1 relay not permitted for 127.0.0.2" in shell(refusal, env).stdout
+    [delivered] = wait_for_files(run / "sink")
+    assert b"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.com;" in (
+        delivered.read_bytes()
+    )
     log = run / "osfmilter.log"
     assert log.read_text().count("osfmilter.decision") == 2
 
@@ -97,6 +102,14 @@ def test_quickstart_shows_an_accept_and_a_refusal_and_keeps_them(
     assert listed.returncode == 0, listed.stderr
     assert "127.0.0.1/32  demo" in listed.stdout
     assert "unregistered:127.0.0.2" in listed.stdout
+
+
+def wait_for_files(directory: Path, timeout: float = 30.0) -> list[Path]:
+    """What smtp-sink wrote there, once it wrote something (Postfix delivers a moment later)."""
+    deadline = time.monotonic() + timeout
+    while not (found := sorted(directory.glob("*"))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
 
 
 def quickstart_config(run: Path, milter_port: int) -> str:

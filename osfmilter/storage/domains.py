@@ -18,19 +18,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from osfmilter.domains.rules import DomainState, new_token, parents
 from osfmilter.errors import UsageError
 from osfmilter.registration import normalize_domain
-from osfmilter.storage.admin import get_customer
+from osfmilter.storage.admin import get_customer, serialize_registrations
 from osfmilter.storage.schema import Customer, ScannedDomain
 
-# pg_advisory_xact_lock's key for "a domain is being added": any constant
-# the database's other users do not take ("osfdom" in ASCII).
-DOMAIN_ADDS_LOCK = 0x6F7366646F6D
+# The advisory lock of domain adds (storage.admin.serialize_registrations).
+DOMAIN_ADDS_LOCK = 0x6F73666D_00000002
 
 
 def add_domain(
@@ -48,7 +47,7 @@ def add_domain(
     False for a caller that must not learn them (the customers' portal).
     """
     name = normalize_domain(domain)
-    _serialize_adds(session)
+    serialize_registrations(session, DOMAIN_ADDS_LOCK)
     customer = get_customer(session, customer_name)
     _refuse_conflict(session, name, customer, reveal_others)
     try:
@@ -69,11 +68,6 @@ def add_domain(
             _refuse_conflict(session, name, customer, reveal_others)
         raise UsageError(f"domain {name}: the database refused it; nothing was changed") from None
     return row
-
-
-def _serialize_adds(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(DOMAIN_ADDS_LOCK)))
 
 
 def _refuse_conflict(session: Session, name: str, customer: Customer, reveal: bool) -> None:

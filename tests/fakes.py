@@ -76,6 +76,9 @@ class FakeDirectory:
     other_domains: dict[str, int] = field(default_factory=dict)
     down: bool = False
 
+    def begin_transaction(self) -> None:
+        """Nothing to share: every lookup here is in memory."""
+
     def find_identity(self, client: IPAddress | None, login: str) -> Identity | None:
         if self.down:
             raise StorageError("connection refused")

@@ -86,6 +86,7 @@ class MilterSession:
 
     def mail(self, sender: str, params: Sequence[str], login: str, queue_id: str) -> Verdict:
         self.abort()
+        self.services.directory.begin_transaction()
         envelope = Envelope(
             sender=sender.strip().strip("<>"), declared_size=_size_param(params), login=login
         )

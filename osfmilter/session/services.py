@@ -21,6 +21,10 @@ from osfmilter.scanners.service import ScanService
 
 
 class Directory(Protocol):
+    def begin_transaction(self) -> None:
+        """A mail transaction starts: its lookups may share one look at the registry."""
+        ...
+
     def find_identity(self, client: IPAddress | None, login: str) -> Identity | None: ...
 
     def find_scanned_domain(self, domain: str) -> tuple[int, str] | None: ...

@@ -72,6 +72,21 @@ class Registry:
         self._version: int | None = None
         # Identities and domain owners alike, under the one version.
         self._known: OrderedDict[_Key, object] = OrderedDict()
+        # Per thread (a connection's callbacks run on one): the version its
+        # current mail transaction first read, if it began one.
+        self._transaction = threading.local()
+
+    def begin_transaction(self) -> None:
+        """A mail transaction starts on this thread: its lookups share one read of the version.
+
+        The first lookup reads the version; the later ones of the same
+        transaction (the sender's domain, the From: domains, the DKIM key)
+        answer from memory while it still holds, without asking the database
+        again. A change is seen at the next transaction, as before: at the
+        next message.
+        """
+        self._transaction.version = None
+        self._transaction.active = True
 
     def find_identity(self, client: IPAddress | None, login: str) -> Identity | None:
         """The SASL account for a login, else the longest registered prefix holding client.
@@ -103,7 +118,16 @@ class Registry:
         return self._remembered(("dkim", f"{customer_id} {domain}"), _active_key)
 
     def _remembered(self, key: _Key, look_up: Callable[[Cursor, _Key], T]) -> T:
+        transaction = self._transaction
+        read_at = getattr(transaction, "version", None)
+        if read_at is not None:
+            with self._lock:
+                if read_at == self._version and key in self._known:
+                    self._known.move_to_end(key)
+                    return cast(T, self._known[key])
         version, found = self.sql.read(lambda cursor: self._find(cursor, key, look_up))
+        if getattr(transaction, "active", False) and read_at is None:
+            transaction.version = version
         with self._lock:
             if self._version == version:  # not outdated by a newer lookup meanwhile
                 self._known[key] = found

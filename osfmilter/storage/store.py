@@ -105,6 +105,9 @@ class SqlStore:
             raise
         self.health.ok(HEALTH_NAME)
 
+    def begin_transaction(self) -> None:
+        self.registry.begin_transaction()
+
     def find_identity(self, client: IPAddress | None, login: str) -> Identity | None:
         return self.registry.find_identity(client, login)
 

@@ -248,3 +248,30 @@ def test_the_active_dkim_key_is_only_ever_the_customers_own(store: SqlStore) -> 
     rotated = store.registry.find_dkim_key(acme, "example.com")
     assert rotated is not None and rotated[1:] == ("s2", "rsa-sha256", "BBBB")
     assert rotated.id != active.id
+
+
+def test_a_mail_transaction_reads_the_version_once_and_sees_changes_at_the_next(
+    store: SqlStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int] = []
+    read = store.direct.read
+
+    def counting(job: Callable[[Cursor], object]) -> object:
+        reads.append(1)
+        return read(job)
+
+    found(store)
+    store.find_scanned_domain("example.com")  # both remembered now
+    monkeypatch.setattr(store.direct, "read", counting)
+    store.begin_transaction()
+    acme = found(store)
+    assert store.find_scanned_domain("mail.example.com") is not None  # a new key: asked
+    assert store.find_scanned_domain("example.com") is not None
+    assert store.registry.find_dkim_key(acme.customer_id, "example.com") is None
+    assert store.find_scanned_domain("example.com") is not None
+    assert len(reads) == 3  # the first look, the new key, the key not yet known
+    with engine.begin() as connection:  # a change in the middle of the transaction
+        connection.execute(text("UPDATE smtp_servers SET state = 'verdacht'"))
+    assert found(store).state is ServerState.VEILIG  # this transaction's view
+    store.begin_transaction()
+    assert found(store).state is ServerState.VERDACHT  # seen at the next message

@@ -35,11 +35,6 @@ def record_value(token: str) -> str:
     return f"{VALUE_PREFIX}{token}"
 
 
-def nests(one: str, other: str) -> bool:
-    """Whether two normalized domains are the same or one lies within the other."""
-    return one == other or one.endswith("." + other) or other.endswith("." + one)
-
-
 def parents(domain: str) -> list[str]:
     """The domains ``domain`` lies within, nearest first (not the top-level domain)."""
     labels = domain.split(".")

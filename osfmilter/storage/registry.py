@@ -16,6 +16,7 @@ from functools import cache
 from typing import NamedTuple, TypeVar, cast
 
 from osfmilter.addresses import IPAddress, address_key
+from osfmilter.domains.rules import parents
 from osfmilter.errors import UsageError
 from osfmilter.model import Identity, IdentityKind, ServerState
 from osfmilter.registration import normalize_domain
@@ -173,8 +174,7 @@ def _active_key(cursor: Cursor, key: _Key) -> ActiveKey | None:
 
 
 def _owner_of(cursor: Cursor, key: _Key) -> tuple[int, str] | None:
-    labels = key[1].split(".")
-    candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+    candidates = [key[1], *parents(key[1])]
     names = {f"d{i}": name for i, name in enumerate(candidates)}
     rows = cursor.execute(_domains_among(len(candidates)), names).all()
     if not rows:

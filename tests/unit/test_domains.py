@@ -11,7 +11,6 @@ import pytest
 from osfmilter.domains.advisor import DomainCheck, Part, dmarc_part, render_json, render_text
 from osfmilter.domains.rules import (
     judge,
-    nests,
     new_token,
     parents,
     record_name,
@@ -49,21 +48,6 @@ def test_the_record_to_publish() -> None:
 def test_what_a_txt_answer_proves(records: tuple[str, ...], verified: bool, line: str) -> None:
     finding = judge("example.com", TOKEN, records)
     assert finding.verified is verified and line in finding.line
-
-
-@pytest.mark.parametrize(
-    ("one", "other", "nested"),
-    [
-        ("b.example", "b.example", True),
-        ("sub.b.example", "b.example", True),
-        ("b.example", "x.sub.b.example", True),
-        ("xb.example", "b.example", False),
-        ("b.example", "c.example", False),
-    ],
-)
-def test_which_domains_nest(one: str, other: str, nested: bool) -> None:
-    assert nests(one, other) is nested
-    assert nests(other, one) is nested
 
 
 def test_parents_stop_before_the_top_level_domain() -> None:

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +184,7 @@ def postfix(config: Config, directory: str | None) -> list[Finding]:
         )
     if config.mode is Mode.INBOUND:
         findings += inbound_listeners(config, base)
+    findings += sasl_listeners(base)
     return findings
 
 
@@ -254,11 +256,133 @@ def inbound_listeners(config: Config, postconf: list[str]) -> list[Finding]:
     return findings
 
 
-def smtpd_listeners(postconf: list[str]) -> dict[str, dict[str, str]] | str:
-    """The effective listener settings of each smtpd in master.cf, or why they are unknown."""
+# SASL on a listener: the passwords are osfmilter's, Dovecot checks them
+# (contrib/dovecot), and none may cross the network in clear.
+_SASL_PARAMETERS = (
+    "smtpd_sasl_auth_enable",
+    "smtpd_sasl_type",
+    "smtpd_sasl_path",
+    "smtpd_tls_auth_only",
+    "smtpd_tls_security_level",
+    "smtpd_tls_cert_file",
+    "smtpd_tls_key_file",
+    "smtpd_tls_chain_files",
+    "smtpd_client_auth_rate_limit",
+    "milter_mail_macros",
+    "queue_directory",
+)
+
+
+def sasl_listeners(postconf: list[str]) -> list[Finding]:
+    """Every listener that offers AUTH must do it over TLS only, through a Dovecot that answers."""
+    listeners = smtpd_listeners(postconf, _SASL_PARAMETERS)
+    if isinstance(listeners, str):
+        return []  # said once already, or no master.cf to judge
+    findings = []
+    for name, settings in listeners.items():
+        if settings["smtpd_sasl_auth_enable"] == "yes":
+            problems = sasl_problems(settings)
+            findings += [
+                Finding(severity, f"postfix listener {name}", text) for severity, text in problems
+            ]
+            if not problems:
+                findings.append(
+                    Finding(
+                        "ok",
+                        f"postfix listener {name}",
+                        "AUTH only after STARTTLS, checked by Dovecot at "
+                        + settings["smtpd_sasl_path"],
+                    )
+                )
+    return findings
+
+
+def sasl_problems(settings: dict[str, str]) -> list[tuple[str, str]]:
+    """What is wrong with one SASL listener's settings, as (severity, text)."""
+    problems = []
+    level = settings["smtpd_tls_security_level"]
+    if settings["smtpd_tls_auth_only"] != "yes":
+        problems.append(
+            (
+                "error",
+                "offers AUTH without TLS: passwords would cross the network in clear; "
+                "set smtpd_tls_auth_only = yes",
+            )
+        )
+    if level not in ("may", "encrypt"):
+        shown = repr(level) if level else "empty"
+        problems.append(
+            (
+                "error",
+                f"has SASL but smtpd_tls_security_level is {shown}: no client "
+                "can start TLS, so none can log in safely; set it to may, with a certificate",
+            )
+        )
+    elif not (settings["smtpd_tls_chain_files"] or settings["smtpd_tls_cert_file"]):
+        problems.append(("error", "offers STARTTLS without a certificate (smtpd_tls_cert_file)"))
+    else:
+        for key in ("smtpd_tls_cert_file", "smtpd_tls_key_file"):
+            path = settings[key]
+            if path and not Path(path).is_file():
+                problems.append(("error", f"{key} {path} does not exist: STARTTLS would fail"))
+    if "{auth_authen}" not in settings["milter_mail_macros"]:
+        problems.append(
+            (
+                "error",
+                "milter_mail_macros lacks {auth_authen}: the milter would not see who logged "
+                "in and judge the client by its address",
+            )
+        )
+    if settings["smtpd_sasl_type"] != "dovecot":
+        problems.append(
+            (
+                "warning",
+                f"smtpd_sasl_type is {settings['smtpd_sasl_type']!r}: osfmilter's passwords "
+                "are checked by Dovecot (contrib/dovecot); set it to dovecot",
+            )
+        )
+    elif (socket_path := dovecot_socket(settings)) and not _is_socket(socket_path):
+        problems.append(
+            (
+                "warning",
+                f"no Dovecot auth socket at {socket_path}: every login fails until Dovecot "
+                "runs with contrib/dovecot's configuration",
+            )
+        )
+    if settings["smtpd_client_auth_rate_limit"] in ("", "0"):
+        problems.append(
+            (
+                "warning",
+                "smtpd_client_auth_rate_limit is 0: nothing slows down password guessing; "
+                "set a limit per client and minute (contrib/postfix/main.cf)",
+            )
+        )
+    return problems
+
+
+def dovecot_socket(settings: dict[str, str]) -> Path | None:
+    """The unix socket smtpd_sasl_path names (relative to the queue directory), else None."""
+    path = settings["smtpd_sasl_path"]
+    if path.startswith("inet:"):
+        return None
+    # An absolute path stays as it is.
+    return Path(settings["queue_directory"]) / path.removeprefix("unix:")
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def smtpd_listeners(
+    postconf: list[str], parameters: tuple[str, ...] = _LISTENER_PARAMETERS
+) -> dict[str, dict[str, str]] | str:
+    """The effective settings of each smtpd in master.cf, or why they are unknown."""
     runs = [
         subprocess.run([*postconf, *options], capture_output=True, text=True, check=False)
-        for options in (["-M"], ["-P", "-x"], ["-x", *_LISTENER_PARAMETERS])
+        for options in (["-M"], ["-P", "-x"], ["-x", *parameters])
     ]
     failed = next((r for r in runs if r.returncode != 0), None)
     if failed is not None:
@@ -274,7 +398,7 @@ def smtpd_listeners(postconf: list[str]) -> dict[str, dict[str, str]] | str:
     for line in overrides:
         key, value = _assignment(line)
         service, _, parameter = key.rpartition("/")
-        if service in listeners and parameter in _LISTENER_PARAMETERS:
+        if service in listeners and parameter in parameters:
             listeners[service][parameter] = value
     return listeners
 

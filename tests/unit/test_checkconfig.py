@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -344,7 +346,8 @@ def test_inbound_instance_on_a_listener_that_relays_for_some_clients(
         smtpd_relay_restrictions="permit_sasl_authenticated, reject_unauth_destination",
     )
     config = {"mode": "inbound", "milter": {"socket": "unix:/run/osfmilter/in/milter.sock"}}
-    found = listener_errors(config, directory)
+    # (The SASL listener's missing TLS is an error of its own.)
+    found = [e for e in listener_errors(config, directory) if "lets clients relay" in e]
     assert len(found) == 1 and f"({culprit} in" in found[0], found
 
 
@@ -380,3 +383,124 @@ def test_a_reservation_shorter_than_a_transaction_may_last_is_warned_about() -> 
 )
 def test_postfix_milter_spec_reaches_the_socket(socket: str, spec: str, same: bool) -> None:
     assert _same_socket(parse_socket(socket), spec) is same
+
+
+# SASL: passwords only over TLS, checked by Dovecot ---------------------------
+
+SASL_LISTENER = "2525 inet n - n - - smtpd -o smtpd_sasl_auth_enable=yes\n"
+
+
+@pytest.fixture
+def sasl_main_cf(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A sound SASL wiring: certificate files, and a listening Dovecot auth socket."""
+    (tmp_path / "relay.crt").write_text("certificate")
+    (tmp_path / "relay.key").write_text("key")
+    with socket.socket(socket.AF_UNIX) as auth:
+        auth.bind(str(tmp_path / "auth"))
+        auth.listen()
+        yield {
+            "smtpd_sasl_type": "dovecot",
+            "smtpd_sasl_path": str(tmp_path / "auth"),
+            "smtpd_tls_security_level": "may",
+            "smtpd_tls_cert_file": str(tmp_path / "relay.crt"),
+            "smtpd_tls_key_file": str(tmp_path / "relay.key"),
+            "smtpd_tls_auth_only": "yes",
+            "smtpd_client_auth_rate_limit": "30",
+            "milter_mail_macros": "i {auth_authen} {auth_type}",
+        }
+
+
+def sasl_findings(tmp_path: Path, main_cf: dict[str, str]) -> list[tuple[str, str]]:
+    directory = postfix_with_listeners(tmp_path, SASL_LISTENER, **main_cf)
+    return [
+        (f.severity, f.text)
+        for f in lint(config_from_dict(UNSCANNED), directory)
+        if f.subject == "postfix listener 2525/inet"
+    ]
+
+
+def test_a_sound_sasl_listener_is_ok(tmp_path: Path, sasl_main_cf: dict[str, str]) -> None:
+    assert sasl_findings(tmp_path, sasl_main_cf) == [
+        ("ok", f"AUTH only after STARTTLS, checked by Dovecot at {tmp_path}/auth")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "finding"),
+    [
+        (
+            {"smtpd_tls_auth_only": "no"},
+            ("error", "offers AUTH without TLS: passwords would cross the network in clear"),
+        ),
+        (
+            {"smtpd_tls_security_level": "none"},
+            ("error", "has SASL but smtpd_tls_security_level is 'none': no client can start TLS"),
+        ),
+        (
+            {"smtpd_tls_cert_file": "", "smtpd_tls_key_file": ""},
+            ("error", "offers STARTTLS without a certificate"),
+        ),
+        (
+            {"smtpd_tls_cert_file": "/nonexistent/relay.crt"},
+            ("error", "smtpd_tls_cert_file /nonexistent/relay.crt does not exist"),
+        ),
+        (
+            {"milter_mail_macros": "i {mail_addr}"},
+            ("error", "milter_mail_macros lacks {auth_authen}: the milter would not see who"),
+        ),
+        (
+            {"smtpd_sasl_type": "cyrus"},
+            ("warning", "smtpd_sasl_type is 'cyrus': osfmilter's passwords are checked by Dovecot"),
+        ),
+        (
+            {"smtpd_sasl_path": "private/auth"},
+            ("warning", "no Dovecot auth socket at "),
+        ),
+        (
+            {"smtpd_client_auth_rate_limit": "0"},
+            ("warning", "smtpd_client_auth_rate_limit is 0: nothing slows down password guessing"),
+        ),
+    ],
+)
+def test_each_sasl_mistake_is_named(
+    tmp_path: Path,
+    sasl_main_cf: dict[str, str],
+    changes: dict[str, str],
+    finding: tuple[str, str],
+) -> None:
+    [(severity, text)] = sasl_findings(tmp_path, {**sasl_main_cf, **changes})
+    assert (severity, text[: len(finding[1])]) == finding, text
+
+
+def test_a_relative_sasl_path_is_under_the_queue_directory(
+    tmp_path: Path, sasl_main_cf: dict[str, str]
+) -> None:
+    queue = tmp_path / "spool"
+    (queue / "private").mkdir(parents=True)
+    changes = {"smtpd_sasl_path": "private/auth", "queue_directory": str(queue)}
+    [(_, text)] = sasl_findings(tmp_path, {**sasl_main_cf, **changes})
+    assert text == (
+        f"no Dovecot auth socket at {queue}/private/auth: every login fails until Dovecot "
+        "runs with contrib/dovecot's configuration"
+    )
+
+
+def test_a_listener_without_sasl_is_not_judged_for_it(
+    tmp_path: Path, sasl_main_cf: dict[str, str]
+) -> None:
+    directory = postfix_with_listeners(
+        tmp_path, "2525 inet n - n - - smtpd\n", **{**sasl_main_cf, "smtpd_tls_auth_only": "no"}
+    )
+    assert not any("listener" in f.subject for f in lint(config_from_dict(UNSCANNED), directory))
+
+
+def test_the_command_refuses_sasl_in_clear(
+    tmp_path: Path, sasl_main_cf: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = postfix_with_listeners(
+        tmp_path, SASL_LISTENER, **{**sasl_main_cf, "smtpd_tls_auth_only": "no"}
+    )
+    config = tmp_path / "osfmilter.toml"
+    config.write_text("[milter]\nfail_open_acknowledged = true\n")
+    assert main(["--config", str(config), "check-config", "--postfix-config", directory]) == 2
+    assert "error: postfix listener 2525/inet: offers AUTH without TLS" in capsys.readouterr().out

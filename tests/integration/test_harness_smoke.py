@@ -11,6 +11,7 @@ import os
 import shutil
 import smtplib
 import socket
+import ssl
 import tempfile
 import time
 from collections.abc import Iterator
@@ -309,8 +310,8 @@ def test_starttls_and_auth_through_the_shipped_dovecot(sink: Sink, workdir: Path
             client.connect(postfix.smtpd_port)
             assert "starttls" in client.features and "auth" not in client.features
             assert client.starttls(certificate.client_context()).code == 220
-            assert client.smtp.sock is not None
-            assert client.smtp.sock.getpeercert() is not None  # verified against the test CA
+            assert isinstance(client.smtp.sock, ssl.SSLSocket)
+            assert client.smtp.sock.getpeercert()  # verified against the test's own CA
             assert client.features["auth"].split() == ["PLAIN", "LOGIN"]
             assert client.auth_plain("app@example.org", "wrong password").code == 535
             assert client.auth_plain("nopw", "").code == 535

@@ -4,7 +4,9 @@ opens it, and the argument types."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -156,3 +158,24 @@ def positive(text: str) -> int:
     ):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {MAX_COUNT}")
     return int(text)
+
+
+# More than any secret a command takes; what is past it is refused, not cut.
+MAX_SECRET = 4096
+
+
+def read_secret_stdin(what: str) -> str:
+    """A secret from standard input: typed without echo on a terminal, else piped.
+
+    One trailing line break is dropped (``echo secret |``); anything else is
+    the secret as given, for the caller to judge.
+    """
+    if sys.stdin.isatty():
+        return getpass.getpass(f"{what}: ")
+    text = sys.stdin.read(MAX_SECRET + 1)
+    if len(text) > MAX_SECRET:
+        raise UsageError(f"the {what} on standard input is longer than {MAX_SECRET} characters")
+    secret = text.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        raise UsageError(f"no {what} on standard input")
+    return secret

@@ -11,6 +11,7 @@ import argparse
 
 from sqlalchemy import select
 
+from osfmilter import passwords
 from osfmilter.cli import common, domains
 from osfmilter.cli.common import Commands, command, group
 from osfmilter.cli.output import table, when
@@ -121,20 +122,63 @@ def cmd_server_remove(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def new_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The password to set and whether it was generated (and so must be shown)."""
+    if args.password_stdin:
+        return passwords.check(common.read_secret_stdin("password")), False
+    return passwords.generate(), True
+
+
+def show_password(password: str) -> None:
+    # Only here, on stdout, once: never logged, never stored but as a hash.
+    print(f"password: {password}")
+    print("Pass it on now: only its hash is stored, it cannot be shown again.")
+
+
 def cmd_sasl_add(args: argparse.Namespace, config: Config) -> int:
+    password, generated = new_password(args)
+    hashed = passwords.hash_password(password)  # 0.1 s of CPU: outside the transaction
     with common.session(config) as session:
-        admin.add_sasl(session, args.login, args.customer, SystemClock().now())
-    print(f"SASL login {args.login} added to {args.customer}")
+        account = admin.add_sasl(
+            session, args.login, args.customer, SystemClock().now(), password_hash=hashed
+        )
+        login = account.login
+    print(f"SASL login {login} added to {args.customer}")
+    if generated:
+        show_password(password)
+    return 0
+
+
+def cmd_sasl_passwd(args: argparse.Namespace, config: Config) -> int:
+    password, generated = new_password(args)
+    hashed = passwords.hash_password(password)
+    with common.session(config, Access.EXISTING) as session:
+        admin.set_sasl_password(session, args.login, hashed, SystemClock().now())
+    print(f"SASL login {args.login.strip()}: password replaced; the old one no longer works")
+    if generated:
+        show_password(password)
     return 0
 
 
 def cmd_sasl_list(args: argparse.Namespace, config: Config) -> int:
     with common.session(config, Access.READ_ONLY) as session:
-        query = select(SaslAccount).join(Customer).order_by(SaslAccount.login)
+        query = (
+            select(
+                SaslAccount.login,
+                Customer.name,
+                SaslAccount.state,
+                SaslAccount.password_changed_at,
+            )
+            .join(Customer)
+            .order_by(SaslAccount.login)
+        )
         if args.customer:
             query = query.where(Customer.id == admin.get_customer(session, args.customer).id)
-        rows = [(a.login, a.customer.name, a.state) for a in session.scalars(query)]
-    table(("login", "customer", "state"), rows)
+        rows = [
+            (login, customer, state, when(changed) if changed else "none: cannot log in")
+            for login, customer, state, changed in session.execute(query)
+        ]
+    table(("login", "customer", "state", "password set"), rows)
     return 0
 
 
@@ -180,9 +224,14 @@ def register(commands: Commands) -> None:
     p.add_argument("network", metavar="IP_OR_CIDR")
 
     sasl = group(commands, "sasl", "SASL accounts")
-    p = command(sasl, "add", cmd_sasl_add, "register a SASL login")
+    stdin_help = "read the password from standard input instead of generating one"
+    p = command(sasl, "add", cmd_sasl_add, "register a SASL login; prints its password once")
     p.add_argument("login")
     p.add_argument("--customer", required=True)
+    p.add_argument("--password-stdin", action="store_true", help=stdin_help)
+    p = command(sasl, "passwd", cmd_sasl_passwd, "give a SASL login a new password")
+    p.add_argument("login")
+    p.add_argument("--password-stdin", action="store_true", help=stdin_help)
     p = command(sasl, "list", cmd_sasl_list, "list SASL logins")
     p.add_argument("--customer")
     p = command(sasl, "remove", cmd_sasl_remove, "remove a SASL login")

@@ -240,7 +240,18 @@ def remove_server(session: Session, network: str) -> None:
     session.delete(server)
 
 
-def add_sasl(session: Session, login: str, customer_name: str, now: datetime) -> SaslAccount:
+def add_sasl(
+    session: Session,
+    login: str,
+    customer_name: str,
+    now: datetime,
+    *,
+    password_hash: str | None = None,
+) -> SaslAccount:
+    """Register a login with the hash of its password (osfmilter.passwords).
+
+    Without one the account cannot log in until it gets one (``sasl passwd``).
+    """
     login = normalize_login(login)
     customer = get_customer(session, customer_name)
     existing = session.scalars(select(SaslAccount).where(SaslAccount.login == login)).one_or_none()
@@ -253,19 +264,32 @@ def add_sasl(session: Session, login: str, customer_name: str, now: datetime) ->
         state=ServerState.VEILIG,
         state_changed_at=now,
         created_at=now,
+        password_hash=password_hash,
+        password_changed_at=now if password_hash is not None else None,
     )
     session.add(account)
     session.flush()
     return account
 
 
-def remove_sasl(session: Session, login: str) -> None:
+def set_sasl_password(session: Session, login: str, password_hash: str, now: datetime) -> None:
+    """Replace a login's password; Dovecot checks the next login against the new one."""
+    account = get_sasl(session, login)
+    account.password_hash = password_hash
+    account.password_changed_at = now
+
+
+def get_sasl(session: Session, login: str) -> SaslAccount:
     account = session.scalars(
         select(SaslAccount).where(SaslAccount.login == login.strip())
     ).one_or_none()
     if account is None:
         raise UsageError(f"SASL login {login!r} is not registered")
-    session.delete(account)
+    return account
+
+
+def remove_sasl(session: Session, login: str) -> None:
+    session.delete(get_sasl(session, login))
 
 
 def import_inbound(session: Session, rows: Sequence[InboundRow]) -> int:

@@ -187,6 +187,11 @@ class SaslAccount(Base):
     # The latest spam, virus or usage incident: verdacht recovers from it.
     last_incident_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # What Dovecot checks a login's password against (osfmilter.passwords);
+    # None: the account cannot log in. Deferred: loading an account (the
+    # milter's state changes, the CLI's lists) never reads it.
+    password_hash: Mapped[str | None] = mapped_column(String(255), deferred=True)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     customer: Mapped[Customer] = relationship(back_populates="sasl_accounts")
 

@@ -152,13 +152,15 @@ class DovecotAuth(Service):
             os.killpg(group, signal.SIGKILL)
         self.process = None
 
-    def log(self) -> str:
+    def log(self, tail: int | None = 4000) -> str:
+        """Dovecot's log (and its stdout): the last ``tail`` characters, or all of it."""
         texts = [
             p.read_text(errors="replace")
             for p in (self.log_path, self.workdir / "dovecot.out")
             if p.exists()
         ]
-        return "\n".join(texts)[-4000:]
+        text = "\n".join(texts)
+        return text if tail is None else text[-tail:]
 
 
 def _group_alive(group: int) -> bool:

@@ -270,15 +270,18 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @contextmanager
-def relay_on(request: pytest.FixtureRequest, name: str) -> Iterator[Relay]:
-    """A relay on the backend a fixture parametrized with BACKENDS is run for."""
+def relay_on(request: pytest.FixtureRequest, name: str, *, sasl: bool = False) -> Iterator[Relay]:
+    """A relay on the backend a fixture parametrized with BACKENDS is run for.
+
+    ``sasl``: with Dovecot and STARTTLS, as running_relay's.
+    """
     directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir="/tmp"))
     if request.param == "sqlite":
         url = f"sqlite:///{directory}/osfmilter.sqlite3"
     else:
         url = request.getfixturevalue("pg_server_url")
     try:
-        with running_relay(url, name=name) as relay:
+        with running_relay(url, name=name, sasl=sasl) as relay:
             yield relay
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -9,7 +9,9 @@ a SASL server.
 
 from __future__ import annotations
 
+import base64
 import smtplib
+import ssl
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -116,9 +118,11 @@ class Client:
             source_address=(source, 0) if source else None,
         )
         self.banner: Reply | None = None
+        self.host = "127.0.0.1"
 
     def connect(self, port: int, host: str = "127.0.0.1") -> Reply:
         """Connect, read the banner and say EHLO."""
+        self.host = host
         code, text = self.smtp.connect(host, port)
         self.banner = _reply(code, text)
         if code == 220:
@@ -175,6 +179,37 @@ class Client:
         if code == 220:
             self.ehlo(helo)
         return reply
+
+    @property
+    def features(self) -> dict[str, str]:
+        """The EHLO keywords of the last EHLO (lower case) and their parameters."""
+        return dict(self.smtp.esmtp_features)
+
+    def starttls(self, context: ssl.SSLContext | None = None) -> Reply:
+        """STARTTLS and, once the server said 220, the handshake and a new EHLO.
+
+        ``context`` None: encryption without verifying the certificate, as
+        many customers' applications do against a relay's self-signed one.
+        An ssl.SSLError from the handshake is raised, not turned into a Reply.
+        """
+        code, text = self.smtp.docmd("STARTTLS")
+        if code == 220:
+            if context is None:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            assert self.smtp.sock is not None
+            self.smtp.sock = context.wrap_socket(self.smtp.sock, server_hostname=self.host)
+            self.smtp.file = None
+            self.smtp.helo_resp = None
+            self.ehlo()
+        return _reply(code, text)
+
+    def auth_plain(self, login: str, password: str) -> Reply:
+        """AUTH PLAIN with the credentials in the command itself (RFC 4616)."""
+        token = base64.b64encode(f"\0{login}\0{password}".encode()).decode("ascii")
+        code, text = self.smtp.docmd("AUTH", f"PLAIN {token}")
+        return _reply(code, text)
 
     def mail(self, sender: str, size: int | None = None, options: Sequence[str] = ()) -> Reply:
         """MAIL FROM, optionally with ``SIZE=`` and further ESMTP options."""

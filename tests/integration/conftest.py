@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,10 +33,12 @@ from osfmilter.storage.store import SqlStore
 from tests.fakes import TEST_REGISTRATION
 from tests.harness.clamd import ClamdProcess
 from tests.harness.database import reset_database
+from tests.harness.dovecot import DovecotAuth
 from tests.harness.milter import MilterProcess
 from tests.harness.postfix import PostfixInstance
 from tests.harness.sink import Sink, message_id_of
 from tests.harness.spamd import SpamdProcess
+from tests.harness.tls import TestCertificate, make_certificate
 
 
 @dataclass
@@ -44,6 +49,9 @@ class Relay:
     milter: MilterProcess
     sink: Sink
     store: SqlStore
+    #: With running_relay(sasl=True): Dovecot checks AUTH, smtpd offers STARTTLS.
+    dovecot: DovecotAuth | None = None
+    certificate: TestCertificate | None = None
 
     @property
     def port(self) -> int:
@@ -95,6 +103,22 @@ class Relay:
         """Run an osfmilter command against this relay's database, as an operator would."""
         return main(["--config", str(self.milter.config_path), *args])
 
+    def cli_output(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+        """Run an osfmilter command as a process of its own: exit status, stdout, stderr.
+
+        What an operator's terminal shows, untouched by pytest's capturing;
+        ``stdin`` is what is typed or piped in (``--password-stdin``).
+        """
+        result = subprocess.run(
+            [sys.executable, "-m", "osfmilter", "--config", str(self.milter.config_path), *args],
+            input=stdin if stdin is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        return result.returncode, result.stdout, result.stderr
+
     def events(self, **where: object) -> list[Event]:
         with self.store.session() as session:
             query = select(Event).order_by(Event.id)
@@ -103,11 +127,44 @@ class Relay:
             return list(session.scalars(query))
 
 
-CONTRIB_MAIN_CF = Path(__file__).parents[2] / "contrib" / "postfix" / "main.cf"
+CONTRIB_POSTFIX = Path(__file__).parents[2] / "contrib" / "postfix"
+CONTRIB_MAIN_CF = CONTRIB_POSTFIX / "main.cf"
+CONTRIB_MASTER_CF = CONTRIB_POSTFIX / "master.cf"
 
 
-def contrib_main_cf() -> dict[str, str]:
-    """The shipped main.cf snippet, so the tests run the configuration operators get."""
+@dataclass(frozen=True)
+class SaslWiring:
+    """What contrib's SASL and TLS settings point at on the operator's machine, for a test."""
+
+    certificate: TestCertificate
+    sasl_path: str  # smtpd_sasl_path: the Dovecot socket (DovecotAuth.postfix_sasl_path)
+
+
+def contrib_master_options(service: str = "smtp") -> dict[str, str]:
+    """The ``-o`` options contrib/postfix/master.cf gives a listener."""
+    options: dict[str, str] = {}
+    current = None
+    for line in CONTRIB_MASTER_CF.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        if not line.startswith((" ", "\t")):
+            current = line.split()[0]
+        elif current == service and line.split()[0] == "-o":
+            key, _, value = line.split(None, 1)[1].partition("=")
+            options[key] = value
+    return options
+
+
+def contrib_main_cf(sasl: SaslWiring | None = None) -> dict[str, str]:
+    """The shipped main.cf snippet, so the tests run the configuration operators get.
+
+    Its SASL and TLS settings name a certificate and a Dovecot socket that
+    only a relay with ``sasl`` has: there they point at the test's own
+    (and the smtp listener's master.cf options, smtpd_sasl_auth_enable,
+    apply to the harness's listeners). Any other relay gets none of the
+    ``smtpd_sasl_*``/``smtpd_tls_*`` keys: it runs without STARTTLS and
+    AUTH, as before, and presents logins with XCLIENT.
+    """
     settings = {}
     for line in CONTRIB_MAIN_CF.read_text().splitlines():
         if line.strip() and not line.startswith(("#", " ", "\t")):
@@ -115,6 +172,15 @@ def contrib_main_cf() -> dict[str, str]:
             settings[key.strip()] = value.strip()
     # The test's own milter socket replaces the example's.
     del settings["smtpd_milters"]
+    if sasl is None:
+        return {
+            k: v for k, v in settings.items() if not k.startswith(("smtpd_sasl_", "smtpd_tls_"))
+        }
+    for key in ("smtpd_sasl_path", "smtpd_tls_cert_file", "smtpd_tls_key_file"):
+        assert key in settings, f"contrib/postfix/main.cf no longer sets {key}"
+    settings["smtpd_sasl_path"] = sasl.sasl_path
+    settings.update(sasl.certificate.postfix_main_cf())
+    settings.update(contrib_master_options("smtp"))
     return settings
 
 
@@ -133,10 +199,13 @@ def running_relay(
     reset: bool = True,
     name: str = "osf-e2e",
     milter_config: str = "",
+    sasl: bool = False,
 ) -> Iterator[Relay]:
     """Start sink, milter and Postfix on an emptied database (``reset``).
 
     ``milter_database_url`` lets a proxy sit between the milter and the database.
+    ``sasl``: a Dovecot on the same database checks AUTH, and Postfix has
+    contrib's SASL and TLS settings with a certificate of the test's own.
     """
     workdir = Path(tempfile.mkdtemp(prefix="osfe2e-", dir="/tmp"))
     workdir.chmod(0o755)  # Postfix's unprivileged daemons must reach their queue
@@ -145,20 +214,30 @@ def running_relay(
     if reset:
         reset_database(engine)
     try:
-        with (
-            Sink() as sink,
-            MilterProcess(
-                workdir / "milter", milter_database_url or database_url, extra_config=milter_config
-            ) as milter,
-            PostfixInstance(
-                workdir / "postfix",
-                relay_port=sink.port,
-                milter=milter.socket_spec,
-                extra_main_cf=contrib_main_cf(),
-                name=name,
-            ) as postfix,
-        ):
-            yield Relay(postfix, milter, sink, SqlStore(engine))
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(Sink())
+            milter = stack.enter_context(
+                MilterProcess(
+                    workdir / "milter",
+                    milter_database_url or database_url,
+                    extra_config=milter_config,
+                )
+            )
+            dovecot = certificate = wiring = None
+            if sasl:
+                certificate = make_certificate(workdir / "tls")
+                dovecot = stack.enter_context(DovecotAuth(workdir / "dovecot", database_url))
+                wiring = SaslWiring(certificate, dovecot.postfix_sasl_path)
+            postfix = stack.enter_context(
+                PostfixInstance(
+                    workdir / "postfix",
+                    relay_port=sink.port,
+                    milter=milter.socket_spec,
+                    extra_main_cf=contrib_main_cf(wiring),
+                    name=name,
+                )
+            )
+            yield Relay(postfix, milter, sink, SqlStore(engine), dovecot, certificate)
     finally:
         engine.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -191,15 +270,18 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @contextmanager
-def relay_on(request: pytest.FixtureRequest, name: str) -> Iterator[Relay]:
-    """A relay on the backend a fixture parametrized with BACKENDS is run for."""
+def relay_on(request: pytest.FixtureRequest, name: str, *, sasl: bool = False) -> Iterator[Relay]:
+    """A relay on the backend a fixture parametrized with BACKENDS is run for.
+
+    ``sasl``: with Dovecot and STARTTLS, as running_relay's.
+    """
     directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir="/tmp"))
     if request.param == "sqlite":
         url = f"sqlite:///{directory}/osfmilter.sqlite3"
     else:
         url = request.getfixturevalue("pg_server_url")
     try:
-        with running_relay(url, name=name) as relay:
+        with running_relay(url, name=name, sasl=sasl) as relay:
             yield relay
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 from osfmilter.config import Config
+from osfmilter.dovecot import sql_connect
 from osfmilter.metrics import CALLBACK_BUCKETS, SCAN_BUCKETS, Metrics
 from osfmilter.milter.adapter import OsfMilter
 from osfmilter.model import ServerState, Stage
@@ -635,3 +636,43 @@ def test_shipped_postfix_listeners_refuse_an_inbound_instance(tmp_path: Path) ->
         " postfix listener smtp/inet",
         " postfix listener 2525/inet",
     ], output(result)
+
+
+DOVECOT = CONTRIB / "dovecot"
+
+
+def dovecot_sql_settings(name: str) -> dict[str, str]:
+    settings = {}
+    for line in (DOVECOT / name).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def test_dovecot_config_is_what_debians_dovecot_reads() -> None:
+    """doveconf parses it; auth only, through the socket Postfix's smtpd_sasl_path names."""
+    result = run("doveconf", "-n", "-c", str(DOVECOT / "dovecot.conf"))
+    assert result.returncode == 0 and not result.stderr, output(result)
+    settings = result.stdout
+    assert "protocols" not in settings  # empty, Dovecot's default: no IMAP, POP3, LMTP
+    assert "auth_mechanisms = plain login\n" in settings
+    assert "userdb" not in settings
+    assert "unix_listener /var/spool/postfix/private/auth {" in settings
+    main_cf = (CONTRIB / "postfix" / "main.cf").read_text()
+    assert "\nsmtpd_sasl_path = private/auth\n" in main_cf
+    assert "\nsmtpd_sasl_type = dovecot\n" in main_cf
+
+
+def test_dovecot_sql_files_differ_only_in_where_the_database_is() -> None:
+    sqlite = dovecot_sql_settings("osfmilter-sql-sqlite.conf.ext")
+    pgsql = dovecot_sql_settings("osfmilter-sql-pgsql.conf.ext")
+    assert (
+        set(sqlite) == set(pgsql) == {"driver", "connect", "default_pass_scheme", "password_query"}
+    )
+    assert sqlite["password_query"] == pgsql["password_query"]
+    assert "password_hash IS NOT NULL" in sqlite["password_query"]
+    # The milter's default database (state_dir /var/lib/osfmilter, as systemd runs it).
+    default = sql_connect(Config(state_dir="/var/lib/osfmilter").database_url)
+    assert (sqlite["driver"], sqlite["connect"]) == (default.driver, default.connect)
+    assert pgsql["driver"] == "pgsql"

@@ -7,9 +7,11 @@ Needs root and the Debian postfix package; every socket is on loopback.
 
 from __future__ import annotations
 
+import os
 import shutil
 import smtplib
 import socket
+import ssl
 import tempfile
 import time
 from collections.abc import Iterator
@@ -266,3 +268,60 @@ def test_tcp_proxy_pause_and_resume(sink: Sink) -> None:
         # The listening port survived the outage.
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=5):
             pass
+
+
+def test_starttls_and_auth_through_the_shipped_dovecot(sink: Sink, workdir: Path) -> None:
+    """tls.py's certificate verifies; Postfix reaches DovecotAuth at an absolute smtpd_sasl_path."""
+    from argon2 import PasswordHasher, Type
+    from sqlalchemy import create_engine, text
+
+    from tests.harness.dovecot import DovecotAuth
+    from tests.harness.tls import make_certificate
+
+    workdir.chmod(0o755)  # smtpd (user postfix) must reach its queue and Dovecot's socket
+    # Only what the passdb query reads: DovecotAuth needs no more of the schema.
+    database = workdir / "accounts.sqlite3"
+    engine = create_engine(f"sqlite:///{database}")
+    hasher = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1, type=Type.ID)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE sasl_accounts (login TEXT, password_hash TEXT)"))
+        connection.execute(
+            text("INSERT INTO sasl_accounts VALUES ('app@example.org', :hash), ('nopw', NULL)"),
+            {"hash": "{ARGON2ID}" + hasher.hash("correct horse battery")},
+        )
+    engine.dispose()
+    certificate = make_certificate(workdir / "tls")
+    with DovecotAuth(workdir / "dovecot", f"sqlite:///{database}") as dovecot:
+        group = dovecot.process.pid if dovecot.process else 0
+        settings = {
+            "smtpd_sasl_type": "dovecot",
+            "smtpd_sasl_path": dovecot.postfix_sasl_path,
+            "smtpd_sasl_auth_enable": "yes",
+            "smtpd_tls_security_level": "may",
+            "smtpd_tls_auth_only": "yes",
+            **certificate.postfix_main_cf(),
+        }
+        with (
+            PostfixInstance(
+                workdir / "postfix", relay_port=sink.port, extra_main_cf=settings, name="osfpf-tls"
+            ) as postfix,
+            Client() as client,
+        ):
+            client.connect(postfix.smtpd_port)
+            assert "starttls" in client.features and "auth" not in client.features
+            assert client.starttls(certificate.client_context()).code == 220
+            assert isinstance(client.smtp.sock, ssl.SSLSocket)
+            assert client.smtp.sock.getpeercert()  # verified against the test's own CA
+            assert client.features["auth"].split() == ["PLAIN", "LOGIN"]
+            assert client.auth_plain("app@example.org", "wrong password").code == 535
+            assert client.auth_plain("nopw", "").code == 535
+            assert client.auth_plain("app@example.org", "correct horse battery").code == 235
+            message = make_message(SENDER, RECIPIENT, "tls", "Over TLS, logged in.\n")
+            assert client.mail(SENDER).code == 250
+            assert client.rcpt(RECIPIENT).code == 250
+            assert client.data(message).code == 250
+            sink.wait_for_message_id(_mid(message))
+            assert "sasl_method=PLAIN, sasl_username=app@example.org" in postfix.maillog()
+    # Dovecot's master and every child of it are gone.
+    with pytest.raises(ProcessLookupError):
+        os.killpg(group, 0)

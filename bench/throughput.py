@@ -77,6 +77,7 @@ from osfmilter.storage.dkim import create_key
 from osfmilter.storage.domains import add_domain
 from osfmilter.storage.store import SqlStore
 from tests.harness.clamd import ClamdProcess
+from tests.harness.contrib import contrib_main_cf
 from tests.harness.database import reset_database, scratch_database
 from tests.harness.dnsserver import DnsServer
 from tests.harness.milter import MilterProcess
@@ -85,7 +86,6 @@ from tests.harness.postfix import PostfixInstance
 from tests.harness.rspamd import RspamdProcess
 from tests.harness.spamd import SpamdProcess
 from tests.harness.spfzone import RELAY_V4, ZONE
-from tests.integration.conftest import contrib_main_cf
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get(

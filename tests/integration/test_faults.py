@@ -44,6 +44,7 @@ from osfmilter.storage.schema import Event, MonthlyVolume, RateSlot
 from osfmilter.storage.store import SqlStore
 from tests.fakes import TEST_REGISTRATION
 from tests.harness.clamd import ClamdProcess
+from tests.harness.contrib import contrib_main_cf
 from tests.harness.database import reset_database
 from tests.harness.fakeclamd import ENDLESS, FakeClamd
 from tests.harness.milter import MilterProcess
@@ -51,7 +52,7 @@ from tests.harness.ports import free_port
 from tests.harness.postfix import PostfixInstance
 from tests.harness.sink import Sink
 from tests.harness.smtpclient import Client, Reply, Result, make_message, send
-from tests.integration.conftest import contrib_main_cf, message_id
+from tests.integration.conftest import message_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.contrib import contrib_main_cf
 from tests.harness.milter import MilterProcess
 from tests.harness.postfix import PostfixInstance
 from tests.harness.sink import Sink
 from tests.harness.smtpclient import make_message, send
-from tests.integration.conftest import contrib_main_cf
 
 pytestmark = pytest.mark.integration
 

@@ -83,18 +83,31 @@ def test_quickstart_shows_an_accept_and_a_refusal_and_keeps_them(
     output = start(env)
     if shutil.which("swaks") is None:
         pytest.skip("no swaks on this machine")
-    accept, refusal = printed_swaks(output)
+    accept, refusal, login = printed_swaks(output)
     assert "250 2.0.0 Ok: queued" in shell(accept, env).stdout
     assert "550 5.7.1 relay not permitted for 127.0.0.2" in shell(refusal, env).stdout
     [delivered] = wait_for_files(run / "sink")
     assert b"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.com;" in (
         delivered.read_bytes()
     )
+    # The SASL line as printed: from the unregistered 127.0.0.2, STARTTLS, AUTH PLAIN.
+    assert "--local-interface 127.0.0.2 --tls --auth PLAIN" in login
+    session = shell(login, env).stdout
+    assert "235 2.7.0 Authentication successful" in session, session
+    assert "250 2.0.0 Ok: queued" in session, session
+    assert len(wait_for_files(run / "sink", count=2)) == 2
     log = run / "osfmilter.log"
-    assert log.read_text().count("osfmilter.decision") == 2
+    assert log.read_text().count("osfmilter.decision") == 3
+    assert "sasl:app@example.com" in log.read_text()
+    password = (run / "sasl-password").read_text().strip()
+    assert re.fullmatch(r"[a-z2-7]{32}", password) and f"--auth-password {password} " in login
+    assert (run / "sasl-password").stat().st_mode & 0o077 == 0
+    assert password not in log.read_text()
 
-    start(env)  # a restart appends to the log: the decisions are still there
-    assert log.read_text().count("osfmilter.decision") == 2
+    restarted = start(env)  # a restart appends to the log: the decisions are still there
+    assert log.read_text().count("osfmilter.decision") == 3
+    # and keeps the demo account's password
+    assert printed_swaks(restarted)[2] == login
 
     # The line it prints makes the README's `osfmilter ...` examples work as written.
     assert f". {run}/env" in output
@@ -104,10 +117,10 @@ def test_quickstart_shows_an_accept_and_a_refusal_and_keeps_them(
     assert "unregistered:127.0.0.2" in listed.stdout
 
 
-def wait_for_files(directory: Path, timeout: float = 30.0) -> list[Path]:
-    """What smtp-sink wrote there, once it wrote something (Postfix delivers a moment later)."""
+def wait_for_files(directory: Path, count: int = 1, timeout: float = 30.0) -> list[Path]:
+    """What smtp-sink wrote there, once there are ``count`` files (Postfix delivers later)."""
     deadline = time.monotonic() + timeout
-    while not (found := sorted(directory.glob("*"))) and time.monotonic() < deadline:
+    while len(found := sorted(directory.glob("*"))) < count and time.monotonic() < deadline:
         time.sleep(0.1)
     return found
 

@@ -17,6 +17,7 @@ from osfmilter.cli.common import Commands, command, group
 from osfmilter.cli.output import table, when
 from osfmilter.clock import SystemClock
 from osfmilter.config import Config, PlanName
+from osfmilter.dovecot import sql_connect
 from osfmilter.model import ServerState
 from osfmilter.reputation import Rules, Standing
 from osfmilter.storage import admin
@@ -189,6 +190,14 @@ def cmd_sasl_remove(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_sasl_dovecot(args: argparse.Namespace, config: Config) -> int:
+    # The lines of /etc/dovecot/osfmilter-sql.conf.ext that depend on this
+    # relay: derived from [database] url, so the two cannot drift apart.
+    print("# /etc/dovecot/osfmilter-sql.conf.ext (contrib/dovecot): osfmilter's database")
+    print(sql_connect(config.database_url).lines(), end="")
+    return 0
+
+
 def register(commands: Commands) -> None:
     plans = [str(p) for p in PlanName]
     customer = group(commands, "customer", "customers and their plans")
@@ -232,6 +241,12 @@ def register(commands: Commands) -> None:
     p = command(sasl, "passwd", cmd_sasl_passwd, "give a SASL login a new password")
     p.add_argument("login")
     p.add_argument("--password-stdin", action="store_true", help=stdin_help)
+    command(
+        sasl,
+        "dovecot-sql",
+        cmd_sasl_dovecot,
+        "print the driver and connect lines of Dovecot's passdb for this database",
+    )
     p = command(sasl, "list", cmd_sasl_list, "list SASL logins")
     p.add_argument("--customer")
     p = command(sasl, "remove", cmd_sasl_remove, "remove a SASL login")

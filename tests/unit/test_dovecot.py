@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from osfmilter.cli import main
 from osfmilter.dovecot import DovecotSql, sql_connect
 from osfmilter.errors import ConfigError
 
@@ -58,3 +61,32 @@ def test_other_urls_are_refused_without_echoing_them(url: str) -> None:
     with pytest.raises(ConfigError) as raised:
         sql_connect(url)
     assert url not in str(raised.value)
+
+
+def test_the_command_prints_the_lines_for_the_configured_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text(f'state_dir = "{tmp_path}"\n')
+    assert main(["--config", str(config), "sasl", "dovecot-sql"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "driver = sqlite",
+        f"connect = {tmp_path}/osfmilter.sqlite3",
+    ]
+    config.write_text('[database]\nurl = "postgresql://osf:pw@db.internal:5432/osfmilter"\n')
+    assert main(["--config", str(config), "sasl", "dovecot-sql"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "driver = pgsql",
+        "connect = host=db.internal port=5432 dbname=osfmilter user=osf password=pw",
+    ]
+
+
+def test_the_command_refuses_a_database_dovecot_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "osfmilter.toml"
+    config.write_text('[database]\nurl = "sqlite:///relative.db"\n')
+    assert main(["--config", str(config), "sasl", "dovecot-sql"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("osfmilter: error: Dovecot needs the SQLite database as an absolute")
+    assert len(err.splitlines()) == 1

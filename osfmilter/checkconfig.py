@@ -229,7 +229,7 @@ def inbound_listeners(config: Config, postconf: list[str]) -> list[Finding]:
         specs = milter_specs(settings["smtpd_milters"])
         if not any(_same_socket(instance, spec) for spec in specs):
             continue
-        sasl = settings["smtpd_sasl_auth_enable"] == "yes"
+        sasl = _yes(settings["smtpd_sasl_auth_enable"])
         opening = [
             relay_opening(settings[key], sasl)
             for key in ("smtpd_relay_restrictions", "smtpd_recipient_restrictions")
@@ -264,13 +264,21 @@ _SASL_PARAMETERS = (
     "smtpd_sasl_path",
     "smtpd_tls_auth_only",
     "smtpd_tls_security_level",
+    # Before smtpd_tls_security_level, these said the same (Postfix still reads them).
+    "smtpd_use_tls",
+    "smtpd_enforce_tls",
+    # Port 465 ("submissions"): TLS from the first byte.
+    "smtpd_tls_wrappermode",
     "smtpd_tls_cert_file",
     "smtpd_tls_key_file",
     "smtpd_tls_chain_files",
     "smtpd_client_auth_rate_limit",
-    "milter_mail_macros",
     "queue_directory",
 )
+
+
+# The listener's chroot column, beside its parameters in smtpd_listeners().
+CHROOT = "(chroot)"
 
 
 def sasl_listeners(postconf: list[str]) -> list[Finding]:
@@ -280,28 +288,45 @@ def sasl_listeners(postconf: list[str]) -> list[Finding]:
         return []  # said once already, or no master.cf to judge
     findings = []
     for name, settings in listeners.items():
-        if settings["smtpd_sasl_auth_enable"] == "yes":
-            problems = sasl_problems(settings)
-            findings += [
-                Finding(severity, f"postfix listener {name}", text) for severity, text in problems
-            ]
-            if not problems:
-                findings.append(
-                    Finding(
-                        "ok",
-                        f"postfix listener {name}",
-                        "AUTH only after STARTTLS, checked by Dovecot at "
-                        + settings["smtpd_sasl_path"],
-                    )
-                )
+        if not _yes(settings["smtpd_sasl_auth_enable"]):
+            continue
+        problems = sasl_problems(settings)
+        subject = f"postfix listener {name}"
+        findings += [Finding(severity, subject, text) for severity, text in problems]
+        if not any(severity == "error" for severity, _ in problems):
+            how = "on TLS only" if _tls_wrapped(settings) else "only after STARTTLS"
+            findings.append(
+                Finding("ok", subject, f"AUTH {how}, checked by {settings['smtpd_sasl_type']}")
+            )
     return findings
+
+
+def _yes(value: str) -> bool:
+    """A Postfix boolean: yes/no in any case."""
+    return value.strip().lower() == "yes"
+
+
+def _tls_level(settings: dict[str, str]) -> str:
+    """smtpd_tls_security_level, or what the older smtpd_use_tls/smtpd_enforce_tls make it."""
+    level = settings["smtpd_tls_security_level"].strip().lower()
+    if level:
+        return level
+    if _yes(settings["smtpd_enforce_tls"]):
+        return "encrypt"
+    return "may" if _yes(settings["smtpd_use_tls"]) else "none"
+
+
+def _tls_wrapped(settings: dict[str, str]) -> bool:
+    return _yes(settings["smtpd_tls_wrappermode"])
 
 
 def sasl_problems(settings: dict[str, str]) -> list[tuple[str, str]]:
     """What is wrong with one SASL listener's settings, as (severity, text)."""
     problems = []
-    level = settings["smtpd_tls_security_level"]
-    if settings["smtpd_tls_auth_only"] != "yes":
+    level = _tls_level(settings)
+    # TLS on connect (465) or TLS required before anything: AUTH is never in clear.
+    always_tls = _tls_wrapped(settings) or level == "encrypt"
+    if not always_tls and not _yes(settings["smtpd_tls_auth_only"]):
         problems.append(
             (
                 "error",
@@ -309,30 +334,16 @@ def sasl_problems(settings: dict[str, str]) -> list[tuple[str, str]]:
                 "set smtpd_tls_auth_only = yes",
             )
         )
-    if level not in ("may", "encrypt"):
-        shown = repr(level) if level else "empty"
+    if not always_tls and level != "may":
         problems.append(
             (
                 "error",
-                f"has SASL but smtpd_tls_security_level is {shown}: no client "
-                "can start TLS, so none can log in safely; set it to may, with a certificate",
+                f"has SASL but smtpd_tls_security_level is {level!r}: no client can start "
+                "TLS, so none can log in safely; set it to may, with a certificate",
             )
         )
-    elif not (settings["smtpd_tls_chain_files"] or settings["smtpd_tls_cert_file"]):
-        problems.append(("error", "offers STARTTLS without a certificate (smtpd_tls_cert_file)"))
     else:
-        for key in ("smtpd_tls_cert_file", "smtpd_tls_key_file"):
-            path = settings[key]
-            if path and not Path(path).is_file():
-                problems.append(("error", f"{key} {path} does not exist: STARTTLS would fail"))
-    if "{auth_authen}" not in settings["milter_mail_macros"]:
-        problems.append(
-            (
-                "error",
-                "milter_mail_macros lacks {auth_authen}: the milter would not see who logged "
-                "in and judge the client by its address",
-            )
-        )
+        problems += certificate_problems(settings)
     if settings["smtpd_sasl_type"] != "dovecot":
         problems.append(
             (
@@ -341,15 +352,9 @@ def sasl_problems(settings: dict[str, str]) -> list[tuple[str, str]]:
                 "are checked by Dovecot (contrib/dovecot); set it to dovecot",
             )
         )
-    elif (socket_path := dovecot_socket(settings)) and not _is_socket(socket_path):
-        problems.append(
-            (
-                "warning",
-                f"no Dovecot auth socket at {socket_path}: every login fails until Dovecot "
-                "runs with contrib/dovecot's configuration",
-            )
-        )
-    if settings["smtpd_client_auth_rate_limit"] in ("", "0"):
+    elif (socket_path := dovecot_socket(settings)) is not None:
+        problems += dovecot_socket_problems(socket_path)
+    if settings["smtpd_client_auth_rate_limit"].strip() in ("", "0"):
         problems.append(
             (
                 "warning",
@@ -360,20 +365,57 @@ def sasl_problems(settings: dict[str, str]) -> list[tuple[str, str]]:
     return problems
 
 
+def certificate_problems(settings: dict[str, str]) -> list[tuple[str, str]]:
+    """The listener's certificate files: given, and there (smtpd_tls_chain_files wins)."""
+    chain = [name for name in re.split(r"[\s,]+", settings["smtpd_tls_chain_files"]) if name]
+    if chain:
+        files = [("smtpd_tls_chain_files", name) for name in chain]
+    elif settings["smtpd_tls_cert_file"]:
+        files = [
+            (key, settings[key])
+            for key in ("smtpd_tls_cert_file", "smtpd_tls_key_file")
+            if settings[key]
+        ]
+    else:
+        return [("error", "offers TLS without a certificate (smtpd_tls_cert_file)")]
+    problems = []
+    for key, name in files:
+        try:
+            if not Path(name).is_file():
+                problems.append(("error", f"{key} {name} does not exist: TLS would fail"))
+        except OSError as exc:  # e.g. /etc/ssl/private is root's and ssl-cert's only
+            problems.append(("warning", f"{key} {name} not checked: {exc.strerror}"))
+    return problems
+
+
 def dovecot_socket(settings: dict[str, str]) -> Path | None:
-    """The unix socket smtpd_sasl_path names (relative to the queue directory), else None."""
+    """Where smtpd finds Dovecot's unix socket (inside the queue directory), else None."""
     path = settings["smtpd_sasl_path"]
     if path.startswith("inet:"):
         return None
-    # An absolute path stays as it is.
-    return Path(settings["queue_directory"]) / path.removeprefix("unix:")
+    path = path.removeprefix("unix:")
+    # Relative to the queue directory, where smtpd runs; a chrooted smtpd
+    # finds an absolute path under it too.
+    if _yes(settings[CHROOT]):
+        path = path.lstrip("/")
+    return Path(settings["queue_directory"]) / path
 
 
-def _is_socket(path: Path) -> bool:
+def dovecot_socket_problems(path: Path) -> list[tuple[str, str]]:
     try:
-        return stat.S_ISSOCK(path.stat().st_mode)
+        if stat.S_ISSOCK(path.stat().st_mode):
+            return []
+    except PermissionError as exc:  # /var/spool/postfix/private is postfix's only
+        return [("warning", f"Dovecot's auth socket {path} not checked: {exc.strerror}")]
     except OSError:
-        return False
+        pass
+    return [
+        (
+            "warning",
+            f"no Dovecot auth socket at {path}: every login fails until Dovecot "
+            "runs with contrib/dovecot's configuration",
+        )
+    ]
 
 
 def smtpd_listeners(
@@ -393,8 +435,11 @@ def smtpd_listeners(
     for line in services:
         fields = line.split()
         # A network listener running smtpd, or the smtpd that postscreen passes to.
-        if len(fields) >= 8 and fields[1] in ("inet", "pass") and fields[7] == "smtpd":
-            listeners[f"{fields[0]}/{fields[1]}"] = dict(defaults)
+        if len(fields) >= 8 and fields[1] in ("inet", "pass") and Path(fields[7]).name == "smtpd":
+            # master.cf's chroot column ("-" is n since Postfix 3.0), under a
+            # name no parameter has.
+            chroot = "yes" if fields[4] == "y" else "no"
+            listeners[f"{fields[0]}/{fields[1]}"] = {**defaults, CHROOT: chroot}
     for line in overrides:
         key, value = _assignment(line)
         service, _, parameter = key.rpartition("/")

@@ -170,11 +170,26 @@ def read_secret_stdin(what: str) -> str:
     One trailing line break is dropped (``echo secret |``); anything else is
     the secret as given, for the caller to judge.
     """
-    if sys.stdin.isatty():
-        return getpass.getpass(f"{what}: ")
-    text = sys.stdin.read(MAX_SECRET + 1)
-    if len(text) > MAX_SECRET:
+    stdin = sys.stdin
+    if stdin is None:  # started with standard input closed
+        raise UsageError(f"no {what} on standard input: it is closed")
+    if stdin.isatty():
+        secret = getpass.getpass(f"{what}: ")
+        # Typed blind: a typo would set a secret nobody knows.
+        if getpass.getpass(f"{what} again: ") != secret:
+            raise UsageError(f"the two {what}s typed differ")
+        return secret
+    raw = (
+        stdin.buffer.read(MAX_SECRET + 1)
+        if hasattr(stdin, "buffer")
+        else stdin.read(MAX_SECRET + 1)
+    )
+    if len(raw) > MAX_SECRET:
         raise UsageError(f"the {what} on standard input is longer than {MAX_SECRET} characters")
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        raise UsageError(f"the {what} on standard input is not UTF-8 text") from None
     secret = text.removesuffix("\n").removesuffix("\r")
     if not secret:
         raise UsageError(f"no {what} on standard input")

@@ -154,8 +154,8 @@ def cmd_sasl_passwd(args: argparse.Namespace, config: Config) -> int:
     password, generated = new_password(args)
     hashed = passwords.hash_password(password)
     with common.session(config, Access.EXISTING) as session:
-        admin.set_sasl_password(session, args.login, hashed, SystemClock().now())
-    print(f"SASL login {args.login.strip()}: password replaced; the old one no longer works")
+        login = admin.set_sasl_password(session, args.login, hashed, SystemClock().now())
+    print(f"SASL login {login}: password replaced; the old one no longer works")
     if generated:
         show_password(password)
     return 0

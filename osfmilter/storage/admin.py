@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -254,10 +254,15 @@ def add_sasl(
     """
     login = normalize_login(login)
     customer = get_customer(session, customer_name)
-    existing = session.scalars(select(SaslAccount).where(SaslAccount.login == login)).one_or_none()
+    # Logins are compared exactly (the milter, Dovecot's %u), but two that
+    # differ only in case would be one login to a person and to many clients.
+    existing = session.scalars(
+        select(SaslAccount).where(func.lower(SaslAccount.login) == login.lower())
+    ).first()
     if existing is not None:
         owner = existing.customer.name
-        raise UsageError(f"SASL login {login!r} is already registered to {owner!r}")
+        same = "" if existing.login == login else f" as {existing.login!r}"
+        raise UsageError(f"SASL login {login!r} is already registered{same} to {owner!r}")
     account = SaslAccount(
         customer=customer,
         login=login,
@@ -272,11 +277,12 @@ def add_sasl(
     return account
 
 
-def set_sasl_password(session: Session, login: str, password_hash: str, now: datetime) -> None:
-    """Replace a login's password; Dovecot checks the next login against the new one."""
+def set_sasl_password(session: Session, login: str, password_hash: str, now: datetime) -> str:
+    """Replace a login's password (Dovecot checks the next login against it); the login."""
     account = get_sasl(session, login)
     account.password_hash = password_hash
     account.password_changed_at = now
+    return account.login
 
 
 def get_sasl(session: Session, login: str) -> SaslAccount:

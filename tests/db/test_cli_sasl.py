@@ -24,8 +24,10 @@ def stored_hash(engine: Engine, login: str) -> str | None:
         ).one()
 
 
-def stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+def stdin(monkeypatch: pytest.MonkeyPatch, text: str | bytes) -> None:
+    """Standard input as a pipe gives it: bytes underneath."""
+    raw = text if isinstance(text, bytes) else text.encode()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
 
 
 def test_add_prints_a_generated_password_once_and_stores_only_its_hash(
@@ -64,10 +66,11 @@ def test_add_takes_a_password_from_stdin_and_prints_none(
         ("\n", "no password on standard input"),
         ("two lines of it\nsecond line\n", "line breaks"),
         ("x" * 5000, "longer than 4096"),
+        (b"\xff\xfenot utf-8 at all\n", "is not UTF-8 text"),
     ],
 )
 def test_a_bad_password_on_stdin_is_one_line_and_registers_nothing(
-    run: Run, engine: Engine, monkeypatch: pytest.MonkeyPatch, given: str, message: str
+    run: Run, engine: Engine, monkeypatch: pytest.MonkeyPatch, given: str | bytes, message: str
 ) -> None:
     run("customer", "add", "acme")
     stdin(monkeypatch, given)
@@ -113,3 +116,25 @@ def test_an_account_without_a_password_is_listed_as_unable_to_log_in(
     shop = next(line for line in out.splitlines() if line.startswith("shop"))
     assert "none: cannot log in" in legacy
     assert "none" not in shop and re.search(r"\d{4}-\d\d-\d\dT", shop)
+
+
+def test_a_closed_stdin_is_one_line(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    run("customer", "add", "acme")
+    monkeypatch.setattr("sys.stdin", None)
+    status, _, err = run("sasl", "add", "shop", "--customer", "acme", "--password-stdin")
+    assert status == 2 and "no password on standard input: it is closed" in err
+
+
+def test_a_login_that_differs_only_in_case_is_refused(run: Run) -> None:
+    run("customer", "add", "acme")
+    run("customer", "add", "beta")
+    assert run("sasl", "add", "Shop@acme.example", "--customer", "acme")[0] == 0
+    status, _, err = run("sasl", "add", "shop@ACME.example", "--customer", "beta")
+    assert status == 2
+    assert "'shop@ACME.example' is already registered as 'Shop@acme.example' to 'acme'" in err
+
+
+def test_passwd_names_the_login_as_stored(run: Run) -> None:
+    run("customer", "add", "acme")
+    run("sasl", "add", "shop", "--customer", "acme")
+    assert run("sasl", "passwd", "  shop ")[1].startswith("SASL login shop: password replaced")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from osfmilter.scanners import clamav, rspamd, spamassassin
 from osfmilter.spf.result import SEVERITY
 from osfmilter.storage.store import HEALTH_NAME
 from osfmilter.verdict import Action
+from tests.harness.tls import make_certificate
 
 pytestmark = pytest.mark.integration
 
@@ -585,7 +587,23 @@ POSTFIX_DIR = CONTRIB / "postfix"
 CLAMD_CONF = CONTRIB / "clamav" / "clamd-osfmilter.conf"
 
 
-def check_config(config: Path, *options: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def postfix_dir(tmp_path: Path) -> Path:
+    """contrib/postfix as installed: the operator's certificate where main.cf names one."""
+    certificate = make_certificate(tmp_path / "tls")
+    installed = tmp_path / "postfix"
+    shutil.copytree(POSTFIX_DIR, installed)
+    main_cf = (installed / "main.cf").read_text()
+    for key, path in certificate.postfix_main_cf().items():
+        [line] = re.findall(rf"(?m)^{key} = .*$", main_cf)
+        main_cf = main_cf.replace(line, f"{key} = {path}")
+    (installed / "main.cf").write_text(main_cf)
+    return installed
+
+
+def check_config(
+    config: Path, postfix_dir: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
     return run(
         sys.executable,
         "-m",
@@ -594,7 +612,7 @@ def check_config(config: Path, *options: str) -> subprocess.CompletedProcess[str
         str(config),
         "check-config",
         "--postfix-config",
-        str(POSTFIX_DIR),
+        str(postfix_dir),
         *options,
     )
 
@@ -603,9 +621,9 @@ def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in result.stdout.splitlines() if line.startswith("error:")]
 
 
-def test_shipped_config_is_refused_until_clamd_is_set() -> None:
+def test_shipped_config_is_refused_until_clamd_is_set(postfix_dir: Path) -> None:
     """Its [clamav] address is empty: scanning off is fail-open, the one thing left to decide."""
-    result = check_config(OSFMILTER_TOML)
+    result = check_config(OSFMILTER_TOML, postfix_dir)
     assert result.returncode == 2, output(result)
     errors = error_lines(result)
     assert len(errors) == 1 and errors[0].startswith("error: [clamav] address: empty"), output(
@@ -613,7 +631,7 @@ def test_shipped_config_is_refused_until_clamd_is_set() -> None:
     )
 
 
-def test_shipped_files_pass_check_config_together(tmp_path: Path) -> None:
+def test_shipped_files_pass_check_config_together(tmp_path: Path, postfix_dir: Path) -> None:
     """contrib's osfmilter.toml with clamd set, its Postfix snippets and its clamd limits."""
     text = OSFMILTER_TOML.read_text()
     clamav = text.index("[clamav]")
@@ -622,15 +640,17 @@ def test_shipped_files_pass_check_config_together(tmp_path: Path) -> None:
     config.write_text(
         text[:empty] + 'address = "/run/clamav/clamd.ctl"' + text[empty + len('address = ""') :]
     )
-    result = check_config(config, "--clamd-config", str(CLAMD_CONF))
+    result = check_config(config, postfix_dir, "--clamd-config", str(CLAMD_CONF))
     assert result.returncode == 0 and not error_lines(result), output(result)
 
 
-def test_shipped_postfix_listeners_refuse_an_inbound_instance(tmp_path: Path) -> None:
+def test_shipped_postfix_listeners_refuse_an_inbound_instance(
+    tmp_path: Path, postfix_dir: Path
+) -> None:
     """contrib/postfix's listeners are the customers': the milter gates them."""
     config = tmp_path / "inbound.toml"
     config.write_text('mode = "inbound"\n[milter]\nsocket = "inet:8894@127.0.0.1"\n')
-    result = check_config(config)
+    result = check_config(config, postfix_dir)
     assert result.returncode == 2, output(result)
     assert [line.split(":")[1] for line in error_lines(result)] == [
         " postfix listener smtp/inet",

@@ -406,23 +406,77 @@ def sasl_main_cf(tmp_path: Path) -> Iterator[dict[str, str]]:
             "smtpd_tls_key_file": str(tmp_path / "relay.key"),
             "smtpd_tls_auth_only": "yes",
             "smtpd_client_auth_rate_limit": "30",
-            "milter_mail_macros": "i {auth_authen} {auth_type}",
         }
 
 
-def sasl_findings(tmp_path: Path, main_cf: dict[str, str]) -> list[tuple[str, str]]:
-    directory = postfix_with_listeners(tmp_path, SASL_LISTENER, **main_cf)
+def sasl_findings(
+    tmp_path: Path, main_cf: dict[str, str], master: str = SASL_LISTENER
+) -> list[tuple[str, str]]:
+    directory = postfix_with_listeners(tmp_path, master, **main_cf)
     return [
         (f.severity, f.text)
         for f in lint(config_from_dict(UNSCANNED), directory)
-        if f.subject == "postfix listener 2525/inet"
+        if f.subject.startswith("postfix listener ")
     ]
+
+
+OK_STARTTLS = ("ok", "AUTH only after STARTTLS, checked by dovecot")
+
+
+def problems(findings: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The errors and warnings (a listener with only warnings is still said to be ok)."""
+    return [finding for finding in findings if finding[0] != "ok"]
 
 
 def test_a_sound_sasl_listener_is_ok(tmp_path: Path, sasl_main_cf: dict[str, str]) -> None:
-    assert sasl_findings(tmp_path, sasl_main_cf) == [
-        ("ok", f"AUTH only after STARTTLS, checked by Dovecot at {tmp_path}/auth")
-    ]
+    assert sasl_findings(tmp_path, sasl_main_cf) == [OK_STARTTLS]
+
+
+@pytest.mark.parametrize(
+    ("master", "changes", "ok"),
+    [
+        # Port 465: TLS from the first byte, so AUTH is never in clear.
+        (
+            "465 inet n - n - - smtpd -o smtpd_tls_wrappermode=yes -o smtpd_sasl_auth_enable=yes\n",
+            {"smtpd_tls_security_level": "none", "smtpd_tls_auth_only": "no"},
+            ("ok", "AUTH on TLS only, checked by dovecot"),
+        ),
+        # TLS required before anything.
+        (
+            SASL_LISTENER,
+            {"smtpd_tls_security_level": "encrypt", "smtpd_tls_auth_only": "no"},
+            OK_STARTTLS,
+        ),
+        # The older parameter for "may".
+        (SASL_LISTENER, {"smtpd_tls_security_level": "", "smtpd_use_tls": "yes"}, OK_STARTTLS),
+    ],
+)
+def test_auth_that_is_always_under_tls_needs_no_auth_only(
+    tmp_path: Path,
+    sasl_main_cf: dict[str, str],
+    master: str,
+    changes: dict[str, str],
+    ok: tuple[str, str],
+) -> None:
+    assert sasl_findings(tmp_path, {**sasl_main_cf, **changes}, master) == [ok]
+
+
+@pytest.mark.parametrize(
+    "master",
+    [
+        # Booleans are case-insensitive to Postfix.
+        "2525 inet n - n - - smtpd -o smtpd_sasl_auth_enable=Yes\n",
+        # The command given by its full path.
+        "2525 inet n - n - - /usr/lib/postfix/sbin/smtpd -o smtpd_sasl_auth_enable=yes\n",
+    ],
+)
+def test_every_spelling_of_a_sasl_listener_is_judged(
+    tmp_path: Path, sasl_main_cf: dict[str, str], master: str
+) -> None:
+    [(severity, text)] = sasl_findings(
+        tmp_path, {**sasl_main_cf, "smtpd_tls_auth_only": "no"}, master
+    )
+    assert severity == "error" and text.startswith("offers AUTH without TLS"), text
 
 
 @pytest.mark.parametrize(
@@ -438,15 +492,15 @@ def test_a_sound_sasl_listener_is_ok(tmp_path: Path, sasl_main_cf: dict[str, str
         ),
         (
             {"smtpd_tls_cert_file": "", "smtpd_tls_key_file": ""},
-            ("error", "offers STARTTLS without a certificate"),
+            ("error", "offers TLS without a certificate"),
         ),
         (
             {"smtpd_tls_cert_file": "/nonexistent/relay.crt"},
             ("error", "smtpd_tls_cert_file /nonexistent/relay.crt does not exist"),
         ),
         (
-            {"milter_mail_macros": "i {mail_addr}"},
-            ("error", "milter_mail_macros lacks {auth_authen}: the milter would not see who"),
+            {"smtpd_tls_chain_files": "/nonexistent/chain.pem"},
+            ("error", "smtpd_tls_chain_files /nonexistent/chain.pem does not exist"),
         ),
         (
             {"smtpd_sasl_type": "cyrus"},
@@ -468,8 +522,19 @@ def test_each_sasl_mistake_is_named(
     changes: dict[str, str],
     finding: tuple[str, str],
 ) -> None:
-    [(severity, text)] = sasl_findings(tmp_path, {**sasl_main_cf, **changes})
+    [(severity, text)] = problems(sasl_findings(tmp_path, {**sasl_main_cf, **changes}))
     assert (severity, text[: len(finding[1])]) == finding, text
+
+
+def test_a_chrooted_smtpd_finds_even_an_absolute_sasl_path_under_the_queue_directory(
+    tmp_path: Path, sasl_main_cf: dict[str, str]
+) -> None:
+    queue = tmp_path / "spool"
+    queue.mkdir()
+    changes = {"smtpd_sasl_path": str(tmp_path / "auth"), "queue_directory": str(queue)}
+    chrooted = "2525 inet n - y - - smtpd -o smtpd_sasl_auth_enable=yes\n"
+    [(_, text)] = problems(sasl_findings(tmp_path, {**sasl_main_cf, **changes}, chrooted))
+    assert text.startswith(f"no Dovecot auth socket at {queue}{tmp_path}/auth:"), text
 
 
 def test_a_relative_sasl_path_is_under_the_queue_directory(
@@ -478,7 +543,7 @@ def test_a_relative_sasl_path_is_under_the_queue_directory(
     queue = tmp_path / "spool"
     (queue / "private").mkdir(parents=True)
     changes = {"smtpd_sasl_path": "private/auth", "queue_directory": str(queue)}
-    [(_, text)] = sasl_findings(tmp_path, {**sasl_main_cf, **changes})
+    [(_, text)] = problems(sasl_findings(tmp_path, {**sasl_main_cf, **changes}))
     assert text == (
         f"no Dovecot auth socket at {queue}/private/auth: every login fails until Dovecot "
         "runs with contrib/dovecot's configuration"

@@ -68,6 +68,20 @@ def logged_in(relay: Relay, source: str, login: str, password: str) -> tuple[Cli
         raise
 
 
+def send_logged_in(relay: Relay, source: str, login: str, password: str) -> bytes:
+    """Log in, send one message and wait until the sink has it; the message."""
+    data = make_message(SENDER, [RECIPIENT], "logged in", "Sent with a SASL login.\r\n")
+    client, reply = logged_in(relay, source, login, password)
+    with client:
+        assert_reply(reply, 235, "2.7.0")
+        assert client.mail(SENDER).code == 250
+        assert client.rcpt(RECIPIENT).code == 250
+        accepted = client.data(data)
+        assert accepted.code == 250, accepted
+    relay.sink.wait_for_message_id(message_id(data))
+    return data
+
+
 def auth_reply(relay: Relay, source: str, login: str, password: str) -> Reply:
     client, reply = logged_in(relay, source, login, password)
     client.quit()
@@ -92,15 +106,7 @@ def test_auth_is_not_offered_before_starttls_and_refused_if_tried(relay: Relay) 
 def test_the_right_password_from_an_unregistered_address_is_relayed_once(relay: Relay) -> None:
     login = "right@acme.example"
     password = add_account(relay, login)
-    data = make_message(SENDER, [RECIPIENT], "logged in", "Sent with a SASL login.\r\n")
-    client, reply = logged_in(relay, "127.0.0.3", login, password)
-    with client:
-        assert_reply(reply, 235, "2.7.0")
-        assert client.mail(SENDER).code == 250
-        assert client.rcpt(RECIPIENT).code == 250
-        accepted = client.data(data)
-        assert accepted.code == 250, accepted
-    relay.sink.wait_for_message_id(message_id(data))
+    data = send_logged_in(relay, "127.0.0.3", login, password)
     relay.postfix.wait_queue_empty()
     assert relay.sink.count_message_id(message_id(data)) == 1
     [event] = relay.events(client_ip="127.0.0.3")
@@ -176,15 +182,7 @@ def test_the_password_is_never_logged_and_the_hash_never_leaves_the_database(
     status, add_out, add_err = relay.cli_output("sasl", "add", login, "--customer", CUSTOMER)
     assert status == 0
     [password] = PASSWORD_LINE.findall(add_out)
-    # It is used, so every log had its chance to see it.
-    data = make_message(SENDER, [RECIPIENT], "secret", "Hello.\r\n")
-    client, reply = logged_in(relay, "127.0.0.11", login, password)
-    with client:
-        assert_reply(reply, 235, "2.7.0")
-        assert client.mail(SENDER).code == 250
-        assert client.rcpt(RECIPIENT).code == 250
-        assert client.data(data).code == 250
-    relay.sink.wait_for_message_id(message_id(data))
+    send_logged_in(relay, "127.0.0.11", login, password)  # every log had its chance to see it
     status, passwd_out, passwd_err = relay.cli_output("sasl", "passwd", login)
     assert status == 0
     outputs = [add_out, add_err, passwd_out, passwd_err]

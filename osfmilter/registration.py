@@ -84,6 +84,27 @@ def normalize_login(login: str) -> str:
     return login
 
 
+# The local part as people type it into a login form: letters, digits and the
+# specials of RFC 5322's dot-atom, no quoting, no leading, trailing or double dot.
+_LOCAL_PART = re.compile(r"^(?!\.)(?!.*\.\.)[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}(?<!\.)$")
+
+
+def normalize_email(text: str) -> str:
+    """A portal user's address as it is stored and compared: lower-case, domain in A-labels."""
+    address = text.strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not _LOCAL_PART.match(local.lower()):
+        raise UsageError(f"{text!r} is not a valid e-mail address")
+    try:
+        domain = normalize_domain(domain)
+    except UsageError:
+        raise UsageError(f"{text!r} is not a valid e-mail address") from None
+    email = f"{local.lower()}@{domain}"
+    if len(email) > 254:  # RFC 5321's longest path, less the angle brackets
+        raise UsageError(f"{text!r} is too long for an e-mail address (at most 254 characters)")
+    return email
+
+
 @dataclass(frozen=True)
 class InboundRow:
     line: int

@@ -70,6 +70,9 @@ def remove_customer(session: Session, name: str) -> None:
             ("domain(s)", len(customer.domains)),
             ("server(s)", len(customer.servers)),
             ("SASL account(s)", len(customer.sasl_accounts)),
+            ("portal user(s)", len(customer.users)),
+            # Revoked tokens grant nothing: they go with the customer.
+            ("API token(s)", sum(1 for t in customer.api_tokens if t.revoked_at is None)),
         )
         if count
     ]

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -77,6 +78,12 @@ class Customer(Base):
     domains: Mapped[list[ScannedDomain]] = relationship(back_populates="customer")
     servers: Mapped[list[SmtpServer]] = relationship(back_populates="customer")
     sasl_accounts: Mapped[list[SaslAccount]] = relationship(back_populates="customer")
+    users: Mapped[list[User]] = relationship(back_populates="customer")
+    # Removing a customer takes its revoked tokens with it (storage.admin
+    # refuses while a live one is left).
+    api_tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan"
+    )
 
 
 DOMAIN_STATES = "'verified', 'pending'"
@@ -194,6 +201,67 @@ class SaslAccount(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     customer: Mapped[Customer] = relationship(back_populates="sasl_accounts")
+
+
+# A row belongs to one customer, or is the operator's: never both, never neither.
+OWNER_CHECK = (
+    "(is_operator AND customer_id IS NULL) OR (NOT is_operator AND customer_id IS NOT NULL)"
+)
+
+
+class User(Base):
+    """Someone who logs in to the portal: a customer's user, or an operator.
+
+    The milter never reads this table, so it raises no registry version.
+    """
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(OWNER_CHECK, name="owner"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Lower-case (osfmilter.registration.normalize_email): one account per address.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # None: an operator, who reaches every customer.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    is_operator: Mapped[bool] = mapped_column(Boolean)
+    # osfmilter.passwords.hash_password's form ({ARGON2ID} and a PHC string).
+    # Deferred: listing users never reads it.
+    password_hash: Mapped[str] = mapped_column(String(255), deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    customer: Mapped[Customer | None] = relationship(back_populates="users")
+
+
+class ApiToken(Base):
+    """A bearer token of the API (osfmilter.tokens): a customer's, or an operator's.
+
+    Only a hash of the token is stored. The milter never reads this table,
+    so it raises no registry version.
+    """
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint(OWNER_CHECK, name="owner"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The token's public part (osf_PREFIX_SECRET): found by it, shown in lists.
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    # SHA-256 of the whole token, in hex. Deferred: lists never read it.
+    token_hash: Mapped[str] = mapped_column(String(64), deferred=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    is_operator: Mapped[bool] = mapped_column(Boolean)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Who made it: a user's e-mail address, or the command line's --by.
+    created_by: Mapped[str] = mapped_column(String(320))
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set: the token no longer authenticates; the row stays as a record.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    customer: Mapped[Customer | None] = relationship(back_populates="api_tokens")
 
 
 class StateChange(Base):

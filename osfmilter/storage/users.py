@@ -1,0 +1,132 @@
+"""Portal users and API tokens, as the command line (and later the portal) changes them.
+
+Like :mod:`osfmilter.storage.admin`: each function works inside the
+caller's transaction and raises :class:`~osfmilter.errors.UsageError` with
+one line naming the problem. An owner is a customer's name, or None for the
+operator. Hashes are made by the caller (osfmilter.passwords,
+osfmilter.tokens), outside the transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from osfmilter.errors import UsageError
+from osfmilter.registration import normalize_email
+from osfmilter.storage.admin import get_customer
+from osfmilter.storage.schema import ApiToken, Customer, User
+
+MAX_TOKEN_NAME = 100
+MAX_CREATED_BY = 320
+
+
+def _owner(session: Session, customer_name: str | None) -> Customer | None:
+    return None if customer_name is None else get_customer(session, customer_name)
+
+
+def add_user(
+    session: Session, email: str, customer_name: str | None, password_hash: str, now: datetime
+) -> User:
+    """A customer's user (``customer_name``) or an operator (None)."""
+    email = normalize_email(email)
+    customer = _owner(session, customer_name)
+    if session.scalars(select(User.id).where(User.email == email)).first() is not None:
+        raise UsageError(f"user {email!r} already exists")
+    user = User(
+        email=email,
+        customer=customer,
+        is_operator=customer is None,
+        password_hash=password_hash,
+        created_at=now,
+        password_changed_at=now,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_user(session: Session, email: str) -> User:
+    try:
+        normalized = normalize_email(email)
+    except UsageError:
+        normalized = email.strip()
+    user = session.scalars(select(User).where(User.email == normalized)).one_or_none()
+    if user is None:
+        raise UsageError(f"no user {email.strip()!r}")
+    return user
+
+
+def set_user_password(session: Session, email: str, password_hash: str, now: datetime) -> User:
+    user = get_user(session, email)
+    user.password_hash = password_hash
+    user.password_changed_at = now
+    return user
+
+
+def remove_user(session: Session, email: str) -> None:
+    session.delete(get_user(session, email))
+
+
+def add_token(
+    session: Session,
+    prefix: str,
+    token_hash: str,
+    customer_name: str | None,
+    now: datetime,
+    *,
+    name: str = "",
+    created_by: str,
+) -> ApiToken:
+    """Store a token made by osfmilter.tokens.generate (its prefix and hash, never itself)."""
+    name = _one_line(name, "token name", MAX_TOKEN_NAME, empty_ok=True)
+    created_by = _one_line(created_by, "creator", MAX_CREATED_BY, empty_ok=False)
+    customer = _owner(session, customer_name)
+    token = ApiToken(
+        prefix=prefix,
+        token_hash=token_hash,
+        customer=customer,
+        is_operator=customer is None,
+        name=name,
+        created_at=now,
+        created_by=created_by,
+    )
+    session.add(token)
+    session.flush()
+    return token
+
+
+def find_token(session: Session, text: str) -> ApiToken:
+    """A token by its row id, its prefix, ``osf_PREFIX``, or the whole token."""
+    key = text.strip()
+    if key.isascii() and key.isdigit() and len(key) <= 18:
+        query = select(ApiToken).where(ApiToken.id == int(key))
+    else:
+        prefix = key.removeprefix("osf_").partition("_")[0]
+        query = select(ApiToken).where(ApiToken.prefix == prefix)
+    token = session.scalars(query).one_or_none()
+    if token is None:
+        # Never echo what was given: it may be a whole token.
+        raise UsageError("no such API token (give its id or its prefix, as token list shows)")
+    return token
+
+
+def revoke_token(session: Session, text: str, now: datetime) -> ApiToken:
+    """Revoke a token at once; revoking it again changes nothing."""
+    token = find_token(session, text)
+    if token.revoked_at is None:
+        token.revoked_at = now
+    return token
+
+
+def _one_line(text: str, what: str, limit: int, *, empty_ok: bool) -> str:
+    text = text.strip()
+    if not text and not empty_ok:
+        raise UsageError(f"the {what} must not be empty")
+    if len(text) > limit:
+        raise UsageError(f"the {what} is too long: at most {limit} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise UsageError(f"the {what} must be one line of printable characters")
+    return text

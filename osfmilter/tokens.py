@@ -42,7 +42,7 @@ MARKER = "osf_"
 PREFIX_LENGTH = 8  # 40 bits: a name, not a secret
 SECRET_BYTES = 20  # 160 bits: 32 base32 characters
 SECRET_LENGTH = 32
-_TOKEN = re.compile(rf"^{MARKER}([a-z2-7]{{{PREFIX_LENGTH}}})_([a-z2-7]{{{SECRET_LENGTH}}})$")
+_TOKEN = re.compile(rf"{MARKER}([a-z2-7]{{{PREFIX_LENGTH}}})_([a-z2-7]{{{SECRET_LENGTH}}})")
 # last_used_at is written at most this often per token: not on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -86,7 +86,7 @@ def generate() -> GeneratedToken:
 
 def parse(token: str) -> tuple[str, str] | None:
     """(prefix, secret) of a well-formed token, else None."""
-    match = _TOKEN.match(token)
+    match = _TOKEN.fullmatch(token)
     return (match[1], match[2]) if match else None
 
 

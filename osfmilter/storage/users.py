@@ -10,10 +10,12 @@ osfmilter.tokens), outside the transaction.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from osfmilter import passwords
 from osfmilter.errors import UsageError
 from osfmilter.registration import normalize_email
 from osfmilter.storage.admin import get_customer
@@ -56,6 +58,36 @@ def get_user(session: Session, email: str) -> User:
     user = session.scalars(select(User).where(User.email == normalized)).one_or_none()
     if user is None:
         raise UsageError(f"no user {email.strip()!r}")
+    return user
+
+
+@cache
+def _nobody() -> str:
+    """Checked when no user has the address, so that a login takes as long either way."""
+    return passwords.hash_password("no user has this password")
+
+
+def check_login(session: Session, email: str, password: str, now: datetime) -> User | None:
+    """The user whose address and password these are, else None; marks the login.
+
+    Takes one Argon2id check (0.1 s) whether or not the address exists, so
+    the time does not tell. Throttling failed logins is the caller's.
+    """
+    try:
+        normalized = normalize_email(email)
+    except UsageError:
+        normalized = None
+    user = (
+        session.scalars(select(User).where(User.email == normalized)).one_or_none()
+        if normalized is not None
+        else None
+    )
+    if user is None:
+        passwords.verify(_nobody(), password)
+        return None
+    if not passwords.verify(user.password_hash, password):
+        return None
+    user.last_login_at = now
     return user
 
 

@@ -18,6 +18,7 @@ from osfmilter.registration import (
     check_plan,
     non_global_reason,
     normalize_domain,
+    normalize_email,
     normalize_login,
     parse_inbound_csv,
 )
@@ -266,3 +267,39 @@ def test_a_domain_is_stored_in_the_a_labels_receivers_use(text: str, stored: str
 def test_a_name_idna_2008_refuses_is_no_domain(text: str) -> None:
     with pytest.raises(UsageError, match="not a valid domain name"):
         normalize_domain(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "email"),
+    [
+        ("bob@example.com", "bob@example.com"),
+        (" Bob.Smith+portal@Example.COM. ", "bob.smith+portal@example.com"),
+        ("ann@straße.de", "ann@xn--strae-oqa.de"),
+    ],
+)
+def test_an_email_is_stored_lower_case_with_its_domain_in_a_labels(text: str, email: str) -> None:
+    assert normalize_email(text) == email
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "bob",
+        "@example.com",
+        "bob@",
+        "bob@localhost",
+        "bob@192.0.2.1",
+        "b ob@example.com",
+        ".bob@example.com",
+        "bob.@example.com",
+        "b..ob@example.com",
+        '"bob"@example.com',
+        "bob@exa mple.com",
+        "x" * 65 + "@example.com",
+        "bob@" + "a" * 250 + ".com",
+    ],
+)
+def test_what_is_not_an_email_address_is_refused(text: str) -> None:
+    with pytest.raises(UsageError, match=r"e-mail address"):
+        normalize_email(text)

@@ -110,7 +110,7 @@ def add_server(
             raise InvalidInput(f"{reason} (--allow-non-global registers it on purpose)", reason)
     customer = get_customer(session, customer_name)
     serialize_registrations(session, SERVER_REGISTRATIONS)
-    _refuse_overlap(session, registration, customer, own=refuse_own_overlap)
+    _refuse_overlap(session, registration, customer, refuse_own_overlap)
     try:
         with session.begin_nested():
             server = SmtpServer(
@@ -131,7 +131,7 @@ def add_server(
         # database (unique network, no overlap across customers: migration
         # 0008) refused this one: name it as the check would have.
         with session.no_autoflush:
-            _refuse_overlap(session, registration, customer, own=refuse_own_overlap)
+            _refuse_overlap(session, registration, customer, refuse_own_overlap)
         # Not an overlap after all: still one line, never a traceback.
         raise UsageError(
             f"{registration.text}: the database refused the registration "
@@ -170,7 +170,7 @@ def serialize_registrations(session: Session, kind: int) -> None:
 
 
 def _refuse_overlap(
-    session: Session, registration: Registration, customer: Customer, *, own: bool = False
+    session: Session, registration: Registration, customer: Customer, own: bool = False
 ) -> None:
     """A ConflictError for a registration that meets another; ``public`` names no other customer."""
     for other in _overlapping(session, registration):

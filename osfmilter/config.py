@@ -384,6 +384,29 @@ class MetricsSection(Section):
         return self
 
 
+class WebSection(Section):
+    """``osfmilter web``: the JSON API (and later the portal), behind a TLS reverse proxy."""
+
+    # IP:PORT, e.g. "127.0.0.1:8025" or "[::1]:8025".
+    listen: str = "127.0.0.1:8025"
+    # Serving the API on a non-loopback address needs this set on purpose.
+    allow_public_bind: bool = False
+
+    @model_validator(mode="after")
+    def _listen(self) -> WebSection:
+        try:
+            host, _ = parse_host_port(self.listen)
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"listen {self.listen!r} is not IP:PORT with a port 1-65535") from None
+        if not address.is_loopback and not self.allow_public_bind:
+            raise ValueError(
+                f"listen {self.listen!r} is not loopback; "
+                "set web.allow_public_bind = true to do that on purpose"
+            )
+        return self
+
+
 class RegistrationSection(Section):
     """Which networks the administration CLI lets anyone register."""
 
@@ -466,6 +489,7 @@ class Config(Section):
     replies: RepliesSection = RepliesSection()
     reputation: ReputationSection = ReputationSection()
     billing: BillingSection = BillingSection()
+    web: WebSection = WebSection()
 
     @property
     def state_path(self) -> Path:

@@ -19,6 +19,29 @@ class UsageError(OsfError):
     """An administrative command got input it cannot act on."""
 
 
+class InvalidInput(UsageError):
+    """Input that is malformed or refused as such (a network that may not be registered).
+
+    The API answers 422 with ``public``: the text without the command line's
+    hints (an option the API does not have).
+    """
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public or message
+
+
+class ConflictError(UsageError):
+    """Valid input that clashes with what is registered (an overlap, a duplicate).
+
+    The API answers 409 with ``public``, which names no other customer.
+    """
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public or message
+
+
 class DependencyError(OsfError):
     """Something osfmilter relies on at run time failed (database, scanner, DNS)."""
 

@@ -1,4 +1,5 @@
-"""``osfmilter run`` and ``osfmilter check-config``: the milter, and the settings around it."""
+"""``osfmilter run``, ``web`` and ``check-config``: the milter, the API, and the settings
+around them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from osfmilter.milter.runner import run
 
     run(config)
+    return 0
+
+
+def cmd_web(args: argparse.Namespace, config: Config) -> int:
+    from osfmilter.web.server import serve
+
+    serve(config)
     return 0
 
 
@@ -37,6 +45,7 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
 
 def register(commands: Commands) -> None:
     command(commands, "run", cmd_run, "run the milter")
+    command(commands, "web", cmd_web, "serve the JSON API on [web] listen")
     p = command(
         commands,
         "check-config",

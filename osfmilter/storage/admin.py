@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from osfmilter.addresses import Registration, address_key, normalize_client, parse_registration
 from osfmilter.config import RegistrationSection
-from osfmilter.errors import UsageError
+from osfmilter.errors import ConflictError, InvalidInput, UsageError
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.registration import (
     InboundRow,
@@ -89,19 +89,28 @@ def add_server(
     now: datetime,
     *,
     allow_non_global: bool = False,
+    description: str | None = None,
+    refuse_own_overlap: bool = False,
 ) -> SmtpServer:
-    """Register a network; ``allow_non_global`` (or the rules') admits a non-global one."""
+    """Register a network; ``allow_non_global`` (or the rules') admits a non-global one.
+
+    A network that may not be registered is an :class:`InvalidInput`; one
+    that overlaps another customer's registration, or is registered
+    already, a :class:`ConflictError`. A customer's own networks may nest
+    (the longest prefix wins), unless ``refuse_own_overlap`` (the API's
+    customers: one registration per address).
+    """
     try:
         registration = parse_registration(network, rules.min_prefix_ipv4, rules.min_prefix_ipv6)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise InvalidInput(str(exc)) from None
     if not (allow_non_global or rules.allow_non_global):
         reason = non_global_reason(registration.network)
         if reason is not None:
-            raise UsageError(f"{reason} (--allow-non-global registers it on purpose)")
+            raise InvalidInput(f"{reason} (--allow-non-global registers it on purpose)", reason)
     customer = get_customer(session, customer_name)
     serialize_registrations(session, SERVER_REGISTRATIONS)
-    _refuse_overlap(session, registration, customer)
+    _refuse_overlap(session, registration, customer, refuse_own_overlap)
     try:
         with session.begin_nested():
             server = SmtpServer(
@@ -114,6 +123,7 @@ def add_server(
                 state=ServerState.VEILIG,
                 state_changed_at=now,
                 created_at=now,
+                description=description,
             )
             session.add(server)
     except IntegrityError:
@@ -121,7 +131,7 @@ def add_server(
         # database (unique network, no overlap across customers: migration
         # 0008) refused this one: name it as the check would have.
         with session.no_autoflush:
-            _refuse_overlap(session, registration, customer)
+            _refuse_overlap(session, registration, customer, refuse_own_overlap)
         # Not an overlap after all: still one line, never a traceback.
         raise UsageError(
             f"{registration.text}: the database refused the registration "
@@ -132,7 +142,7 @@ def add_server(
             raise
         # A writer that takes no advisory lock (an operator's own SQL, a node
         # still on an older release) met this one in the exclusion constraint.
-        raise UsageError(
+        raise ConflictError(
             f"{registration.text}: another registration of an overlapping network ran at "
             "the same time; nothing was changed, try again"
         ) from None
@@ -159,13 +169,26 @@ def serialize_registrations(session: Session, kind: int) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": kind})
 
 
-def _refuse_overlap(session: Session, registration: Registration, customer: Customer) -> None:
+def _refuse_overlap(
+    session: Session, registration: Registration, customer: Customer, own: bool = False
+) -> None:
+    """A ConflictError for a registration that meets another; ``public`` names no other customer."""
     for other in _overlapping(session, registration):
+        mine = other.customer_id == customer.id
         if other.network == registration.text:
-            raise UsageError(f"{other.network} is already registered to {other.customer.name!r}")
-        if other.customer_id != customer.id:
-            raise UsageError(
-                f"{registration.text} overlaps {other.network} of customer {other.customer.name!r}"
+            raise ConflictError(
+                f"{other.network} is already registered to {other.customer.name!r}",
+                f"{other.network} is already registered"
+                + (" to this customer" if mine else " to another customer"),
+            )
+        if not mine:
+            raise ConflictError(
+                f"{registration.text} overlaps {other.network} of customer {other.customer.name!r}",
+                f"{registration.text} overlaps a network registered to another customer",
+            )
+        if own:
+            raise ConflictError(
+                f"{registration.text} overlaps {other.network}, registered to this customer"
             )
 
 

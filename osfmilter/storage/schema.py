@@ -176,6 +176,8 @@ class SmtpServer(Base):
     # The latest spam, virus or usage incident: verdacht recovers from it.
     last_incident_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # What the customer calls it ("the web shop"): shown, never matched.
+    description: Mapped[str | None] = mapped_column(String(200))
 
     customer: Mapped[Customer] = relationship(back_populates="servers")
 

@@ -1,0 +1,188 @@
+"""``/api/v1/servers``: a customer's SMTP servers, registered by the rules of the command line.
+
+Registration goes through :func:`osfmilter.storage.admin.add_server` in a
+locked transaction, as ``osfmilter server add`` does. A customer can never
+register a non-global network (``[registration] allow_non_global`` is for
+the operator's command line), one wider than the minimum prefix, or one
+that meets any other registration, its own included. An id of another
+customer's server is answered 404, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from osfmilter.errors import InvalidInput, UsageError
+from osfmilter.model import IdentityKind
+from osfmilter.storage import admin
+from osfmilter.storage.schema import Customer, SmtpServer
+from osfmilter.web.auth import Caller, CallerDep
+from osfmilter.web.context import WebContext, web_context
+from osfmilter.web.errors import invalid, not_found
+
+router = APIRouter(prefix="/servers", tags=["servers"])
+Context = Annotated[WebContext, Depends(web_context)]
+MAX_DESCRIPTION = 200
+
+
+class ServerCreate(BaseModel):
+    """A network to register: one address or a CIDR network."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    network: str = Field(max_length=64, examples=["198.51.100.7", "2001:db8:1::/48"])
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+    # Operator tokens only: the customer to register it to.
+    customer: str | None = Field(default=None, max_length=100)
+
+    @field_validator("description")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("must be one line without control characters")
+        return value.strip() or None
+
+
+class ServerOut(BaseModel):
+    id: int
+    network: str = Field(description="canonical CIDR")
+    state: str = Field(description="veilig, verdacht or onveilig")
+    state_changed_at: datetime
+    customer: str
+    description: str | None
+    created_at: datetime
+
+
+class StateChangeOut(BaseModel):
+    at: datetime
+    old_state: str
+    new_state: str
+    reason: str
+    actor: str
+
+
+def _out(server: SmtpServer) -> ServerOut:
+    return ServerOut(
+        id=server.id,
+        network=server.network,
+        state=server.state,
+        state_changed_at=server.state_changed_at,
+        customer=server.customer.name,
+        description=server.description,
+        created_at=server.created_at,
+    )
+
+
+def _visible(session: Session, caller: Caller, server_id: int) -> SmtpServer:
+    """The server, if the caller may see it; another customer's is 'not found' too."""
+    server = session.get(SmtpServer, server_id)
+    if server is None or not (caller.is_operator or server.customer_id == caller.customer_id):
+        raise not_found("server")
+    return server
+
+
+def _customer_named(session: Session, caller: Caller, name: str, field: str) -> Customer:
+    """A customer the caller may name: any for the operator, only itself for a customer."""
+    if caller.is_operator or name == caller.customer_name:
+        try:
+            return admin.get_customer(session, name)
+        except UsageError as exc:
+            raise invalid(field, str(exc)) from None
+    # Another customer is not told whether that one exists.
+    raise invalid(field, f"no customer named {name!r}")
+
+
+ServerId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.get("", summary="the caller's servers (an operator's: all, or ?customer=NAME)")
+def list_servers(
+    caller: CallerDep,
+    context: Context,
+    customer: Annotated[str | None, Query(max_length=100)] = None,
+) -> list[ServerOut]:
+    with context.store.session() as session:
+        query = select(SmtpServer).order_by(
+            SmtpServer.family, SmtpServer.first_address, SmtpServer.prefix_len
+        )
+        if customer is not None:
+            query = query.where(
+                SmtpServer.customer_id == _customer_named(session, caller, customer, "customer").id
+            )
+        elif not caller.is_operator:
+            query = query.where(SmtpServer.customer_id == caller.customer_id)
+        return [_out(server) for server in session.scalars(query)]
+
+
+@router.post("", status_code=201, summary="register a server")
+def create_server(body: ServerCreate, caller: CallerDep, context: Context) -> ServerOut:
+    rules = context.config.registration
+    if caller.is_operator:
+        if body.customer is None:
+            raise invalid("customer", "an operator token must name the customer")
+        customer_name = body.customer
+    else:
+        if body.customer is not None and body.customer != caller.customer_name:
+            raise invalid("customer", f"no customer named {body.customer!r}")
+        assert caller.customer_name is not None
+        customer_name = caller.customer_name
+        # The operator's allowance of non-global networks is not the customer's.
+        rules = rules.model_copy(update={"allow_non_global": False})
+    # Locked, as `osfmilter server add`: no registration slips in between
+    # the overlap check and the insert.
+    with context.store.session(locked=True) as session:
+        if caller.is_operator:
+            _customer_named(session, caller, customer_name, "customer")
+        try:
+            server = admin.add_server(
+                session,
+                body.network,
+                customer_name,
+                rules,
+                context.clock.now(),
+                description=body.description,
+                refuse_own_overlap=not caller.is_operator,
+            )
+        except InvalidInput as exc:
+            raise invalid("network", exc.public) from None
+        # A ConflictError (409) goes to the error handler, naming no other customer.
+        session.flush()
+        return _out(server)
+
+
+@router.get("/{server_id}", summary="one server")
+def get_server(server_id: ServerId, caller: CallerDep, context: Context) -> ServerOut:
+    with context.store.session() as session:
+        return _out(_visible(session, caller, server_id))
+
+
+@router.delete("/{server_id}", status_code=204, summary="remove a server")
+def delete_server(server_id: ServerId, caller: CallerDep, context: Context) -> Response:
+    with context.store.session() as session:
+        server = _visible(session, caller, server_id)
+        admin.remove_server(session, server.network)
+    return Response(status_code=204)
+
+
+@router.get("/{server_id}/history", summary="the server's state changes, oldest first")
+def server_history(
+    server_id: ServerId, caller: CallerDep, context: Context
+) -> list[StateChangeOut]:
+    with context.store.session() as session:
+        _visible(session, caller, server_id)
+    reputation = context.reputation
+    # Looking is observing, as `osfmilter server history`: a recovery that
+    # fell due is recorded (at its due time) first.
+    reputation.observe(IdentityKind.SERVER, server_id)
+    return [
+        StateChangeOut(at=c.at, old_state=c.old, new_state=c.new, reason=c.reason, actor=c.actor)
+        for c in reputation.history(IdentityKind.SERVER, server_id)
+    ]

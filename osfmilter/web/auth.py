@@ -1,0 +1,64 @@
+"""``Authorization: Bearer osf_...`` to the caller it speaks for (osfmilter.tokens).
+
+A missing, malformed, unknown, wrong or revoked token gets the same 401,
+so an answer tells nothing about which tokens exist. The token itself is
+never logged nor echoed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from osfmilter import tokens
+from osfmilter.storage.schema import Customer
+from osfmilter.web.context import WebContext, web_context
+from osfmilter.web.errors import ApiError
+
+# auto_error=False: our own 401 with our own body; the scheme still documents
+# the API's security in the OpenAPI document.
+_bearer = HTTPBearer(auto_error=False, description="an API token: osfmilter token create")
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whom a request speaks for: one customer (id and name), or the operator (None)."""
+
+    token_id: int
+    customer_id: int | None
+    customer_name: str | None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.customer_id is None
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, CHALLENGE)
+
+
+def caller(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    context: Annotated[WebContext, Depends(web_context)],
+) -> Caller:
+    """FastAPI dependency: the authenticated caller, else a 401."""
+    if credentials is None:
+        raise unauthorized("missing bearer token (Authorization: Bearer TOKEN)")
+    with context.store.session() as session:
+        principal = tokens.authenticate(session, credentials.credentials, context.clock.now())
+        if principal is None:
+            raise unauthorized("invalid or revoked token")
+        name = None
+        if principal.customer_id is not None:
+            customer = session.get(Customer, principal.customer_id)
+            if customer is None:  # removed since: its tokens went with it
+                raise unauthorized("invalid or revoked token")
+            name = customer.name
+    return Caller(principal.token_id, principal.customer_id, name)
+
+
+CallerDep = Annotated[Caller, Depends(caller)]

@@ -1,0 +1,110 @@
+"""Every failure answered as JSON ``{"error": "..."}``, with a status that means what it says.
+
+401 no, malformed, unknown or revoked token (with ``WWW-Authenticate:
+Bearer``); 404 not found, or another customer's; 409 a conflict (an
+overlapping network); 422 invalid input, naming the field; 503 the database
+is unreachable; 500 anything else, without a traceback (that goes to the
+log, never the request's headers or body).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from osfmilter.errors import ConflictError, DependencyError, InvalidInput, UsageError
+
+log = logging.getLogger("osfmilter.web")
+
+
+class ApiError(Exception):
+    """An answer other than success, raised by an endpoint or a dependency."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def not_found(what: str) -> ApiError:
+    """The answer for a missing object and for another customer's alike."""
+    return ApiError(404, f"{what} not found")
+
+
+def invalid(field: str, message: str) -> ApiError:
+    return ApiError(422, f"{field}: {message}")
+
+
+def error_body(message: str) -> dict[str, str]:
+    return {"error": message}
+
+
+def _json(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message), status_code=status, headers=dict(headers or {}))
+
+
+def describe_validation(errors: Sequence[Any]) -> str:
+    """The first problem FastAPI found, as ``field: message``."""
+    if not errors:
+        return "request: invalid"
+    error = errors[0]
+    # ("body", "network"), ("query", "customer"), ("path", "server_id"), ("body",) ...
+    loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(loc) or "body"
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{field}: {message}"
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _json(exc.status, exc.message, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette's own: an unknown path (404), a method the path lacks (405).
+    assert isinstance(exc, StarletteHTTPException)
+    message = "not found" if exc.status_code == 404 else str(exc.detail)
+    return _json(exc.status_code, message, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _json(422, describe_validation(exc.errors()))
+
+
+async def _usage_error(request: Request, exc: Exception) -> JSONResponse:
+    # The storage layer's refusals: a conflict, input refused, or any other one-line UsageError.
+    if isinstance(exc, ConflictError):
+        return _json(409, exc.public)
+    if isinstance(exc, InvalidInput):
+        return _json(422, exc.public)
+    return _json(422, str(exc))
+
+
+async def _dependency_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DependencyError)
+    log.warning("%s %s: %s error: %s", request.method, request.url.path, exc.backend, exc)
+    return _json(503, f"{exc.backend} unavailable, try again later")
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback to the log (one line, escaped); the client learns nothing of it.
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _json(500, "internal error")
+
+
+def install(app: FastAPI) -> None:
+    """Every error handler, on one application."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(UsageError, _usage_error)
+    app.add_exception_handler(DependencyError, _dependency_error)
+    app.add_exception_handler(Exception, _internal_error)

@@ -11,10 +11,10 @@ import argparse
 
 from sqlalchemy import select
 
-from osfmilter import passwords
 from osfmilter.cli import common, domains
 from osfmilter.cli.common import Commands, command, group
 from osfmilter.cli.output import table, when
+from osfmilter.cli.secrets import set_password
 from osfmilter.clock import SystemClock
 from osfmilter.config import Config, PlanName
 from osfmilter.dovecot import sql_connect
@@ -123,42 +123,26 @@ def cmd_server_remove(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def new_password(args: argparse.Namespace) -> tuple[str, bool]:
-    """The password to set and whether it was generated (and so must be shown)."""
-    if args.password_stdin:
-        return passwords.check(common.read_secret_stdin("password")), False
-    return passwords.generate(), True
-
-
-def show_password(password: str) -> None:
-    # Only here, on stdout, once: never logged, never stored but as a hash.
-    print(f"password: {password}")
-    print("Pass it on now: only its hash is stored, it cannot be shown again.")
-
-
 def cmd_sasl_add(args: argparse.Namespace, config: Config) -> int:
-    password, generated = new_password(args)
-    hashed = passwords.hash_password(password)  # 0.3 s of CPU: outside the transaction
-    with common.session(config) as session:
-        account = admin.add_sasl(
-            session, args.login, args.customer, SystemClock().now(), password_hash=hashed
-        )
-        login = account.login
-    print(f"SASL login {login} added to {args.customer}")
-    if generated:
-        show_password(password)
-    return 0
+    return set_password(
+        args,
+        config,
+        Access.CREATE,
+        lambda session, hashed, now: (
+            admin.add_sasl(session, args.login, args.customer, now, password_hash=hashed).login
+        ),
+        lambda login: f"SASL login {login} added to {args.customer}",
+    )
 
 
 def cmd_sasl_passwd(args: argparse.Namespace, config: Config) -> int:
-    password, generated = new_password(args)
-    hashed = passwords.hash_password(password)
-    with common.session(config, Access.EXISTING) as session:
-        login = admin.set_sasl_password(session, args.login, hashed, SystemClock().now())
-    print(f"SASL login {login}: password replaced; the old one no longer works")
-    if generated:
-        show_password(password)
-    return 0
+    return set_password(
+        args,
+        config,
+        Access.EXISTING,
+        lambda session, hashed, now: admin.set_sasl_password(session, args.login, hashed, now),
+        lambda login: f"SASL login {login}: password replaced; the old one no longer works",
+    )
 
 
 def cmd_sasl_list(args: argparse.Namespace, config: Config) -> int:

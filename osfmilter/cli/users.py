@@ -10,11 +10,11 @@ import argparse
 
 from sqlalchemy import select
 
-from osfmilter import passwords, tokens
+from osfmilter import tokens
 from osfmilter.cli import common
 from osfmilter.cli.common import Commands, Parser, command, group
 from osfmilter.cli.output import table, when
-from osfmilter.cli.registry import new_password, show_password
+from osfmilter.cli.secrets import set_password
 from osfmilter.clock import SystemClock
 from osfmilter.config import Config
 from osfmilter.storage import admin, users
@@ -34,26 +34,28 @@ def _owner_text(customer: str | None) -> str:
 
 
 def cmd_user_add(args: argparse.Namespace, config: Config) -> int:
-    password, generated = new_password(args)
-    hashed = passwords.hash_password(password)  # 0.3 s of CPU: outside the transaction
-    with common.session(config) as session:
-        user = users.add_user(session, args.email, _owner(args), hashed, SystemClock().now())
-        email = user.email
-    print(f"user {email} added ({'operator' if args.operator else 'customer ' + args.customer})")
-    if generated:
-        show_password(password)
-    return 0
+    owner = "operator" if args.operator else f"customer {args.customer}"
+    return set_password(
+        args,
+        config,
+        Access.CREATE,
+        lambda session, hashed, now: (
+            users.add_user(session, args.email, _owner(args), hashed, now).email
+        ),
+        lambda email: f"user {email} added ({owner})",
+    )
 
 
 def cmd_user_passwd(args: argparse.Namespace, config: Config) -> int:
-    password, generated = new_password(args)
-    hashed = passwords.hash_password(password)
-    with common.session(config, Access.EXISTING) as session:
-        email = users.set_user_password(session, args.email, hashed, SystemClock().now()).email
-    print(f"user {email}: password replaced; the old one no longer works")
-    if generated:
-        show_password(password)
-    return 0
+    return set_password(
+        args,
+        config,
+        Access.EXISTING,
+        lambda session, hashed, now: (
+            users.set_user_password(session, args.email, hashed, now).email
+        ),
+        lambda email: f"user {email}: password replaced; the old one no longer works",
+    )
 
 
 def cmd_user_list(args: argparse.Namespace, config: Config) -> int:

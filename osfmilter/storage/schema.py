@@ -266,6 +266,72 @@ class ApiToken(Base):
     customer: Mapped[Customer | None] = relationship(back_populates="api_tokens")
 
 
+class WebSession(Base):
+    """A browser logged in to the portal (osfmilter.web.portal.sessions).
+
+    The cookie carries a random secret; the row holds only its SHA-256, so
+    a copy of the database logs no one in. Deleted at logout, at expiry and
+    with its user.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The synchronizer token every state-changing form must carry.
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    remote_addr: Mapped[str] = mapped_column(String(45))
+
+    user: Mapped[User] = relationship()
+
+
+class LoginFailure(Base):
+    """One failed portal login: what the login throttle counts, per login and per address.
+
+    ``login`` is the address typed, normalized, whether or not such a user
+    exists. Rows older than the throttle's window are deleted as logins are
+    checked.
+    """
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    login: Mapped[str] = mapped_column(String(320), index=True)
+    remote_addr: Mapped[str] = mapped_column(String(45), index=True)
+
+
+class AuditEntry(Base):
+    """One change made through the portal, the API or the command line; never updated.
+
+    ``actor`` is a user's e-mail address, ``token:PREFIX`` for an API token,
+    or the command line's ``--by``. ``customer`` keeps the name after the
+    customer is removed. No secret is ever written here.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (CheckConstraint("via IN ('portal', 'api', 'cli')", name="via"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    via: Mapped[str] = mapped_column(String(8))
+    remote_addr: Mapped[str] = mapped_column(String(45), default="")
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    customer: Mapped[str] = mapped_column(String(100), default="")
+    # A dotted verb: server.add, sasl.passwd, identity.release, ...
+    action: Mapped[str] = mapped_column(String(64))
+    # What it acted on: a network, a login, a domain, a token prefix.
+    target: Mapped[str] = mapped_column(String(320), default="")
+    detail: Mapped[str] = mapped_column(String(500), default="")
+
+
 class StateChange(Base):
     """One row per state transition of a sender identity; never updated."""
 

@@ -385,12 +385,18 @@ class MetricsSection(Section):
 
 
 class WebSection(Section):
-    """``osfmilter web``: the JSON API (and later the portal), behind a TLS reverse proxy."""
+    """``osfmilter web``: the JSON API and the portal, behind a TLS reverse proxy."""
 
     # IP:PORT, e.g. "127.0.0.1:8025" or "[::1]:8025".
     listen: str = "127.0.0.1:8025"
     # Serving the API on a non-loopback address needs this set on purpose.
     allow_public_bind: bool = False
+    # A portal login lasts at most this long, and ends after this long unused.
+    session_hours: Annotated[int, Field(ge=1, le=720)] = 12
+    session_idle_minutes: Annotated[int, Field(ge=5, le=43200)] = 60
+    # Mark the portal's cookies Secure even when the request came in as plain
+    # HTTP: set it behind a TLS reverse proxy (they are Secure over https anyway).
+    cookie_secure: bool = False
 
     @model_validator(mode="after")
     def _listen(self) -> WebSection:
@@ -403,6 +409,11 @@ class WebSection(Section):
             raise ValueError(
                 f"listen {self.listen!r} is not loopback; "
                 "set web.allow_public_bind = true to do that on purpose"
+            )
+        if self.session_idle_minutes > self.session_hours * 60:
+            raise ValueError(
+                f"session_idle_minutes {self.session_idle_minutes} is longer than "
+                f"session_hours {self.session_hours}: a session ends before it can idle out"
             )
         return self
 

@@ -91,6 +91,9 @@ HOST_PORT_ERRORS = [
         ("[log]\nformat = 'xml'\n", "key 'log.format'"),
         ("[replies]\ncontact = '100% sure'\n", "key 'replies.contact'"),
         ("[milter\n", "invalid TOML"),
+        ("[web]\nsession_hours = 0\n", "key 'web.session_hours'"),
+        ("[web]\nsession_idle_minutes = 1\n", "key 'web.session_idle_minutes'"),
+        ("[web]\nsession_hours = 1\nsession_idle_minutes = 61\n", "ends before it can idle out"),
         *(
             (f"[database]\nurl = '{url}'\n", f"key 'database.url': {message}")
             for url, message in (

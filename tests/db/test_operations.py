@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +16,7 @@ from osfmilter.storage.audit import Actor, entries
 from osfmilter.storage.schema import ApiToken, AuditEntry, SaslAccount, SmtpServer
 from osfmilter.storage.store import SqlStore
 from osfmilter.web import operations
+from tests.db.conftest import Run
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PORTAL = Actor("ann@acme.example", "portal", "198.51.100.9")
@@ -158,3 +160,39 @@ def test_another_customers_objects_are_invisible_and_the_operator_sees_all(
             assert visible(session, None, object_id) is not None
             assert visible(session, globex.id, object_id + 1000) is None
         assert operations.visible_token(session, globex.id, operator_token.id) is None
+
+
+def test_the_operator_reads_the_audit_log_on_the_command_line(store: SqlStore, run: Run) -> None:
+    with store.session(locked=True) as session:
+        acme, globex = admin.get_customer(session, "acme"), admin.get_customer(session, "globex")
+        operations.add_server(session, PORTAL, acme, "81.2.69.7", None, LAX, NOW, by_operator=False)
+        operations.add_server(
+            session, PORTAL, globex, "81.2.70.0/24", None, LAX, NOW, by_operator=False
+        )
+    status, out, err = run("report", "audit", "--customer", "acme")
+    assert status == 0, err
+    header, row = out.splitlines()
+    assert header.split() == [
+        "at",
+        "actor",
+        "via",
+        "address",
+        "customer",
+        "action",
+        "target",
+        "detail",
+    ]
+    assert row.split() == [
+        "2026-12-01T12:00:00+00:00",
+        "ann@acme.example",
+        "portal",
+        "198.51.100.9",
+        "acme",
+        "server.add",
+        "81.2.69.7/32",
+        "-",
+    ]
+    status, out, _ = run("report", "audit", "--json", "--limit", "1")
+    assert status == 0
+    [newest] = json.loads(out)["entries"]
+    assert newest["customer"] == "globex" and newest["detail"] == ""

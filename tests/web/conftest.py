@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,11 +14,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx2 import Response
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from osfmilter import passwords, tokens
 from osfmilter.config import Config, config_from_dict
 from osfmilter.storage import admin, users
+from osfmilter.storage.schema import AuditEntry
 from osfmilter.storage.store import SqlStore
 from osfmilter.web import create_app
 
@@ -88,6 +90,7 @@ def api(db_url: str, engine: Engine, tmp_path: Path) -> Iterator[Api]:
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 (the test users')
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+BROWSER_ADDR = "192.0.2.10"  # Portal.client's address unless told otherwise
 ACME_USER = "alice@acme.example"
 GLOBEX_USER = "gus@globex.example"
 OPERATOR_USER = "olga@relay.example"
@@ -107,7 +110,7 @@ class Portal:
     store: SqlStore
     clock: FixedClock
 
-    def client(self, addr: str = "192.0.2.10") -> TestClient:
+    def client(self, addr: str = BROWSER_ADDR) -> TestClient:
         """A browser of its own (its own cookies), from an address."""
         return TestClient(self.app, client=(addr, 50000), follow_redirects=False)
 
@@ -115,7 +118,7 @@ class Portal:
         with self.store.session() as session:
             users.add_user(session, email, customer, password_hash(), self.clock.now())
 
-    def login(self, email: str, addr: str = "192.0.2.10") -> TestClient:
+    def login(self, email: str, addr: str = BROWSER_ADDR) -> TestClient:
         """A browser logged in as ``email`` (a user made by add_user)."""
         browser = self.client(addr)
         response = post_login(browser, email, PASSWORD)
@@ -155,3 +158,26 @@ def portal(
     app = create_app(web_config(db_url, tmp_path), clock)
     with TestClient(app):  # runs the lifespan
         yield Portal(app, store, clock)
+
+
+@pytest.fixture
+def acme(portal: Portal) -> TestClient:
+    """A browser logged in as acme's user."""
+    portal.add_user(ACME_USER, "acme")
+    return portal.login(ACME_USER)
+
+
+def audit(portal: Portal) -> list[tuple[str, str, str, str, str, str]]:
+    """Every audit entry, oldest first: (actor, via, remote_addr, customer, action, target)."""
+    with portal.store.session() as session:
+        return [
+            (e.actor, e.via, e.remote_addr, e.customer, e.action, e.target)
+            for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        ]
+
+
+def shown_once(page: str, element_id: str) -> str:
+    """The secret in ``<code id=...>`` on the page that shows it once."""
+    match = re.search(rf'<code id="{element_id}">([^<]+)</code>', page)
+    assert match, f"no {element_id} on the page"
+    return html.unescape(match[1])

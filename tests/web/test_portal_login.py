@@ -25,7 +25,7 @@ def test_the_login_form_has_the_fields_of_the_contract(portal: Portal) -> None:
     page = portal.client().get("/login")
     assert page.status_code == 200
     html = page.text
-    assert '<form class="stacked" method="post" action="/login">' in html
+    assert '<form method="post" action="/login"' in html
     assert 'name="email" id="email"' in html
     assert 'type="password" name="password" id="password"' in html
     assert '<label for="email">' in html and '<label for="password">' in html
@@ -165,7 +165,7 @@ def test_logout_deletes_the_session(portal: Portal) -> None:
     browser = portal.login(ACME_USER)
     secret = browser.cookies[sessions.COOKIE]
     html = browser.get("/").text
-    assert '<form class="logout" method="post" action="/logout">' in html
+    assert '<form method="post" action="/logout"' in html
     assert 'id="logout"' in html
     response = post_form(browser, "/", "/logout")
     assert response.status_code == 303 and response.headers["location"] == "/login"

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
 
+from osfmilter.storage import admin, users
 from osfmilter.storage.schema import LoginFailure, WebSession
+from osfmilter.storage.store import SqlStore
+from osfmilter.web import create_app
 from osfmilter.web.portal import csrf, sessions, throttle
-from tests.web.conftest import ACME_USER, PASSWORD, Portal, csrf_of, post_form, post_login
+from tests.web.conftest import (
+    ACME_USER,
+    NOW,
+    PASSWORD,
+    FixedClock,
+    Portal,
+    csrf_of,
+    password_hash,
+    post_form,
+    post_login,
+    web_config,
+)
 
 WRONG = "Wrong e-mail address or password."
 THROTTLED = "Too many failed logins. Try again in 15 minutes."
@@ -197,10 +213,31 @@ def test_a_session_ends_when_idle_and_at_its_expiry(portal: Portal) -> None:
 
 def test_the_session_cookie_is_secure_over_https(portal: Portal) -> None:
     portal.add_user(ACME_USER, "acme")
-    from fastapi.testclient import TestClient
-
     browser = TestClient(portal.app, base_url="https://testserver", follow_redirects=False)
     response = post_login(browser, ACME_USER, PASSWORD)
     assert response.status_code == 303
     assert "Secure" in response.headers["set-cookie"]
     assert response.headers["strict-transport-security"].startswith("max-age=")
+
+
+def test_cookie_secure_marks_the_cookies_secure_over_plain_http(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    store = SqlStore(engine)
+    with store.session() as session:
+        admin.add_customer(session, "acme", "free", NOW)
+        users.add_user(session, ACME_USER, "acme", password_hash(), NOW)
+    app = create_app(web_config(db_url, tmp_path, web={"cookie_secure": True}), FixedClock())
+    with TestClient(app, follow_redirects=False) as browser:
+        login_page = browser.get("/login")
+        assert "Secure" in login_page.headers["set-cookie"]
+        token = csrf_of(login_page.text)
+        # A client sends a Secure cookie over https only: as the TLS proxy would.
+        response = browser.post(
+            "/login",
+            data={"email": ACME_USER, "password": PASSWORD, "csrf_token": token},
+            headers={"Cookie": f"{csrf.LOGIN_COOKIE}={token}"},
+        )
+        assert response.status_code == 303
+        assert "Secure" in response.headers["set-cookie"]
+        assert "strict-transport-security" not in response.headers  # still plain http

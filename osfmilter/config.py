@@ -397,6 +397,20 @@ class WebSection(Section):
     # Mark the portal's cookies Secure even when the request came in as plain
     # HTTP: set it behind a TLS reverse proxy (they are Secure over https anyway).
     cookie_secure: bool = False
+    # The reverse proxies in front (IP addresses or networks) whose
+    # X-Forwarded-For and X-Forwarded-Proto are believed: the client's address
+    # (login throttle, audit log) and https then come from them. Empty: none.
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(f"{text!r} is not an IP address or network") from None
+        return value
 
     @model_validator(mode="after")
     def _listen(self) -> WebSection:

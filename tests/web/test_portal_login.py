@@ -241,3 +241,43 @@ def test_cookie_secure_marks_the_cookies_secure_over_plain_http(
         assert response.status_code == 303
         assert "Secure" in response.headers["set-cookie"]
         assert "strict-transport-security" not in response.headers  # still plain http
+
+
+def test_a_trusted_proxy_names_the_client_and_the_scheme(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    store = SqlStore(engine)
+    config = web_config(db_url, tmp_path, web={"trusted_proxies": ["127.0.0.1"]})
+    app = create_app(config, FixedClock())
+
+    def via(proxy: str, client: str, base_url: str = "https://testserver") -> TestClient:
+        headers = {"X-Forwarded-For": client, "X-Forwarded-Proto": "https"}
+        return TestClient(
+            app, base_url, client=(proxy, 40000), headers=headers, follow_redirects=False
+        )
+
+    with TestClient(app):
+        # The proxy took the request over https: Secure cookies, HSTS.
+        page = via("127.0.0.1", "198.51.100.7", "http://testserver").get("/login")
+        assert "Secure" in page.headers["set-cookie"]
+        assert "strict-transport-security" in page.headers
+        untrusted = via("192.0.2.50", "198.51.100.7", "http://testserver").get("/login")
+        assert "strict-transport-security" not in untrusted.headers
+
+        for number in range(5):
+            answer = post_login(via("127.0.0.1", "198.51.100.7"), f"g{number}@acme.example", "x")
+            assert answer.status_code == 401
+        # That client is throttled; another behind the same proxy is not.
+        assert (
+            post_login(via("127.0.0.1", "198.51.100.7"), "a@acme.example", "x").status_code == 429
+        )
+        assert (
+            post_login(via("127.0.0.1", "198.51.100.8"), "a@acme.example", "x").status_code == 401
+        )
+        # An untrusted client's X-Forwarded-For is not believed.
+        assert (
+            post_login(via("192.0.2.50", "198.51.100.9"), "a@acme.example", "x").status_code == 401
+        )
+    with store.session() as session:
+        addresses = set(session.scalars(select(LoginFailure.remote_addr)))
+    assert addresses == {"198.51.100.7", "198.51.100.8", "192.0.2.50"}

@@ -391,6 +391,11 @@ class WebSection(Section):
     listen: str = "127.0.0.1:8025"
     # Serving the API on a non-loopback address needs this set on purpose.
     allow_public_bind: bool = False
+    # Requests per minute one API token may make, and one address without a
+    # valid token (so that guessing tokens is throttled too); in memory, per
+    # process. Past either: 429 with Retry-After.
+    api_requests_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = 600
+    api_unauthenticated_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = 60
 
     @model_validator(mode="after")
     def _listen(self) -> WebSection:

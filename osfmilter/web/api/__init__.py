@@ -1,8 +1,8 @@
-"""The endpoints of ``/api/v1``, one module per kind of object."""
+"""The endpoints of ``/api/v1``, one module per kind of object (:mod:`.common`: what they share)."""
 
 from fastapi import APIRouter
 
-from osfmilter.web.api import servers
+from osfmilter.web.api import domains, sasl, servers, tokens
 
 PREFIX = "/api/v1"
 
@@ -10,5 +10,6 @@ PREFIX = "/api/v1"
 def router() -> APIRouter:
     """Every endpoint of the API, under :data:`PREFIX`."""
     api = APIRouter(prefix=PREFIX)
-    api.include_router(servers.router)
+    for module in (servers, sasl, domains, tokens):
+        api.include_router(module.router)
     return api

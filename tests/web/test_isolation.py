@@ -42,6 +42,9 @@ WITHOUT_PARAMS: dict[tuple[str, str], int] = {
     ("POST", "/api/v1/sasl-accounts"): 0,
     ("GET", "/api/v1/domains"): 200,
     ("POST", "/api/v1/domains"): 0,
+    ("GET", "/api/v1/usage"): 200,
+    ("GET", "/api/v1/bill"): 200,
+    ("GET", "/api/v1/events"): 200,
     ("GET", "/api/v1/tokens"): 200,
     ("POST", "/api/v1/tokens"): 0,
 }

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from osfmilter.web.api import domains, sasl, servers, tokens
+from osfmilter.web.api import domains, events, sasl, servers, tokens, usage
 
 PREFIX = "/api/v1"
 
@@ -10,6 +10,6 @@ PREFIX = "/api/v1"
 def router() -> APIRouter:
     """Every endpoint of the API, under :data:`PREFIX`."""
     api = APIRouter(prefix=PREFIX)
-    for module in (servers, sasl, domains, tokens):
+    for module in (servers, sasl, domains, usage, events, tokens):
         api.include_router(module.router)
     return api

@@ -32,6 +32,11 @@ WITH_PARAMS: dict[tuple[str, str], tuple[object, int]] = {
     ("DELETE", "/api/v1/domains/{domain_id}"): (None, 404),
     ("POST", "/api/v1/domains/{domain_id}/verify"): (None, 404),
     ("DELETE", "/api/v1/tokens/{token_id}"): (None, 404),
+    ("GET", "/api/v1/customers/{name}"): (None, 403),
+    ("DELETE", "/api/v1/customers/{name}"): (None, 403),
+    ("PUT", "/api/v1/customers/{name}/plan"): ({"plan": "free"}, 403),
+    ("POST", "/api/v1/identities/{kind}/{key}/release"): (BLOCK, 403),
+    ("POST", "/api/v1/identities/{kind}/{key}/block"): (BLOCK, 403),
 }
 # Routes without a path parameter: a list must show acme nothing of globex's
 # (the check below), or the route is the operator's (403).
@@ -47,6 +52,10 @@ WITHOUT_PARAMS: dict[tuple[str, str], int] = {
     ("GET", "/api/v1/events"): 200,
     ("GET", "/api/v1/tokens"): 200,
     ("POST", "/api/v1/tokens"): 0,
+    ("GET", "/api/v1/customers"): 403,
+    ("POST", "/api/v1/customers"): 403,
+    ("GET", "/api/v1/plans"): 403,
+    ("GET", "/api/v1/audit"): 403,
 }
 # 0: creates; a customer names another customer there only to get 422
 # (test_servers, test_sasl, test_domains, test_tokens).

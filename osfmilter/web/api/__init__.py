@@ -2,7 +2,17 @@
 
 from fastapi import APIRouter
 
-from osfmilter.web.api import domains, events, sasl, servers, tokens, usage
+from osfmilter.web.api import (
+    audit,
+    customers,
+    domains,
+    events,
+    identities,
+    sasl,
+    servers,
+    tokens,
+    usage,
+)
 
 PREFIX = "/api/v1"
 
@@ -10,6 +20,6 @@ PREFIX = "/api/v1"
 def router() -> APIRouter:
     """Every endpoint of the API, under :data:`PREFIX`."""
     api = APIRouter(prefix=PREFIX)
-    for module in (servers, sasl, domains, usage, events, tokens):
+    for module in (servers, sasl, domains, usage, events, tokens, customers, identities, audit):
         api.include_router(module.router)
     return api

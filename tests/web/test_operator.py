@@ -171,3 +171,17 @@ def test_release_and_block_errors(
     created(api, "/api/v1/servers", api.acme, network=ACME_NET)
     response = api.client.post(f"/api/v1/identities/{path}", json=body, headers=api.operator)
     assert error_of(response, status).startswith(start)
+
+
+def test_a_network_key_may_be_percent_encoded_and_bad_bodies_from_customers_are_403(
+    api: Api,
+) -> None:
+    created(api, "/api/v1/servers", api.acme, network=ACME_NET)
+    encoded = ACME_NET.replace("/", "%2F")
+    body = {"by": "ann", "reason": "spam run"}
+    response = api.client.post(
+        f"/api/v1/identities/server/{encoded}/block", json=body, headers=api.operator
+    )
+    assert response.status_code == 200 and response.json()["state"] == "onveilig"
+    # A customer learns nothing from an operator endpoint, not even what its body lacks.
+    error_of(api.client.post(CUSTOMERS, json={}, headers=api.acme), 403)

@@ -411,6 +411,7 @@ class WebSection(Section):
             except ValueError:
                 raise ValueError(f"{text!r} is not an IP address or network") from None
         return value
+
     # Requests per minute one API token may make, and one address without a
     # valid token (so that guessing tokens is throttled too); in memory, per
     # process. Past either: 429 with Retry-After.

@@ -208,6 +208,8 @@ def test_the_operator_reads_the_audit_log_on_the_command_line(store: SqlStore, r
     assert status == 0
     [newest] = json.loads(out)["entries"]
     assert newest["customer"] == "globex" and newest["detail"] == ""
+
+
 class Clock:
     def now(self) -> datetime:
         return NOW

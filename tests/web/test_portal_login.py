@@ -204,3 +204,40 @@ def test_the_session_cookie_is_secure_over_https(portal: Portal) -> None:
     assert response.status_code == 303
     assert "Secure" in response.headers["set-cookie"]
     assert response.headers["strict-transport-security"].startswith("max-age=")
+
+
+@pytest.mark.parametrize(
+    ("given", "counted"),
+    [
+        ("192.0.2.10", "192.0.2.10"),
+        ("::ffff:192.0.2.10", "192.0.2.10"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("testclient", "testclient"),
+        ("", ""),
+    ],
+)
+def test_the_address_counted_is_the_ipv4_address_or_the_ipv6_64(given: str, counted: str) -> None:
+    assert throttle.address_key(given) == counted
+
+
+def test_one_host_cannot_rotate_through_its_ipv6_64(portal: Portal) -> None:
+    portal.add_user(ACME_USER, "acme")
+    for number in range(5):
+        browser = portal.client(f"2001:db8:1:2::{number + 1:x}")
+        assert post_login(browser, f"guess{number}@acme.example", "x").status_code == 401
+    throttled = post_login(portal.client("2001:db8:1:2:ffff::99"), ACME_USER, PASSWORD)
+    assert throttled.status_code == 429
+    # The next /64 is someone else.
+    assert post_login(portal.client("2001:db8:1:3::1"), ACME_USER, PASSWORD).status_code == 303
+
+
+def test_an_ipv4_mapped_address_counts_as_the_ipv4_one(portal: Portal) -> None:
+    portal.add_user(ACME_USER, "acme")
+    for number in range(5):
+        addr = "198.51.100.20" if number % 2 else "::ffff:198.51.100.20"
+        assert (
+            post_login(portal.client(addr), f"guess{number}@acme.example", "x").status_code == 401
+        )
+    assert post_login(portal.client("198.51.100.20"), ACME_USER, PASSWORD).status_code == 429

@@ -1,14 +1,18 @@
 """The login throttle: 5 failures for one login, or from one address, within 15 minutes.
 
-Failures are counted in ``login_failures`` whether or not the login names a
-user, so the answer tells nothing about which accounts exist. A success
-resets neither count: an address that guesses one password right does not
-win five more guesses elsewhere. Rows older than the window are deleted as
+An IPv6 address counts as its /64, which one host usually has to itself, so
+it cannot win five more guesses by moving to another address of it; an
+IPv4-mapped one (``::ffff:a.b.c.d``) counts as the IPv4 address. Failures
+are counted in ``login_failures`` whether or not the login names a user, so
+the answer tells nothing about which accounts exist. A success resets
+neither count: an address that guesses one password right does not win
+five more guesses elsewhere. Rows older than the window are deleted as
 logins are checked.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
@@ -25,6 +29,7 @@ WINDOW = timedelta(minutes=15)
 DELAY_SECONDS = 1.0
 MAX_LOGIN = 320
 MAX_ADDR = 45
+IPV6_PREFIX = 64
 
 
 def normalize(login: str) -> str:
@@ -36,13 +41,26 @@ def normalize(login: str) -> str:
     return text[:MAX_LOGIN]
 
 
+def address_key(remote_addr: str) -> str:
+    """The address as counted: an IPv4 address, an IPv6 /64, or the text as given."""
+    try:
+        address = ipaddress.ip_address(remote_addr.partition("%")[0])
+    except ValueError:
+        return remote_addr[:MAX_ADDR]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
+
+
 def throttled(session: Session, login: str, remote_addr: str, now: datetime) -> bool:
     """Has this login, or this address, failed too often lately? Forgets older failures."""
     since = now - WINDOW
     session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
     for column, value in (
         (LoginFailure.login, normalize(login)),
-        (LoginFailure.remote_addr, remote_addr[:MAX_ADDR]),
+        (LoginFailure.remote_addr, address_key(remote_addr)),
     ):
         count = session.scalar(
             select(func.count())
@@ -55,4 +73,4 @@ def throttled(session: Session, login: str, remote_addr: str, now: datetime) -> 
 
 
 def record_failure(session: Session, login: str, remote_addr: str, now: datetime) -> None:
-    session.add(LoginFailure(at=now, login=normalize(login), remote_addr=remote_addr[:MAX_ADDR]))
+    session.add(LoginFailure(at=now, login=normalize(login), remote_addr=address_key(remote_addr)))

@@ -241,3 +241,16 @@ def test_an_ipv4_mapped_address_counts_as_the_ipv4_one(portal: Portal) -> None:
             post_login(portal.client(addr), f"guess{number}@acme.example", "x").status_code == 401
         )
     assert post_login(portal.client("198.51.100.20"), ACME_USER, PASSWORD).status_code == 429
+
+
+def test_what_was_typed_as_the_login_is_not_stored(portal: Portal) -> None:
+    typed = "My Secret Password 42"  # a password typed into the e-mail field
+    assert post_login(portal.client(), typed, "x").status_code == 401
+    assert post_login(portal.client(), ACME_USER.upper(), "x").status_code == 401
+    with portal.store.session() as session:
+        stored = list(session.scalars(select(LoginFailure.login)))
+    assert len(stored) == 2
+    for text in (typed, typed.lower(), "secret", ACME_USER, "acme.example"):
+        assert not any(text in login for login in stored)
+    assert throttle.login_key(ACME_USER) in stored and throttle.login_key(typed) in stored
+    assert all(len(login) == 64 for login in stored)

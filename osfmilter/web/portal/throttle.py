@@ -7,11 +7,14 @@ are counted in ``login_failures`` whether or not the login names a user, so
 the answer tells nothing about which accounts exist. A success resets
 neither count: an address that guesses one password right does not win
 five more guesses elsewhere. Rows older than the window are deleted as
-logins are checked.
+logins are checked. A login is kept as the SHA-256 of its normalized text,
+never the text: people type a password into the e-mail field, and the
+count needs only equality.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from datetime import datetime, timedelta
 
@@ -32,13 +35,14 @@ MAX_ADDR = 45
 IPV6_PREFIX = 64
 
 
-def normalize(login: str) -> str:
-    """The login as counted: the normalized e-mail address, or the text as typed."""
+def login_key(login: str) -> str:
+    """The login as counted and stored: the SHA-256 (hex) of the normalized e-mail address,
+    or of the text as typed."""
     try:
         text = normalize_email(login)
     except UsageError:
         text = login.strip().lower()
-    return text[:MAX_LOGIN]
+    return hashlib.sha256(text[:MAX_LOGIN].encode("utf-8")).hexdigest()
 
 
 def address_key(remote_addr: str) -> str:
@@ -59,7 +63,7 @@ def throttled(session: Session, login: str, remote_addr: str, now: datetime) -> 
     since = now - WINDOW
     session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
     for column, value in (
-        (LoginFailure.login, normalize(login)),
+        (LoginFailure.login, login_key(login)),
         (LoginFailure.remote_addr, address_key(remote_addr)),
     ):
         count = session.scalar(
@@ -73,4 +77,4 @@ def throttled(session: Session, login: str, remote_addr: str, now: datetime) -> 
 
 
 def record_failure(session: Session, login: str, remote_addr: str, now: datetime) -> None:
-    session.add(LoginFailure(at=now, login=normalize(login), remote_addr=address_key(remote_addr)))
+    session.add(LoginFailure(at=now, login=login_key(login), remote_addr=address_key(remote_addr)))

@@ -12,14 +12,14 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from osfmilter import passwords
 from osfmilter.errors import UsageError
 from osfmilter.registration import normalize_email
 from osfmilter.storage.admin import get_customer
-from osfmilter.storage.schema import ApiToken, Customer, User
+from osfmilter.storage.schema import ApiToken, Customer, User, WebSession
 
 MAX_TOKEN_NAME = 100
 MAX_CREATED_BY = 320
@@ -92,9 +92,12 @@ def check_login(session: Session, email: str, password: str, now: datetime) -> U
 
 
 def set_user_password(session: Session, email: str, password_hash: str, now: datetime) -> User:
+    """A new password, and every portal session of the user ended: whoever knew the old
+    one is logged out too."""
     user = get_user(session, email)
     user.password_hash = password_hash
     user.password_changed_at = now
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
     return user
 
 

@@ -63,7 +63,8 @@ def login_url(request: Request) -> str:
 
 
 def find_user(request: Request, context: WebContext) -> PortalUser | None:
-    """The request's logged-in user, or None (no cookie, an unknown, expired or idle session)."""
+    """The request's logged-in user, or None (no cookie, an unknown, expired or idle session,
+    or one older than the password)."""
     secret = request.cookies.get(sessions.COOKIE)
     if not secret:
         return None
@@ -73,7 +74,9 @@ def find_user(request: Request, context: WebContext) -> PortalUser | None:
         if row is None:
             return None
         user = session.get(User, row.user_id)
-        if user is None:
+        # A session from before the password changed is over, even if its row
+        # survived (set_user_password deletes them).
+        if user is None or row.created_at < user.password_changed_at:
             return None
         customer = session.get(Customer, user.customer_id) if user.customer_id else None
         return PortalUser(

@@ -7,9 +7,11 @@ are counted in ``login_failures`` whether or not the login names a user, so
 the answer tells nothing about which accounts exist. A success resets
 neither count: an address that guesses one password right does not win
 five more guesses elsewhere. Rows older than the window are deleted as
-logins are checked. A login is kept as the SHA-256 of its normalized text,
-never the text: people type a password into the e-mail field, and the
-count needs only equality.
+logins are checked. Each attempt is counted before its password is
+checked, and uncounted if it was right, so parallel guesses cannot all
+slip under the limit (rspamd's ratelimit reserves the same way). A login
+is kept as the SHA-256 of its normalized text, never the text: people type
+a password into the e-mail field, and the count needs only equality.
 """
 
 from __future__ import annotations
@@ -58,10 +60,23 @@ def address_key(remote_addr: str) -> str:
     return str(address)
 
 
-def throttled(session: Session, login: str, remote_addr: str, now: datetime) -> bool:
-    """Has this login, or this address, failed too often lately? Forgets older failures."""
+def reserve(session: Session, login: str, remote_addr: str, now: datetime) -> int:
+    """Count this attempt as a failure before its password is checked: its row's id.
+
+    Commit it before :func:`throttled`, so that parallel attempts each see the
+    ones before them (check, then insert, let them all pass at the limit).
+    Forgets older failures.
+    """
+    session.execute(delete(LoginFailure).where(LoginFailure.at <= now - WINDOW))
+    row = LoginFailure(at=now, login=login_key(login), remote_addr=address_key(remote_addr))
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def throttled(session: Session, reserved: int, login: str, remote_addr: str, now: datetime) -> bool:
+    """Is the attempt ``reserved`` beyond the limit, for its login or its address?"""
     since = now - WINDOW
-    session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
     for column, value in (
         (LoginFailure.login, login_key(login)),
         (LoginFailure.remote_addr, address_key(remote_addr)),
@@ -69,12 +84,13 @@ def throttled(session: Session, login: str, remote_addr: str, now: datetime) -> 
         count = session.scalar(
             select(func.count())
             .select_from(LoginFailure)
-            .where(column == value, LoginFailure.at > since)
+            .where(column == value, LoginFailure.at > since, LoginFailure.id <= reserved)
         )
-        if (count or 0) >= MAX_FAILURES:
+        if (count or 0) > MAX_FAILURES:
             return True
     return False
 
 
-def record_failure(session: Session, login: str, remote_addr: str, now: datetime) -> None:
-    session.add(LoginFailure(at=now, login=login_key(login), remote_addr=address_key(remote_addr)))
+def succeeded(session: Session, reserved: int) -> None:
+    """The attempt ``reserved`` had the right password: it is no failure."""
+    session.execute(delete(LoginFailure).where(LoginFailure.id == reserved))

@@ -85,17 +85,18 @@ def _attempt(
 ) -> Attempt:
     """Runs in a worker thread: the throttle, the Argon2 check, the new session."""
     now = context.clock.now()
+    with context.store.session(locked=True) as session:
+        reserved = throttle.reserve(session, email, addr, now)
     with context.store.session() as session:
-        if throttle.throttled(session, email, addr, now):
+        if throttle.throttled(session, reserved, email, addr, now):
             return Attempt(Result.THROTTLED)
     with context.store.session() as session:
         user = users.check_login(session, email, password, now)
         if user is not None:
             lifetime = sessions.Lifetime.from_config(context.config.web)
             secret, _ = sessions.start(session, user, addr, now, lifetime, previous)
+            throttle.succeeded(session, reserved)
             return Attempt(Result.OK, secret)
-    with context.store.session() as session:
-        throttle.record_failure(session, email, addr, now)
     return Attempt(Result.WRONG)
 
 

@@ -9,6 +9,7 @@ osfmilter.tokens), outside the transaction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
@@ -67,28 +68,55 @@ def _nobody() -> str:
     return passwords.hash_password("no user has this password")
 
 
-def check_login(session: Session, email: str, password: str, now: datetime) -> User | None:
-    """The user whose address and password these are, else None; marks the login.
+@dataclass(frozen=True)
+class LoginHash:
+    """The user a login names and the hash to check its password against, read in a short
+    transaction so that no transaction stays open during Argon2."""
 
-    Takes one Argon2id check (0.1 s) whether or not the address exists, so
-    the time does not tell. Throttling failed logins is the caller's.
-    """
+    user_id: int | None  # None: no such user; the hash is a dummy one
+    password_hash: str
+
+
+def login_hash(session: Session, email: str) -> LoginHash:
     try:
         normalized = normalize_email(email)
     except UsageError:
         normalized = None
-    user = (
-        session.scalars(select(User).where(User.email == normalized)).one_or_none()
+    row = (
+        session.execute(
+            select(User.id, User.password_hash).where(User.email == normalized)
+        ).one_or_none()
         if normalized is not None
         else None
     )
-    if user is None:
-        passwords.verify(_nobody(), password)
-        return None
-    if not passwords.verify(user.password_hash, password):
+    return LoginHash(None, _nobody()) if row is None else LoginHash(row[0], row[1])
+
+
+def password_matches(found: LoginHash, password: str) -> bool:
+    """One Argon2id check (0.1 s) whether or not the user exists, so the time does not
+    tell; outside any transaction."""
+    return passwords.verify(found.password_hash, password) and found.user_id is not None
+
+
+def mark_login(session: Session, found: LoginHash, now: datetime) -> User | None:
+    """The user of a checked login, marked as logged in; None if the user was removed or
+    the password changed since the check."""
+    user = session.get(User, found.user_id) if found.user_id is not None else None
+    if user is None or user.password_hash != found.password_hash:
         return None
     user.last_login_at = now
     return user
+
+
+def check_login(session: Session, email: str, password: str, now: datetime) -> User | None:
+    """The user whose address and password these are, else None; marks the login.
+
+    All in the caller's transaction: the portal uses the three steps apart
+    (login_hash, password_matches, mark_login) so as to hold no transaction
+    during Argon2. Throttling failed logins is the caller's.
+    """
+    found = login_hash(session, email)
+    return mark_login(session, found, now) if password_matches(found, password) else None
 
 
 def set_user_password(session: Session, email: str, password_hash: str, now: datetime) -> User:

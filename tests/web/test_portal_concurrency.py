@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
-from osfmilter.web.portal import csrf
-from tests.web.conftest import ACME_USER, Portal
+from osfmilter.web.portal import csrf, sessions
+from tests.web.conftest import ACME_USER, PASSWORD, Portal
 
 ADDR = "198.51.100.50"
 TOKEN = "a-login-form-token"  # noqa: S105 ( the double-submit cookie only has to match the form)
@@ -44,3 +44,24 @@ def test_parallel_guesses_cannot_all_slip_under_the_throttle(
         assert guess(one_loop, ACME_USER, "wrong password") == 401
     answers = in_parallel(one_loop, [(ACME_USER, f"guess {n}") for n in range(8)])
     assert sorted(answers) == [401] + [429] * 7, answers
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_the_right_password_among_wrong_ones_logs_in(
+    portal: Portal, one_loop: TestClient, round_: int
+) -> None:
+    portal.add_user(ACME_USER, "acme")
+    attempts = [(ACME_USER, PASSWORD)] + [(f"guess{n}@acme.example", "x") for n in range(4)]
+    answers = in_parallel(one_loop, attempts)
+    assert answers == [303, 401, 401, 401, 401]
+
+
+def test_parallel_page_loads_on_one_session_all_load(portal: Portal, one_loop: TestClient) -> None:
+    portal.add_user(ACME_USER, "acme")
+    assert guess(one_loop, ACME_USER, PASSWORD) == 303
+    for _ in range(3):
+        # Every load finds last_seen_at due a write.
+        portal.clock.moment += sessions.SEEN_RESOLUTION * 2
+        with ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(lambda _: one_loop.get("/").status_code, range(10)))
+        assert answers == [200] * 10

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum, auto
 from typing import Annotated
 
@@ -39,6 +40,14 @@ class Result(Enum):
     OK = auto()
     WRONG = auto()
     THROTTLED = auto()
+
+
+@dataclass(frozen=True)
+class Counted:
+    """An attempt the throttle counted (its row) and, unless throttled, the hash to check."""
+
+    reserved: int
+    found: users.LoginHash | None
 
 
 @dataclass(frozen=True)
@@ -80,24 +89,48 @@ def login_form(request: Request, context: Context, next: str | None = None) -> R
     return _login_page(request, context, csrf.new_token(), next_path=safe_next(next))
 
 
-def _attempt(
-    context: WebContext, email: str, password: str, addr: str, previous: str | None
-) -> Attempt:
-    """Runs in a worker thread: the throttle, the Argon2 check, the new session."""
-    now = context.clock.now()
+def _counted(context: WebContext, email: str, addr: str, now: datetime) -> Counted:
+    """The attempt counted by the throttle, and the hash to check: two short transactions."""
     with context.store.session(locked=True) as session:
         reserved = throttle.reserve(session, email, addr, now)
     with context.store.session() as session:
         if throttle.throttled(session, reserved, email, addr, now):
-            return Attempt(Result.THROTTLED)
-    with context.store.session() as session:
-        user = users.check_login(session, email, password, now)
-        if user is not None:
-            lifetime = sessions.Lifetime.from_config(context.config.web)
-            secret, _ = sessions.start(session, user, addr, now, lifetime, previous)
-            throttle.succeeded(session, reserved)
-            return Attempt(Result.OK, secret)
-    return Attempt(Result.WRONG)
+            return Counted(reserved, None)
+        return Counted(reserved, users.login_hash(session, email))
+
+
+def _start(
+    context: WebContext,
+    counted: Counted,
+    addr: str,
+    previous: str | None,
+    now: datetime,
+) -> str | None:
+    """After the right password, in one locked transaction: the new session's secret."""
+    assert counted.found is not None
+    with context.store.session(locked=True) as session:
+        user = users.mark_login(session, counted.found, now)
+        if user is None:
+            return None
+        lifetime = sessions.Lifetime.from_config(context.config.web)
+        secret, _ = sessions.start(session, user, addr, now, lifetime, previous)
+        throttle.succeeded(session, counted.reserved)
+        return secret
+
+
+def _attempt(
+    context: WebContext, email: str, password: str, addr: str, previous: str | None
+) -> Attempt:
+    """Runs in a worker thread: the throttle, the Argon2 check outside any transaction (on
+    SQLite a write lock is never held, nor a read upgraded to one, across it), the session."""
+    now = context.clock.now()
+    counted = _counted(context, email, addr, now)
+    if counted.found is None:
+        return Attempt(Result.THROTTLED)
+    if not users.password_matches(counted.found, password):
+        return Attempt(Result.WRONG)
+    secret = _start(context, counted, addr, previous, now)
+    return Attempt(Result.WRONG) if secret is None else Attempt(Result.OK, secret)
 
 
 @router.post("/login")

@@ -397,6 +397,9 @@ class WebSection(Section):
     # Mark the portal's cookies Secure even when the request came in as plain
     # HTTP: set it behind a TLS reverse proxy (they are Secure over https anyway).
     cookie_secure: bool = False
+    # Portal password checks (Argon2id, 64 MiB and a core each) at once: anyone
+    # can ask for one, so they get threads of their own, this many.
+    password_checks: Annotated[int, Field(ge=1, le=64)] = 2
 
     @model_validator(mode="after")
     def _listen(self) -> WebSection:

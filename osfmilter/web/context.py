@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from anyio import CapacityLimiter
 from fastapi import Request
 
 from osfmilter.clock import Clock
@@ -20,6 +21,12 @@ class WebContext:
     config: Config
     store: SqlStore
     clock: Clock
+    # The threads portal password checks run on ([web] password_checks).
+    password_checks: CapacityLimiter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        limiter = CapacityLimiter(self.config.web.password_checks)
+        object.__setattr__(self, "password_checks", limiter)
 
     @property
     def reputation(self) -> ReputationStore:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from osfmilter import passwords
+from osfmilter.web import create_app
 from osfmilter.web.portal import csrf, sessions
-from tests.web.conftest import ACME_USER, PASSWORD, Portal
+from tests.web.conftest import ACME_USER, PASSWORD, FixedClock, Portal, web_config
 
 ADDR = "198.51.100.50"
 TOKEN = "a-login-form-token"  # noqa: S105 ( the double-submit cookie only has to match the form)
@@ -65,3 +70,31 @@ def test_parallel_page_loads_on_one_session_all_load(portal: Portal, one_loop: T
         with ThreadPoolExecutor(10) as pool:
             answers = list(pool.map(lambda _: one_loop.get("/").status_code, range(10)))
         assert answers == [200] * 10
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_password_checks_run_at_most_password_checks_at_once(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    running, most = 0, 0
+    lock = threading.Lock()
+    real = passwords.verify
+
+    def verify(password_hash: str, password: str) -> bool:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.1)
+            return real(password_hash, password)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(passwords, "verify", verify)
+    app = create_app(web_config(db_url, tmp_path, web={"password_checks": limit}), FixedClock())
+    with TestClient(app, client=(ADDR, 50000), follow_redirects=False) as client:
+        answers = in_parallel(client, [(f"guess{n}@acme.example", "x") for n in range(5)])
+    assert answers == [401] * 5
+    assert most == limit

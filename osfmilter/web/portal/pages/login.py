@@ -1,8 +1,9 @@
 """``/login`` and ``/logout``: the password check, throttled, and the session it opens.
 
-The password is checked with Argon2id (0.3 s of CPU) in a worker thread,
-never on the event loop; a throttled attempt is answered 429 after a short
-asyncio wait, the same page whether or not the account exists.
+The password is checked with Argon2id (0.3 s of CPU) on one of a few
+threads of its own (``[web] password_checks``), never on the event loop;
+a throttled attempt is answered 429 after a short asyncio wait, the same
+page whether or not the account exists.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime
 from enum import Enum, auto
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
@@ -118,18 +120,23 @@ def _start(
         return secret
 
 
-def _attempt(
+async def _attempt(
     context: WebContext, email: str, password: str, addr: str, previous: str | None
 ) -> Attempt:
-    """Runs in a worker thread: the throttle, the Argon2 check outside any transaction (on
-    SQLite a write lock is never held, nor a read upgraded to one, across it), the session."""
+    """The throttle, the Argon2 check outside any transaction (on SQLite a write lock is
+    never held, nor a read upgraded to one, across it), the session. Each step in a
+    thread; the check on one of ``[web] password_checks``, so that logins cannot take
+    every worker thread, core and their memory."""
     now = context.clock.now()
-    counted = _counted(context, email, addr, now)
+    counted = await run_in_threadpool(_counted, context, email, addr, now)
     if counted.found is None:
         return Attempt(Result.THROTTLED)
-    if not users.password_matches(counted.found, password):
+    matches = await anyio.to_thread.run_sync(
+        users.password_matches, counted.found, password, limiter=context.password_checks
+    )
+    if not matches:
         return Attempt(Result.WRONG)
-    secret = _start(context, counted, addr, previous, now)
+    secret = await run_in_threadpool(_start, context, counted, addr, previous, now)
     return Attempt(Result.WRONG) if secret is None else Attempt(Result.OK, secret)
 
 
@@ -145,9 +152,7 @@ async def login(request: Request, context: Context) -> Response:
     addr = remote_addr(request)
     if len(password) > MAX_PASSWORD:
         password = ""  # cannot be anyone's: a wrong login, without hashing a megabyte
-    attempt = await run_in_threadpool(
-        _attempt, context, email, password, addr, request.cookies.get(sessions.COOKIE)
-    )
+    attempt = await _attempt(context, email, password, addr, request.cookies.get(sessions.COOKIE))
     if attempt.result is Result.THROTTLED:
         log.warning("portal login throttled from %s", addr)
         await asyncio.sleep(throttle.DELAY_SECONDS)

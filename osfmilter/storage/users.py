@@ -73,7 +73,7 @@ class LoginHash:
     """The user a login names and the hash to check its password against, read in a short
     transaction so that no transaction stays open during Argon2."""
 
-    user_id: int | None  # None: no such user; the hash is a dummy one
+    user_id: int | None  # None: no such user, and no hash
     password_hash: str
 
 
@@ -89,13 +89,17 @@ def login_hash(session: Session, email: str) -> LoginHash:
         if normalized is not None
         else None
     )
-    return LoginHash(None, _nobody()) if row is None else LoginHash(row[0], row[1])
+    return LoginHash(None, "") if row is None else LoginHash(row[0], row[1])
 
 
 def password_matches(found: LoginHash, password: str) -> bool:
     """One Argon2id check (0.1 s) whether or not the user exists, so the time does not
     tell; outside any transaction."""
-    return passwords.verify(found.password_hash, password) and found.user_id is not None
+    if found.user_id is None:
+        # The dummy hash is made here too (once), not in the caller's transaction.
+        passwords.verify(_nobody(), password)
+        return False
+    return passwords.verify(found.password_hash, password)
 
 
 def mark_login(session: Session, found: LoginHash, now: datetime) -> User | None:

@@ -406,6 +406,9 @@ class WebSection(Section):
     # X-Forwarded-For and X-Forwarded-Proto are believed: the client's address
     # (login throttle, audit log) and https then come from them. Empty: none.
     trusted_proxies: list[str] = []
+    # Portal password checks (Argon2id, 64 MiB and a core each) at once: anyone
+    # can ask for one, so they get threads of their own, this many.
+    password_checks: Annotated[int, Field(ge=1, le=64)] = 2
 
     @field_validator("trusted_proxies")
     @classmethod

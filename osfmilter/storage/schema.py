@@ -292,9 +292,11 @@ class WebSession(Base):
 class LoginFailure(Base):
     """One failed portal login: what the login throttle counts, per login and per address.
 
-    ``login`` is the address typed, normalized, whether or not such a user
-    exists. Rows older than the throttle's window are deleted as logins are
-    checked.
+    ``login`` is the SHA-256 (hex) of the address typed, normalized, whether
+    or not such a user exists: never the text, which may be a password;
+    ``remote_addr`` an IPv4 address or an IPv6 /64. Every attempt has a row
+    from before its password is checked, and a right one deletes it again.
+    Rows older than the throttle's window are deleted as logins are checked.
     """
 
     __tablename__ = "login_failures"

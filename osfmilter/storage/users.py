@@ -9,17 +9,18 @@ osfmilter.tokens), outside the transaction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from osfmilter import passwords
 from osfmilter.errors import UsageError
 from osfmilter.registration import normalize_email
 from osfmilter.storage.admin import get_customer
-from osfmilter.storage.schema import ApiToken, Customer, User
+from osfmilter.storage.schema import ApiToken, Customer, User, WebSession
 
 MAX_TOKEN_NAME = 100
 MAX_CREATED_BY = 320
@@ -67,34 +68,68 @@ def _nobody() -> str:
     return passwords.hash_password("no user has this password")
 
 
-def check_login(session: Session, email: str, password: str, now: datetime) -> User | None:
-    """The user whose address and password these are, else None; marks the login.
+@dataclass(frozen=True)
+class LoginHash:
+    """The user a login names and the hash to check its password against, read in a short
+    transaction so that no transaction stays open during Argon2."""
 
-    Takes one Argon2id check (0.1 s) whether or not the address exists, so
-    the time does not tell. Throttling failed logins is the caller's.
-    """
+    user_id: int | None  # None: no such user, and no hash
+    password_hash: str
+
+
+def login_hash(session: Session, email: str) -> LoginHash:
     try:
         normalized = normalize_email(email)
     except UsageError:
         normalized = None
-    user = (
-        session.scalars(select(User).where(User.email == normalized)).one_or_none()
+    row = (
+        session.execute(
+            select(User.id, User.password_hash).where(User.email == normalized)
+        ).one_or_none()
         if normalized is not None
         else None
     )
-    if user is None:
+    return LoginHash(None, "") if row is None else LoginHash(row[0], row[1])
+
+
+def password_matches(found: LoginHash, password: str) -> bool:
+    """One Argon2id check (0.1 s) whether or not the user exists, so the time does not
+    tell; outside any transaction."""
+    if found.user_id is None:
+        # The dummy hash is made here too (once), not in the caller's transaction.
         passwords.verify(_nobody(), password)
-        return None
-    if not passwords.verify(user.password_hash, password):
+        return False
+    return passwords.verify(found.password_hash, password)
+
+
+def mark_login(session: Session, found: LoginHash, now: datetime) -> User | None:
+    """The user of a checked login, marked as logged in; None if the user was removed or
+    the password changed since the check."""
+    user = session.get(User, found.user_id) if found.user_id is not None else None
+    if user is None or user.password_hash != found.password_hash:
         return None
     user.last_login_at = now
     return user
 
 
+def check_login(session: Session, email: str, password: str, now: datetime) -> User | None:
+    """The user whose address and password these are, else None; marks the login.
+
+    All in the caller's transaction: the portal uses the three steps apart
+    (login_hash, password_matches, mark_login) so as to hold no transaction
+    during Argon2. Throttling failed logins is the caller's.
+    """
+    found = login_hash(session, email)
+    return mark_login(session, found, now) if password_matches(found, password) else None
+
+
 def set_user_password(session: Session, email: str, password_hash: str, now: datetime) -> User:
+    """A new password, and every portal session of the user ended: whoever knew the old
+    one is logged out too."""
     user = get_user(session, email)
     user.password_hash = password_hash
     user.password_changed_at = now
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
     return user
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from anyio import CapacityLimiter
 from fastapi import Request
 
 from osfmilter.clock import Clock
@@ -23,6 +24,8 @@ class WebContext:
     clock: Clock
     # Made from the configuration: one per application, counting in its memory.
     throttle: ApiThrottle = field(init=False)
+    # The threads portal password checks run on ([web] password_checks).
+    password_checks: CapacityLimiter = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         web = self.config.web
@@ -30,6 +33,7 @@ class WebContext:
             web.api_requests_per_minute, web.api_unauthenticated_per_minute, self.clock.monotonic
         )
         object.__setattr__(self, "throttle", throttle)
+        object.__setattr__(self, "password_checks", CapacityLimiter(web.password_checks))
 
     @property
     def reputation(self) -> ReputationStore:

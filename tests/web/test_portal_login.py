@@ -281,3 +281,53 @@ def test_a_trusted_proxy_names_the_client_and_the_scheme(
     with store.session() as session:
         addresses = set(session.scalars(select(LoginFailure.remote_addr)))
     assert addresses == {"198.51.100.7", "198.51.100.8", "192.0.2.50"}
+
+
+@pytest.mark.parametrize(
+    ("given", "counted"),
+    [
+        ("192.0.2.10", "192.0.2.10"),
+        ("::ffff:192.0.2.10", "192.0.2.10"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("testclient", "testclient"),
+        ("", ""),
+    ],
+)
+def test_the_address_counted_is_the_ipv4_address_or_the_ipv6_64(given: str, counted: str) -> None:
+    assert throttle.address_key(given) == counted
+
+
+def test_one_host_cannot_rotate_through_its_ipv6_64(portal: Portal) -> None:
+    portal.add_user(ACME_USER, "acme")
+    for number in range(5):
+        browser = portal.client(f"2001:db8:1:2::{number + 1:x}")
+        assert post_login(browser, f"guess{number}@acme.example", "x").status_code == 401
+    throttled = post_login(portal.client("2001:db8:1:2:ffff::99"), ACME_USER, PASSWORD)
+    assert throttled.status_code == 429
+    # The next /64 is someone else.
+    assert post_login(portal.client("2001:db8:1:3::1"), ACME_USER, PASSWORD).status_code == 303
+
+
+def test_an_ipv4_mapped_address_counts_as_the_ipv4_one(portal: Portal) -> None:
+    portal.add_user(ACME_USER, "acme")
+    for number in range(5):
+        addr = "198.51.100.20" if number % 2 else "::ffff:198.51.100.20"
+        assert (
+            post_login(portal.client(addr), f"guess{number}@acme.example", "x").status_code == 401
+        )
+    assert post_login(portal.client("198.51.100.20"), ACME_USER, PASSWORD).status_code == 429
+
+
+def test_what_was_typed_as_the_login_is_not_stored(portal: Portal) -> None:
+    typed = "My Secret Password 42"  # a password typed into the e-mail field
+    assert post_login(portal.client(), typed, "x").status_code == 401
+    assert post_login(portal.client(), ACME_USER.upper(), "x").status_code == 401
+    with portal.store.session() as session:
+        stored = list(session.scalars(select(LoginFailure.login)))
+    assert len(stored) == 2
+    for text in (typed, typed.lower(), "secret", ACME_USER, "acme.example"):
+        assert not any(text in login for login in stored)
+    assert throttle.login_key(ACME_USER) in stored and throttle.login_key(typed) in stored
+    assert all(len(login) == 64 for login in stored)

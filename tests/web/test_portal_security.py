@@ -114,3 +114,30 @@ def test_an_internal_error_is_a_page_with_the_headers_and_no_traceback(
     assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert response.headers["cache-control"] == "no-store"
     assert "secret internals" in caplog.text
+
+
+@pytest.mark.parametrize("https", [False, True], ids=["http", "https"])
+def test_a_500_has_every_security_header_a_page_for_the_portal_json_for_the_api(
+    portal: Portal, https: bool
+) -> None:
+    from fastapi.testclient import TestClient
+
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    portal.app.add_api_route("/boom", boom)
+    portal.app.add_api_route("/api/v1/boom", boom)
+    base = "https://testserver" if https else "http://testserver"
+    client = TestClient(portal.app, base_url=base, raise_server_exceptions=False)
+    page, api = client.get("/boom"), client.get("/api/v1/boom")
+    assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+    assert api.status_code == 500 and api.json() == {"error": "internal error"}
+    for response in (page, api):
+        headers = response.headers
+        assert "secret internals" not in response.text
+        assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "same-origin"
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["cache-control"] == "no-store"
+        assert ("strict-transport-security" in headers) is https

@@ -12,9 +12,10 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Form, Request
+from sqlalchemy.orm import Session
 
 from osfmilter.storage.audit import Actor
-from osfmilter.storage.schema import Customer, User
+from osfmilter.storage.schema import Customer, User, WebSession
 from osfmilter.web.context import WebContext, web_context
 from osfmilter.web.portal import csrf, sessions
 from osfmilter.web.portal.errors import LoginRequired, PortalError
@@ -63,28 +64,44 @@ def login_url(request: Request) -> str:
 
 
 def find_user(request: Request, context: WebContext) -> PortalUser | None:
-    """The request's logged-in user, or None (no cookie, an unknown, expired or idle session)."""
+    """The request's logged-in user, or None (no cookie, an unknown, expired or idle session,
+    or one older than the password)."""
     secret = request.cookies.get(sessions.COOKIE)
     if not secret:
         return None
     lifetime = sessions.Lifetime.from_config(context.config.web)
+    now = context.clock.now()
     with context.store.session() as session:
-        row = sessions.find(session, secret, context.clock.now(), lifetime)
+        row = sessions.find(session, secret)
         if row is None:
             return None
-        user = session.get(User, row.user_id)
-        if user is None:
-            return None
-        customer = session.get(Customer, user.customer_id) if user.customer_id else None
-        return PortalUser(
-            user_id=user.id,
-            email=user.email,
-            customer_id=user.customer_id,
-            customer_name=customer.name if customer else None,
-            is_operator=user.is_operator,
-            session_id=row.id,
-            csrf_token=row.csrf_token,
-        )
+        row_id, stale = row.id, sessions.is_stale(row, now)
+        found = None if sessions.is_over(row, now, lifetime) else _portal_user(session, row)
+    if found is None:
+        with context.store.session(locked=True) as session:
+            sessions.end_id(session, row_id)
+    elif stale:
+        with context.store.session(locked=True) as session:
+            sessions.touch(session, row_id, now)
+    return found
+
+
+def _portal_user(session: Session, row: WebSession) -> PortalUser | None:
+    user = session.get(User, row.user_id)
+    # A session from before the password changed is over, even if its row
+    # survived (set_user_password deletes them).
+    if user is None or row.created_at < user.password_changed_at:
+        return None
+    customer = session.get(Customer, user.customer_id) if user.customer_id else None
+    return PortalUser(
+        user_id=user.id,
+        email=user.email,
+        customer_id=user.customer_id,
+        customer_name=customer.name if customer else None,
+        is_operator=user.is_operator,
+        session_id=row.id,
+        csrf_token=row.csrf_token,
+    )
 
 
 def page_user(request: Request, context: Context) -> PortalUser:

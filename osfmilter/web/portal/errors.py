@@ -108,9 +108,8 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     else:
         api_errors.log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         response = _page(request, 500, "Something went wrong on our side. Please try again.")
-    for name, value in headers.ALWAYS.items():
+    for name, value in headers.for_scope(request.scope).items():
         response.headers.setdefault(name, value)
-    response.headers.setdefault("Cache-Control", "no-store")
     return response
 
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 COOKIE = "osfmilter_flash"
 MAX_TEXT = 500
+HEX_DIGITS = frozenset("0123456789abcdef")
+MAC_LENGTH = 64  # SHA-256, in hex
 
 
 def _mac(key: str, text: str) -> str:
@@ -37,12 +39,18 @@ def encode(key: str, text: str) -> str:
 
 
 def decode(key: str, value: str) -> str | None:
+    """The text of a cookie this session signed, else None (never an error: any browser can
+    send any bytes)."""
     body, _, mac = value.partition(".")
+    if len(mac) != MAC_LENGTH or not HEX_DIGITS.issuperset(mac):
+        return None
     try:
         text = base64.urlsafe_b64decode(body.encode("ascii")).decode("utf-8")
     except (ValueError, UnicodeError):
         return None
-    return text if hmac.compare_digest(mac, _mac(key, text)) else None
+    return (
+        text if hmac.compare_digest(mac.encode("ascii"), _mac(key, text).encode("ascii")) else None
+    )
 
 
 def redirect(

@@ -3,7 +3,9 @@
 A plain ASGI middleware (not Starlette's BaseHTTPMiddleware): it adds
 headers to the response's start message and touches nothing else, so
 streaming and background tasks work as before. A header the endpoint set
-itself is left as it is.
+itself is left as it is. Starlette answers an unhandled exception outside
+every middleware, so the 500 handler (portal.errors) adds :func:`for_scope`'s
+headers itself.
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ HSTS = "max-age=31536000"
 CACHEABLE_PREFIX = "/static/"
 
 
+def for_scope(scope: Scope) -> dict[str, str]:
+    """The headers a response to this request gets (those it set itself aside)."""
+    headers = dict(ALWAYS)
+    if not str(scope.get("path", "")).startswith(CACHEABLE_PREFIX):
+        headers["Cache-Control"] = "no-store"
+    if scope.get("scheme") == "https":
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -35,18 +47,13 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        https = scope.get("scheme") == "https"
-        cacheable = str(scope.get("path", "")).startswith(CACHEABLE_PREFIX)
+        added = for_scope(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in ALWAYS.items():
+                for name, value in added.items():
                     headers.setdefault(name, value)
-                if not cacheable:
-                    headers.setdefault("Cache-Control", "no-store")
-                if https:
-                    headers.setdefault("Strict-Transport-Security", HSTS)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -4,7 +4,10 @@ The cookie ``osfmilter_session`` carries 256 random bits; the row holds
 only their SHA-256, so a copy of the database logs no one in. Every login
 makes a new row (the session id rotates) and deletes the one the browser
 came with; logout deletes it. A session ends ``[web] session_hours`` after
-the login, or ``session_idle_minutes`` after it was last used.
+the login, or ``session_idle_minutes`` after it was last used. Finding a
+session reads only; the rare write (last_seen_at once a minute, deleting an
+expired one) is a transaction of its own that takes the write lock first,
+so on SQLite a read never has to become a write under load.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from osfmilter.config import WebSection
@@ -79,24 +82,36 @@ def start(
     return secret, row
 
 
-def find(session: Session, secret: str, now: datetime, lifetime: Lifetime) -> WebSession | None:
-    """The live session a cookie's secret opens, marked as used; None if there is none.
-
-    An expired or idle one is deleted on the way.
-    """
+def find(session: Session, secret: str) -> WebSession | None:
+    """The session row a cookie's secret names, live or not; reads only."""
     if not secret or len(secret) > 100:
         return None
-    row = session.scalars(
+    return session.scalars(
         select(WebSession).where(WebSession.token_hash == hash_secret(secret))
     ).one_or_none()
-    if row is None:
-        return None
-    if now >= row.expires_at or now >= row.last_seen_at + lifetime.idle:
-        session.delete(row)
-        return None
-    if now - row.last_seen_at >= SEEN_RESOLUTION:
-        row.last_seen_at = now
-    return row
+
+
+def is_over(row: WebSession, now: datetime, lifetime: Lifetime) -> bool:
+    """Has the session expired, or been idle too long?"""
+    return now >= row.expires_at or now >= row.last_seen_at + lifetime.idle
+
+
+def is_stale(row: WebSession, now: datetime) -> bool:
+    """Is last_seen_at due a write? At most once per SEEN_RESOLUTION, not on every page."""
+    return now - row.last_seen_at >= SEEN_RESOLUTION
+
+
+def touch(session: Session, row_id: int, now: datetime) -> None:
+    session.execute(
+        update(WebSession)
+        .where(WebSession.id == row_id, WebSession.last_seen_at < now)
+        .values(last_seen_at=now)
+    )
+
+
+def end_id(session: Session, row_id: int) -> None:
+    """A session found over (expired, idle, older than its user's password) is deleted."""
+    session.execute(delete(WebSession).where(WebSession.id == row_id))
 
 
 def end(session: Session, secret: str) -> None:

@@ -1,14 +1,23 @@
 """The login throttle: 5 failures for one login, or from one address, within 15 minutes.
 
-Failures are counted in ``login_failures`` whether or not the login names a
-user, so the answer tells nothing about which accounts exist. A success
-resets neither count: an address that guesses one password right does not
-win five more guesses elsewhere. Rows older than the window are deleted as
-logins are checked.
+An IPv6 address counts as its /64, which one host usually has to itself, so
+it cannot win five more guesses by moving to another address of it; an
+IPv4-mapped one (``::ffff:a.b.c.d``) counts as the IPv4 address. Failures
+are counted in ``login_failures`` whether or not the login names a user, so
+the answer tells nothing about which accounts exist. A success resets
+neither count: an address that guesses one password right does not win
+five more guesses elsewhere. Rows older than the window are deleted as
+logins are checked. Each attempt is counted before its password is
+checked, and uncounted if it was right, so parallel guesses cannot all
+slip under the limit (rspamd's ratelimit reserves the same way). A login
+is kept as the SHA-256 of its normalized text, never the text: people type
+a password into the e-mail field, and the count needs only equality.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
@@ -25,34 +34,63 @@ WINDOW = timedelta(minutes=15)
 DELAY_SECONDS = 1.0
 MAX_LOGIN = 320
 MAX_ADDR = 45
+IPV6_PREFIX = 64
 
 
-def normalize(login: str) -> str:
-    """The login as counted: the normalized e-mail address, or the text as typed."""
+def login_key(login: str) -> str:
+    """The login as counted and stored: the SHA-256 (hex) of the normalized e-mail address,
+    or of the text as typed."""
     try:
         text = normalize_email(login)
     except UsageError:
         text = login.strip().lower()
-    return text[:MAX_LOGIN]
+    return hashlib.sha256(text[:MAX_LOGIN].encode("utf-8")).hexdigest()
 
 
-def throttled(session: Session, login: str, remote_addr: str, now: datetime) -> bool:
-    """Has this login, or this address, failed too often lately? Forgets older failures."""
+def address_key(remote_addr: str) -> str:
+    """The address as counted: an IPv4 address, an IPv6 /64, or the text as given."""
+    try:
+        address = ipaddress.ip_address(remote_addr.partition("%")[0])
+    except ValueError:
+        return remote_addr[:MAX_ADDR]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
+
+
+def reserve(session: Session, login: str, remote_addr: str, now: datetime) -> int:
+    """Count this attempt as a failure before its password is checked: its row's id.
+
+    Commit it before :func:`throttled`, so that parallel attempts each see the
+    ones before them (check, then insert, let them all pass at the limit).
+    Forgets older failures.
+    """
+    session.execute(delete(LoginFailure).where(LoginFailure.at <= now - WINDOW))
+    row = LoginFailure(at=now, login=login_key(login), remote_addr=address_key(remote_addr))
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def throttled(session: Session, reserved: int, login: str, remote_addr: str, now: datetime) -> bool:
+    """Is the attempt ``reserved`` beyond the limit, for its login or its address?"""
     since = now - WINDOW
-    session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
     for column, value in (
-        (LoginFailure.login, normalize(login)),
-        (LoginFailure.remote_addr, remote_addr[:MAX_ADDR]),
+        (LoginFailure.login, login_key(login)),
+        (LoginFailure.remote_addr, address_key(remote_addr)),
     ):
         count = session.scalar(
             select(func.count())
             .select_from(LoginFailure)
-            .where(column == value, LoginFailure.at > since)
+            .where(column == value, LoginFailure.at > since, LoginFailure.id <= reserved)
         )
-        if (count or 0) >= MAX_FAILURES:
+        if (count or 0) > MAX_FAILURES:
             return True
     return False
 
 
-def record_failure(session: Session, login: str, remote_addr: str, now: datetime) -> None:
-    session.add(LoginFailure(at=now, login=normalize(login), remote_addr=remote_addr[:MAX_ADDR]))
+def succeeded(session: Session, reserved: int) -> None:
+    """The attempt ``reserved`` had the right password: it is no failure."""
+    session.execute(delete(LoginFailure).where(LoginFailure.id == reserved))

@@ -1,8 +1,9 @@
 """``/login`` and ``/logout``: the password check, throttled, and the session it opens.
 
-The password is checked with Argon2id (0.3 s of CPU) in a worker thread,
-never on the event loop; a throttled attempt is answered 429 after a short
-asyncio wait, the same page whether or not the account exists.
+The password is checked with Argon2id (0.3 s of CPU) on one of a few
+threads of its own (``[web] password_checks``), never on the event loop;
+a throttled attempt is answered 429 after a short asyncio wait, the same
+page whether or not the account exists.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum, auto
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
@@ -39,6 +42,14 @@ class Result(Enum):
     OK = auto()
     WRONG = auto()
     THROTTLED = auto()
+
+
+@dataclass(frozen=True)
+class Counted:
+    """An attempt the throttle counted (its row) and, unless throttled, the hash to check."""
+
+    reserved: int
+    found: users.LoginHash | None
 
 
 @dataclass(frozen=True)
@@ -80,23 +91,53 @@ def login_form(request: Request, context: Context, next: str | None = None) -> R
     return _login_page(request, context, csrf.new_token(), next_path=safe_next(next))
 
 
-def _attempt(
+def _counted(context: WebContext, email: str, addr: str, now: datetime) -> Counted:
+    """The attempt counted by the throttle, and the hash to check: two short transactions."""
+    with context.store.session(locked=True) as session:
+        reserved = throttle.reserve(session, email, addr, now)
+    with context.store.session() as session:
+        if throttle.throttled(session, reserved, email, addr, now):
+            return Counted(reserved, None)
+        return Counted(reserved, users.login_hash(session, email))
+
+
+def _start(
+    context: WebContext,
+    counted: Counted,
+    addr: str,
+    previous: str | None,
+    now: datetime,
+) -> str | None:
+    """After the right password, in one locked transaction: the new session's secret."""
+    assert counted.found is not None
+    with context.store.session(locked=True) as session:
+        user = users.mark_login(session, counted.found, now)
+        if user is None:
+            return None
+        lifetime = sessions.Lifetime.from_config(context.config.web)
+        secret, _ = sessions.start(session, user, addr, now, lifetime, previous)
+        throttle.succeeded(session, counted.reserved)
+        return secret
+
+
+async def _attempt(
     context: WebContext, email: str, password: str, addr: str, previous: str | None
 ) -> Attempt:
-    """Runs in a worker thread: the throttle, the Argon2 check, the new session."""
+    """The throttle, the Argon2 check outside any transaction (on SQLite a write lock is
+    never held, nor a read upgraded to one, across it), the session. Each step in a
+    thread; the check on one of ``[web] password_checks``, so that logins cannot take
+    every worker thread, core and their memory."""
     now = context.clock.now()
-    with context.store.session() as session:
-        if throttle.throttled(session, email, addr, now):
-            return Attempt(Result.THROTTLED)
-    with context.store.session() as session:
-        user = users.check_login(session, email, password, now)
-        if user is not None:
-            lifetime = sessions.Lifetime.from_config(context.config.web)
-            secret, _ = sessions.start(session, user, addr, now, lifetime, previous)
-            return Attempt(Result.OK, secret)
-    with context.store.session() as session:
-        throttle.record_failure(session, email, addr, now)
-    return Attempt(Result.WRONG)
+    counted = await run_in_threadpool(_counted, context, email, addr, now)
+    if counted.found is None:
+        return Attempt(Result.THROTTLED)
+    matches = await anyio.to_thread.run_sync(
+        users.password_matches, counted.found, password, limiter=context.password_checks
+    )
+    if not matches:
+        return Attempt(Result.WRONG)
+    secret = await run_in_threadpool(_start, context, counted, addr, previous, now)
+    return Attempt(Result.WRONG) if secret is None else Attempt(Result.OK, secret)
 
 
 @router.post("/login")
@@ -111,9 +152,7 @@ async def login(request: Request, context: Context) -> Response:
     addr = remote_addr(request)
     if len(password) > MAX_PASSWORD:
         password = ""  # cannot be anyone's: a wrong login, without hashing a megabyte
-    attempt = await run_in_threadpool(
-        _attempt, context, email, password, addr, request.cookies.get(sessions.COOKIE)
-    )
+    attempt = await _attempt(context, email, password, addr, request.cookies.get(sessions.COOKIE))
     if attempt.result is Result.THROTTLED:
         log.warning("portal login throttled from %s", addr)
         await asyncio.sleep(throttle.DELAY_SECONDS)

@@ -132,6 +132,12 @@ def reservation_lifetime(config: Config) -> list[Finding]:
     ]
 
 
+# What postfix() reads of main.cf for itself, beside the listeners' parameters.
+_MAIN_PARAMETERS = ("message_size_limit", "milter_default_action", "config_directory")
+# Listener ("2525/inet") -> parameter -> its effective value there.
+Listeners = dict[str, dict[str, str]]
+
+
 def postfix(config: Config, directory: str | None) -> list[Finding]:
     postconf = shutil.which("postconf")
     if postconf is None:
@@ -145,16 +151,19 @@ def postfix(config: Config, directory: str | None) -> list[Finding]:
             )
         ]
     base = [postconf, *(["-c", directory] if directory else [])]
+    # Every main.cf parameter the checks below read, in one postconf run: each
+    # run is a process, and one that finds main.cf just edited waits for it
+    # to settle.
     result = subprocess.run(
-        [*base, "-h", "message_size_limit", "milter_default_action"],
+        [*base, "-x", *_MAIN_PARAMETERS, *_SMTPD_PARAMETERS],
         capture_output=True,
         text=True,
         check=False,
     )
-    lines = result.stdout.split()
-    if result.returncode != 0 or len(lines) != 2:
+    main = dict(_assignment(line) for line in result.stdout.splitlines())
+    if result.returncode != 0 or not main.get("message_size_limit", "").isdigit():
         return [Finding("error", "postfix", f"postconf failed: {result.stderr.strip()[:200]}")]
-    size_limit, default_action = int(lines[0]), lines[1]
+    size_limit, default_action = int(main["message_size_limit"]), main["milter_default_action"]
     findings = []
     needed = largest_message(config)
     if size_limit and size_limit <= needed:
@@ -182,9 +191,10 @@ def postfix(config: Config, directory: str | None) -> list[Finding]:
                 "ok", "postfix", f"message_size_limit {size_limit}, milter_default_action tempfail"
             )
         )
+    listeners = smtpd_listeners(base, main)
     if config.mode is Mode.INBOUND:
-        findings += inbound_listeners(config, base)
-    findings += sasl_listeners(base)
+        findings += inbound_listeners(config, listeners)
+    findings += sasl_listeners(listeners)
     return findings
 
 
@@ -218,9 +228,8 @@ _LISTENER_PARAMETERS = (
 )
 
 
-def inbound_listeners(config: Config, postconf: list[str]) -> list[Finding]:
+def inbound_listeners(config: Config, listeners: Listeners | str) -> list[Finding]:
     """Each smtpd listener that points at this inbound instance must refuse relaying itself."""
-    listeners = smtpd_listeners(postconf)
     if isinstance(listeners, str):
         return [Finding("warning", "postfix listeners", f"not checked: {listeners}")]
     instance = parse_socket(config.milter.socket)
@@ -279,11 +288,12 @@ _SASL_PARAMETERS = (
 
 # The listener's chroot column, beside its parameters in smtpd_listeners().
 CHROOT = "(chroot)"
+# What each listener's settings hold: both checks' parameters, as master.cf makes them.
+_SMTPD_PARAMETERS = tuple(dict.fromkeys((*_LISTENER_PARAMETERS, *_SASL_PARAMETERS)))
 
 
-def sasl_listeners(postconf: list[str]) -> list[Finding]:
+def sasl_listeners(listeners: Listeners | str) -> list[Finding]:
     """Every listener that offers AUTH must do it over TLS only, through a Dovecot that answers."""
-    listeners = smtpd_listeners(postconf, _SASL_PARAMETERS)
     if isinstance(listeners, str):
         return []  # said once already, or no master.cf to judge
     findings = []
@@ -418,19 +428,25 @@ def dovecot_socket_problems(path: Path) -> list[tuple[str, str]]:
     ]
 
 
-def smtpd_listeners(
-    postconf: list[str], parameters: tuple[str, ...] = _LISTENER_PARAMETERS
-) -> dict[str, dict[str, str]] | str:
-    """The effective settings of each smtpd in master.cf, or why they are unknown."""
+def smtpd_listeners(postconf: list[str], main: dict[str, str]) -> Listeners | str:
+    """The effective settings of each smtpd in master.cf, or why they are unknown.
+
+    ``main`` is ``postconf -x`` of main.cf: config_directory and the
+    listeners' parameters, which master.cf's -o options override.
+    """
+    master = Path(main["config_directory"]) / "master.cf"
+    if not master.is_file():
+        # Said before postconf is asked: on a missing file it sleeps a second before it exits.
+        return f"no {master}"
     runs = [
         subprocess.run([*postconf, *options], capture_output=True, text=True, check=False)
-        for options in (["-M"], ["-P", "-x"], ["-x", *parameters])
+        for options in (["-M"], ["-P", "-x"])
     ]
     failed = next((r for r in runs if r.returncode != 0), None)
     if failed is not None:
         return f"postconf failed: {failed.stderr.strip()[:200]}"
-    services, overrides, main = (r.stdout.splitlines() for r in runs)
-    defaults = dict(_assignment(line) for line in main)
+    services, overrides = (r.stdout.splitlines() for r in runs)
+    defaults = {parameter: main[parameter] for parameter in _SMTPD_PARAMETERS}
     listeners = {}
     for line in services:
         fields = line.split()
@@ -443,7 +459,7 @@ def smtpd_listeners(
     for line in overrides:
         key, value = _assignment(line)
         service, _, parameter = key.rpartition("/")
-        if service in listeners and parameter in parameters:
+        if service in listeners and parameter in defaults:
             listeners[service][parameter] = value
     return listeners
 

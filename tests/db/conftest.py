@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher, Type
 from sqlalchemy import Engine
 
+from osfmilter import passwords
 from osfmilter.cli import main
-from osfmilter.storage import admin
+from osfmilter.storage import admin, users
 from osfmilter.storage.domains import add_domain
 from osfmilter.storage.store import SqlStore
 
@@ -20,6 +22,22 @@ Run = Callable[..., tuple[int, str, str]]
 ALLOW_NON_GLOBAL = "[registration]\nallow_non_global = true\n"
 
 REGISTERED_AT = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Argon2id at its least cost (8 KiB, one pass): still a valid {ARGON2ID} PHC string.
+
+    These tests store and check passwords; Dovecot's parameters (64 MiB, three
+    passes, 0.3 s a hash) are tested in tests/unit/test_passwords.py and
+    against a real Dovecot in tests/integration, which keep them.
+    """
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, type=Type.ID)
+    monkeypatch.setattr(passwords, "_HASHER", cheap)
+    # The hash an unknown login is checked against is made once: not a cheap one for later tests.
+    users._nobody.cache_clear()
+    yield
+    users._nobody.cache_clear()
 
 
 @pytest.fixture

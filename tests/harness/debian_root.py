@@ -9,9 +9,11 @@ Two tarballs in a cache outside the clone ($OSFMILTER_TEST_CACHE, else
   installed by ``install-relay --packages-only``, keyed by its package list,
   so that a warm run only does the pip install and the script's own steps.
 
-Each run unpacks a tarball into a directory of its own and chroots into it
-with /proc and /dev mounted; they are always unmounted, and the directory is
-deleted only once nothing is mounted below it.
+The relay tarball is also kept unpacked (``bookworm-relay-<key>/``), never
+written to: each run mounts an overlay on it with a directory of its own on
+top, so a run neither unpacks 700 MB nor deletes them afterwards. It chroots
+into the overlay with /proc and /dev mounted; they are always unmounted, and
+the run's directory is deleted only once nothing is mounted below it.
 """
 
 from __future__ import annotations
@@ -148,6 +150,38 @@ def relay_root(script: Path) -> Path:
     return tarball
 
 
+def relay_tree(script: Path) -> Path:
+    """The relay root unpacked, once: the lower layer of every run's overlay."""
+    tarball = relay_root(script)
+    tree = tarball.with_suffix("")
+    stamp = tarball.with_suffix(".unpacked")
+    with _cache_lock():
+        if not stamp.exists():
+            if tree.exists():
+                remove_root(tree)  # an unpacking that was interrupted
+            tree.mkdir()
+            unpack(tarball, tree)
+            stamp.touch()
+    return tree
+
+
+@contextmanager
+def overlay(lower: Path) -> Iterator[Path]:
+    """A root of this run's own: the lower tree as it is, with what the run writes on top."""
+    with _scratch("install-relay-") as scratch:
+        upper, work, root = scratch / "upper", scratch / "work", scratch / "root"
+        for directory in (upper, work, root):
+            directory.mkdir()
+        options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        _run(["mount", "-t", "overlay", "overlay", "-o", options, root])
+        try:
+            root.chmod(0o755)
+            yield root
+        finally:
+            if subprocess.run(["umount", root], check=False).returncode != 0:
+                subprocess.run(["umount", "-l", root], check=False)
+
+
 @contextmanager
 def mounted(root: Path) -> Iterator[None]:
     """/proc and /dev in the root, a shared pip cache, and the host's name server."""
@@ -172,7 +206,7 @@ def mounted(root: Path) -> Iterator[None]:
         for point in reversed(done):
             if subprocess.run(["umount", point], check=False).returncode != 0:
                 subprocess.run(["umount", "-l", point], check=False)
-        left = mounts_below(root)
+        left = [point for point in mounts_below(root) if point != str(root.resolve())]
         if left:
             raise RuntimeError(f"could not unmount {left}")
 

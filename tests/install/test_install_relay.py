@@ -17,14 +17,13 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from osfmilter import __version__
-from tests.harness.debian_root import CACHE, chroot, mounted, relay_root, remove_root, unpack
+from tests.harness.debian_root import chroot, mounted, overlay, relay_tree
 
 pytestmark = pytest.mark.integration
 
@@ -91,17 +90,11 @@ def relay() -> Iterator[Relay]:
         pytest.skip("needs root: debootstrap, mount and chroot")
     if shutil.which("debootstrap") is None:
         pytest.skip("no debootstrap: run scripts/install-deps")
-    tarball = relay_root(SCRIPT)
-    root = Path(tempfile.mkdtemp(prefix="install-relay-", dir=CACHE))
-    root.chmod(0o755)  # it becomes /, which every user must traverse
-    try:
-        unpack(tarball, root)
+    with overlay(relay_tree(SCRIPT)) as root:
         shutil.copytree(REPO, root / INSIDE.lstrip("/"), ignore=NOT_COPIED)
         with mounted(root):
             result = chroot(root, *RUN)
             yield Relay(root, result.stdout + result.stderr)
-    finally:
-        remove_root(root)
 
 
 def test_installs_osfmilter_in_its_virtualenv(relay: Relay) -> None:

@@ -247,3 +247,14 @@ def test_uninstall_removes_code_and_units_and_leaves_config_and_data(relay: Rela
     relay.run(f"{INSIDE}/scripts/install-relay", "--uninstall", "--restore-postfix")
     assert "smtpd_milters" not in relay.run("postconf", "-n")
     assert not relay.path("/etc/postfix.before-osfmilter").exists()
+
+
+def test_a_set_up_check_config_refuses_is_not_started_or_enabled(relay: Relay) -> None:
+    """After the uninstall above: Debian's own Postfix settings, and no --configure-postfix."""
+    result = chroot(relay.root, f"{INSIDE}/scripts/install-relay", "--no-start", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "error: postfix message_size_limit" in output
+    assert "check-config refused the set-up (above): nothing started" in output
+    assert "--configure-postfix" in output
+    assert not relay.path("/etc/systemd/system/multi-user.target.wants/osfmilter.service").exists()

@@ -14,6 +14,7 @@ from osfmilter.config import Config
 from osfmilter.storage.db import Access, make_engine, prepare_schema
 from osfmilter.storage.store import SqlStore
 from osfmilter.web import api, errors, portal
+from osfmilter.web.auth import ApiGate
 from osfmilter.web.context import WebContext
 
 OPENAPI_URL = f"{api.PREFIX}/openapi.json"
@@ -48,6 +49,8 @@ def create_app(config: Config, clock: Clock | None = None) -> FastAPI:
     app.state.context = context
     errors.install(app)
     app.include_router(api.router())
+    # Inside the portal's security headers (added next), so its answers get them too.
+    app.add_middleware(ApiGate, context=context, prefix=api.PREFIX, public=OPENAPI_URL)
     portal.install(app)
     if config.web.trusted_proxies:
         # Outermost: the headers and the pages see the client and the scheme

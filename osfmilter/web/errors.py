@@ -69,6 +69,8 @@ def describe_validation(errors: Sequence[Any]) -> str:
     if not errors:
         return "request: invalid"
     error = errors[0]
+    if error.get("type") == "json_invalid":  # its loc is a byte offset, not a field
+        return "body: not valid JSON"
     # ("body", "network"), ("query", "customer"), ("path", "server_id"), ("body",) ...
     loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
     field = ".".join(loc) or "body"
@@ -76,9 +78,13 @@ def describe_validation(errors: Sequence[Any]) -> str:
     return f"{field}: {message}"
 
 
+def error_response(exc: ApiError) -> JSONResponse:
+    return _json(exc.status, exc.message, exc.headers)
+
+
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return _json(exc.status, exc.message, exc.headers)
+    return error_response(exc)
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,19 +1,25 @@
-"""Requests per minute, per token and per address: token buckets in this process's memory.
+"""Requests per minute, per customer and per address: token buckets in this process's memory.
 
-Each key (an API token's id, or the address of a request without a valid
-token) has a bucket of ``per_minute`` requests that refills evenly over a
-minute. A request takes one; an empty bucket is a 429 that says when the
-next one is free. The clock is a monotonic one in seconds, injected so a
-test can move it. Every ``osfmilter web`` process counts on its own.
+Each key (a customer, the operator, or the client host of a request without
+a valid token: :func:`~osfmilter.web.clients.client_key`) has a bucket of
+``per_minute`` requests that refills evenly over a minute. A request takes
+one; an empty bucket is a 429 that says when the next one is free. The
+clock is a monotonic one in seconds, injected so a test can move it. Every
+``osfmilter web`` process counts on its own.
+
+At most :data:`MAX_KEYS` buckets are kept, the least recently used dropped
+first, so no number of clients grows the memory or slows a request: a
+dropped key starts again with a full bucket, which is what it would have
+after a minute idle anyway.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-# Past this many keys, the full buckets (keys idle for a minute) are dropped.
 MAX_KEYS = 10_000
 
 
@@ -30,7 +36,7 @@ class TokenBuckets:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0  # requests a second
         self._monotonic = monotonic
-        self._buckets: dict[Hashable, _Bucket] = {}
+        self._buckets: OrderedDict[Hashable, _Bucket] = OrderedDict()
         self._lock = threading.Lock()
 
     def take(self, key: Hashable) -> float:
@@ -53,29 +59,24 @@ class TokenBuckets:
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= MAX_KEYS:
-                self._prune(now)
+                self._buckets.popitem(last=False)
             bucket = self._buckets[key] = _Bucket(self.capacity, now)
         else:
+            self._buckets.move_to_end(key)
             elapsed = max(0.0, now - bucket.at)
             bucket.tokens = min(self.capacity, bucket.tokens + elapsed * self.rate)
             bucket.at = now
         return bucket
 
-    def _prune(self, now: float) -> None:
-        full = [
-            key
-            for key, bucket in self._buckets.items()
-            if bucket.tokens + (now - bucket.at) * self.rate >= self.capacity
-        ]
-        for key in full:
-            del self._buckets[key]
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 class ApiThrottle:
-    """The API's two limits: per token, and per address for requests without a valid token."""
+    """The API's two limits: per customer (or operator), and per client host without a token."""
 
     def __init__(
         self, per_token: int, unauthenticated: int, monotonic: Callable[[], float]
     ) -> None:
-        self.tokens = TokenBuckets(per_token, monotonic)
+        self.callers = TokenBuckets(per_token, monotonic)
         self.addresses = TokenBuckets(unauthenticated, monotonic)

@@ -14,6 +14,7 @@ from osfmilter.storage import admin, users
 from osfmilter.storage.schema import LoginFailure, WebSession
 from osfmilter.storage.store import SqlStore
 from osfmilter.web import create_app
+from osfmilter.web.clients import client_key
 from osfmilter.web.portal import csrf, sessions, throttle
 from tests.web.conftest import (
     ACME_USER,
@@ -296,7 +297,7 @@ def test_a_trusted_proxy_names_the_client_and_the_scheme(
     ],
 )
 def test_the_address_counted_is_the_ipv4_address_or_the_ipv6_64(given: str, counted: str) -> None:
-    assert throttle.address_key(given) == counted
+    assert client_key(given) == counted
 
 
 def test_one_host_cannot_rotate_through_its_ipv6_64(portal: Portal) -> None:

@@ -1,8 +1,7 @@
 """The login throttle: 5 failures for one login, or from one address, within 15 minutes.
 
-An IPv6 address counts as its /64, which one host usually has to itself, so
-it cannot win five more guesses by moving to another address of it; an
-IPv4-mapped one (``::ffff:a.b.c.d``) counts as the IPv4 address. Failures
+An address counts as :func:`~osfmilter.web.clients.client_key` has it (an
+IPv6 client as its /64). Failures
 are counted in ``login_failures`` whether or not the login names a user, so
 the answer tells nothing about which accounts exist. A success resets
 neither count: an address that guesses one password right does not win
@@ -17,7 +16,6 @@ a password into the e-mail field, and the count needs only equality.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
@@ -26,6 +24,7 @@ from sqlalchemy.orm import Session
 from osfmilter.errors import UsageError
 from osfmilter.registration import normalize_email
 from osfmilter.storage.schema import LoginFailure
+from osfmilter.web.clients import client_key
 
 MAX_FAILURES = 5
 WINDOW = timedelta(minutes=15)
@@ -33,8 +32,6 @@ WINDOW = timedelta(minutes=15)
 # without holding a worker thread (the wait is asyncio's).
 DELAY_SECONDS = 1.0
 MAX_LOGIN = 320
-MAX_ADDR = 45
-IPV6_PREFIX = 64
 
 
 def login_key(login: str) -> str:
@@ -47,19 +44,6 @@ def login_key(login: str) -> str:
     return hashlib.sha256(text[:MAX_LOGIN].encode("utf-8")).hexdigest()
 
 
-def address_key(remote_addr: str) -> str:
-    """The address as counted: an IPv4 address, an IPv6 /64, or the text as given."""
-    try:
-        address = ipaddress.ip_address(remote_addr.partition("%")[0])
-    except ValueError:
-        return remote_addr[:MAX_ADDR]
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
-    return str(address)
-
-
 def reserve(session: Session, login: str, remote_addr: str, now: datetime) -> int:
     """Count this attempt as a failure before its password is checked: its row's id.
 
@@ -68,7 +52,7 @@ def reserve(session: Session, login: str, remote_addr: str, now: datetime) -> in
     Forgets older failures.
     """
     session.execute(delete(LoginFailure).where(LoginFailure.at <= now - WINDOW))
-    row = LoginFailure(at=now, login=login_key(login), remote_addr=address_key(remote_addr))
+    row = LoginFailure(at=now, login=login_key(login), remote_addr=client_key(remote_addr))
     session.add(row)
     session.flush()
     return row.id
@@ -79,7 +63,7 @@ def throttled(session: Session, reserved: int, login: str, remote_addr: str, now
     since = now - WINDOW
     for column, value in (
         (LoginFailure.login, login_key(login)),
-        (LoginFailure.remote_addr, address_key(remote_addr)),
+        (LoginFailure.remote_addr, client_key(remote_addr)),
     ):
         count = session.scalar(
             select(func.count())

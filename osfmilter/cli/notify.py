@@ -4,14 +4,25 @@ the process that sends them."""
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
+import threading
+from types import FrameType
 
+from prometheus_client import start_http_server
+
+from osfmilter.addresses import parse_host_port
 from osfmilter.cli import common
 from osfmilter.cli.common import Commands, command, group, group_of, positive
 from osfmilter.cli.output import table, when
 from osfmilter.clock import SystemClock
 from osfmilter.config import Config
+from osfmilter.errors import ConfigError
+from osfmilter.notify.sender import Sender
 from osfmilter.storage import contacts
-from osfmilter.storage.db import Access
+from osfmilter.storage.db import Access, require_schema
+
+log = logging.getLogger("osfmilter.notify")
 
 
 def cmd_contact_add(args: argparse.Namespace, config: Config) -> int:
@@ -65,6 +76,40 @@ def cmd_webhook_remove(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_notify_run(args: argparse.Namespace, config: Config) -> int:
+    if not config.notify.sender:
+        raise ConfigError("[notify] sender is not set: the From: address of the e-mails")
+    with common.engine(config, Access.EXISTING) as engine:
+        require_schema(engine, config.database_url)
+        sender = Sender(engine, config, SystemClock())
+        if args.once:
+            sent = retried = failed = 0
+            while True:
+                result = sender.run_once()
+                sent, retried, failed = (
+                    sent + result.sent,
+                    retried + result.retried,
+                    failed + result.failed,
+                )
+                if result.claimed == 0:
+                    break
+            print(f"notifications: {sent} sent, {retried} to retry, {failed} given up")
+            return 0
+        if config.notify.metrics_listen:
+            host, port = parse_host_port(config.notify.metrics_listen)
+            start_http_server(port, host, registry=sender.metrics.registry)
+        stop = threading.Event()
+
+        def stopping(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, stopping)
+        signal.signal(signal.SIGINT, stopping)
+        log.info("sending notifications through %s and webhooks", config.notify.smtp)
+        sender.run(stop)
+    return 0
+
+
 def register(commands: Commands) -> None:
     customer = group_of(commands, "customer")
     contact = group(customer, "contact", "the addresses a customer's notifications are mailed to")
@@ -93,3 +138,11 @@ def register(commands: Commands) -> None:
     p.add_argument("--customer", metavar="NAME")
     p = command(webhook, "remove", cmd_webhook_remove, "remove a webhook")
     p.add_argument("id", type=positive, metavar="ID")
+
+    notify = group(commands, "notify", "the process that delivers customers' notifications")
+    p = command(
+        notify, "run", cmd_notify_run, "deliver notifications: e-mail and webhooks, with retries"
+    )
+    p.add_argument(
+        "--once", action="store_true", help="deliver what is due now, then exit (cron, tests)"
+    )

@@ -12,15 +12,25 @@ driver cursor (storage.direct), :func:`write` on a SQLAlchemy connection
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, Engine, bindparam, func, literal, select, text, update
 
 from osfmilter.notify.notices import Notice
-from osfmilter.storage.db import fit
+from osfmilter.storage.db import fit, transaction
 from osfmilter.storage.direct import Cursor, Statement
-from osfmilter.storage.schema import UTCDateTime
+from osfmilter.storage.schema import (
+    Customer,
+    CustomerContact,
+    Notification,
+    NotificationDelivery,
+    UTCDateTime,
+    Webhook,
+)
 
 _INSERT_NOTICE = """
     INSERT INTO notifications (id, type, at, customer_id, identity, details, dedup_key)
@@ -74,3 +84,191 @@ def write(connection: Connection, notices: Sequence[Notice]) -> None:
         connection.execute(_NOTICE, _row(notice, notice.at))
         for statement in _DELIVERIES:
             connection.execute(statement, {"id": notice.id})
+
+
+# The sender's side -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Due:
+    """One claimed delivery, with what its channel needs to send it."""
+
+    delivery_id: int
+    attempts: int  # this attempt included
+    channel: str
+    notification_id: str
+    type: str
+    at: datetime
+    customer: str
+    identity: str
+    details: dict[str, Any]
+    webhook_url: str = ""
+    webhook_secret: str = ""  # never logged
+    contacts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Counts:
+    pending: int
+    sent: int
+    failed: int
+    oldest_pending: datetime | None
+
+
+def claim(engine: Engine, now: datetime, lease: timedelta, limit: int) -> list[Due]:
+    """Up to ``limit`` due deliveries, claimed for ``lease``: their next attempt is moved
+    past it, so no other sender takes them meanwhile, and one that dies in between
+    (after sending, before marking) leaves them to be sent again once it ends.
+
+    On PostgreSQL the rows are taken ``FOR UPDATE SKIP LOCKED``: senders on
+    several nodes each claim different ones at once. On SQLite the claim
+    holds the write lock (BEGIN IMMEDIATE), the one writer. The transaction
+    is short either way: nothing is sent while it is open.
+    """
+    with transaction(engine, write=True) as connection:
+        due = (
+            select(NotificationDelivery.id)
+            .where(
+                NotificationDelivery.state == "pending",
+                NotificationDelivery.next_attempt_at <= now,
+            )
+            .order_by(NotificationDelivery.next_attempt_at, NotificationDelivery.id)
+            .limit(limit)
+        )
+        if engine.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        ids = list(connection.scalars(due))
+        if not ids:
+            return []
+        connection.execute(
+            update(NotificationDelivery)
+            .where(NotificationDelivery.id.in_(ids))
+            .values(
+                next_attempt_at=now + lease,
+                attempts=NotificationDelivery.attempts + 1,
+            )
+        )
+        rows = connection.execute(
+            select(
+                NotificationDelivery.id,
+                NotificationDelivery.attempts,
+                NotificationDelivery.channel,
+                Notification.id.label("notification_id"),
+                Notification.type,
+                Notification.at,
+                Customer.name,
+                Notification.customer_id,
+                Notification.identity,
+                Notification.details,
+                Webhook.url,
+                Webhook.secret,
+            )
+            .join(Notification, Notification.id == NotificationDelivery.notification_id)
+            .join(Customer, Customer.id == Notification.customer_id)
+            .outerjoin(Webhook, Webhook.id == NotificationDelivery.webhook_id)
+            .where(NotificationDelivery.id.in_(ids))
+            .order_by(NotificationDelivery.next_attempt_at, NotificationDelivery.id)
+        ).all()
+        customers = {row.customer_id for row in rows if row.channel == "email"}
+        addresses: dict[int, list[str]] = {}
+        if customers:
+            for customer_id, email in connection.execute(
+                select(CustomerContact.customer_id, CustomerContact.email)
+                .where(CustomerContact.customer_id.in_(customers))
+                .order_by(CustomerContact.email)
+            ):
+                addresses.setdefault(customer_id, []).append(email)
+    return [
+        Due(
+            delivery_id=row.id,
+            attempts=row.attempts,
+            channel=row.channel,
+            notification_id=row.notification_id,
+            type=row.type,
+            at=row.at,
+            customer=row.name,
+            identity=row.identity,
+            details=json.loads(row.details),
+            webhook_url=row.url or "",
+            webhook_secret=row.secret or "",
+            contacts=tuple(addresses.get(row.customer_id, ())),
+        )
+        for row in rows
+    ]
+
+
+def mark_sent(engine: Engine, delivery_id: int, now: datetime) -> None:
+    with transaction(engine, write=True) as connection:
+        connection.execute(
+            update(NotificationDelivery)
+            .where(NotificationDelivery.id == delivery_id)
+            .values(state="sent", sent_at=now, last_error="")
+        )
+
+
+def mark_failed(engine: Engine, delivery_id: int, error: str, retry_at: datetime | None) -> None:
+    """A failed attempt: tried again at ``retry_at``, or given up (None)."""
+    values: dict[str, object] = {"last_error": fit(error, 500)}
+    if retry_at is None:
+        values["state"] = "failed"
+    else:
+        values["next_attempt_at"] = retry_at
+    with transaction(engine, write=True) as connection:
+        connection.execute(
+            update(NotificationDelivery)
+            .where(NotificationDelivery.id == delivery_id, NotificationDelivery.state == "pending")
+            .values(**values)
+        )
+
+
+def give_up_stale(engine: Engine, cutoff: datetime) -> int:
+    """Pending deliveries of notifications older than ``cutoff`` are given up, unsent."""
+    stale = select(Notification.id).where(Notification.at < cutoff).scalar_subquery()
+    with transaction(engine, write=True) as connection:
+        result = connection.execute(
+            update(NotificationDelivery)
+            .where(
+                NotificationDelivery.state == "pending",
+                NotificationDelivery.notification_id.in_(stale),
+            )
+            .values(
+                state="failed",
+                last_error=func.substr(
+                    literal("not delivered in time; last error: ")
+                    + NotificationDelivery.last_error,
+                    1,
+                    500,
+                ),
+            )
+        )
+    return int(result.rowcount or 0)
+
+
+def counts(engine: Engine) -> Counts:
+    with transaction(engine) as connection:
+        by_state = dict(
+            connection.execute(
+                select(NotificationDelivery.state, func.count()).group_by(
+                    NotificationDelivery.state
+                )
+            ).all()
+        )
+        oldest = connection.execute(
+            select(func.min(Notification.at))
+            .join(NotificationDelivery, NotificationDelivery.notification_id == Notification.id)
+            .where(NotificationDelivery.state == "pending")
+        ).scalar_one_or_none()
+    return Counts(
+        pending=int(by_state.get("pending", 0)),
+        sent=int(by_state.get("sent", 0)),
+        failed=int(by_state.get("failed", 0)),
+        oldest_pending=_utc(oldest),
+    )
+
+
+def _utc(value: Any) -> datetime | None:
+    """min() of a UTC column comes back untyped: SQLite's text, PostgreSQL's aware time."""
+    if value is None:
+        return None
+    moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

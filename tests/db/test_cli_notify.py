@@ -10,7 +10,9 @@ from sqlalchemy import Engine, select
 
 from osfmilter.storage.schema import Webhook
 from osfmilter.storage.store import SqlStore
-from tests.db.conftest import Run
+from tests.db.conftest import ALLOW_NON_GLOBAL, Run
+from tests.harness.sink import Sink
+from tests.harness.webhooks import WebhookReceiver
 
 SECRET = re.compile(r"^secret: ([0-9a-f]{64})$", re.MULTILINE)
 ADDED = re.compile(r"^webhook (\d+) added", re.MULTILINE)
@@ -117,3 +119,31 @@ def test_a_removed_customer_takes_its_contacts_and_webhooks(run: Run, engine: En
     assert run("customer", "remove", "acme")[0] == 0
     with SqlStore(engine).session() as session:
         assert session.scalars(select(Webhook)).all() == []
+
+
+def test_notify_run_once_delivers_an_operators_block(run: Run) -> None:
+    """server block tells the customer (the command line writes the outbox too)."""
+    with Sink() as sink, WebhookReceiver() as receiver:
+        run("customer", "add", "acme")
+        run("customer", "contact", "add", "acme", "ops@acme.example")
+        secret = SECRET.findall(run("webhook", "add", "--customer", "acme", receiver.url)[1])[0]
+        run("server", "add", "192.0.2.10", "--customer", "acme")
+        assert (
+            run("server", "block", "192.0.2.10", "--by", "op", "--reason", "spam gateway")[0] == 0
+        )
+        settings = (
+            f'{ALLOW_NON_GLOBAL}[notify]\nsmtp = "127.0.0.1:{sink.port}"\n'
+            'sender = "relay@osf.example"\n'
+        )
+        status, out, err = run("notify", "run", "--once", config_text=settings)
+        assert status == 0, err
+        assert out.strip() == "notifications: 2 sent, 0 to retry, 0 given up"
+        [mail] = sink.messages
+        assert mail.header("Subject") == "osfmilter: your SMTP server 192.0.2.10/32 is now onveilig"
+        [post] = receiver.received
+        assert post.document["type"] == "state.onveilig" and post.verifies(secret)
+        assert run("notify", "run", "--once")[1].strip().startswith("notifications: 0 sent")
+
+
+def test_notify_run_needs_a_sender_address(run: Run) -> None:
+    one_line_error(run("notify", "run", "--once"), "[notify] sender is not set")

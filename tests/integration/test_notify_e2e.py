@@ -1,0 +1,96 @@
+"""A server turned verdacht by GTUBE through a real Postfix and a real spamd; the
+notification sender, a process of its own, mails the contact and posts a signed webhook."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+
+import pytest
+
+from osfmilter.storage import contacts
+from tests.harness.ports import free_port
+from tests.harness.sink import Sink
+from tests.harness.smtpclient import make_message, send
+from tests.harness.spamd import GTUBE, SpamdProcess
+from tests.harness.webhooks import WebhookReceiver
+from tests.integration.conftest import running_relay
+
+pytestmark = pytest.mark.integration
+
+SERVER = "192.0.2.31"
+CONTACT = "postmaster@gtube.example"
+OSFMILTER = (sys.executable, "-m", "osfmilter")
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text: str = answer.read().decode()
+        return text
+
+
+def test_gtube_makes_the_server_verdacht_and_the_customer_is_told_once(
+    scratch: Path, spamd: SpamdProcess
+) -> None:
+    metrics_port = free_port()
+    with Sink() as mailbox, WebhookReceiver() as receiver:
+        config = (
+            f'[spam]\nbackend = "spamassassin"\naddress = "{spamd.address}"\ntimeout = 20\n'
+            "reject_score = 10.0\n"
+            f'[notify]\nsmtp = "127.0.0.1:{mailbox.port}"\nsender = "relay@osf.example"\n'
+            f'poll_seconds = 0.2\nmetrics_listen = "127.0.0.1:{metrics_port}"\n'
+        )
+        url = f"sqlite:///{scratch}/notify.sqlite3"
+        with running_relay(url, milter_config=config, name="osf-notify") as relay:
+            relay.register("gtube", "free", domains=("gtube.example",), servers=(SERVER,))
+            with relay.store.session() as session:
+                now = datetime.now(UTC)
+                contacts.add_contact(session, "gtube", CONTACT, now)
+                _, secret = contacts.add_webhook(session, "gtube", receiver.url, now)
+            notifier = subprocess.Popen(
+                [*OSFMILTER, "--config", str(relay.milter.config_path), "notify", "run"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                data = make_message(
+                    "news@gtube.example", ["bob@example.org"], "offer", GTUBE.decode() + "\r\n"
+                )
+                result = send(
+                    relay.port, "news@gtube.example", ["bob@example.org"], data, client_addr=SERVER
+                )
+                assert result.data is not None and result.data.code == 550, result
+                [post] = receiver.wait_for(1)
+                [mail] = mailbox.wait_for(lambda messages: len(messages) >= 1)
+                time.sleep(1)  # a second delivery would have come by now
+                assert len(receiver.received) == 1 and len(mailbox.messages) == 1
+                document = post.document
+                assert document["type"] == "state.verdacht"
+                assert (document["customer"], document["identity"]) == (
+                    "gtube",
+                    f"server:{SERVER}/32",
+                )
+                assert document["details"]["reason"].startswith("spam detected: score 1")
+                assert post.verifies(secret)
+                assert mail.rcpt_tos == (CONTACT,)
+                assert mail.header("X-Osfmilter-Event") == document["id"]
+                body = message_from_bytes(mail.data, policy=default).get_body()
+                assert body is not None
+                assert "is now verdacht (suspicious)" in " ".join(body.get_content().split())
+                deadline = time.monotonic() + 10
+                while 'osfmilter_notification_deliveries{state="sent"} 2.0' not in (
+                    text := scrape(metrics_port)
+                ):
+                    assert time.monotonic() < deadline, text
+                    time.sleep(0.2)
+                assert 'osfmilter_notification_deliveries{state="pending"} 0.0' in text
+            finally:
+                notifier.terminate()
+                output = notifier.communicate(timeout=30)[0].decode()
+            assert notifier.returncode == 0, output

@@ -77,8 +77,11 @@ class Sender:
         self.metrics = NotifyMetrics()
         self.smtp = parse_host_port(self.settings.smtp)
         self.max_age = timedelta(hours=self.settings.max_age_hours)
-        # Longer than one send can take, so a claimed delivery is not claimed twice.
-        self.lease = timedelta(seconds=4 * self.settings.timeout + 30)
+        # How long a claim holds its deliveries: longer than one send takes (an
+        # SMTP exchange is a few steps of at most ``timeout`` each). A pass
+        # sends only in the first half of it (run_once), so no delivery is
+        # claimed by another sender while this one may still be sending it.
+        self.lease = timedelta(seconds=max(6 * self.settings.timeout, 10.0))
 
     def run_once(self) -> PassResult:
         now = self.clock.now()
@@ -87,7 +90,10 @@ class Sender:
             log.warning("%d notification deliveries given up: older than max_age", given_up)
             self.metrics.attempts.labels("any", "failed").inc(given_up)
         sent = retried = failed = 0
+        claimed_at = self.clock.monotonic()
         for due in outbox.claim(self.engine, now, self.lease, BATCH):
+            if self.clock.monotonic() - claimed_at > self.lease.total_seconds() / 2:
+                break  # the rest wait for their lease to end, then go out
             outcome = self._deliver(due)
             sent += outcome == "sent"
             retried += outcome == "retry"

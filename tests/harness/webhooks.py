@@ -58,11 +58,10 @@ class WebhookReceiver(Service):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with receiver._lock:  # received, whether the sender lives to hear the answer
+                    receiver._received.append(Received(self.path, headers, body))
                 time.sleep(receiver.delay)
-                with receiver._lock:
-                    receiver._received.append(
-                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                    )
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()

@@ -13,8 +13,16 @@ from email.policy import default
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from osfmilter.storage import contacts
+from osfmilter.config import Config
+from osfmilter.notify.kinds import NoticeType
+from osfmilter.notify.notices import Notice
+from osfmilter.storage import admin, contacts, outbox
+from osfmilter.storage.db import make_engine
+from osfmilter.storage.schema import NotificationDelivery
+from tests.harness.database import reset_database
 from tests.harness.ports import free_port
 from tests.harness.sink import Sink
 from tests.harness.smtpclient import make_message, send
@@ -94,3 +102,49 @@ def test_gtube_makes_the_server_verdacht_and_the_customer_is_told_once(
                 notifier.terminate()
                 output = notifier.communicate(timeout=30)[0].decode()
             assert notifier.returncode == 0, output
+
+
+def test_a_notifier_killed_between_send_and_mark_sends_again_with_the_same_id(
+    scratch: Path,
+) -> None:
+    """SIGKILL while the receiver holds the request: it has the notification, the
+    notifier never marked it. The next notifier sends it again once the lease ends."""
+    url = f"sqlite:///{scratch}/killed.sqlite3"
+    engine = make_engine(url, Config().database.timeout)
+    reset_database(engine)
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        customer_id = admin.add_customer(session, "acme", "free", now).id
+    with WebhookReceiver() as receiver:
+        with Session(engine) as session, session.begin():
+            contacts.add_webhook(session, "acme", receiver.url, now)
+        notice = Notice(NoticeType.STATE_VEILIG, now, customer_id, "server:192.0.2.1/32", {})
+        with engine.begin() as connection:
+            outbox.write(connection, [notice])
+        config = scratch / "killed.toml"
+        config.write_text(
+            f'[database]\nurl = "{url}"\n[notify]\nsender = "relay@osf.example"\n'
+            "timeout = 1\npoll_seconds = 0.2\n"
+        )
+        command = [*OSFMILTER, "--config", str(config), "notify", "run"]
+        receiver.delay = 30  # the answer never comes in time
+        first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            receiver.wait_for(1)
+        finally:
+            first.kill()  # SIGKILL: between the send and the mark
+            first.wait(10)
+        receiver.delay = 0
+        started = time.monotonic()
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            delivered, again = receiver.wait_for(2, timeout=60)
+        finally:
+            second.terminate()
+            second.communicate(timeout=30)
+        assert time.monotonic() - started >= 5  # not before the dead one's lease ended
+        assert delivered.document["id"] == again.document["id"] == notice.id
+        with Session(engine) as session:
+            [state] = session.scalars(select(NotificationDelivery.state)).all()
+        assert state == "sent"
+    engine.dispose()

@@ -8,8 +8,9 @@ go to, ``webhooks`` the URLs they are posted to (with the secret that signs
 them, kept because the sender needs it). ``notifications`` is the outbox:
 one row per notification, written in the same transaction as its cause;
 ``notification_deliveries`` one row per channel (the e-mail, each webhook)
-with its delivery state. The milter writes the outbox but reads none of
-these tables, so none raises ``registry_version``.
+with its delivery state; ``notification_cursors`` how far the sender has
+read ``events`` for the notices it derives from them. The milter writes the
+outbox but reads none of these tables, so none raises ``registry_version``.
 """
 
 from collections.abc import Sequence
@@ -123,9 +124,16 @@ def upgrade() -> None:
         "notification_deliveries",
         ["state", "next_attempt_at"],
     )
+    op.create_table(
+        "notification_cursors",
+        sa.Column("name", sa.String(32), nullable=False),
+        sa.Column("last_id", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_notification_cursors")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("notification_cursors")
     op.drop_index(
         "ix_notification_deliveries_state_next_attempt_at", table_name="notification_deliveries"
     )

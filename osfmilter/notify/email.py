@@ -40,6 +40,8 @@ def subject(notice_type: str, identity: str, details: Mapping[str, object]) -> s
             f"osfmilter: {details.get('domain', '')} has used {details.get('threshold', '')} % "
             f"of its monthly volume"
         )
+    if notice_type == "refusal.unregistered_sender":
+        return f"osfmilter: mail as {details.get('domain', '')} from an unregistered client"
     return f"osfmilter: mail from {what} was refused"
 
 
@@ -84,6 +86,18 @@ def text(
         lines.append(
             "When the allowance is used up, messages that do not fit are delayed (451 4.7.1) "
             "until the month ends; mail it receives through the relay raises it."
+        )
+    elif notice_type == "refusal.unregistered_sender":
+        lines.append(
+            f"A client at {details.get('client', '')} that is not registered tried to send "
+            f"mail as {details.get('sender', '')} through the relay: {details.get('domain', '')} "
+            f"is a domain of customer {customer}. It was refused "
+            f"({details.get('answer', '')}). This is the first such refusal today; further "
+            "ones today are not mailed."
+        )
+        lines.append(
+            "If it is your server, register it (or let it log in with a SASL account); if it "
+            "is not, someone else tried to send as your domain."
         )
     else:
         lines.append(

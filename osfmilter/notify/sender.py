@@ -1,12 +1,14 @@
 """``osfmilter notify run``: delivers the outbox, at least once, with backoff.
 
-Each pass gives up deliveries older than ``[notify] max_age_hours``, claims
-the due ones (storage.outbox.claim: a lease, taken ``FOR UPDATE SKIP
-LOCKED`` on PostgreSQL, so several senders on several nodes never send one
-at the same time), sends each, and marks it sent, or due again after an
-exponential backoff, or failed once it is too old. A sender that dies
-between sending and marking leaves the delivery to be sent again when its
-lease ends: a receiver drops the duplicate by the event id.
+Each pass first turns the relay refusals the milter recorded since the last
+pass into notices (storage.outbox.derive_unregistered), then gives up
+deliveries older than ``[notify] max_age_hours``, claims the due ones
+(storage.outbox.claim: a lease, taken ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so several senders on several nodes never send one at the same
+time), sends each, and marks it sent, or due again after an exponential
+backoff, or failed once it is too old. A sender that dies between sending
+and marking leaves the delivery to be sent again when its lease ends: a
+receiver drops the duplicate by the event id.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from osfmilter.addresses import parse_host_port
 from osfmilter.clock import Clock
 from osfmilter.config import Config
 from osfmilter.notify import email, webhook
+from osfmilter.notify.notices import NoticePolicy
 from osfmilter.notify.webhook import DeliveryFailed
 from osfmilter.storage import outbox
 from osfmilter.storage.outbox import Due
@@ -75,6 +78,7 @@ class Sender:
         self.contact = config.replies.contact
         self.clock = clock
         self.metrics = NotifyMetrics()
+        self.notices = NoticePolicy(self.settings.disabled)
         self.smtp = parse_host_port(self.settings.smtp)
         self.max_age = timedelta(hours=self.settings.max_age_hours)
         # How long a claim holds its deliveries: longer than one send takes (an
@@ -85,6 +89,7 @@ class Sender:
 
     def run_once(self) -> PassResult:
         now = self.clock.now()
+        outbox.derive_unregistered(self.engine, self.notices)
         given_up = outbox.give_up_stale(self.engine, now - self.max_age)
         if given_up:
             log.warning("%d notification deliveries given up: older than max_age", given_up)

@@ -18,16 +18,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, literal, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, literal, select, text, update
 
-from osfmilter.notify.notices import Notice
+from osfmilter.domains.rules import parents
+from osfmilter.errors import UsageError
+from osfmilter.notify.kinds import NoticeType
+from osfmilter.notify.notices import Notice, NoticePolicy, first_refusal
+from osfmilter.registration import normalize_domain
 from osfmilter.storage.db import fit, transaction
 from osfmilter.storage.direct import Cursor, Statement
 from osfmilter.storage.schema import (
     Customer,
     CustomerContact,
+    Event,
     Notification,
+    NotificationCursor,
     NotificationDelivery,
+    ScannedDomain,
     UTCDateTime,
     Webhook,
 )
@@ -272,3 +279,104 @@ def _utc(value: Any) -> datetime | None:
         return None
     moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# Notices derived from committed event rows ------------------------------------
+
+UNREGISTERED_CURSOR = "relay_denied"
+# Event rows read per transaction.
+DERIVE_BATCH = 500
+
+
+def derive_unregistered(engine: Engine, policy: NoticePolicy) -> int:
+    """The day's first relay refusal of an unregistered client sending as a customer's
+    verified domain becomes that customer's notice; how many were offered (one a day per
+    customer is written).
+
+    Read from the event rows the milter committed, after the cursor, and
+    written with the cursor's new position in one transaction: a refusal is
+    told once (the dedup_key per customer and day), none is skipped, and a
+    refusal that never committed tells nobody. On a database that has no
+    cursor yet it starts at the newest event: the past is not told.
+    """
+    with transaction(engine, write=True) as connection:
+        top = connection.scalar(select(func.max(Event.id))) or 0
+        query = select(NotificationCursor).where(NotificationCursor.name == UNREGISTERED_CURSOR)
+        if engine.dialect.name == "postgresql":
+            query = query.with_for_update()  # two senders take turns
+        mark = connection.execute(query).one_or_none()
+        if mark is None:
+            connection.execute(
+                insert(NotificationCursor).values(name=UNREGISTERED_CURSOR, last_id=top)
+            )
+            return 0
+        last_id = mark.last_id
+        rows = connection.execute(
+            select(
+                Event.id,
+                Event.at,
+                Event.client_ip,
+                Event.envelope_sender,
+                Event.enhanced_code,
+                Event.smtp_code,
+            )
+            .where(Event.id > last_id, Event.id <= top, Event.reason == "relay_denied")
+            .order_by(Event.id)
+            .limit(DERIVE_BATCH)
+        ).all()
+        new_mark = rows[-1].id if len(rows) == DERIVE_BATCH else top
+        notices: dict[str, Notice] = {}
+        if policy.wants(NoticeType.REFUSAL_UNREGISTERED):
+            for row in rows:
+                domain = _stored_domain(row.envelope_sender.rpartition("@")[2])
+                if domain is None:
+                    continue
+                owner = _owner(connection, domain)
+                if owner is None:
+                    continue
+                notice = first_refusal(
+                    NoticeType.REFUSAL_UNREGISTERED,
+                    customer_id=owner[0],
+                    identity="",
+                    at=row.at,
+                    details={
+                        "domain": owner[1],
+                        "sender": row.envelope_sender,
+                        "client": row.client_ip,
+                        "reason": "relay_denied",
+                        "answer": f"{row.smtp_code} {row.enhanced_code}",
+                        "what_to_do": "if this is your server, register it; if not, someone "
+                        "else tried to send mail as your domain through this relay",
+                    },
+                )
+                assert notice.dedup_key is not None
+                notices.setdefault(notice.dedup_key, notice)
+        fresh = list(notices.values())
+        write(connection, fresh)
+        connection.execute(
+            update(NotificationCursor)
+            .where(NotificationCursor.name == UNREGISTERED_CURSOR)
+            .values(last_id=new_mark)
+        )
+    return len(fresh)
+
+
+def _stored_domain(domain: str) -> str | None:
+    try:
+        return normalize_domain(domain)
+    except UsageError:
+        return None
+
+
+def _owner(connection: Connection, domain: str) -> tuple[int, str] | None:
+    """The customer whose verified domain this is, or that it lies within (the longest)."""
+    rows = connection.execute(
+        select(ScannedDomain.customer_id, ScannedDomain.domain).where(
+            ScannedDomain.domain.in_([domain, *parents(domain)]),
+            ScannedDomain.state == "verified",
+        )
+    ).all()
+    if not rows:
+        return None
+    customer_id, found = max(rows, key=lambda row: len(row[1]))
+    return int(customer_id), str(found)

@@ -591,3 +591,19 @@ class NotificationDelivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_error: Mapped[str] = mapped_column(String(500), default="")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class NotificationCursor(Base):
+    """How far the sender has read a table it derives notices from: ``events`` for the
+    relay refusals of unregistered clients sending as a customer's domain.
+
+    The milter writes such a refusal's event row and nothing more (finding
+    the domain's owner would cost it a lookup per refused message); the
+    sender reads the committed rows after ``last_id`` and writes their
+    notices and the new ``last_id`` in one transaction.
+    """
+
+    __tablename__ = "notification_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)

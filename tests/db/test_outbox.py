@@ -24,7 +24,8 @@ from osfmilter.model import Identity, IdentityKind, ServerState
 from osfmilter.notify.kinds import NoticeType
 from osfmilter.notify.notices import NoticePolicy, first_refusal, volume_refused
 from osfmilter.reputation import IncidentKind, OperatorActionKind, Rules
-from osfmilter.storage import admin, contacts
+from osfmilter.storage import admin, contacts, outbox
+from osfmilter.storage.domains import add_domain
 from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.schema import Notification, NotificationDelivery, SmtpServer
 from osfmilter.storage.store import SqlStore
@@ -268,4 +269,67 @@ def test_refusal_notices_turned_off_are_not_written(engine: Engine, sender: Iden
         details={},
     )
     store.record(replace(event(sender), action="reject", reason="foreign_sender"), [notice])
+    assert notifications(engine) == []
+
+
+# Unregistered clients sending as a customer's domain ---------------------------
+
+
+def relay_denied(sender: str, at: datetime = NOW) -> EventRecord:
+    return EventRecord(
+        at=at,
+        node="n",
+        queue_id="",
+        stage="mail",
+        client_ip="203.0.113.9",
+        identity=None,
+        envelope_sender=sender,
+        header_from_domain="",
+        rcpt_count=0,
+        size=0,
+        action="reject",
+        reason="relay_denied",
+        smtp_code=550,
+        enhanced_code="5.7.1",
+    )
+
+
+def test_relay_refusals_as_a_customers_domain_tell_it_once_a_day(
+    engine: Engine, server_id: int
+) -> None:
+    with Session(engine) as session, session.begin():
+        add_domain(session, "example.com", "acme", NOW)
+    store, policy = SqlStore(engine), NoticePolicy()
+    store.record(relay_denied("old@example.com"))
+    assert outbox.derive_unregistered(engine, policy) == 0  # starts at the newest event
+    store.record(relay_denied("someone@stranger.example"))
+    store.record(relay_denied("news@mail.example.com"))  # within acme's domain
+    store.record(relay_denied("again@example.com", NOW + timedelta(hours=1)))
+    outbox.derive_unregistered(engine, policy)
+    [notice] = notifications(engine)
+    assert notice.type == "refusal.unregistered_sender" and notice.identity == ""
+    details = json.loads(notice.details)
+    assert (details["domain"], details["sender"], details["client"]) == (
+        "example.com",
+        "news@mail.example.com",
+        "203.0.113.9",
+    )
+    assert deliveries(engine, notice.id) == [("email", "pending"), ("webhook", "pending")]
+    outbox.derive_unregistered(engine, policy)  # nothing new since
+    assert len(notifications(engine)) == 1
+    store.record(relay_denied("x@example.com", NOW + timedelta(days=1)))
+    outbox.derive_unregistered(engine, policy)
+    assert len(notifications(engine)) == 2
+
+
+def test_relay_refusal_notices_turned_off_are_skipped_for_good(
+    engine: Engine, server_id: int
+) -> None:
+    with Session(engine) as session, session.begin():
+        add_domain(session, "example.com", "acme", NOW)
+    store = SqlStore(engine)
+    outbox.derive_unregistered(engine, NoticePolicy())
+    store.record(relay_denied("a@example.com"))
+    outbox.derive_unregistered(engine, NoticePolicy(["refusal.unregistered_sender"]))
+    outbox.derive_unregistered(engine, NoticePolicy())  # turned on again: the past stays past
     assert notifications(engine) == []

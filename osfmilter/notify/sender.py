@@ -132,6 +132,11 @@ class Sender:
             self._send(due)
         except DeliveryFailed as exc:
             return self._failed(due, str(exc))
+        except Exception as exc:  # a bug or odd data: the other deliveries still go out
+            log.exception(
+                "notification %s by %s: unexpected error", due.notification_id, due.channel
+            )
+            return self._failed(due, f"{type(exc).__name__}: {exc}")
         self._mark_sent(due)
         log.info(
             "notification %s (%s) sent by %s to %s",

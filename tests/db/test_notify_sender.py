@@ -263,3 +263,23 @@ def test_two_senders_at_once_send_each_notification_once(
     assert set(counted) == {notice.id for notice in notices}
     assert set(counted.values()) == {1}
     assert {state for _, state, _ in states(engine)} == {"sent"}
+
+
+def test_an_unexpected_error_is_a_failed_attempt_and_the_others_still_go_out(
+    engine: Engine,
+    sink: Sink,
+    receiver: WebhookReceiver,
+    clock: FixedClock,
+    secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr("osfmilter.notify.email.send", broken)
+    result = Sender(engine, settings(sink), clock).run_once()
+    assert (result.sent, result.retried) == (1, 1)
+    assert len(receiver.received) == 1
+    with Session(engine) as session:
+        errors = session.scalars(select(NotificationDelivery.last_error)).all()
+    assert "ValueError: a bug" in errors

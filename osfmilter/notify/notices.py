@@ -89,7 +89,7 @@ def _iso(at: datetime) -> str:
     return at.isoformat(timespec="seconds")
 
 
-RELEASE = "only the relay's operator can release it: reply to this message or contact support"
+RELEASE = "only the relay's operator can release it"
 
 
 @dataclass(frozen=True)

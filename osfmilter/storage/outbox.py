@@ -18,7 +18,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, literal, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 
 from osfmilter.domains.rules import parents
 from osfmilter.errors import UsageError
@@ -380,3 +391,53 @@ def _owner(connection: Connection, domain: str) -> tuple[int, str] | None:
         return None
     customer_id, found = max(rows, key=lambda row: len(row[1]))
     return int(customer_id), str(found)
+
+
+# Retention ------------------------------------------------------------------------
+
+
+def _finished_before(before: datetime) -> Any:
+    """Notifications older than ``before`` with nothing left to deliver."""
+    pending = (
+        select(NotificationDelivery.id)
+        .where(
+            NotificationDelivery.notification_id == Notification.id,
+            NotificationDelivery.state == "pending",
+        )
+        .exists()
+    )
+    return (Notification.at < before) & ~pending
+
+
+def count_finished(engine: Engine, before: datetime) -> int:
+    """What :func:`purge_finished` would remove now."""
+    with transaction(engine) as connection:
+        found = connection.scalar(select(func.count()).where(_finished_before(before)))
+    return int(found or 0)
+
+
+def purge_finished(engine: Engine, before: datetime, batch_size: int) -> int:
+    """Delete finished notifications older than ``before``, their deliveries with them,
+    in batches of short transactions (``osfmilter db purge``). A pending one stays until
+    it is sent or given up; the dedup keys of what is deleted are past their month or day."""
+    removed = 0
+    while True:
+        with transaction(engine, write=True) as connection:
+            ids = list(
+                connection.scalars(
+                    select(Notification.id)
+                    .where(_finished_before(before))
+                    .order_by(Notification.at, Notification.id)
+                    .limit(batch_size)
+                )
+            )
+            if ids:
+                connection.execute(
+                    delete(NotificationDelivery).where(
+                        NotificationDelivery.notification_id.in_(ids)
+                    )
+                )
+                connection.execute(delete(Notification).where(Notification.id.in_(ids)))
+        removed += len(ids)
+        if len(ids) < batch_size:
+            return removed

@@ -333,3 +333,28 @@ def test_relay_refusal_notices_turned_off_are_skipped_for_good(
     outbox.derive_unregistered(engine, NoticePolicy(["refusal.unregistered_sender"]))
     outbox.derive_unregistered(engine, NoticePolicy())  # turned on again: the past stays past
     assert notifications(engine) == []
+
+
+# Retention -----------------------------------------------------------------------
+
+
+def test_purge_removes_old_finished_notifications_and_keeps_pending_ones(
+    engine: Engine, server_id: int
+) -> None:
+    store = reputation(engine)
+    store.record_incident(SERVER, server_id, IncidentKind.SPAM)  # NOW: pending
+    later = ReputationStore(engine, FixedClock(NOW + timedelta(days=3)), RULES, NoticePolicy())
+    later.operator(SERVER, server_id, OperatorActionKind.RELEASE, "op", "fine")
+    verdacht, released = notifications(engine)
+    with Session(engine) as session, session.begin():
+        for delivery in session.scalars(
+            select(NotificationDelivery).where(NotificationDelivery.notification_id == verdacht.id)
+        ):
+            delivery.state = "sent"
+    cutoff = NOW + timedelta(days=10)
+    assert outbox.count_finished(engine, NOW) == 0  # nothing older than NOW
+    assert outbox.count_finished(engine, cutoff) == 1  # the released one is still pending
+    assert outbox.purge_finished(engine, cutoff, batch_size=1) == 1
+    assert [n.id for n in notifications(engine)] == [released.id]
+    assert deliveries(engine, verdacht.id) == []
+    assert len(deliveries(engine, released.id)) == 2

@@ -148,3 +148,52 @@ def test_a_notifier_killed_between_send_and_mark_sends_again_with_the_same_id(
             [state] = session.scalars(select(NotificationDelivery.state)).all()
         assert state == "sent"
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_two_notifiers_on_postgresql_send_each_notification_once(
+    pg_server_url: str, scratch: Path
+) -> None:
+    """Two notify run processes on one database, as on two nodes: 60 notifications, each
+    posted once, while the receiver is slow enough for their claims to overlap."""
+    engine = make_engine(pg_server_url, Config().database.timeout)
+    reset_database(engine)
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        customer_id = admin.add_customer(session, "acme", "free", now).id
+    with WebhookReceiver() as receiver:
+        with Session(engine) as session, session.begin():
+            contacts.add_webhook(session, "acme", receiver.url, now)
+        notices = [
+            Notice(NoticeType.STATE_VEILIG, now, customer_id, f"server:192.0.2.{i}/32", {})
+            for i in range(60)
+        ]
+        with engine.begin() as connection:
+            outbox.write(connection, notices)
+        config = scratch / "two.toml"
+        config.write_text(
+            f'[database]\nurl = "{pg_server_url}"\n[notify]\nsender = "relay@osf.example"\n'
+            "timeout = 5\npoll_seconds = 0.2\n"
+        )
+        receiver.delay = 0.05
+        command = [*OSFMILTER, "--config", str(config), "notify", "run"]
+        notifiers = [
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for _ in range(2)
+        ]
+        try:
+            receiver.wait_for(60, timeout=60)
+            time.sleep(1)  # a second copy would have come by now
+        finally:
+            for notifier in notifiers:
+                notifier.terminate()
+            logs = [notifier.communicate(timeout=30)[1].decode() for notifier in notifiers]
+        # Both took part (each logs a line per notification it sent).
+        sent = [log.count("sent by webhook") for log in logs]
+        assert sum(sent) == 60 and min(sent) > 0, sent
+        ids = [post.document["id"] for post in receiver.received]
+        assert sorted(ids) == sorted(notice.id for notice in notices)
+        with Session(engine) as session:
+            states = set(session.scalars(select(NotificationDelivery.state)))
+        assert states == {"sent"}
+    engine.dispose()

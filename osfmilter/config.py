@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from osfmilter.addresses import parse_host_port, split_host_port, split_nameserver
 from osfmilter.errors import ConfigError
+from osfmilter.notify.kinds import DISABLEABLE
 
 CONFIG_ENV = "OSFMILTER_CONFIG"
 
@@ -499,6 +500,81 @@ class BillingSection(Section):
     gb: Annotated[int, Field(gt=0)] = GB
 
 
+class NotifySection(Section):
+    """Notifications to customers (README.rst, 'Notifications'): what is sent, and how.
+
+    The milter only writes the outbox; ``osfmilter notify run`` delivers it.
+    """
+
+    # HOST:PORT of the SMTP server the notification e-mails are handed to.
+    smtp: str = "127.0.0.1:25"
+    # The From: address of the e-mails; empty: notify run refuses to mail.
+    sender: str = ""
+    # Kinds (state, volume, refusal) or single types (e.g. "refusal.foreign_domain")
+    # the operator turns off: nothing of them is written.
+    disabled: list[str] = []
+    # A delivery still failing this long after its notification is given up (failed).
+    max_age_hours: Annotated[float, Field(gt=0)] = 48.0
+    # Retries wait backoff_base_seconds, doubling after each failure, at most
+    # backoff_max_seconds.
+    backoff_base_seconds: Annotated[float, Field(gt=0)] = 30.0
+    backoff_max_seconds: Annotated[float, Field(gt=0)] = 3600.0
+    # How long one SMTP or HTTP exchange may take.
+    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # How often notify run looks for due deliveries when it found none.
+    poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    # IP:PORT of notify run's Prometheus endpoint; empty: off.
+    metrics_listen: str = ""
+
+    @field_validator("smtp")
+    @classmethod
+    def _smtp(cls, value: str) -> str:
+        try:
+            parse_host_port(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not HOST:PORT ({exc})") from None
+        return value
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        local, at, domain = value.rpartition("@")
+        if value and (not at or not local or not domain or any(c in value for c in " <>\r\n")):
+            raise ValueError(f"{value!r} is not an e-mail address")
+        return value
+
+    @field_validator("disabled")
+    @classmethod
+    def _disabled(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - DISABLEABLE)
+        if unknown:
+            raise ValueError(
+                f"unknown notification kind(s) {', '.join(unknown)}: "
+                f"use {', '.join(sorted(DISABLEABLE))}"
+            )
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            host, _ = parse_host_port(value)
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{value!r} is not IP:PORT with a port 1-65535") from None
+        if not address.is_loopback:
+            raise ValueError(f"{value!r} is not loopback")
+        return value
+
+    @model_validator(mode="after")
+    def _backoff(self) -> NotifySection:
+        if self.backoff_max_seconds < self.backoff_base_seconds:
+            raise ValueError("backoff_max_seconds is less than backoff_base_seconds")
+        return self
+
+
 class Config(Section):
     mode: Mode = Mode.OUTBOUND
     # Where the embedded SQLite database lives; empty: $STATE_DIRECTORY,
@@ -523,6 +599,7 @@ class Config(Section):
     reputation: ReputationSection = ReputationSection()
     billing: BillingSection = BillingSection()
     web: WebSection = WebSection()
+    notify: NotifySection = NotifySection()
 
     @property
     def state_path(self) -> Path:

@@ -18,6 +18,7 @@ from osfmilter.limits.rate import Bucket, RateDenied, Reservation, retry_after, 
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.metrics import Metrics
 from osfmilter.model import Identity, IdentityKind, ServerState, matching_domain
+from osfmilter.notify.notices import Notice
 from osfmilter.reputation.transitions import (
     Event,
     Incident,
@@ -104,11 +105,13 @@ class FakeRecorder:
     records: list[EventRecord] = field(default_factory=list)
     volume: dict[tuple[str, str, int, str], int] = field(default_factory=dict)
     down: bool = False
+    notices: list[Notice] = field(default_factory=list)
 
-    def record(self, record: EventRecord) -> None:
+    def record(self, record: EventRecord, notices: Sequence[Notice] = ()) -> None:
         if self.down:
             raise StorageError("connection refused")
         self.records.append(record)
+        self.notices.extend(notices)
 
     def record_accept(
         self,

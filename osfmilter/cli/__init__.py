@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from osfmilter import __version__
-from osfmilter.cli import db, dkim, registry, reports, reputation, service, spf, users
+from osfmilter.cli import db, dkim, notify, registry, reports, reputation, service, spf, users
 from osfmilter.cli.common import Handler, Parser
 from osfmilter.config import CONFIG_ENV, Config, load_config
 from osfmilter.errors import DependencyError, OsfError
@@ -101,6 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     # In the order --help lists them; reputation adds to registry's server group.
-    for module in (service, db, registry, reputation, users, spf, dkim, reports):
+    for module in (service, db, registry, reputation, notify, users, spf, dkim, reports):
         module.register(commands)
     return parser

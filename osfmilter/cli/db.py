@@ -9,7 +9,7 @@ from osfmilter.cli.common import Commands, command, group
 from osfmilter.cli.output import when
 from osfmilter.clock import SystemClock
 from osfmilter.config import Config
-from osfmilter.storage import retention
+from osfmilter.storage import outbox, retention
 from osfmilter.storage.db import Access, safe_url, schema_status, upgrade
 
 
@@ -36,14 +36,18 @@ def cmd_db_purge(args: argparse.Namespace, config: Config) -> int:
     with common.store(config, Access.READ_ONLY if args.dry_run else Access.EXISTING) as store:
         if args.dry_run:
             result = retention.count(store.engine, events_before, slots_before)
+            notices = outbox.count_finished(store.engine, events_before)
         else:
             result = retention.purge(store.engine, events_before, slots_before, args.batch_size)
+            notices = outbox.purge_finished(store.engine, events_before, args.batch_size)
     verb = "would remove" if args.dry_run else "removed"
     batches = "" if args.dry_run else f" in {result.batches} batch(es)"
     print(
         f"{verb} {result.events} event(s) older than {when(events_before)} "
         f"and {result.rate_slots} expired rate slot(s){batches}"
     )
+    if notices:  # said only when there are some: most relays notify little
+        print(f"{verb} {notices} delivered or given-up notification(s) older than that")
     return 0
 
 
@@ -56,7 +60,8 @@ def register(commands: Commands) -> None:
         db,
         "purge",
         cmd_db_purge,
-        "delete old events and long-expired rate slots (monthly totals stay)",
+        "delete old events, long-expired rate slots and finished notifications "
+        "(monthly totals stay)",
     )
     p.add_argument(
         "--older-than",

@@ -12,6 +12,7 @@ from osfmilter.cli.output import table, when
 from osfmilter.clock import SystemClock
 from osfmilter.config import Config
 from osfmilter.model import IdentityKind, ServerState
+from osfmilter.notify.notices import NoticePolicy
 from osfmilter.reputation import SYSTEM, OperatorActionKind, Rules, Transition
 from osfmilter.storage import admin
 from osfmilter.storage.db import Access
@@ -26,7 +27,8 @@ def _reputation(
     """The stores behind the state commands, against a schema that is up to date."""
     with common.store(config, access) as store:
         rules = Rules.from_config(config.reputation)
-        yield store, ReputationStore(store.engine, SystemClock(), rules)
+        notices = NoticePolicy(config.notify.disabled)
+        yield store, ReputationStore(store.engine, SystemClock(), rules, notices)
 
 
 def _sender(store: SqlStore, text: str) -> admin.Sender:

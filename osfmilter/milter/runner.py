@@ -23,6 +23,7 @@ from osfmilter.health import BackendHealth
 from osfmilter.limits.rate import RateLimiter
 from osfmilter.metrics import Metrics
 from osfmilter.milter.adapter import FLAGS, OsfMilter
+from osfmilter.notify.notices import NoticePolicy
 from osfmilter.probes import CachedProbes
 from osfmilter.reputation.transitions import Rules
 from osfmilter.scanners.clamav import ClamavScanner
@@ -133,7 +134,8 @@ def build_signing(
 
 def build_services(config: Config) -> Services:
     health = BackendHealth()
-    store = SqlStore(make_engine(config.database_url, config.database.timeout), health)
+    notices = NoticePolicy(config.notify.disabled)
+    store = SqlStore(make_engine(config.database_url, config.database.timeout), health, notices)
     prepare_schema(store.engine, config.database_url)
     clock = SystemClock()
     metrics = Metrics()
@@ -148,7 +150,9 @@ def build_services(config: Config) -> Services:
         limiter=limiter,
         scans=build_scans(config, health),
         spf=build_spf(config),
-        reputation=ReputationStore(store.engine, clock, Rules.from_config(config.reputation)),
+        reputation=ReputationStore(
+            store.engine, clock, Rules.from_config(config.reputation), notices
+        ),
         metrics=metrics,
         clock=clock,
         decisions=DecisionLog(as_json=config.log.format == "json"),

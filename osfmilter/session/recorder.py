@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from osfmilter.addresses import IPAddress
 from osfmilter.errors import DependencyError, UnknownIdentity
 from osfmilter.events import EventRecord
+from osfmilter.limits.volume import month_of
 from osfmilter.model import ServerState, Stage
+from osfmilter.notify.kinds import NoticeType
+from osfmilter.notify.notices import Notice, first_refusal, volume_refused
 from osfmilter.policy.context import TransactionState
 from osfmilter.policy.steps.rate_window import ALL_MAIL
 from osfmilter.replies import (
@@ -64,7 +67,7 @@ class Recorder:
                 refusal.seconds,
             )
         event = self.event(stage, tx, refusal.reason, reply)
-        self.services.events.record(event)
+        self.services.events.record(event, _notices(tx, refusal, event))
         self.log(event, tx)
         self._feed_reputation(tx, refusal)
 
@@ -211,6 +214,45 @@ class Recorder:
                 "checks": record.checks,
             }
         )
+
+
+def _notices(tx: TransactionState, refusal: Refusal, event: EventRecord) -> list[Notice]:
+    """What the customer is told about a refusal: the first of its kind today (another
+    customer's domain), the volume allowance reached (once a month). The store writes a
+    notice only the first time, in the event's transaction."""
+    identity = tx.identity
+    if identity is None:
+        return []
+    match refusal:
+        case ForeignDomain(domain, in_header, hint):
+            return [
+                first_refusal(
+                    NoticeType.REFUSAL_FOREIGN_DOMAIN,
+                    customer_id=identity.customer_id,
+                    identity=identity.label,
+                    at=event.at,
+                    details={
+                        "domain": domain,
+                        "where": "From: header" if in_header else "envelope sender",
+                        "reason": str(refusal.reason),
+                        "answer": f"{event.smtp_code} {event.enhanced_code}",
+                        "what_to_do": hint,
+                    },
+                )
+            ]
+        case VolumeExhausted(domain, used, allowance):
+            return [
+                volume_refused(
+                    customer_id=identity.customer_id,
+                    identity=identity.label,
+                    domain=domain,
+                    month=month_of(event.at),
+                    used=used,
+                    allowance=allowance,
+                    at=event.at,
+                )
+            ]
+    return []
 
 
 def _suspicion_limit(tx: TransactionState) -> bool:

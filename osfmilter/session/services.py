@@ -15,6 +15,7 @@ from osfmilter.limits.rate import RateLimiter, Reservation
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.metrics import Metrics
 from osfmilter.model import Identity, IdentityKind, ServerState
+from osfmilter.notify.notices import Notice
 from osfmilter.policy.context import SpfLookup
 from osfmilter.reputation.transitions import IncidentKind
 from osfmilter.scanners.service import ScanService
@@ -41,7 +42,10 @@ class Reputation(Protocol):
 
 
 class EventStore(Protocol):
-    def record(self, record: EventRecord) -> None: ...
+    def record(self, record: EventRecord, notices: Sequence[Notice] = ()) -> None:
+        """The event, and in its transaction the notices it may cause (the store drops
+        those already written, and those the operator turned off)."""
+        ...
 
     def record_inbound(self, month: str, volumes: Mapping[tuple[int, str], int]) -> None: ...
 

@@ -11,7 +11,8 @@ history follows the order in which the changes were made.
 The state lives in the identity row's ``state``, ``state_changed_at`` and
 ``last_incident_at``; what the rules still count in ``reputation_evidence``;
 every transition in ``state_history``, one row each, written in the same
-transaction as the state it explains.
+transaction as the state it explains, and with it its notification to the
+customer (storage.outbox): a change that rolls back tells nobody.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from osfmilter.clock import Clock
 from osfmilter.errors import UnknownIdentity, UsageError
 from osfmilter.model import IdentityKind, ServerState
+from osfmilter.notify.kinds import NoticeType
+from osfmilter.notify.notices import NoticePolicy, StateFacts, state_notice
 from osfmilter.reputation.transitions import (
     SYSTEM,
     Event,
@@ -41,6 +44,7 @@ from osfmilter.reputation.transitions import (
     Transition,
     apply,
 )
+from osfmilter.storage import outbox
 from osfmilter.storage.db import fit, transaction
 from osfmilter.storage.schema import ReputationEvidence, SaslAccount, SmtpServer, StateChange
 
@@ -87,10 +91,13 @@ class _Evidence:
 class ReputationStore:
     """The reputation of sender identities in the shared database."""
 
-    def __init__(self, engine: Engine, clock: Clock, rules: Rules) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock, rules: Rules, notices: NoticePolicy | None = None
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.rules = rules
+        self.notices = notices or NoticePolicy()
 
     # The mail path ---------------------------------------------------------
 
@@ -183,9 +190,37 @@ class ReputationStore:
             before = _with_evidence(row, evidence)
             outcome = apply(before, event(self.clock.now()), self.rules)
             self._save(connection, target, before, outcome, evidence)
+            self._notify(connection, target, outcome)
             if then is not None:
                 then(connection, list(outcome.transitions))
         return outcome
+
+    def _notify(self, connection: Connection, target: _Target, outcome: Outcome) -> None:
+        """Each transition's notice to the customer, in the transaction that makes it.
+
+        Only a transition costs anything here: one read of the identity's
+        customer and name, and the outbox rows.
+        """
+        wanted = [
+            change
+            for change in outcome.transitions
+            if self.notices.wants(NoticeType(f"state.{change.new}"))
+        ]
+        if not wanted:
+            return
+        table = target.table
+        name = SmtpServer.network if target.kind is IdentityKind.SERVER else SaslAccount.login
+        customer_id, label = connection.execute(
+            select(table.customer_id, name).where(table.id == target.id)
+        ).one()
+        identity = f"{target.kind}:{label}"
+        outbox.write(
+            connection,
+            [
+                state_notice(_facts(customer_id, identity, change, outcome, self.rules))
+                for change in wanted
+            ],
+        )
 
     @staticmethod
     def _row(connection: Connection, target: _Target, lock: bool = False) -> Standing:
@@ -260,6 +295,24 @@ class ReputationStore:
                     insert(ReputationEvidence),
                     [{"at": at, target.fk: target.id, "kind": kind} for at in added],
                 )
+
+
+def _facts(
+    customer_id: int, identity: str, change: Transition, outcome: Outcome, rules: Rules
+) -> StateFacts:
+    after = outcome.standing
+    return StateFacts(
+        customer_id=customer_id,
+        identity=identity,
+        at=change.at,
+        old=change.old,
+        new=change.new,
+        reason=change.reason,
+        actor=change.actor,
+        last_incident_at=after.last_incident_at,
+        detections=len(after.detections),
+        recovery=rules.recovery,
+    )
 
 
 def _with_evidence(standing: Standing, evidence: Sequence[_Evidence]) -> Standing:

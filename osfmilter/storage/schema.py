@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
     text,
@@ -82,6 +83,14 @@ class Customer(Base):
     # Removing a customer takes its revoked tokens with it (storage.admin
     # refuses while a live one is left).
     api_tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan"
+    )
+    # Whom notifications reach (docs/notifications: README.rst, 'Notifications');
+    # they go with the customer.
+    contacts: Mapped[list[CustomerContact]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan"
+    )
+    webhooks: Mapped[list[Webhook]] = relationship(
         back_populates="customer", cascade="all, delete-orphan"
     )
 
@@ -494,3 +503,107 @@ class ReputationEvidence(Base):
         ForeignKey("sasl_accounts.id", ondelete="CASCADE"), index=True
     )
     kind: Mapped[str] = mapped_column(String(10))
+
+
+DELIVERY_STATES = "'pending', 'sent', 'failed'"
+CHANNELS = "'email', 'webhook'"
+
+
+class CustomerContact(Base):
+    """An address a customer's notification e-mails go to."""
+
+    __tablename__ = "customer_contacts"
+    __table_args__ = (UniqueConstraint("customer_id", "email"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    customer: Mapped[Customer] = relationship(back_populates="contacts")
+
+
+class Webhook(Base):
+    """A URL a customer's notifications are posted to, signed with ``secret``.
+
+    The secret is kept as it is, because the sender signs with it; it is
+    shown once, when the webhook is added, and never printed or logged again.
+    """
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    customer: Mapped[Customer] = relationship(back_populates="webhooks")
+
+
+class Notification(Base):
+    """The outbox: one row per notification, written in the transaction of its cause.
+
+    ``id`` is the event id a receiver drops duplicates by (a UUID).
+    ``dedup_key`` makes a notice that may only be sent once per month or day
+    (a volume threshold, a customer's first refusal of a kind) a conflict the
+    second time; empty (NULL) for a state change, which is always new.
+    """
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    identity: Mapped[str] = mapped_column(String(300), default="")
+    details: Mapped[str] = mapped_column(Text)  # a JSON object
+    dedup_key: Mapped[str | None] = mapped_column(String(400), unique=True)
+
+
+class NotificationDelivery(Base):
+    """One channel's delivery of a notification: the e-mail to the contacts, or one webhook."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        CheckConstraint(f"state IN ({DELIVERY_STATES})", name="state"),
+        CheckConstraint(f"channel IN ({CHANNELS})", name="channel"),
+        CheckConstraint("(channel = 'webhook') = (webhook_id IS NOT NULL)", name="webhook"),
+        Index("ix_notification_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(8))
+    webhook_id: Mapped[int | None] = mapped_column(
+        ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(8), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class NotificationCursor(Base):
+    """How far the sender has read a table it derives notices from: ``events`` for the
+    relay refusals of unregistered clients sending as a customer's domain.
+
+    The milter writes such a refusal's event row and nothing more (finding
+    the domain's owner would cost it a lookup per refused message); the
+    sender reads the committed rows after ``last_id`` and writes their
+    notices and the new ``last_id`` in one transaction.
+    """
+
+    __tablename__ = "notification_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, func, select
@@ -14,6 +14,8 @@ from osfmilter.events import EventRecord
 from osfmilter.health import BackendHealth
 from osfmilter.limits.volume import VolumeCharge, VolumeDenied
 from osfmilter.model import Identity, IdentityKind
+from osfmilter.notify.notices import Notice, NoticePolicy, volume_crossings
+from osfmilter.storage import outbox
 from osfmilter.storage.db import fit, transaction
 from osfmilter.storage.direct import HEALTH_NAME, Cursor, DirectSql, Statement
 from osfmilter.storage.registry import Registry
@@ -78,9 +80,16 @@ class _OverAllowance(Exception):
 class SqlStore:
     """The database behind the milter: identity lookups and decision records."""
 
-    def __init__(self, engine: Engine, health: BackendHealth | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        health: BackendHealth | None = None,
+        notices: NoticePolicy | None = None,
+    ) -> None:
         self.engine = engine
         self.health = health or BackendHealth()
+        # Which notices the operator wants, and the once-a-day ones written already.
+        self.notices = notices or NoticePolicy()
         self.direct = DirectSql(engine, self.health)
         self.registry = Registry(self.direct)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -125,9 +134,25 @@ class SqlStore:
                     counts[state] = counts.get(state, 0) + int(count)
         return counts
 
-    def record(self, record: EventRecord) -> None:
+    def record(self, record: EventRecord, notices: Sequence[Notice] = ()) -> None:
+        """The event row, and in its transaction the notices it causes (a customer's first
+        refusal of a kind today): those this process wrote already cost nothing.
+
+        Two batches inserting the same two new dedup keys in opposite order
+        could wait for each other; PostgreSQL's deadlock detector ends one,
+        and its batch runs again the careful way (storage.writer).
+        """
         row = self._event_row(record)
-        self.direct.transact(lambda cursor: cursor.execute(_INSERT_EVENT, row), order=UNLOCKED)
+        fresh = [notice for notice in notices if self.notices.first(notice)]
+
+        def job(cursor: Cursor) -> None:
+            cursor.execute(_INSERT_EVENT, row)
+            if fresh:
+                outbox.write_direct(cursor, fresh, self.direct.at)
+
+        self.direct.transact(job, order=UNLOCKED)
+        for notice in fresh:
+            self.notices.written(notice)
 
     def record_accept(
         self,
@@ -144,11 +169,13 @@ class SqlStore:
         written and TooLate is raised (the message will come again).
         """
         row = self._event_row(record)
+        crossed: list[Notice] = []
 
         def accept(cursor: Cursor) -> Later[None]:
+            crossed.clear()  # a batch run again the careful way runs this job again
             if in_time is not None and not in_time():
                 return Later(_too_late)  # nothing written
-            check = self._charge(cursor, charge) if charge is not None else None
+            check = self._charge(cursor, charge, record, crossed) if charge is not None else None
             cursor.execute(_INSERT_EVENT, row)
             if also is not None:
                 also(cursor)
@@ -172,14 +199,21 @@ class SqlStore:
             self.direct.transact_later(accept, order)
         except _OverAllowance as over:
             return over.denied
+        for notice in crossed:
+            self.notices.written(notice)
         return None
 
-    @staticmethod
-    def _charge(cursor: Cursor, charge: VolumeCharge) -> Callable[[], None]:
+    def _charge(
+        self, cursor: Cursor, charge: VolumeCharge, record: EventRecord, crossed: list[Notice]
+    ) -> Callable[[], None]:
         """Sends the charge; the check it returns raises _OverAllowance, undoing the accept.
 
         Nothing is read before the batch's statements are all sent (one wait
-        on PostgreSQL for the whole batch, see storage.writer).
+        on PostgreSQL for the whole batch, see storage.writer). The check
+        also sees whether this message took the month past 80 % or to 100 %
+        of the allowance, from the totals it read anyway, and only then
+        writes the notice, in the accept's transaction (under the volume
+        row's lock, so two nodes cannot both write it).
         """
         inbound_cursor = None
         if charge.limited and charge.domain:
@@ -201,8 +235,29 @@ class SqlStore:
             total = int(total_cursor.one()[0])
             inbound = int(inbound_cursor.one()[0]) if inbound_cursor is not None else 0
             allowance = charge.allowance(inbound)
-            if allowance is not None and total > allowance:
+            if allowance is None:
+                return
+            if total > allowance:
                 raise _OverAllowance(VolumeDenied(total - charge.volume, allowance))
+            if total * 100 < 80 * allowance:
+                return  # the common case: below 80 %, nothing more to do
+            fresh = [
+                notice
+                for notice in volume_crossings(
+                    customer_id=charge.customer_id,
+                    identity=record.identity.label if record.identity else "",
+                    domain=charge.domain,
+                    month=charge.month,
+                    before=total - charge.volume,
+                    after=total,
+                    allowance=allowance,
+                    at=record.at,
+                )
+                if self.notices.first(notice)
+            ]
+            if fresh:
+                outbox.write_direct(cursor, fresh, self.direct.at)
+                crossed.extend(fresh)
 
         return check
 

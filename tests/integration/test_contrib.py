@@ -419,7 +419,8 @@ def test_systemd_unit_verifies(unit: Path, tmp_path: Path) -> None:
     osfmilter user need not exist: verify does not look users up.
     """
     text = unit.read_text()
-    assert "ExecStart=/usr/local/bin/osfmilter run" in text
+    # The milter's units run the milter, osfmilter-notify the notification sender.
+    assert re.search(r"^ExecStart=/usr/local/bin/osfmilter (notify )?run$", text, re.MULTILINE)
     assert re.search(r"^User=osfmilter$", text, re.MULTILINE)
     copy = tmp_path / unit.name
     copy.write_text(text.replace("/usr/local/bin/osfmilter", sys.executable))

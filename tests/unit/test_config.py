@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,27 @@ def test_a_syslog_address_is_a_path_or_host_port(address: str) -> None:
 )
 def test_a_database_url_sqlalchemy_reads_is_valid(url: str) -> None:
     assert config_from_dict({"database": {"url": url}}).database.url == url
+
+
+@pytest.mark.parametrize(
+    ("notify", "message"),
+    [
+        ({"smtp": "mail"}, "key 'notify.smtp': 'mail' is not HOST:PORT"),
+        ({"sender": "relay"}, "key 'notify.sender': 'relay' is not an e-mail address"),
+        ({"disabled": ["volumes"]}, "unknown notification kind(s) volumes"),
+        ({"metrics_listen": "192.0.2.1:9900"}, "is not loopback"),
+        ({"backoff_base_seconds": 60, "backoff_max_seconds": 30}, "backoff_max_seconds is less"),
+        ({"max_age_hours": 0}, "key 'notify.max_age_hours'"),
+    ],
+)
+def test_bad_notify_settings_are_one_line_naming_the_key(
+    notify: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_from_dict({"notify": notify})
+
+
+def test_notify_defaults_and_kinds() -> None:
+    notify = config_from_dict({"notify": {"disabled": ["volume", "refusal.foreign_domain"]}})
+    assert notify.notify.smtp == "127.0.0.1:25" and notify.notify.max_age_hours == 48
+    assert notify.notify.disabled == ["volume", "refusal.foreign_domain"]

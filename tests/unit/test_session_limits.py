@@ -182,6 +182,10 @@ def test_volume_is_size_times_recipients_and_stops_at_the_allowance() -> None:
     assert codes(reply) == (451, "4.7.1") and reply and "monthly volume" in reply.text
     assert relay.send(rcpts=1, body=message_of(200_000)) is None  # exactly 1 MB
     assert relay.recorder.records[-2].reason == "volume_limit"
+    # The refusal offers the month's 100 % notice (the store writes it once a month).
+    [notice] = relay.recorder.notices
+    assert notice.type == "volume.100" and notice.dedup_key
+    assert (notice.details["used_bytes"], notice.details["allowance_bytes"]) == (800_000, MB)
 
 
 def test_inbound_volume_earns_twice_its_size() -> None:
@@ -304,6 +308,12 @@ def test_another_customers_domain_is_refused_at_mail_and_at_the_end() -> None:
         ("mail", "foreign_sender", "sender_domain"),
         ("eom", "foreign_from", "from_domain"),
     ]
+    # Each refusal offers the customer's notice; the store writes the first of the day.
+    notices = relay.recorder.notices
+    assert [n.type for n in notices] == ["refusal.foreign_domain"] * 2
+    assert notices[0].dedup_key == notices[1].dedup_key
+    assert notices[0].details["domain"] == "other.example"
+    assert notices[1].details["where"] == "From: header"
     # Nobody's domain is still an unknown sender, accepted with the lower limits.
     assert relay.send(sender="x@nobody.example", from_header="x@nobody.example") is None
 

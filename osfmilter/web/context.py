@@ -9,6 +9,7 @@ from fastapi import Request
 
 from osfmilter.clock import Clock
 from osfmilter.config import Config
+from osfmilter.notify.notices import NoticePolicy
 from osfmilter.reputation import Rules
 from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.store import SqlStore
@@ -37,8 +38,12 @@ class WebContext:
 
     @property
     def reputation(self) -> ReputationStore:
+        # The operator's [notify] disabled applies to releases and blocks made here too.
         return ReputationStore(
-            self.store.engine, self.clock, Rules.from_config(self.config.reputation)
+            self.store.engine,
+            self.clock,
+            Rules.from_config(self.config.reputation),
+            NoticePolicy(self.config.notify.disabled),
         )
 
 

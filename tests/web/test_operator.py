@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from osfmilter.config import Plans
-from tests.web.conftest import ACME_NET, Api
+from osfmilter.storage.schema import Notification
+from osfmilter.web import create_app
+from tests.web.conftest import ACME_NET, Api, FixedClock, web_config
 from tests.web.helpers import actor, audited, created, error_of
 
 CUSTOMERS = "/api/v1/customers"
@@ -185,3 +191,21 @@ def test_a_network_key_may_be_percent_encoded_and_bad_bodies_from_customers_are_
     assert response.status_code == 200 and response.json()["state"] == "onveilig"
     # A customer learns nothing from an operator endpoint, not even what its body lacks.
     error_of(api.client.post(CUSTOMERS, json={}, headers=api.acme), 403)
+
+
+@pytest.mark.parametrize(("disabled", "notices"), [([], 1), (["state"], 0)])
+def test_a_block_through_the_api_notifies_unless_the_operator_turned_state_notices_off(
+    db_url: str, tmp_path: Path, api: Api, disabled: list[str], notices: int
+) -> None:
+    config = web_config(db_url, tmp_path, notify={"disabled": disabled})
+    with TestClient(create_app(config, FixedClock())) as client:
+        client.post("/api/v1/servers", json={"network": ACME_NET}, headers=api.acme)
+        blocked = client.post(
+            f"/api/v1/identities/server/{ACME_NET}/block",
+            json={"by": "ann", "reason": "spam run"},
+            headers=api.operator,
+        )
+        assert blocked.status_code == 200
+    with api.store.session() as session:
+        written = session.scalars(select(Notification.type)).all()
+    assert written == ["state.onveilig"] * notices

@@ -132,6 +132,8 @@ def cmd_sasl_add(args: argparse.Namespace, config: Config) -> int:
             admin.add_sasl(session, args.login, args.customer, now, password_hash=hashed).login
         ),
         lambda login: f"SASL login {login} added to {args.customer}",
+        # No other add slips in between the check for the login and the insert.
+        locked=True,
     )
 
 

@@ -24,6 +24,8 @@ def set_password(
     access: Access,
     store: Store,
     announce: Callable[[str], str],
+    *,
+    locked: bool = False,
 ) -> int:
     """Generate a password (or read ``--password-stdin``), store its hash, say so, show it once."""
     if args.password_stdin:
@@ -31,7 +33,7 @@ def set_password(
     else:
         password, generated = passwords.generate(), True
     hashed = passwords.hash_password(password)  # 0.3 s of CPU: outside the transaction
-    with common.session(config, access) as session:
+    with common.session(config, access, locked=locked) as session:
         name = store(session, hashed, SystemClock().now())
     print(announce(name))
     if generated:

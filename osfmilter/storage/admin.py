@@ -152,6 +152,7 @@ def add_server(
 # Keys of PostgreSQL advisory locks, one per kind of registration (any
 # 64-bit numbers, unlikely to meet an operator's own: "osfm" + a kind).
 SERVER_REGISTRATIONS = 0x6F73666D_00000001
+SASL_REGISTRATIONS = 0x6F73666D_00000003
 DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
 
 
@@ -283,6 +284,10 @@ def add_sasl(
     except UsageError as exc:
         raise InvalidInput(str(exc)) from None
     customer = get_customer(session, customer_name)
+    # Two adds at once would both pass the check below (the unique index
+    # sees exact duplicates only): on PostgreSQL they wait for each other
+    # here, on SQLite the caller's locked session serializes them.
+    serialize_registrations(session, SASL_REGISTRATIONS)
     # Logins are compared exactly (the milter, Dovecot's %u), but two that
     # differ only in case would be one login to a person and to many clients.
     existing = session.scalars(
@@ -295,17 +300,24 @@ def add_sasl(
             f"SASL login {login!r} is already registered{same} to {owner!r}",
             f"SASL login {login!r} is already registered",
         )
-    account = SaslAccount(
-        customer=customer,
-        login=login,
-        state=ServerState.VEILIG,
-        state_changed_at=now,
-        created_at=now,
-        password_hash=password_hash,
-        password_changed_at=now if password_hash is not None else None,
-    )
-    session.add(account)
-    session.flush()
+    try:
+        with session.begin_nested():
+            account = SaslAccount(
+                customer=customer,
+                login=login,
+                state=ServerState.VEILIG,
+                state_changed_at=now,
+                created_at=now,
+                password_hash=password_hash,
+                password_changed_at=now if password_hash is not None else None,
+            )
+            session.add(account)
+    except IntegrityError:
+        # A writer that takes no lock (an operator's own SQL) was first.
+        raise ConflictError(
+            f"SASL login {login!r} was registered at the same time; nothing was changed",
+            f"SASL login {login!r} is already registered",
+        ) from None
     return account
 
 

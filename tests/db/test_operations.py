@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -373,3 +376,39 @@ def test_another_customers_domain_is_invisible(store: SqlStore) -> None:
         assert operations.visible_domain(session, globex.id, row.id) is row
         assert operations.visible_domain(session, None, row.id) is row
         assert operations.visible_domain(session, None, row.id + 1000) is None
+
+
+def test_two_customers_adding_one_login_at_once_get_one_201_and_one_conflict(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both pass the customer lookup together; the check for the login must still hold."""
+    barrier = threading.Barrier(2)
+    looked_up = admin.get_customer
+
+    def get_customer_then_meet(session: Session, name: str) -> Customer:
+        customer = looked_up(session, name)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            # On SQLite the second waits for the first's write lock before it
+            # gets here: the barrier times out and each goes on alone.
+            barrier.wait(timeout=2)
+        return customer
+
+    monkeypatch.setattr(admin, "get_customer", get_customer_then_meet)
+    _, hashed = operations.new_password()
+
+    def add(customer: str, login: str) -> str:
+        try:
+            with store.session(locked=True) as session:
+                owner = looked_up(session, customer)
+                operations.add_sasl_account(session, PORTAL, owner, login, hashed, NOW)
+        except ConflictError as exc:
+            return exc.public
+        return "added"
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = sorted(pool.map(add, ("acme", "globex"), ("Shop@x.example", "shop@x.example")))
+    added, refused = sorted(answers, key=lambda answer: answer != "added")
+    assert added == "added"
+    assert refused.endswith("is already registered")
+    with store.session() as session:
+        assert len(session.scalars(select(SaslAccount)).all()) == 1

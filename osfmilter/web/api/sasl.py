@@ -90,7 +90,8 @@ def list_accounts(
 @router.post("", status_code=201, summary="register a SASL login; its password, shown once")
 def create_account(body: SaslCreate, caller: CallerDep, context: Context) -> SaslWithPassword:
     password, hashed = operations.new_password()  # 0.3 s of CPU: before the transaction
-    with context.store.session() as session:
+    # Locked: no other add slips in between the check for the login and the insert.
+    with context.store.session(locked=True) as session:
         customer = owner(session, caller, body.customer)
         try:
             account = operations.add_sasl_account(

@@ -105,7 +105,8 @@ def add_account(
         with context.store.session() as session:
             owners.target_customer(session, user, customer)
         password, password_hash = operations.new_password()
-        with context.store.session() as session:
+        # Locked: no other add slips in between the check for the login and the insert.
+        with context.store.session(locked=True) as session:
             owner = owners.target_customer(session, user, customer)
             account = operations.add_sasl_account(
                 session, user.actor(request), owner, normalized, password_hash, context.clock.now()

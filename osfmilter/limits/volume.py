@@ -22,7 +22,8 @@ def month_of(moment: datetime) -> str:
 
 def parse_month(text: str) -> str:
     """A calendar month as YYYY-MM, or a UsageError naming the bad text."""
-    if not _MONTH.match(text):
+    # Years 0001-9998: every month then has a first instant after it.
+    if not _MONTH.match(text) or not 1 <= int(text[:4]) <= 9998:
         raise UsageError(f"{text!r} is not a month (YYYY-MM, e.g. 2026-11)")
     return text
 

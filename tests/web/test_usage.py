@@ -90,7 +90,8 @@ def test_the_bill_is_the_bill_report_of_the_callers_customer(volume: Api) -> Non
 
 @pytest.mark.parametrize("path", ["/api/v1/usage", "/api/v1/bill"])
 def test_a_bad_month_or_another_customer_is_422_naming_it(api: Api, path: str) -> None:
-    for month in ("2026-13", "12-2026", "2026-1"):
+    # Years 0000 and 9999 have no month end a report can count to.
+    for month in ("2026-13", "12-2026", "2026-1", "0000-01", "9999-12"):
         assert error_of(
             api.client.get(path, params={"month": month}, headers=api.acme), 422
         ).startswith("month: ")
@@ -181,6 +182,9 @@ def test_events_are_filtered_by_action_and_since(api: Api) -> None:
         ({"limit": 501}, "limit"),
         ({"action": "maybe"}, "action"),
         ({"since": "yesterday"}, "since"),
+        # Valid ISO 8601, but out of UTC's range once converted.
+        ({"since": "9999-12-31T23:59:59-23:59"}, "since"),
+        ({"since": "0001-01-01T00:00:00+14:00"}, "since"),
         ({"before": "x"}, "before"),
         ({"customer": "globex"}, "customer"),
     ],

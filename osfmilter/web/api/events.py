@@ -26,6 +26,7 @@ from osfmilter.web.api.common import (
     scoped,
 )
 from osfmilter.web.auth import CallerDep
+from osfmilter.web.errors import invalid
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -62,7 +63,7 @@ def list_events(
         query = select(Event).order_by(Event.id.desc()).limit(limit + 1)
         query = scoped(query, Event.customer_id, session, caller, customer)
         if since is not None:
-            query = query.where(Event.at >= (since if since.tzinfo else since.replace(tzinfo=UTC)))
+            query = query.where(Event.at >= _utc(since))
         if action is not None:
             query = query.where(Event.action == action)
         if before is not None:
@@ -72,3 +73,11 @@ def list_events(
             next=following,
             events=[EventOut.model_validate(e) for e in rows],
         )
+
+
+def _utc(moment: datetime) -> datetime:
+    """``since`` in UTC; a moment UTC cannot hold (year 0 or 10000 there) is a 422."""
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise invalid("since", "out of range") from None

@@ -79,7 +79,9 @@ def check_plan(plan: str) -> str:
 def normalize_login(login: str) -> str:
     """A SASL login as it is stored and compared: without surrounding white space."""
     login = login.strip()
-    if not login or len(login) > 255 or any(ch.isspace() or ord(ch) < 32 for ch in login):
+    # isprintable: no control, format (bidi, zero-width) or separator character but the
+    # space, which any(isspace) refuses with the other white space.
+    if not login or len(login) > 255 or not login.isprintable() or any(c.isspace() for c in login):
         raise UsageError(f"{login!r} is not a valid SASL login (1-255 characters, no spaces)")
     return login
 

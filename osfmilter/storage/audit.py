@@ -32,7 +32,8 @@ class Actor:
 
 
 def _line(text: str, width: int) -> str:
-    cleaned = "".join("?" if ord(ch) < 32 or ord(ch) == 127 else ch for ch in text)
+    # Control, format (bidi, zero-width) and separator characters but the space.
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
     return cleaned[:width]
 
 

@@ -194,6 +194,7 @@ def _one_line(text: str, what: str, limit: int, *, empty_ok: bool) -> str:
         raise UsageError(f"the {what} must not be empty")
     if len(text) > limit:
         raise UsageError(f"the {what} is too long: at most {limit} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+    # isprintable: no control, format (bidi, zero-width) or line separator character.
+    if not text.isprintable():
         raise UsageError(f"the {what} must be one line of printable characters")
     return text

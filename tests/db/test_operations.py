@@ -18,7 +18,7 @@ from osfmilter.errors import ConflictError, InvalidInput
 from osfmilter.model import IdentityKind
 from osfmilter.reputation import OperatorActionKind, Rules
 from osfmilter.storage import admin
-from osfmilter.storage.audit import Actor, entries
+from osfmilter.storage.audit import Actor, entries, record
 from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.schema import (
     ApiToken,
@@ -412,3 +412,13 @@ def test_two_customers_adding_one_login_at_once_get_one_201_and_one_conflict(
     assert refused.endswith("is already registered")
     with store.session() as session:
         assert len(session.scalars(select(SaslAccount)).all()) == 1
+
+
+def test_an_audit_entry_is_one_readable_line_whatever_it_is_given(store: SqlStore) -> None:
+    sneaky = Actor("ann\u202e@acme.example\u2028\x1b[2J", "portal", "198.51.100.9")
+    with store.session() as session:
+        record(session, sneaky, "server.add", NOW, target="81.2.69.7/32\x85\u200b")
+    with store.session() as session:
+        [entry] = entries(session)
+    assert entry.actor == "ann?@acme.example??[2J"
+    assert entry.target == "81.2.69.7/32??"

@@ -77,7 +77,24 @@ def test_a_sasl_login_loses_surrounding_space_only() -> None:
     assert normalize_login("ü" * 255) == "ü" * 255
 
 
-@pytest.mark.parametrize("login", ["", "   ", "two words", "tab\there", "nul\x00", "x" * 256])
+@pytest.mark.parametrize(
+    "login",
+    [
+        "",
+        "   ",
+        "two words",
+        "tab\there",
+        "nul\x00",
+        "x" * 256,
+        # Invisible or reordering characters: a login that looks like another.
+        "shop\u202e@example.com",  # right-to-left override
+        "sh\u200bop@example.com",  # zero-width space
+        "shop\u2028@example.com",  # line separator
+        "shop\x85@example.com",  # next line (C1)
+        "shop\x9b@example.com",  # control sequence introducer (C1)
+        "shop\u00a0@example.com",  # no-break space
+    ],
+)
 def test_a_bad_sasl_login_is_refused(login: str) -> None:
     with pytest.raises(UsageError, match="is not a valid SASL login"):
         normalize_login(login)

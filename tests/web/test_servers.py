@@ -61,6 +61,9 @@ def test_the_network_is_stored_canonical(api: Api) -> None:
         ({"network": "81.2.69.1/24"}, "network"),  # host bits set
         ({"network": "81.2.69.7", "description": "x" * 201}, "description"),
         ({"network": "81.2.69.7", "description": "two\nlines"}, "description"),
+        ({"network": "81.2.69.7", "description": "two\u2028lines"}, "description"),
+        ({"network": "81.2.69.7", "description": "evil\u202etxt.exe"}, "description"),
+        ({"network": "81.2.69.7", "description": "csi\x9b31m"}, "description"),
         ({"network": "81.2.69.7", "colour": "red"}, "colour"),
     ],
 )

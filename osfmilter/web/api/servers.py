@@ -53,8 +53,9 @@ class ServerCreate(BaseModel):
     def _one_line(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-            raise ValueError("must be one line without control characters")
+        # isprintable: no control, format (bidi, zero-width) or line separator character.
+        if not value.isprintable():
+            raise ValueError("must be one line of printable characters")
         return value.strip() or None
 
 

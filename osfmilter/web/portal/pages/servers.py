@@ -88,8 +88,9 @@ def list_servers(request: Request, user: PageUserDep, context: Context) -> HTMLR
 def _description(text: str) -> str | None:
     if len(text) > MAX_DESCRIPTION:
         raise InvalidInput(f"The description is too long: at most {MAX_DESCRIPTION} characters.")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise InvalidInput("The description must be one line without control characters.")
+    # isprintable: no control, format (bidi, zero-width) or line separator character.
+    if not text.isprintable():
+        raise InvalidInput("The description must be one line of printable characters.")
     return text.strip() or None
 
 

@@ -11,9 +11,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from osfmilter.storage.schema import Customer, MonthlyVolume
+from osfmilter.storage.schema import (
+    ApiToken,
+    AuditEntry,
+    Customer,
+    MonthlyVolume,
+    SaslAccount,
+    ScannedDomain,
+    SmtpServer,
+)
 from tests.web.conftest import ACME_NET, GLOBEX_NET, NOW, Api
 from tests.web.helpers import created, event
 
@@ -128,6 +136,7 @@ def test_another_customers_objects_are_told_as_missing_ones(
     }
     missing.update(name="nobody", key="81.2.71.0/24")
     body, status = WITH_PARAMS[(method, path)]
+    before = globex_state(api)
     answers = []
     for values in (theirs, missing):
         response = api.client.request(method, fill(path, values), json=body, headers=api.acme)
@@ -142,6 +151,20 @@ def test_another_customers_objects_are_told_as_missing_ones(
         )
     tokens = api.client.get("/api/v1/tokens", headers=api.globex).json()
     assert all(t["revoked_at"] is None for t in tokens)
+    # Nor changed, nor recorded as changed.
+    assert globex_state(api) == before
+
+
+def globex_state(api: Api) -> tuple[object, ...]:
+    """What a refused attempt must leave as it was: globex's rows, and the audit log."""
+    with api.store.session() as session:
+        return (
+            session.scalars(select(SaslAccount.password_hash)).all(),
+            session.scalars(select(ScannedDomain.state)).all(),
+            session.scalars(select(SmtpServer.state)).all(),
+            session.scalars(select(ApiToken.revoked_at)).all(),
+            session.scalar(select(func.count()).select_from(AuditEntry)),
+        )
 
 
 def test_lists_show_a_customer_nothing_of_anothers(api: Api) -> None:

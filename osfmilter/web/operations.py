@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from osfmilter import passwords, tokens
@@ -39,6 +39,9 @@ from osfmilter.storage.schema import (
     ScannedDomain,
     SmtpServer,
 )
+
+# Unrevoked API tokens one customer (or the operator) may hold at once.
+MAX_LIVE_TOKENS = 25
 
 
 def new_password() -> tuple[str, str]:
@@ -117,7 +120,21 @@ def remove_sasl_account(
 def create_token(
     session: Session, actor: Actor, customer: Customer | None, name: str, now: datetime
 ) -> tuple[ApiToken, str]:
-    """A new API token of the customer (None: the operator's); the token itself, to show once."""
+    """A new API token of the customer (None: the operator's); the token itself, to show once.
+
+    At most :data:`MAX_LIVE_TOKENS` unrevoked ones per owner: enough for
+    every deployment, and a bound on what a customer can make.
+    """
+    owner = (
+        ApiToken.customer_id.is_(None) if customer is None else ApiToken.customer_id == customer.id
+    )
+    live = session.scalar(
+        select(func.count()).select_from(ApiToken).where(owner, ApiToken.revoked_at.is_(None))
+    )
+    if (live or 0) >= MAX_LIVE_TOKENS:
+        raise ConflictError(
+            f"there are {MAX_LIVE_TOKENS} live API tokens already, the most: revoke one first"
+        )
     made = tokens.generate()
     token = users.add_token(
         session,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from osfmilter.web import operations
 from tests.web.conftest import Api, bearer
 from tests.web.helpers import actor, audited, created, error_of
 
@@ -61,3 +62,17 @@ def test_an_operator_manages_operator_tokens_and_any_customers(api: Api) -> None
     assert error.startswith("name: ")
     error = error_of(api.client.post(TOKENS, json={"name": "a\nb"}, headers=api.operator), 422)
     assert error.startswith("name: ")
+
+
+def test_a_customer_holds_at_most_25_live_tokens(api: Api) -> None:
+    # acme's fixture token is the first.
+    made = [
+        api.client.post("/api/v1/tokens", json={"name": f"t{n}"}, headers=api.acme)
+        for n in range(operations.MAX_LIVE_TOKENS)
+    ]
+    assert [m.status_code for m in made] == [201] * 24 + [409]
+    assert "revoke one first" in made[-1].json()["error"]
+    api.client.delete(f"/api/v1/tokens/{made[0].json()['id']}", headers=api.acme)
+    assert api.client.post("/api/v1/tokens", json={}, headers=api.acme).status_code == 201
+    # Another customer's count is its own.
+    assert api.client.post("/api/v1/tokens", json={}, headers=api.globex).status_code == 201

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from osfmilter.errors import UsageError
+from osfmilter.errors import ConflictError, UsageError
 from osfmilter.storage.schema import ApiToken, Customer
 from osfmilter.tokens import MARKER
 from osfmilter.web import operations
@@ -95,6 +95,8 @@ def create_token(body: TokenCreate, caller: CallerDep, context: Context) -> Toke
             token, secret = operations.create_token(
                 session, caller.actor, customer, body.name, context.clock.now()
             )
+        except ConflictError:
+            raise  # 409: too many live tokens
         except UsageError as exc:
             raise invalid("name", str(exc)) from None
         return TokenWithSecret(**_out(token).model_dump(), token=secret)

@@ -18,8 +18,10 @@ missing one, so no answer tells which ids exist.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import TypeVar
 
+from publicsuffixlist import PublicSuffixList
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
@@ -170,6 +172,11 @@ def add_domain(
         name = normalize_domain(domain)
     except UsageError as exc:
         raise InvalidInput(str(exc)) from None
+    if _public_suffixes().is_public(name):
+        # Pending, it would hold every name under it from every other customer.
+        raise InvalidInput(
+            f"{name} is a public suffix (as co.uk or github.io are): add your own domain under it"
+        )
     try:
         row = domains.add_domain(
             session, name, customer.name, now, pending=True, reveal_others=False
@@ -179,6 +186,12 @@ def add_domain(
     record(session, actor, "domain.add", now, customer=customer, target=row.domain)
     session.flush()
     return row
+
+
+@cache
+def _public_suffixes() -> PublicSuffixList:
+    """The Public Suffix List as the installed publicsuffixlist package bundles it."""
+    return PublicSuffixList()
 
 
 def mark_domain_verified(

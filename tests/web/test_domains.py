@@ -80,6 +80,9 @@ def test_one_domain_has_the_advice_of_domain_check(api: Api) -> None:
         ({}, "domain"),
         ({"domain": ""}, "domain"),
         ({"domain": "not a domain"}, "domain"),
+        # A public suffix, pending, would hold every name under it from everyone else.
+        ({"domain": "co.uk"}, "domain"),
+        ({"domain": "github.io"}, "domain"),
         ({"domain": "a.example", "colour": "red"}, "colour"),
         ({"domain": "a.example", "customer": "globex"}, "customer"),
     ],
@@ -119,3 +122,8 @@ def test_removing_a_domain_removes_its_key_files(api: Api) -> None:
         ("acme", "domain.add", "keys.example"),
         ("acme", "domain.remove", "keys.example"),
     ]
+
+
+def test_a_domain_under_a_public_suffix_is_the_customers_own(api: Api) -> None:
+    created(api, DOMAINS, api.acme, domain="acme.co.uk")
+    created(api, DOMAINS, api.globex, domain="globex.co.uk")

@@ -4,7 +4,10 @@ connected to the address that was checked, so DNS rebinding cannot redirect it."
 from __future__ import annotations
 
 import socket
+import ssl
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +16,8 @@ from osfmilter.errors import InvalidInput
 from osfmilter.notify import webhook
 from osfmilter.notify.urls import check_webhook_url
 from osfmilter.notify.webhook import DeliveryFailed
+from tests.harness.ports import free_port
+from tests.harness.tls import make_certificate
 from tests.harness.webhooks import WebhookReceiver
 
 PUBLIC = "1.1.1.1"
@@ -63,6 +68,56 @@ def test_the_checked_address_is_the_one_connected_to(receiver: WebhookReceiver) 
     assert connect.addresses == [(PUBLIC, receiver.port)]
     [post] = receiver.received
     assert post.headers["host"] == f"hooks.example:{receiver.port}"
+
+
+def test_https_on_the_pinned_socket_still_sends_and_verifies_the_host_name(
+    tmp_path: Path,
+) -> None:
+    """TLS runs on the connection to the checked address, with SNI and verification for the
+    URL's host: a certificate the system does not trust fails the attempt."""
+    certificate = make_certificate(tmp_path, ("hooks.example",))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(certificate.cert_path, certificate.key_path)
+    names: list[str | None] = []
+
+    def record(_sock: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+        names.append(name)
+
+    server.sni_callback = record
+    port = free_port()
+    listener = socket.create_server(("127.0.0.1", port))
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        try:
+            server.wrap_socket(connection, server_side=True)
+        except (ssl.SSLError, OSError):
+            pass  # the client refuses the untrusted certificate
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    connected: list[tuple[str, int]] = []
+
+    def connect(address: tuple[str, int], timeout: float) -> socket.socket:
+        connected.append(address)
+        return socket.create_connection(("127.0.0.1", port), timeout)
+
+    try:
+        with pytest.raises(DeliveryFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            webhook.post(
+                f"https://hooks.example:{port}/",
+                b"{}",
+                {},
+                5,
+                resolve=FakeResolver([PUBLIC]),
+                connect=connect,
+            )
+        thread.join(5)
+    finally:
+        listener.close()
+    assert connected == [(PUBLIC, port)] and names == ["hooks.example"]
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ Revises: 0014
 
 ``customer_contacts`` are the addresses a customer's notification e-mails
 go to, ``webhooks`` the URLs they are posted to (with the secret that signs
-them, kept because the sender needs it). ``notifications`` is the outbox:
+them, kept because the sender needs it; ``public_only``, true unless the
+operator added it, makes the sender refuse any address that is not public). ``notifications`` is the outbox:
 one row per notification, written in the same transaction as its cause;
 ``notification_deliveries`` one row per channel (the e-mail, each webhook)
 with its delivery state; ``notification_cursors`` how far the sender has
@@ -56,6 +57,7 @@ def upgrade() -> None:
         sa.Column("url", sa.String(2000), nullable=False),
         sa.Column("secret", sa.String(64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("public_only", sa.Boolean(), server_default=sa.true(), nullable=False),
         _customer_fk("webhooks"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhooks")),
     )

@@ -49,7 +49,12 @@ def cmd_contact_list(args: argparse.Namespace, config: Config) -> int:
 def cmd_webhook_add(args: argparse.Namespace, config: Config) -> int:
     with common.session(config, Access.EXISTING) as session:
         webhook, secret = contacts.add_webhook(
-            session, args.customer, args.url, SystemClock().now(), allow_http=args.allow_http
+            session,
+            args.customer,
+            args.url,
+            SystemClock().now(),
+            allow_http=args.allow_http,
+            public_only=False,
         )
         webhook_id, url = webhook.id, webhook.url
     print(f"webhook {webhook_id} added for {args.customer}: {url}")

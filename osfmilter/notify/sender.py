@@ -162,7 +162,13 @@ class Sender:
             )
             timestamp = int(self.clock.now().timestamp())
             headers = webhook.headers(due.notification_id, due.webhook_secret, timestamp, payload)
-            webhook.post(due.webhook_url, payload, headers, self.settings.timeout)
+            webhook.post(
+                due.webhook_url,
+                payload,
+                headers,
+                self.settings.timeout,
+                public_only=due.webhook_public_only,
+            )
             return
         if not due.contacts:
             raise DeliveryFailed("the customer has no contacts any more")

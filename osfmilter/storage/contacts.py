@@ -54,17 +54,27 @@ def contacts(session: Session, customer_name: str) -> list[str]:
 
 
 def add_webhook(
-    session: Session, customer_name: str, url: str, now: datetime, *, allow_http: bool = False
+    session: Session,
+    customer_name: str,
+    url: str,
+    now: datetime,
+    *,
+    allow_http: bool = False,
+    public_only: bool = False,
 ) -> tuple[Webhook, str]:
-    """The new webhook and its secret: the one time the secret is handed out."""
+    """The new webhook and its secret: the one time the secret is handed out.
+
+    ``public_only`` (the portal's) checks the URL as a customer's and has the
+    sender post only to public addresses; the operator's may reach loopback.
+    """
     customer = get_customer(session, customer_name)
-    checked = check_webhook_url(url, allow_http)
+    checked = check_webhook_url(url, allow_http, public_only=public_only)
     if len(customer.webhooks) >= MAX_WEBHOOKS:
         raise UsageError(f"customer {customer_name!r} has {MAX_WEBHOOKS} webhooks, the most")
     if checked in {w.url for w in customer.webhooks}:
         raise ConflictError(f"{checked} is already a webhook of {customer_name}")
     secret = secrets.token_hex(SECRET_BYTES)
-    webhook = Webhook(url=checked, secret=secret, created_at=now)
+    webhook = Webhook(url=checked, secret=secret, created_at=now, public_only=public_only)
     customer.webhooks.append(webhook)
     session.flush()
     return webhook, secret

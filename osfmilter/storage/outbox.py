@@ -122,6 +122,7 @@ class Due:
     details: dict[str, Any]
     webhook_url: str = ""
     webhook_secret: str = ""  # never logged
+    webhook_public_only: bool = True
     contacts: tuple[str, ...] = ()
 
 
@@ -180,6 +181,7 @@ def claim(engine: Engine, now: datetime, lease: timedelta, limit: int) -> list[D
                 Notification.details,
                 Webhook.url,
                 Webhook.secret,
+                Webhook.public_only,
             )
             .join(Notification, Notification.id == NotificationDelivery.notification_id)
             .join(Customer, Customer.id == Notification.customer_id)
@@ -209,6 +211,7 @@ def claim(engine: Engine, now: datetime, lease: timedelta, limit: int) -> list[D
             details=json.loads(row.details),
             webhook_url=row.url or "",
             webhook_secret=row.secret or "",
+            webhook_public_only=row.public_only is not False,
             contacts=tuple(addresses.get(row.customer_id, ())),
         )
         for row in rows

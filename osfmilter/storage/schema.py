@@ -25,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -530,6 +531,9 @@ class Webhook(Base):
 
     The secret is kept as it is, because the sender signs with it; it is
     shown once, when the webhook is added, and never printed or logged again.
+    ``public_only`` (a customer's, from the portal) makes the sender post
+    only to public addresses, never to the relay's own or internal network;
+    an operator's (``osfmilter webhook add``) may reach loopback.
     """
 
     __tablename__ = "webhooks"
@@ -541,6 +545,7 @@ class Webhook(Base):
     url: Mapped[str] = mapped_column(String(2000))
     secret: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    public_only: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     customer: Mapped[Customer] = relationship(back_populates="webhooks")
 

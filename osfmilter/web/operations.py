@@ -31,15 +31,17 @@ from osfmilter.errors import ConflictError, InvalidInput, UsageError
 from osfmilter.model import IdentityKind
 from osfmilter.registration import check_customer_name, check_plan, normalize_domain
 from osfmilter.reputation import SYSTEM, OperatorActionKind, Transition
-from osfmilter.storage import admin, domains, users
+from osfmilter.storage import admin, contacts, domains, users
 from osfmilter.storage.audit import Actor, record
 from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.schema import (
     ApiToken,
     Customer,
+    CustomerContact,
     SaslAccount,
     ScannedDomain,
     SmtpServer,
+    Webhook,
 )
 
 # Unrevoked API tokens one customer (or the operator) may hold at once.
@@ -159,6 +161,52 @@ def revoke_token(session: Session, actor: Actor, token: ApiToken, now: datetime)
     record(
         session, actor, "token.revoke", now, customer=token.customer, target=f"osf_{token.prefix}"
     )
+
+
+def _as_input(exc: UsageError) -> UsageError:
+    """A storage refusal as the front ends answer it: a limit or bad input is InvalidInput."""
+    if isinstance(exc, (InvalidInput, ConflictError)):
+        return exc
+    return InvalidInput(str(exc))
+
+
+def add_contact(
+    session: Session, actor: Actor, customer: Customer, email: str, now: datetime
+) -> CustomerContact:
+    """A new address for the customer's notification e-mails (at most contacts.MAX_CONTACTS)."""
+    try:
+        address = contacts.add_contact(session, customer.name, email, now)
+    except UsageError as exc:
+        raise _as_input(exc) from None
+    record(session, actor, "contact.add", now, customer=customer, target=address)
+    [contact] = [c for c in customer.contacts if c.email == address]
+    return contact
+
+
+def remove_contact(session: Session, actor: Actor, contact: CustomerContact, now: datetime) -> None:
+    customer = contact.customer
+    address = contacts.remove_contact(session, customer.name, contact.email)
+    record(session, actor, "contact.remove", now, customer=customer, target=address)
+
+
+def add_webhook(
+    session: Session, actor: Actor, customer: Customer, url: str, now: datetime
+) -> tuple[Webhook, str]:
+    """A customer's webhook: public_only (https, never an internal address); its secret, once.
+
+    The audit entry names the URL, never the secret.
+    """
+    try:
+        webhook, secret = contacts.add_webhook(session, customer.name, url, now, public_only=True)
+    except UsageError as exc:
+        raise _as_input(exc) from None
+    record(session, actor, "webhook.add", now, customer=customer, target=webhook.url)
+    return webhook, secret
+
+
+def remove_webhook(session: Session, actor: Actor, webhook: Webhook, now: datetime) -> None:
+    record(session, actor, "webhook.remove", now, customer=webhook.customer, target=webhook.url)
+    contacts.remove_webhook(session, webhook.id)
 
 
 def add_domain(
@@ -295,7 +343,7 @@ def change_state(
     return reputation.operator(kind, identity_id, action, by, reason, then=audit)
 
 
-Owned = TypeVar("Owned", SmtpServer, SaslAccount, ApiToken, ScannedDomain)
+Owned = TypeVar("Owned", SmtpServer, SaslAccount, ApiToken, ScannedDomain, CustomerContact, Webhook)
 
 
 def _visible(
@@ -325,3 +373,13 @@ def visible_domain(
     session: Session, customer_id: int | None, domain_id: int
 ) -> ScannedDomain | None:
     return _visible(session, ScannedDomain, customer_id, domain_id)
+
+
+def visible_contact(
+    session: Session, customer_id: int | None, contact_id: int
+) -> CustomerContact | None:
+    return _visible(session, CustomerContact, customer_id, contact_id)
+
+
+def visible_webhook(session: Session, customer_id: int | None, webhook_id: int) -> Webhook | None:
+    return _visible(session, Webhook, customer_id, webhook_id)

@@ -283,3 +283,41 @@ def test_an_unexpected_error_is_a_failed_attempt_and_the_others_still_go_out(
     with Session(engine) as session:
         errors = session.scalars(select(NotificationDelivery.last_error)).all()
     assert "ValueError: a bug" in errors
+
+
+def guard(engine: Engine, url: str) -> None:
+    """acme's webhook made a customer's (public_only), at ``url``."""
+    with Session(engine) as session, session.begin():
+        [(webhook, _)] = contacts.webhooks(session, "acme")
+        webhook.url, webhook.public_only = url, True
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_customers_webhook_never_reaches_loopback(
+    engine: Engine,
+    sink: Sink,
+    receiver: WebhookReceiver,
+    clock: FixedClock,
+    secret: str,
+    host: str,
+) -> None:
+    guard(engine, f"http://{host}:{receiver.port}/hook")
+    assert Sender(engine, settings(sink), clock).run_once().retried == 1
+    assert receiver.received == []
+    assert states(engine) == [("email", "sent", 1), ("webhook", "pending", 1)]
+    with Session(engine) as session:
+        error = session.scalar(
+            select(NotificationDelivery.last_error).where(NotificationDelivery.channel == "webhook")
+        )
+    assert error is not None and "not a public address: refused, not sent" in error
+    assert f"{host} resolves to 127.0.0.1" in error or f"{host} resolves to ::1" in error
+
+
+def test_the_operators_loopback_webhook_still_delivers(
+    engine: Engine, sink: Sink, receiver: WebhookReceiver, clock: FixedClock, secret: str
+) -> None:
+    with Session(engine) as session:
+        [(webhook, _)] = contacts.webhooks(session, "acme")
+        assert webhook.public_only is False
+    assert Sender(engine, settings(sink), clock).run_once().sent == 2
+    assert len(receiver.received) == 1

@@ -9,8 +9,14 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from osfmilter import tokens
-from osfmilter.storage import admin, users
-from osfmilter.storage.schema import ApiToken, SaslAccount, SmtpServer
+from osfmilter.storage import admin, contacts, users
+from osfmilter.storage.schema import (
+    ApiToken,
+    CustomerContact,
+    SaslAccount,
+    SmtpServer,
+    Webhook,
+)
 from tests.web.conftest import ACME_USER, GLOBEX_NET, Portal, csrf_of, portal_routes
 
 HASH = "{ARGON2ID}not-a-real-hash"
@@ -20,6 +26,8 @@ WITH_ID = {
     ("POST", "/sasl/{account_id}/password"): "sasl",
     ("POST", "/sasl/{account_id}/remove"): "sasl",
     ("POST", "/tokens/{token_id}/revoke"): "token",
+    ("POST", "/notifications/contacts/{contact_id}/remove"): "contact",
+    ("POST", "/notifications/webhooks/{webhook_id}/remove"): "webhook",
 }
 
 
@@ -38,8 +46,19 @@ def test_another_customers_ids_are_404_like_missing_ones(portal: Portal) -> None
         account = admin.add_sasl(session, "app@globex.example", "globex", now, password_hash=HASH)
         made = tokens.generate()
         token = users.add_token(session, made.prefix, made.hash, "globex", now, created_by="t")
+        contacts.add_contact(session, "globex", "ops@globex.example", now)
+        webhook, _ = contacts.add_webhook(
+            session, "globex", "https://hooks.globex.example/", now, public_only=True
+        )
         session.flush()
-        ids = {"server": server.id, "sasl": account.id, "token": token.id}
+        [contact] = server.customer.contacts
+        ids = {
+            "server": server.id,
+            "sasl": account.id,
+            "token": token.id,
+            "contact": contact.id,
+            "webhook": webhook.id,
+        }
     portal.add_user(ACME_USER, "acme")
     browser = portal.login(ACME_USER)
     csrf = csrf_of(browser.get("/").text)
@@ -57,7 +76,9 @@ def test_another_customers_ids_are_404_like_missing_ones(portal: Portal) -> None
         assert session.scalar(select(func.count()).select_from(SaslAccount)) == 1
         assert session.scalars(select(SaslAccount.password_hash)).one() == HASH
         assert session.scalars(select(ApiToken.revoked_at)).one() is None
+        assert session.scalar(select(func.count()).select_from(CustomerContact)) == 1
+        assert session.scalar(select(func.count()).select_from(Webhook)) == 1
     # Nor do acme's lists show globex's objects.
-    for page in ("/servers", "/sasl", "/tokens", "/"):
+    for page in ("/servers", "/sasl", "/tokens", "/notifications", "/"):
         text = browser.get(page).text
         assert "globex" not in text and GLOBEX_NET not in text and made.prefix not in text

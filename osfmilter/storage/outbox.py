@@ -24,12 +24,13 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    insert,
     literal,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from osfmilter.domains.rules import parents
 from osfmilter.errors import UsageError
@@ -320,9 +321,12 @@ def derive_unregistered(engine: Engine, policy: NoticePolicy) -> int:
             query = query.with_for_update()  # two senders take turns
         mark = connection.execute(query).one_or_none()
         if mark is None:
-            connection.execute(
-                insert(NotificationCursor).values(name=UNREGISTERED_CURSOR, last_id=top)
+            # Two senders starting at once both find none: the second's insert
+            # does nothing (both dialects' ON CONFLICT DO NOTHING).
+            first = _insert_on(engine)(NotificationCursor).values(
+                name=UNREGISTERED_CURSOR, last_id=top
             )
+            connection.execute(first.on_conflict_do_nothing(index_elements=["name"]))
             return 0
         last_id = mark.last_id
         rows = connection.execute(
@@ -444,3 +448,8 @@ def purge_finished(engine: Engine, before: datetime, batch_size: int) -> int:
         removed += len(ids)
         if len(ids) < batch_size:
             return removed
+
+
+def _insert_on(engine: Engine) -> Callable[..., Any]:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
+    return postgresql_insert if engine.dialect.name == "postgresql" else sqlite_insert

@@ -90,7 +90,9 @@ def test_an_unknown_page_is_an_html_404_and_the_api_keeps_json(portal: Portal) -
     browser = portal.client()
     page = browser.get("/no-such-page")
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
-    api = browser.get("/api/v1/no-such-thing")
+    # The API's own 404, for a caller with a token (without one, every API path is 401).
+    token = {"Authorization": f"Bearer {make_token(portal.store, 'acme')}"}
+    api = browser.get("/api/v1/no-such-thing", headers=token)
     assert api.status_code == 404 and api.json() == {"error": "not found"}
 
 
@@ -129,7 +131,8 @@ def test_a_500_has_every_security_header_a_page_for_the_portal_json_for_the_api(
     portal.app.add_api_route("/api/v1/boom", boom)
     base = "https://testserver" if https else "http://testserver"
     client = TestClient(portal.app, base_url=base, raise_server_exceptions=False)
-    page, api = client.get("/boom"), client.get("/api/v1/boom")
+    token = {"Authorization": f"Bearer {make_token(portal.store, 'acme')}"}
+    page, api = client.get("/boom"), client.get("/api/v1/boom", headers=token)
     assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
     assert api.status_code == 500 and api.json() == {"error": "internal error"}
     for response in (page, api):

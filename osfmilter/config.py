@@ -384,6 +384,10 @@ class MetricsSection(Section):
         return self
 
 
+def _proxy_items(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 class WebSection(Section):
     """``osfmilter web``: the JSON API (and later the portal), behind a TLS reverse proxy."""
 
@@ -391,6 +395,29 @@ class WebSection(Section):
     listen: str = "127.0.0.1:8025"
     # Serving the API on a non-loopback address needs this set on purpose.
     allow_public_bind: bool = False
+    # The reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are
+    # believed: comma-separated addresses or networks, e.g. "127.0.0.1".
+    # Empty: none, the connecting address is the client's.
+    forwarded_allow_ips: str = ""
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for item in _proxy_items(value):
+            if item == "*":
+                raise ValueError("'*' would believe any client's X-Forwarded-For; name the proxy")
+            try:
+                ipaddress.ip_network(item)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network (with no host bits set)"
+                ) from None
+        return value
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """``forwarded_allow_ips`` as a list; empty when no proxy is trusted."""
+        return _proxy_items(self.forwarded_allow_ips)
 
     @model_validator(mode="after")
     def _listen(self) -> WebSection:

@@ -31,5 +31,9 @@ def serve(config: Config) -> None:
         log_config=None,
         access_log=True,
         server_header=False,
-        proxy_headers=False,
+        # Only [web] forwarded_allow_ips may say who the client is (and
+        # that it came over https); with none, uvicorn's own default
+        # (FORWARDED_ALLOW_IPS, else 127.0.0.1) must not apply either.
+        proxy_headers=bool(config.web.trusted_proxies),
+        forwarded_allow_ips=config.web.trusted_proxies,
     )

@@ -72,8 +72,10 @@ class WebProcess(Service):
         return str(token)
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start and wait until the API answers (its OpenAPI document needs no token)."""
-        self.cli("db", "upgrade")  # as an operator does before the first start
+        """Start and wait until the API answers (its OpenAPI document needs no token).
+
+        It makes the embedded SQLite database's schema itself, as the milter does.
+        """
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(OSFMILTER), "--config", str(self.config_path), "web"],

@@ -384,40 +384,33 @@ class MetricsSection(Section):
         return self
 
 
-def _proxy_items(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
 class WebSection(Section):
-    """``osfmilter web``: the JSON API (and later the portal), behind a TLS reverse proxy."""
+    """``osfmilter web``: the JSON API and the portal, behind a TLS reverse proxy."""
 
     # IP:PORT, e.g. "127.0.0.1:8025" or "[::1]:8025".
     listen: str = "127.0.0.1:8025"
     # Serving the API on a non-loopback address needs this set on purpose.
     allow_public_bind: bool = False
-    # The reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are
-    # believed: comma-separated addresses or networks, e.g. "127.0.0.1".
-    # Empty: none, the connecting address is the client's.
-    forwarded_allow_ips: str = ""
+    # A portal login lasts at most this long, and ends after this long unused.
+    session_hours: Annotated[int, Field(ge=1, le=720)] = 12
+    session_idle_minutes: Annotated[int, Field(ge=5, le=43200)] = 60
+    # Mark the portal's cookies Secure even when the request came in as plain
+    # HTTP: set it behind a TLS reverse proxy (they are Secure over https anyway).
+    cookie_secure: bool = False
+    # The reverse proxies in front (IP addresses or networks) whose
+    # X-Forwarded-For and X-Forwarded-Proto are believed: the client's address
+    # (login throttle, audit log) and https then come from them. Empty: none.
+    trusted_proxies: list[str] = []
 
-    @field_validator("forwarded_allow_ips")
+    @field_validator("trusted_proxies")
     @classmethod
-    def _proxies(cls, value: str) -> str:
-        for item in _proxy_items(value):
-            if item == "*":
-                raise ValueError("'*' would believe any client's X-Forwarded-For; name the proxy")
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for text in value:
             try:
-                ipaddress.ip_network(item)
+                ipaddress.ip_network(text, strict=False)
             except ValueError:
-                raise ValueError(
-                    f"{item!r} is not an IP address or network (with no host bits set)"
-                ) from None
+                raise ValueError(f"{text!r} is not an IP address or network") from None
         return value
-
-    @property
-    def trusted_proxies(self) -> list[str]:
-        """``forwarded_allow_ips`` as a list; empty when no proxy is trusted."""
-        return _proxy_items(self.forwarded_allow_ips)
 
     @model_validator(mode="after")
     def _listen(self) -> WebSection:
@@ -430,6 +423,11 @@ class WebSection(Section):
             raise ValueError(
                 f"listen {self.listen!r} is not loopback; "
                 "set web.allow_public_bind = true to do that on purpose"
+            )
+        if self.session_idle_minutes > self.session_hours * 60:
+            raise ValueError(
+                f"session_idle_minutes {self.session_idle_minutes} is longer than "
+                f"session_hours {self.session_hours}: a session ends before it can idle out"
             )
         return self
 

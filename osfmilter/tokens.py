@@ -61,6 +61,8 @@ class ApiPrincipal:
     """Whom a request's token speaks for: one customer, or the operator."""
 
     token_id: int
+    # The token's public part, which names it in the audit log.
+    prefix: str
     customer_id: int | None
 
     @property
@@ -114,4 +116,4 @@ def authenticate(session: Session, token: str, now: datetime) -> ApiPrincipal | 
         return None
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         row.last_used_at = now
-    return ApiPrincipal(row.id, None if row.is_operator else row.customer_id)
+    return ApiPrincipal(row.id, row.prefix, None if row.is_operator else row.customer_id)

@@ -20,7 +20,7 @@ from osfmilter.errors import UsageError
 from osfmilter.limits.volume import month_of, parse_month
 from osfmilter.registration import parse_inbound_csv
 from osfmilter.reputation import Rules
-from osfmilter.storage import admin
+from osfmilter.storage import admin, audit
 from osfmilter.storage.db import Access
 
 
@@ -140,6 +140,28 @@ def cmd_report_states(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+AUDIT_FIELDS = ("at", "actor", "via", "address", "customer", "action", "target", "detail")
+
+
+def cmd_report_audit(args: argparse.Namespace, config: Config) -> int:
+    with common.session(config, Access.READ_ONLY) as session:
+        customer_id = admin.get_customer(session, args.customer).id if args.customer else None
+        rows = [
+            (when(e.at), e.actor, e.via, e.remote_addr, e.customer, e.action, e.target, e.detail)
+            for e in audit.entries(session, customer_id=customer_id, limit=args.limit)
+        ]
+    records = [dict(zip(AUDIT_FIELDS, row, strict=True)) for row in rows]
+    shown = [tuple(cell or "-" for cell in row) for row in rows]
+    report = Report(
+        document={"entries": records},
+        records=records,
+        fields=AUDIT_FIELDS,
+        text=[Table(AUDIT_FIELDS, shown)] if rows else ["no changes recorded"],
+    )
+    render(args, report)
+    return 0
+
+
 def register(commands: Commands) -> None:
     inbound = group(commands, "inbound", "inbound volume (it raises a free domain's allowance)")
     p = command(
@@ -151,7 +173,9 @@ def register(commands: Commands) -> None:
     p.add_argument("file", metavar="FILE.csv")
 
     report = group(
-        commands, "report", "volume, bill, refusals and states (also SQL views report_*)"
+        commands,
+        "report",
+        "volume, bill, refusals, states and the audit log (also SQL views report_*)",
     )
     p = command(
         report,
@@ -179,5 +203,16 @@ def register(commands: Commands) -> None:
     add_formats(p)
     p = command(
         report, "states", cmd_report_states, "identities per state, and each one that is not veilig"
+    )
+    add_formats(p)
+    p = command(
+        report,
+        "audit",
+        cmd_report_audit,
+        "changes made through the portal and the API, newest first: who, when, from where",
+    )
+    p.add_argument("--customer", metavar="NAME", help="only this customer's")
+    p.add_argument(
+        "--limit", type=common.positive, default=50, metavar="N", help="at most N rows (default 50)"
     )
     add_formats(p)

@@ -278,7 +278,10 @@ def add_sasl(
 
     Without one the account cannot log in until it gets one (``sasl passwd``).
     """
-    login = normalize_login(login)
+    try:
+        login = normalize_login(login)
+    except UsageError as exc:
+        raise InvalidInput(str(exc)) from None
     customer = get_customer(session, customer_name)
     # Logins are compared exactly (the milter, Dovecot's %u), but two that
     # differ only in case would be one login to a person and to many clients.
@@ -288,7 +291,10 @@ def add_sasl(
     if existing is not None:
         owner = existing.customer.name
         same = "" if existing.login == login else f" as {existing.login!r}"
-        raise UsageError(f"SASL login {login!r} is already registered{same} to {owner!r}")
+        raise ConflictError(
+            f"SASL login {login!r} is already registered{same} to {owner!r}",
+            f"SASL login {login!r} is already registered",
+        )
     account = SaslAccount(
         customer=customer,
         login=login,

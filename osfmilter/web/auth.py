@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from osfmilter import tokens
+from osfmilter.storage.audit import Actor
 from osfmilter.storage.schema import Customer
 from osfmilter.web.context import WebContext, web_context
 from osfmilter.web.errors import ApiError
@@ -29,12 +30,20 @@ class Caller:
     """Whom a request speaks for: one customer (id and name), or the operator (None)."""
 
     token_id: int
+    token_prefix: str
     customer_id: int | None
     customer_name: str | None
+    # The peer's address (the proxy's forwarded one where it is trusted).
+    remote_addr: str
 
     @property
     def is_operator(self) -> bool:
         return self.customer_id is None
+
+    @property
+    def actor(self) -> Actor:
+        """Who the audit log names for this caller's changes."""
+        return Actor(f"token:osf_{self.token_prefix}", "api", self.remote_addr)
 
 
 def unauthorized(message: str) -> ApiError:
@@ -42,6 +51,7 @@ def unauthorized(message: str) -> ApiError:
 
 
 def caller(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     context: Annotated[WebContext, Depends(web_context)],
 ) -> Caller:
@@ -58,7 +68,8 @@ def caller(
             if customer is None:  # removed since: its tokens went with it
                 raise unauthorized("invalid or revoked token")
             name = customer.name
-    return Caller(principal.token_id, principal.customer_id, name)
+    address = request.client.host if request.client else ""
+    return Caller(principal.token_id, principal.prefix, principal.customer_id, name, address)
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

@@ -67,19 +67,19 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(exc.status, exc.message, exc.headers)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
     # Starlette's own: an unknown path (404), a method the path lacks (405).
     assert isinstance(exc, StarletteHTTPException)
     message = "not found" if exc.status_code == 404 else str(exc.detail)
     return _json(exc.status_code, message, exc.headers)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return _json(422, describe_validation(exc.errors()))
 
 
-async def _usage_error(request: Request, exc: Exception) -> JSONResponse:
+async def usage_error(request: Request, exc: Exception) -> JSONResponse:
     # The storage layer's refusals: a conflict, input refused, or any other one-line UsageError.
     if isinstance(exc, ConflictError):
         return _json(409, exc.public)
@@ -88,13 +88,13 @@ async def _usage_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(422, str(exc))
 
 
-async def _dependency_error(request: Request, exc: Exception) -> JSONResponse:
+async def dependency_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DependencyError)
     log.warning("%s %s: %s error: %s", request.method, request.url.path, exc.backend, exc)
     return _json(503, f"{exc.backend} unavailable, try again later")
 
 
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     # The traceback to the log (one line, escaped); the client learns nothing of it.
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return _json(500, "internal error")
@@ -103,8 +103,8 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Every error handler, on one application."""
     app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(UsageError, _usage_error)
-    app.add_exception_handler(DependencyError, _dependency_error)
-    app.add_exception_handler(Exception, _internal_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(UsageError, usage_error)
+    app.add_exception_handler(DependencyError, dependency_error)
+    app.add_exception_handler(Exception, internal_error)

@@ -21,7 +21,7 @@ def serve(config: Config) -> None:
     """Serve the API on ``[web] listen`` until interrupted."""
     host, port = parse_host_port(config.web.listen)
     app = create_app(config)
-    log.info("serving the API on http://%s/api/v1", config.web.listen)
+    log.info("serving the portal on http://%s/ and the API under /api/v1", config.web.listen)
     uvicorn.run(
         app,
         host=host,
@@ -31,9 +31,5 @@ def serve(config: Config) -> None:
         log_config=None,
         access_log=True,
         server_header=False,
-        # Only [web] forwarded_allow_ips may say who the client is (and
-        # that it came over https); with none, uvicorn's own default
-        # (FORWARDED_ALLOW_IPS, else 127.0.0.1) must not apply either.
-        proxy_headers=bool(config.web.trusted_proxies),
-        forwarded_allow_ips=config.web.trusted_proxies,
+        proxy_headers=False,
     )

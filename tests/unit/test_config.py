@@ -76,14 +76,6 @@ HOST_PORT_ERRORS = [
         for listen in ("127.0.0.1:", "127.0.0.1:0", "[::1]:65536", "127.0.0.1:x")
     ),
     ("[metrics]\nlisten = '192.0.2.1:9899'\n", "set metrics.allow_public_bind = true"),
-    *(
-        (f"[web]\nforwarded_allow_ips = '{value}'\n", f"key 'web.forwarded_allow_ips': {message}")
-        for value, message in (
-            ("*", "'*' would believe any client's X-Forwarded-For"),
-            ("127.0.0.1, proxy.internal", "'proxy.internal' is not an IP address or network"),
-            ("10.0.0.1/8", "'10.0.0.1/8' is not an IP address or network"),
-        )
-    ),
 ]
 
 
@@ -99,6 +91,10 @@ HOST_PORT_ERRORS = [
         ("[log]\nformat = 'xml'\n", "key 'log.format'"),
         ("[replies]\ncontact = '100% sure'\n", "key 'replies.contact'"),
         ("[milter\n", "invalid TOML"),
+        ("[web]\nsession_hours = 0\n", "key 'web.session_hours'"),
+        ("[web]\nsession_idle_minutes = 1\n", "key 'web.session_idle_minutes'"),
+        ("[web]\nsession_hours = 1\nsession_idle_minutes = 61\n", "ends before it can idle out"),
+        ("[web]\ntrusted_proxies = ['proxy.example']\n", "not an IP address or network"),
         *(
             (f"[database]\nurl = '{url}'\n", f"key 'database.url': {message}")
             for url, message in (
@@ -129,12 +125,6 @@ def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f"config file {path}: not UTF-8 TOML"
-
-
-def test_no_proxy_is_trusted_unless_named(tmp_path: Path) -> None:
-    assert Config().web.trusted_proxies == []
-    path = write(tmp_path, "[web]\nforwarded_allow_ips = ' 127.0.0.1, ::1,10.1.0.0/16 '\n")
-    assert load_config(path).web.trusted_proxies == ["127.0.0.1", "::1", "10.1.0.0/16"]
 
 
 def test_public_bind_needs_opt_in(tmp_path: Path) -> None:

@@ -56,5 +56,5 @@ def test_verify_accepts_the_token_and_nothing_else(change: object) -> None:
 
 
 def test_a_principal_without_a_customer_is_the_operator() -> None:
-    assert tokens.ApiPrincipal(1, None).is_operator
-    assert not tokens.ApiPrincipal(2, 7).is_operator
+    assert tokens.ApiPrincipal(1, "abc", None).is_operator
+    assert not tokens.ApiPrincipal(2, "def", 7).is_operator

@@ -1,19 +1,26 @@
-"""The API on a test database of each backend, with a customer's and an operator's token."""
+"""The API and the portal on a test database of each backend: customers, tokens, users."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from httpx2 import Response
+from sqlalchemy import Engine, select
 
-from osfmilter import tokens
+from osfmilter import passwords, tokens
 from osfmilter.config import Config, config_from_dict
 from osfmilter.storage import admin, users
+from osfmilter.storage.schema import AuditEntry
 from osfmilter.storage.store import SqlStore
 from osfmilter.web import create_app
 
@@ -78,3 +85,124 @@ def api(db_url: str, engine: Engine, tmp_path: Path) -> Iterator[Api]:
             bearer(make_token(store, None)),
             clock,
         )
+
+
+# The portal ------------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple"  # noqa: S105 (the test users')
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+BROWSER_ADDR = "192.0.2.10"  # Portal.client's address unless told otherwise
+ACME_USER = "alice@acme.example"
+GLOBEX_USER = "gus@globex.example"
+OPERATOR_USER = "olga@relay.example"
+
+
+@cache
+def password_hash() -> str:
+    """One Argon2 hash for every test user: hashing costs 0.3 s, so it is made once per run."""
+    return passwords.hash_password(PASSWORD)
+
+
+@dataclass
+class Portal:
+    """The application on a test database with customers acme and globex, and a way in."""
+
+    app: FastAPI
+    store: SqlStore
+    clock: FixedClock
+
+    def client(self, addr: str = BROWSER_ADDR) -> TestClient:
+        """A browser of its own (its own cookies), from an address."""
+        return TestClient(self.app, client=(addr, 50000), follow_redirects=False)
+
+    def add_user(self, email: str, customer: str | None) -> None:
+        with self.store.session() as session:
+            users.add_user(session, email, customer, password_hash(), self.clock.now())
+
+    def login(self, email: str, addr: str = BROWSER_ADDR) -> TestClient:
+        """A browser logged in as ``email`` (a user made by add_user)."""
+        browser = self.client(addr)
+        response = post_login(browser, email, PASSWORD)
+        assert response.status_code == 303, response.text
+        return browser
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF_FIELD.search(html)
+    assert match, "no csrf_token field on the page"
+    return match[1]
+
+
+def post_login(browser: TestClient, email: str, password: str) -> Response:
+    token = csrf_of(browser.get("/login").text)
+    return browser.post("/login", data={"email": email, "password": password, "csrf_token": token})
+
+
+def post_form(browser: TestClient, page: str, action: str, **fields: str) -> Response:
+    """Submit a form as a browser does: the CSRF token taken from the page it is on."""
+    token = csrf_of(browser.get(page).text)
+    return browser.post(action, data={**fields, "csrf_token": token})
+
+
+@pytest.fixture
+def portal(
+    db_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Portal]:
+    from osfmilter.web.portal import throttle
+
+    monkeypatch.setattr(throttle, "DELAY_SECONDS", 0.0)
+    store = SqlStore(engine)
+    with store.session() as session:
+        admin.add_customer(session, "acme", "free", NOW)
+        admin.add_customer(session, "globex", "paid", NOW)
+    clock = FixedClock()
+    app = create_app(web_config(db_url, tmp_path), clock)
+    with TestClient(app):  # runs the lifespan
+        yield Portal(app, store, clock)
+
+
+@pytest.fixture
+def acme(portal: Portal) -> TestClient:
+    """A browser logged in as acme's user."""
+    portal.add_user(ACME_USER, "acme")
+    return portal.login(ACME_USER)
+
+
+def audit(portal: Portal) -> list[tuple[str, str, str, str, str, str]]:
+    """Every audit entry, oldest first: (actor, via, remote_addr, customer, action, target)."""
+    with portal.store.session() as session:
+        return [
+            (e.actor, e.via, e.remote_addr, e.customer, e.action, e.target)
+            for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        ]
+
+
+def shown_once(page: str, element_id: str) -> str:
+    """The secret in ``<code id=...>`` on the page that shows it once."""
+    match = re.search(rf'<code id="{element_id}">([^<]+)</code>', page)
+    assert match, f"no {element_id} on the page"
+    return html.unescape(match[1])
+
+
+def served_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every (method, full path) the application serves, through its included routers too.
+
+    FastAPI 0.165 keeps an included router as one entry whose routes it
+    resolves lazily (``effective_route_contexts``, not public API): the
+    callers assert that known routes are found, so a change there fails
+    loudly rather than checking nothing.
+    """
+    found: set[tuple[str, str]] = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            found |= {(method, route.path) for method in route.methods or ()}
+        contexts = getattr(route, "effective_route_contexts", None)
+        if callable(contexts):
+            for context in contexts():
+                found |= {(method, context.path) for method in context.methods or ()}
+    return found
+
+
+def portal_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """The served routes that are the portal's: all but the API's."""
+    return {(m, p) for m, p in served_routes(app) if not p.startswith("/api/")}

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from osfmilter.model import IdentityKind
 from osfmilter.reputation import IncidentKind
-from osfmilter.storage.schema import SmtpServer
+from osfmilter.storage.schema import AuditEntry, SmtpServer
 from tests.web.conftest import ACME_NET, GLOBEX_NET, NOW, Api
 
 SERVERS = "/api/v1/servers"
@@ -220,3 +220,21 @@ def test_a_change_reaches_the_milter_through_the_registry_version(api: Api) -> N
 def created_customer_id(api: Api) -> int:
     with api.store.session() as session:
         return session.scalars(select(SmtpServer.customer_id)).one()
+
+
+def test_each_change_is_audited_under_the_token_that_made_it(api: Api) -> None:
+    server_id = add(api, api.acme, "81.2.69.7")["id"]
+    api.client.delete(f"{SERVERS}/{server_id}", headers=api.acme)
+    token = api.acme["Authorization"].removeprefix("Bearer ")
+    prefix = "osf_" + token.removeprefix("osf_").partition("_")[0]
+    with api.store.session() as session:
+        logged = [
+            (e.actor, e.via, e.remote_addr, e.customer, e.action, e.target)
+            for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        ]
+    # TestClient's peer is "testclient"; behind uvicorn it is the client's address.
+    assert logged == [
+        (f"token:{prefix}", "api", "testclient", "acme", "server.add", "81.2.69.7/32"),
+        (f"token:{prefix}", "api", "testclient", "acme", "server.remove", "81.2.69.7/32"),
+    ]
+    assert all(token not in " ".join(row) for row in logged)

@@ -22,6 +22,7 @@ from osfmilter.errors import InvalidInput, UsageError
 from osfmilter.model import IdentityKind
 from osfmilter.storage import admin
 from osfmilter.storage.schema import Customer, SmtpServer
+from osfmilter.web import operations
 from osfmilter.web.auth import Caller, CallerDep
 from osfmilter.web.context import WebContext, web_context
 from osfmilter.web.errors import invalid, not_found
@@ -83,8 +84,8 @@ def _out(server: SmtpServer) -> ServerOut:
 
 def _visible(session: Session, caller: Caller, server_id: int) -> SmtpServer:
     """The server, if the caller may see it; another customer's is 'not found' too."""
-    server = session.get(SmtpServer, server_id)
-    if server is None or not (caller.is_operator or server.customer_id == caller.customer_id):
+    server = operations.visible_server(session, caller.customer_id, server_id)
+    if server is None:
         raise not_found("server")
     return server
 
@@ -124,7 +125,6 @@ def list_servers(
 
 @router.post("", status_code=201, summary="register a server")
 def create_server(body: ServerCreate, caller: CallerDep, context: Context) -> ServerOut:
-    rules = context.config.registration
     if caller.is_operator:
         if body.customer is None:
             raise invalid("customer", "an operator token must name the customer")
@@ -134,27 +134,24 @@ def create_server(body: ServerCreate, caller: CallerDep, context: Context) -> Se
             raise invalid("customer", f"no customer named {body.customer!r}")
         assert caller.customer_name is not None
         customer_name = caller.customer_name
-        # The operator's allowance of non-global networks is not the customer's.
-        rules = rules.model_copy(update={"allow_non_global": False})
     # Locked, as `osfmilter server add`: no registration slips in between
     # the overlap check and the insert.
     with context.store.session(locked=True) as session:
-        if caller.is_operator:
-            _customer_named(session, caller, customer_name, "customer")
+        customer = _customer_named(session, caller, customer_name, "customer")
         try:
-            server = admin.add_server(
+            server = operations.add_server(
                 session,
+                caller.actor,
+                customer,
                 body.network,
-                customer_name,
-                rules,
+                body.description,
+                context.config.registration,
                 context.clock.now(),
-                description=body.description,
-                refuse_own_overlap=not caller.is_operator,
+                by_operator=caller.is_operator,
             )
         except InvalidInput as exc:
             raise invalid("network", exc.public) from None
         # A ConflictError (409) goes to the error handler, naming no other customer.
-        session.flush()
         return _out(server)
 
 
@@ -168,7 +165,7 @@ def get_server(server_id: ServerId, caller: CallerDep, context: Context) -> Serv
 def delete_server(server_id: ServerId, caller: CallerDep, context: Context) -> Response:
     with context.store.session() as session:
         server = _visible(session, caller, server_id)
-        admin.remove_server(session, server.network)
+        operations.remove_server(session, caller.actor, server, context.clock.now())
     return Response(status_code=204)
 
 

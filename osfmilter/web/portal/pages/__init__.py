@@ -1,0 +1,1 @@
+"""The portal's pages, one router per page (or group of pages) in a module of its own."""

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from osfmilter.config import Config
+from osfmilter.config import Config, config_from_dict
 from osfmilter.dovecot import sql_connect
 from osfmilter.metrics import CALLBACK_BUCKETS, SCAN_BUCKETS, Metrics
 from osfmilter.milter.adapter import OsfMilter
@@ -516,14 +517,19 @@ def test_nginx_example_passes_nginx_t(tmp_path: Path) -> None:
     assert not (result.stdout + result.stderr).strip(), output(result)
 
 
-def test_nginx_example_forwards_what_forwarded_allow_ips_believes() -> None:
+def test_nginx_example_forwards_what_trusted_proxies_believes() -> None:
     text = NGINX_CONF.read_text()
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in text
     assert "proxy_set_header X-Forwarded-Proto $scheme;" in text
     assert "proxy_set_header Host $host;" in text
     assert re.search(r"^\s*server 127\.0\.0\.1:8025;", text, re.MULTILINE)
     assert Config().web.listen == "127.0.0.1:8025"
-    assert re.search(r'^#\s+forwarded_allow_ips = "127\.0\.0\.1"$', text, re.MULTILINE)
+    # The [web] lines its comment gives are a valid configuration, trusting nginx.
+    snippet = re.search(r"^#\s+\[web\]\n((?:#\s+\w+ = .*\n)+)", text, re.MULTILINE)
+    assert snippet, "the comment gives the [web] settings to use"
+    settings = tomllib.loads(re.sub(r"^#\s+", "", snippet[1], flags=re.MULTILINE))
+    web = config_from_dict({"web": settings}).web
+    assert web.trusted_proxies == ["127.0.0.1"] and web.cookie_secure
     assert "client_max_body_size 64k;" in text
     for location in ("location = /login {", "location /api/ {"):
         block = text[text.index(location) :].split("}", 1)[0]

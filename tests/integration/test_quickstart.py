@@ -187,7 +187,7 @@ def quickstart_config(run: Path, milter_port: int) -> str:
     script = QUICKSTART.read_text()
     match = re.search(r'^cat > "\$CONFIG" <<TOML\n(.*?)^TOML$', script, re.S | re.M)
     assert match, "scripts/quickstart no longer writes its config with a TOML here-document"
-    return Template(match[1]).substitute(RUN=run, MILTER_PORT=milter_port)
+    return Template(match[1]).substitute(RUN=run, MILTER_PORT=milter_port, WEB_PORT=8025)
 
 
 def test_quickstart_config_passes_check_config_with_scanning_off_on_purpose(

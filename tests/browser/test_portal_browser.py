@@ -111,7 +111,6 @@ def test_a_customer_registers_a_server_and_a_sasl_account_and_logs_out(
     assert chromium.find_element(By.TAG_NAME, "h1").text == "Dashboard"
     for href in ("/", "/servers", "/sasl", "/tokens"):
         assert chromium.find_elements(By.CSS_SELECTOR, f'a[href="{href}"]'), href
-    screenshot(chromium, "dashboard")
 
     # A server: listed after the redirect, with the flash message.
     go(chromium, "/servers")
@@ -161,6 +160,11 @@ def test_a_customer_registers_a_server_and_a_sasl_account_and_logs_out(
     screenshot(chromium, "tokens")
     chromium.get(f"{portal.url}/tokens")
     assert token not in chromium.page_source
+
+    # The dashboard shows both senders now (README.rst shows this one).
+    go(chromium, "/")
+    assert NETWORK in text(chromium) and SASL_LOGIN in text(chromium)
+    screenshot(chromium, "dashboard")
 
     # Logged out, the dashboard is out of reach again.
     logout = chromium.find_element(By.ID, "logout")

@@ -9,6 +9,7 @@ and its background services (updates, sync, safe browsing) are off.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +59,8 @@ def headless_chromium(log_path: Path) -> Iterator[webdriver.Chrome]:
     options.binary_location = str(CHROMIUM)
     for argument in ARGUMENTS:
         options.add_argument(argument)
+    # The DevTools network events, for the HTTP status of each page (document_statuses).
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     service = ChromeService(executable_path=str(CHROMEDRIVER), log_output=str(log_path))
     driver = webdriver.Chrome(options=options, service=service)
     try:
@@ -72,3 +75,21 @@ def headless_chromium(log_path: Path) -> Iterator[webdriver.Chrome]:
         yield driver
     finally:
         driver.quit()
+
+
+def document_statuses(driver: webdriver.Chrome) -> list[int]:
+    """The HTTP statuses of the pages loaded since the last call, redirects included.
+
+    A form answered 303 and then the page it leads to (200) is ``[303, 200]``.
+    """
+    statuses = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        if params.get("type") != "Document":
+            continue
+        if message["method"] == "Network.requestWillBeSent" and "redirectResponse" in params:
+            statuses.append(int(params["redirectResponse"]["status"]))
+        elif message["method"] == "Network.responseReceived":
+            statuses.append(int(params["response"]["status"]))
+    return statuses

@@ -2,8 +2,9 @@
 
 Prometheus rules and configuration with promtool, the Grafana dashboard's
 queries with promtool and against the metrics osfmilter exports, the systemd
-units with systemd-analyze, and the Sendmail snippet by building a
-sendmail.cf from it with Sendmail's own m4 files.
+units with systemd-analyze, the nginx example with nginx -t, and the
+Sendmail snippet by building a sendmail.cf from it with Sendmail's own m4
+files.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from osfmilter.config import Config
+from osfmilter.config import Config, config_from_dict
 from osfmilter.dovecot import sql_connect
 from osfmilter.metrics import CALLBACK_BUCKETS, SCAN_BUCKETS, Metrics
 from osfmilter.milter.adapter import OsfMilter
@@ -419,8 +421,13 @@ def test_systemd_unit_verifies(unit: Path, tmp_path: Path) -> None:
     osfmilter user need not exist: verify does not look users up.
     """
     text = unit.read_text()
-    # The milter's units run the milter, osfmilter-notify the notification sender.
-    assert re.search(r"^ExecStart=/usr/local/bin/osfmilter (notify )?run$", text, re.MULTILINE)
+    # The milter's units run the milter, osfmilter-web the portal and the API,
+    # osfmilter-notify the notification sender.
+    assert re.search(
+        r"^ExecStart=/usr/local/bin/osfmilter (--config /etc/osfmilter/\S+ )?(run|web|notify run)$",
+        text,
+        re.MULTILINE,
+    )
     assert re.search(r"^User=osfmilter$", text, re.MULTILINE)
     copy = tmp_path / unit.name
     copy.write_text(text.replace("/usr/local/bin/osfmilter", sys.executable))
@@ -445,6 +452,29 @@ def test_systemd_unit_verifies(unit: Path, tmp_path: Path) -> None:
         assert result.returncode == 0, output(result)
 
 
+def _hardening(text: str) -> list[str]:
+    """The sandboxing lines: NoNewPrivileges= up to CapabilityBoundingSet=."""
+    lines = text.splitlines()
+    start = lines.index("NoNewPrivileges=yes")
+    return lines[start : lines.index("CapabilityBoundingSet=", start) + 1]
+
+
+def test_systemd_web_unit_serves_the_config_with_the_milters_hardening() -> None:
+    web = (CONTRIB / "systemd" / "osfmilter-web.service").read_text()
+    milter = (CONTRIB / "systemd" / "osfmilter.service").read_text()
+    assert re.search(
+        r"^ExecStart=/usr/local/bin/osfmilter --config /etc/osfmilter/osfmilter.toml web$",
+        web,
+        re.MULTILINE,
+    )
+    assert re.search(r"^Restart=on-failure$", web, re.MULTILINE)
+    assert _hardening(web) == _hardening(milter)
+    # The same owner of the shared state directory as the milter's unit.
+    for directive in ("User", "Group", "StateDirectory", "StateDirectoryMode"):
+        found = {re.findall(rf"^{directive}=.*$", text, re.MULTILINE)[0] for text in (web, milter)}
+        assert len(found) == 1, found
+
+
 def test_systemd_template_runs_one_config_per_instance() -> None:
     text = (CONTRIB / "systemd" / "osfmilter@.service").read_text()
     assert "Environment=OSFMILTER_CONFIG=/etc/osfmilter/%i.toml" in text
@@ -452,6 +482,60 @@ def test_systemd_template_runs_one_config_per_instance() -> None:
     # (systemd removes that when its instance stops).
     assert re.search(r"^StateDirectory=osfmilter$", text, re.MULTILINE)
     assert re.search(r"^RuntimeDirectory=osfmilter/%i$", text, re.MULTILINE)
+
+
+# nginx ------------------------------------------------------------------------
+
+NGINX_CONF = CONTRIB / "nginx" / "osfmilter-web.conf"
+
+
+def test_nginx_example_passes_nginx_t(tmp_path: Path) -> None:
+    """``nginx -t`` accepts the server blocks inside an http block, as conf.d includes them.
+
+    The placeholder certificate paths are swapped for a test certificate's;
+    logs, pid and temporary files go to the test's directory.
+    """
+    text = NGINX_CONF.read_text()
+    certificate = make_certificate(tmp_path / "tls", names=("portal.example.com",))
+    placeholders = {
+        "/etc/ssl/certs/portal.example.com.pem": certificate.cert_path,
+        "/etc/ssl/private/portal.example.com.key": certificate.key_path,
+    }
+    for placeholder, path in placeholders.items():
+        assert placeholder in text
+        text = text.replace(placeholder, str(path))
+    (tmp_path / "osfmilter-web.conf").write_text(text)
+    temp = "".join(
+        f"    {kind}_temp_path {tmp_path}/{kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n    access_log off;\n{temp}    include {tmp_path}/osfmilter-web.conf;\n}}\n"
+    )
+    result = run("nginx", "-t", "-q", "-e", str(tmp_path / "error.log"), "-c", str(main))
+    assert result.returncode == 0, output(result)
+    assert not (result.stdout + result.stderr).strip(), output(result)
+
+
+def test_nginx_example_forwards_what_trusted_proxies_believes() -> None:
+    text = NGINX_CONF.read_text()
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in text
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in text
+    assert "proxy_set_header Host $host;" in text
+    assert re.search(r"^\s*server 127\.0\.0\.1:8025;", text, re.MULTILINE)
+    assert Config().web.listen == "127.0.0.1:8025"
+    # The [web] lines its comment gives are a valid configuration, trusting nginx.
+    snippet = re.search(r"^#\s+\[web\]\n((?:#\s+\w+ = .*\n)+)", text, re.MULTILINE)
+    assert snippet, "the comment gives the [web] settings to use"
+    settings = tomllib.loads(re.sub(r"^#\s+", "", snippet[1], flags=re.MULTILINE))
+    web = config_from_dict({"web": settings}).web
+    assert web.trusted_proxies == ["127.0.0.1"] and web.cookie_secure
+    assert "client_max_body_size 64k;" in text
+    for location in ("location = /login {", "location /api/ {"):
+        block = text[text.index(location) :].split("}", 1)[0]
+        assert "limit_req zone=" in block, location
 
 
 # Sendmail ---------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The tests and the quick start start their own daemons on loopback; the
 system copies that Debian's packages bring (Prometheus on :9090 on every
-interface, clamd, spamd, rspamd, Postfix) must stay disabled, so that a
+interface, clamd, spamd, rspamd, Postfix, nginx) must stay disabled, so that a
 reboot of a machine the script ran on does not start them either.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-SYSTEM_DAEMONS = ("prometheus", "clamav-daemon", "spamd", "rspamd", "postfix")
+SYSTEM_DAEMONS = ("prometheus", "clamav-daemon", "spamd", "rspamd", "postfix", "nginx")
 
 
 @pytest.mark.parametrize("unit", SYSTEM_DAEMONS)

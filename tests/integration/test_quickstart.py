@@ -1,10 +1,11 @@
-"""scripts/quickstart as a newcomer uses it: an accept, a refusal, a restart, the CLI.
+"""scripts/quickstart as a newcomer uses it: an accept, a refusal, a restart, the CLI, the portal.
 
 And the configuration it writes, judged by check-config as it runs it.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
@@ -12,7 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from string import Template
 
@@ -36,6 +39,7 @@ def quickstart() -> Iterator[tuple[Path, dict[str, str]]]:
         "OSF_SMTP_PORT": str(free_port()),
         "OSF_SINK_PORT": str(free_port()),
         "OSF_MILTER_PORT": str(free_port()),
+        "OSF_WEB_PORT": str(free_port()),
     }
     env.pop("OSFMILTER_CONFIG", None)
     try:
@@ -109,12 +113,66 @@ def test_quickstart_shows_an_accept_and_a_refusal_and_keeps_them(
     # and keeps the demo account's password
     assert printed_swaks(restarted)[2] == login
 
+    # The portal it prints, with the demo user's login, lets that user in.
+    url, email, portal_password = printed_portal(output)
+    assert url == f"http://127.0.0.1:{env['OSF_WEB_PORT']}/"
+    assert email == "demo@example.com"
+    assert portal_password == (run / "portal-password").read_text().strip()
+    assert (run / "portal-password").stat().st_mode & 0o077 == 0
+    assert printed_portal(restarted) == (url, email, portal_password)
+    assert log_in(int(env["OSF_WEB_PORT"]), email, portal_password) == (303, "/")
+    assert log_in(int(env["OSF_WEB_PORT"]), email, "not-" + portal_password)[0] == 401
+    assert portal_password not in (run / "web.log").read_text()
+
     # The line it prints makes the README's `osfmilter ...` examples work as written.
     assert f". {run}/env" in output
     listed = shell(f". {run}/env && osfmilter server list && osfmilter report refused", env)
     assert listed.returncode == 0, listed.stderr
     assert "127.0.0.1/32  demo" in listed.stdout
     assert "unregistered:127.0.0.2" in listed.stdout
+
+
+def printed_portal(output: str) -> tuple[str, str, str]:
+    """The portal's address, and the e-mail address and password it says to log in with."""
+    [url] = re.findall(r"^The portal: +(http://\S+)", output, re.MULTILINE)
+    [(email, password)] = re.findall(
+        r"^ +log in as (\S+) with the password (\S+)$", output, re.MULTILINE
+    )
+    return url, email, password
+
+
+class _HiddenInputs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        fields = dict(attrs)
+        if tag == "input" and fields.get("type") == "hidden" and fields.get("name"):
+            self.values[str(fields["name"])] = fields.get("value") or ""
+
+
+def log_in(port: int, email: str, password: str) -> tuple[int, str]:
+    """GET /login for its cookie and CSRF field, POST the form: status and Location."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/login")
+        page = connection.getresponse()
+        assert page.status == 200, page.status
+        form = _HiddenInputs()
+        form.feed(page.read().decode())
+        assert "csrf_token" in form.values, form.values
+        cookies = "; ".join(
+            header.split(";", 1)[0] for header in page.headers.get_all("Set-Cookie") or []
+        )
+        body = urllib.parse.urlencode({**form.values, "email": email, "password": password})
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookies}
+        connection.request("POST", "/login", body=body, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        return answer.status, answer.getheader("Location", "")
+    finally:
+        connection.close()
 
 
 def wait_for_files(directory: Path, count: int = 1, timeout: float = 30.0) -> list[Path]:
@@ -129,7 +187,7 @@ def quickstart_config(run: Path, milter_port: int) -> str:
     script = QUICKSTART.read_text()
     match = re.search(r'^cat > "\$CONFIG" <<TOML\n(.*?)^TOML$', script, re.S | re.M)
     assert match, "scripts/quickstart no longer writes its config with a TOML here-document"
-    return Template(match[1]).substitute(RUN=run, MILTER_PORT=milter_port)
+    return Template(match[1]).substitute(RUN=run, MILTER_PORT=milter_port, WEB_PORT=8025)
 
 
 def test_quickstart_config_passes_check_config_with_scanning_off_on_purpose(

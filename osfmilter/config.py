@@ -397,6 +397,11 @@ class WebSection(Section):
     # Mark the portal's cookies Secure even when the request came in as plain
     # HTTP: set it behind a TLS reverse proxy (they are Secure over https anyway).
     cookie_secure: bool = False
+    # Requests per minute one API token may make, and one address without a
+    # valid token (so that guessing tokens is throttled too); in memory, per
+    # process. Past either: 429 with Retry-After.
+    api_requests_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = 600
+    api_unauthenticated_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = 60
 
     @model_validator(mode="after")
     def _listen(self) -> WebSection:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import cast
 
 from sqlalchemy import select
 
 from osfmilter.cli import common
 from osfmilter.cli.common import Commands, command, group
 from osfmilter.cli.output import table, when
-from osfmilter.cli.spf import spf_advice
 from osfmilter.clock import SystemClock
 from osfmilter.config import Config
 from osfmilter.dkim.keys import KeyFiles
@@ -93,35 +91,14 @@ def cmd_domain_show(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_domain_check(args: argparse.Namespace, config: Config) -> int:
-    from osfmilter.dkim.signer import Algorithm
-    from osfmilter.domains.advisor import (
-        PublishedKey,
-        Registered,
-        check_domain,
-        render_json,
-        render_text,
-    )
-    from osfmilter.registration import normalize_domain
-    from osfmilter.spf.checker import resolver_for
-    from osfmilter.storage.dkim import published_keys
+    from osfmilter.domains import check
+    from osfmilter.domains.advisor import render_json, render_text
 
-    name = normalize_domain(args.domain)
     with common.session(config, Access.READ_ONLY) as session:
-        row = session.scalars(
-            select(ScannedDomain).where(ScannedDomain.domain == name)
-        ).one_or_none()
-        registered = None
-        if row is not None:
-            keys = tuple(
-                PublishedKey(k.selector, cast(Algorithm, k.algorithm), k.public_key, k.state)
-                for k in published_keys(session, name, SystemClock().now())
-            )
-            registered = Registered(DomainState(row.state), row.verification_token, keys)
-    advice = spf_advice(config, name)
-    resolver = resolver_for(config.spf.nameservers, config.spf.timeout)
-    check = check_domain(name, advice, resolver, registered)
-    print(render_json(check) if args.json else render_text(check))
-    return 0 if check.passes else 1
+        registered = check.registered(session, args.domain, SystemClock().now())
+    result = check.run(config.spf, args.domain, registered)
+    print(render_json(result) if args.json else render_text(result))
+    return 0 if result.passes else 1
 
 
 def cmd_domain_list(args: argparse.Namespace, config: Config) -> int:

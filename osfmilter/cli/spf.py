@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING
 
 from osfmilter.cli.common import Commands, command, group
 from osfmilter.config import Config
-from osfmilter.errors import UsageError
-from osfmilter.registration import normalize_domain
 
 if TYPE_CHECKING:
     from osfmilter.spf.advisor import Advice
@@ -16,22 +14,9 @@ if TYPE_CHECKING:
 
 def spf_advice(config: Config, domain_text: str) -> Advice:
     """The SPF advice for a domain, with the configured relay addresses and resolvers."""
-    from osfmilter.spf.advisor import advise
-    from osfmilter.spf.checker import SpfChecker, resolver_for
+    from osfmilter.domains.check import spf_advice as advice
 
-    settings = config.spf
-    if not settings.outbound_ips:
-        raise UsageError("[spf] outbound_ips is empty: there is no relay address to check")
-    domain = normalize_domain(domain_text)
-    resolver = resolver_for(settings.nameservers, settings.timeout)
-    checker = SpfChecker(
-        settings.outbound_ips,
-        resolver,
-        settings.timeout,
-        settings.cache_size,
-        settings.cache_max_ttl,
-    )
-    return advise(domain, checker, settings.include)
+    return advice(config.spf, domain_text)
 
 
 def cmd_spf_check(args: argparse.Namespace, config: Config) -> int:

@@ -204,7 +204,12 @@ def render_text(check: DomainCheck) -> str:
     return "\n".join(lines)
 
 
+def document(check: DomainCheck) -> dict[str, object]:
+    """The check as ``--json`` prints it: ``domain``, ``passes``, then each part by its key."""
+    found: dict[str, object] = {"domain": check.domain, "passes": check.passes}
+    found.update({part.key: part.document for part in check.parts})
+    return found
+
+
 def render_json(check: DomainCheck) -> str:
-    document: dict[str, object] = {"domain": check.domain, "passes": check.passes}
-    document.update({part.key: part.document for part in check.parts})
-    return json.dumps(document, indent=2)
+    return json.dumps(document(check), indent=2)

@@ -50,6 +50,10 @@ MAX_ACTOR = 100
 MAX_REASON = 400
 
 
+# More to write in a state change's transaction, given its transitions.
+Also = Callable[[Connection, list[Transition]], None]
+
+
 @dataclass(frozen=True)
 class _Target:
     """One identity's row and the column that points at it from other tables."""
@@ -123,18 +127,21 @@ class ReputationStore:
         action: OperatorActionKind,
         actor: str,
         reason: str,
+        then: Also | None = None,
     ) -> list[Transition]:
         """Release or block; the transitions made (none: it already was in that state).
 
         A recovery that had fallen due is recorded first, so releasing a
         verdacht identity whose 48 hours are over reports that recovery only.
+        ``then`` writes more in the same transaction, given the transitions
+        (the API's audit entry), so the change and it commit together.
         """
         actor = _one_line("--by", actor, MAX_ACTOR)
         reason = _one_line("--reason", reason, MAX_REASON)
         if actor.casefold() == SYSTEM:
             raise UsageError(f"--by {actor!r} is reserved for automatic transitions")
         outcome = self._apply(
-            _Target(kind, identity_id), lambda at: OperatorAction(action, actor, reason, at)
+            _Target(kind, identity_id), lambda at: OperatorAction(action, actor, reason, at), then
         )
         return list(outcome.transitions)
 
@@ -167,13 +174,17 @@ class ReputationStore:
 
     # Inside ----------------------------------------------------------------
 
-    def _apply(self, target: _Target, event: Callable[[datetime], Event]) -> Outcome:
+    def _apply(
+        self, target: _Target, event: Callable[[datetime], Event], then: Also | None = None
+    ) -> Outcome:
         with transaction(self.engine, write=True) as connection:
             row = self._row(connection, target, lock=True)
             evidence = self._evidence(connection, target)
             before = _with_evidence(row, evidence)
             outcome = apply(before, event(self.clock.now()), self.rules)
             self._save(connection, target, before, outcome, evidence)
+            if then is not None:
+                then(connection, list(outcome.transitions))
         return outcome
 
     @staticmethod

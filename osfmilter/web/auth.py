@@ -3,6 +3,11 @@
 A missing, malformed, unknown, wrong or revoked token gets the same 401,
 so an answer tells nothing about which tokens exist. The token itself is
 never logged nor echoed.
+
+Every request is throttled (:mod:`osfmilter.web.throttle`): one with a
+valid token by its token, one without by its address. An address whose
+allowance of requests without a valid token is used up gets 429 before its
+token is even looked at, so guessing tokens from it stops too.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from osfmilter import tokens
 from osfmilter.storage.audit import Actor
 from osfmilter.storage.schema import Customer
 from osfmilter.web.context import WebContext, web_context
-from osfmilter.web.errors import ApiError
+from osfmilter.web.errors import ApiError, too_many_requests
 
 # auto_error=False: our own 401 with our own body; the scheme still documents
 # the API's security in the OpenAPI document.
@@ -56,19 +61,25 @@ def caller(
     context: Annotated[WebContext, Depends(web_context)],
 ) -> Caller:
     """FastAPI dependency: the authenticated caller, else a 401."""
+    address = request.client.host if request.client else ""
+    throttle = context.throttle
+    if (wait := throttle.addresses.wait(address)) > 0:
+        raise too_many_requests(wait)
     if credentials is None:
+        throttle.addresses.take(address)
         raise unauthorized("missing bearer token (Authorization: Bearer TOKEN)")
     with context.store.session() as session:
         principal = tokens.authenticate(session, credentials.credentials, context.clock.now())
-        if principal is None:
-            raise unauthorized("invalid or revoked token")
         name = None
-        if principal.customer_id is not None:
+        if principal is not None and principal.customer_id is not None:
             customer = session.get(Customer, principal.customer_id)
-            if customer is None:  # removed since: its tokens went with it
-                raise unauthorized("invalid or revoked token")
-            name = customer.name
-    address = request.client.host if request.client else ""
+            # Removed since: its tokens went with it.
+            name = None if customer is None else customer.name
+    if principal is None or (principal.customer_id is not None and name is None):
+        throttle.addresses.take(address)
+        raise unauthorized("invalid or revoked token")
+    if (wait := throttle.tokens.take(principal.token_id)) > 0:
+        raise too_many_requests(wait)
     return Caller(principal.token_id, principal.prefix, principal.customer_id, name, address)
 
 

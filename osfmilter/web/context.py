@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
@@ -11,6 +11,7 @@ from osfmilter.config import Config
 from osfmilter.reputation import Rules
 from osfmilter.storage.reputation import ReputationStore
 from osfmilter.storage.store import SqlStore
+from osfmilter.web.throttle import ApiThrottle
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,15 @@ class WebContext:
     config: Config
     store: SqlStore
     clock: Clock
+    # Made from the configuration: one per application, counting in its memory.
+    throttle: ApiThrottle = field(init=False)
+
+    def __post_init__(self) -> None:
+        web = self.config.web
+        throttle = ApiThrottle(
+            web.api_requests_per_minute, web.api_unauthenticated_per_minute, self.clock.monotonic
+        )
+        object.__setattr__(self, "throttle", throttle)
 
     @property
     def reputation(self) -> ReputationStore:

@@ -1,15 +1,18 @@
 """Every failure answered as JSON ``{"error": "..."}``, with a status that means what it says.
 
 401 no, malformed, unknown or revoked token (with ``WWW-Authenticate:
-Bearer``); 404 not found, or another customer's; 409 a conflict (an
-overlapping network); 422 invalid input, naming the field; 503 the database
-is unreachable; 500 anything else, without a traceback (that goes to the
-log, never the request's headers or body).
+Bearer``); 403 an operator's endpoint asked with a customer's token; 404 not
+found, or another customer's; 409 a conflict (an overlapping network); 422
+invalid input, naming the field; 429 too many requests (with
+``Retry-After``); 503 the database or DNS is unreachable; 500 anything
+else, without a traceback (that goes to the log, never the request's
+headers or body).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +43,17 @@ def not_found(what: str) -> ApiError:
 
 def invalid(field: str, message: str) -> ApiError:
     return ApiError(422, f"{field}: {message}")
+
+
+def forbidden() -> ApiError:
+    """A customer's token on an endpoint of the operator's (never on an object's id: 404)."""
+    return ApiError(403, "this endpoint needs an operator token")
+
+
+def too_many_requests(wait: float) -> ApiError:
+    """429 with Retry-After: the whole seconds until the next request is free (at least 1)."""
+    seconds = max(1, math.ceil(wait))
+    return ApiError(429, f"too many requests; retry in {seconds} s", {"Retry-After": str(seconds)})
 
 
 def error_body(message: str) -> dict[str, str]:

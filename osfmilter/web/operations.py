@@ -20,13 +20,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TypeVar
 
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from osfmilter import passwords, tokens
 from osfmilter.config import RegistrationSection
-from osfmilter.storage import admin, users
+from osfmilter.errors import ConflictError, InvalidInput, UsageError
+from osfmilter.model import IdentityKind
+from osfmilter.registration import check_customer_name, check_plan, normalize_domain
+from osfmilter.reputation import SYSTEM, OperatorActionKind, Transition
+from osfmilter.storage import admin, domains, users
 from osfmilter.storage.audit import Actor, record
-from osfmilter.storage.schema import ApiToken, Customer, SaslAccount, SmtpServer
+from osfmilter.storage.reputation import ReputationStore
+from osfmilter.storage.schema import (
+    ApiToken,
+    Customer,
+    SaslAccount,
+    ScannedDomain,
+    SmtpServer,
+)
 
 
 def new_password() -> tuple[str, str]:
@@ -130,7 +142,130 @@ def revoke_token(session: Session, actor: Actor, token: ApiToken, now: datetime)
     )
 
 
-Owned = TypeVar("Owned", SmtpServer, SaslAccount, ApiToken)
+def add_domain(
+    session: Session, actor: Actor, customer: Customer, domain: str, now: datetime
+) -> ScannedDomain:
+    """Add a domain pending verification, with its new token; the caller holds the lock.
+
+    A refusal never names another customer or its domain.
+    """
+    try:
+        name = normalize_domain(domain)
+    except UsageError as exc:
+        raise InvalidInput(str(exc)) from None
+    try:
+        row = domains.add_domain(
+            session, name, customer.name, now, pending=True, reveal_others=False
+        )
+    except UsageError as exc:  # registered already, or nesting with another customer's
+        raise ConflictError(str(exc)) from None
+    record(session, actor, "domain.add", now, customer=customer, target=row.domain)
+    session.flush()
+    return row
+
+
+def mark_domain_verified(
+    session: Session, actor: Actor, row: ScannedDomain, token: str, now: datetime
+) -> None:
+    """Verify a pending domain whose record was found (outside the transaction) to hold ``token``.
+
+    A ConflictError if it got another token meanwhile (removed and added anew).
+    """
+    try:
+        domains.mark_verified(session, row.domain, token, now)
+    except UsageError as exc:
+        raise ConflictError(str(exc)) from None
+    record(session, actor, "domain.verify", now, customer=row.customer, target=row.domain)
+
+
+def remove_domain(session: Session, actor: Actor, row: ScannedDomain, now: datetime) -> list[str]:
+    """Remove the domain and its DKIM keys' rows; the selectors whose key files the caller
+    removes once this commits (as ``osfmilter domain remove``)."""
+    record(session, actor, "domain.remove", now, customer=row.customer, target=row.domain)
+    return domains.remove_domain(session, row.domain)
+
+
+def add_customer(session: Session, actor: Actor, name: str, plan: str, now: datetime) -> Customer:
+    try:
+        check_customer_name(name)
+        check_plan(plan)
+    except UsageError as exc:
+        raise InvalidInput(str(exc)) from None
+    if session.scalars(select(Customer.id).where(Customer.name == name)).first() is not None:
+        raise ConflictError(f"customer {name!r} already exists")
+    customer = admin.add_customer(session, name, plan, now)
+    record(session, actor, "customer.add", now, customer=customer, target=name, detail=plan)
+    return customer
+
+
+def set_plan(session: Session, actor: Actor, customer: Customer, plan: str, now: datetime) -> None:
+    """Put the customer on a plan; the same plan again changes and records nothing."""
+    try:
+        check_plan(plan)
+    except UsageError as exc:
+        raise InvalidInput(str(exc)) from None
+    if customer.plan == plan:
+        return
+    detail = f"{customer.plan} -> {plan}"
+    admin.set_plan(session, customer.name, plan)
+    record(
+        session, actor, "customer.plan", now, customer=customer, target=customer.name, detail=detail
+    )
+
+
+def remove_customer(session: Session, actor: Actor, customer: Customer, now: datetime) -> None:
+    """Remove a customer that holds nothing more (a ConflictError says what it still holds)."""
+    # The entry keeps the name; its customer_id becomes NULL with the row.
+    record(session, actor, "customer.remove", now, customer=customer, target=customer.name)
+    try:
+        admin.remove_customer(session, customer.name)
+    except UsageError as exc:
+        raise ConflictError(str(exc)) from None
+
+
+def change_state(
+    reputation: ReputationStore,
+    actor: Actor,
+    kind: IdentityKind,
+    identity_id: int,
+    action: OperatorActionKind,
+    by: str,
+    reason: str,
+) -> list[Transition]:
+    """Release or block an identity, as ``osfmilter server release|block``; the transitions.
+
+    The audit entry is written in the reputation store's own transaction,
+    the one that changes the state and its history, so they commit together.
+    Nothing changed (it already was in that state): no entry.
+    """
+
+    def audit(connection: Connection, transitions: list[Transition]) -> None:
+        if all(change.actor == SYSTEM for change in transitions):
+            return
+        # A session joined to the store's transaction: it neither commits nor ends it.
+        session = Session(bind=connection)
+        identity: SmtpServer | SaslAccount | None = (
+            session.get(SmtpServer, identity_id)
+            if kind is IdentityKind.SERVER
+            else session.get(SaslAccount, identity_id)
+        )
+        assert identity is not None  # the store holds its row's lock
+        target = identity.network if isinstance(identity, SmtpServer) else identity.login
+        record(
+            session,
+            actor,
+            f"{kind}.{action}",
+            transitions[-1].at,
+            customer=identity.customer,
+            target=target,
+            detail=f"{transitions[-1].old} -> {transitions[-1].new} by {by}: {reason}",
+        )
+        session.flush()
+
+    return reputation.operator(kind, identity_id, action, by, reason, then=audit)
+
+
+Owned = TypeVar("Owned", SmtpServer, SaslAccount, ApiToken, ScannedDomain)
 
 
 def _visible(
@@ -154,3 +289,9 @@ def visible_sasl_account(
 
 def visible_token(session: Session, customer_id: int | None, token_id: int) -> ApiToken | None:
     return _visible(session, ApiToken, customer_id, token_id)
+
+
+def visible_domain(
+    session: Session, customer_id: int | None, domain_id: int
+) -> ScannedDomain | None:
+    return _visible(session, ScannedDomain, customer_id, domain_id)

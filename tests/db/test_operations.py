@@ -7,13 +7,25 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from osfmilter import passwords, tokens
-from osfmilter.config import RegistrationSection
+from osfmilter.config import Config, RegistrationSection
 from osfmilter.errors import ConflictError, InvalidInput
+from osfmilter.model import IdentityKind
+from osfmilter.reputation import OperatorActionKind, Rules
 from osfmilter.storage import admin
 from osfmilter.storage.audit import Actor, entries
-from osfmilter.storage.schema import ApiToken, AuditEntry, SaslAccount, SmtpServer
+from osfmilter.storage.reputation import ReputationStore
+from osfmilter.storage.schema import (
+    ApiToken,
+    AuditEntry,
+    Customer,
+    DkimKey,
+    SaslAccount,
+    ScannedDomain,
+    SmtpServer,
+)
 from osfmilter.storage.store import SqlStore
 from osfmilter.web import operations
 from tests.db.conftest import Run
@@ -196,3 +208,168 @@ def test_the_operator_reads_the_audit_log_on_the_command_line(store: SqlStore, r
     assert status == 0
     [newest] = json.loads(out)["entries"]
     assert newest["customer"] == "globex" and newest["detail"] == ""
+
+
+class Clock:
+    def now(self) -> datetime:
+        return NOW
+
+    def monotonic(self) -> float:
+        return 0.0
+
+
+def reputation(store: SqlStore) -> ReputationStore:
+    return ReputationStore(store.engine, Clock(), Rules.from_config(Config().reputation))
+
+
+def domain_row(session: Session, domain_id: int) -> ScannedDomain:
+    row = operations.visible_domain(session, None, domain_id)
+    assert row is not None
+    return row
+
+
+def test_a_domain_is_added_pending_verified_and_removed_with_its_keys(store: SqlStore) -> None:
+    with store.session(locked=True) as session:
+        acme = admin.get_customer(session, "acme")
+        added = operations.add_domain(session, PORTAL, acme, " Shop.Example. ", NOW)
+        assert (added.domain, added.state) == ("shop.example", "pending")
+        token, domain_id = added.verification_token, added.id
+        assert token is not None
+    with store.session() as session:
+        row = domain_row(session, domain_id)
+        with pytest.raises(ConflictError, match="new token"):
+            operations.mark_domain_verified(session, PORTAL, row, "0" * 32, NOW)
+    with store.session() as session:
+        row = domain_row(session, domain_id)
+        operations.mark_domain_verified(session, PORTAL, row, token, NOW)
+    with store.session() as session:
+        row = domain_row(session, domain_id)
+        assert row.state == "verified" and row.verified_at == NOW
+        session.add(
+            DkimKey(
+                domain=row,
+                selector="s1",
+                algorithm="ed25519-sha256",
+                public_key="AAAA",
+                created_at=NOW,
+            )
+        )
+    with store.session() as session:
+        row = domain_row(session, domain_id)
+        assert operations.remove_domain(session, PORTAL, row, NOW) == ["s1"]
+    with store.session() as session:
+        assert session.scalars(select(ScannedDomain)).all() == []
+    assert [(row[4], row[5]) for row in audit(store)] == [
+        ("domain.add", "shop.example"),
+        ("domain.verify", "shop.example"),
+        ("domain.remove", "shop.example"),
+    ]
+
+
+def test_a_domain_refused_names_no_other_customer(store: SqlStore) -> None:
+    with store.session(locked=True) as session:
+        globex = admin.get_customer(session, "globex")
+        operations.add_domain(session, PORTAL, globex, "mail.globex.example", NOW)
+    for domain in ("mail.globex.example", "a.mail.globex.example", "globex.example"):
+        with pytest.raises(ConflictError) as refused, store.session(locked=True) as session:
+            acme = admin.get_customer(session, "acme")
+            operations.add_domain(session, PORTAL, acme, domain, NOW)
+        assert "'globex'" not in refused.value.public
+        if domain == "globex.example":  # a domain within it: which one is not told
+            assert "mail.globex.example" not in refused.value.public
+    with pytest.raises(InvalidInput), store.session(locked=True) as session:
+        acme = admin.get_customer(session, "acme")
+        operations.add_domain(session, PORTAL, acme, "not a domain", NOW)
+    assert [row[4] for row in audit(store)] == ["domain.add"]
+
+
+def test_customers_are_added_replanned_and_removed_with_their_entries(store: SqlStore) -> None:
+    with store.session() as session:
+        operations.add_customer(session, PORTAL, "initech", "free", NOW)
+    with pytest.raises(ConflictError, match="already exists"), store.session() as session:
+        operations.add_customer(session, PORTAL, "initech", "paid", NOW)
+    for name, plan in (("two words", "free"), ("ok", "gold")):
+        with pytest.raises(InvalidInput), store.session() as session:
+            operations.add_customer(session, PORTAL, name, plan, NOW)
+    with store.session() as session:
+        initech = admin.get_customer(session, "initech")
+        operations.set_plan(session, PORTAL, initech, "paid", NOW)
+        operations.set_plan(session, PORTAL, initech, "paid", NOW)  # no change, no entry
+        with pytest.raises(InvalidInput):
+            operations.set_plan(session, PORTAL, initech, "gold", NOW)
+    _, hashed = operations.new_password()
+    with store.session() as session:
+        initech = admin.get_customer(session, "initech")
+        assert initech.plan == "paid"
+        operations.add_sasl_account(session, PORTAL, initech, "app@initech.example", hashed, NOW)
+    with pytest.raises(ConflictError, match="SASL account"), store.session() as session:
+        operations.remove_customer(session, PORTAL, admin.get_customer(session, "initech"), NOW)
+    with store.session() as session:
+        account = session.scalars(select(SaslAccount)).one()
+        operations.remove_sasl_account(session, PORTAL, account, NOW)
+    with store.session() as session:
+        operations.remove_customer(session, PORTAL, admin.get_customer(session, "initech"), NOW)
+    with store.session() as session:
+        assert [c.name for c in session.scalars(select(Customer).order_by(Customer.name))] == [
+            "acme",
+            "globex",
+        ]
+        logged = [(e.customer_id, e.customer, e.action, e.detail) for e in entries(session)]
+    assert [row[2] for row in reversed(logged)] == [
+        "customer.add",
+        "customer.plan",
+        "sasl.add",
+        "sasl.remove",
+        "customer.remove",
+    ]
+    # The customer is gone; its entries keep its name.
+    assert {row[:2] for row in logged} == {(None, "initech")}
+    assert ("free -> paid") in [row[3] for row in logged]
+
+
+def test_release_and_block_are_audited_in_the_state_changes_transaction(
+    store: SqlStore,
+) -> None:
+    with store.session(locked=True) as session:
+        acme = admin.get_customer(session, "acme")
+        server_id = operations.add_server(
+            session, PORTAL, acme, "81.2.69.0/28", None, LAX, NOW, by_operator=False
+        ).id
+    states = reputation(store)
+    block = OperatorActionKind.BLOCK
+    changes = operations.change_state(
+        states, PORTAL, IdentityKind.SERVER, server_id, block, "ops", "spam run"
+    )
+    assert [(c.old, c.new, c.actor) for c in changes] == [("veilig", "onveilig", "ops")]
+    # Blocking a blocked one changes nothing, and records nothing.
+    assert (
+        operations.change_state(states, PORTAL, IdentityKind.SERVER, server_id, block, "ops", "x")
+        == []
+    )
+    release = OperatorActionKind.RELEASE
+
+    def broken(connection: object, transitions: object) -> None:
+        raise RuntimeError("the audit entry could not be written")
+
+    # What fails after the state change undoes it: one transaction.
+    with pytest.raises(RuntimeError):
+        states.operator(IdentityKind.SERVER, server_id, release, "ops", "fixed", then=broken)
+    assert states.standing(IdentityKind.SERVER, server_id).state == "onveilig"
+    operations.change_state(states, PORTAL, IdentityKind.SERVER, server_id, release, "ops", "fixed")
+    assert states.standing(IdentityKind.SERVER, server_id).state == "veilig"
+    with store.session() as session:
+        logged = [(e.customer, e.action, e.target, e.detail) for e in reversed(entries(session))]
+    assert logged[1:] == [
+        ("acme", "server.block", "81.2.69.0/28", "veilig -> onveilig by ops: spam run"),
+        ("acme", "server.release", "81.2.69.0/28", "onveilig -> veilig by ops: fixed"),
+    ]
+
+
+def test_another_customers_domain_is_invisible(store: SqlStore) -> None:
+    with store.session(locked=True) as session:
+        acme, globex = admin.get_customer(session, "acme"), admin.get_customer(session, "globex")
+        row = operations.add_domain(session, PORTAL, globex, "globex.example", NOW)
+        assert operations.visible_domain(session, acme.id, row.id) is None
+        assert operations.visible_domain(session, globex.id, row.id) is row
+        assert operations.visible_domain(session, None, row.id) is row
+        assert operations.visible_domain(session, None, row.id + 1000) is None

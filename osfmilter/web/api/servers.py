@@ -11,24 +11,29 @@ customer's server is answered 404, exactly like a missing one.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from osfmilter.errors import InvalidInput, UsageError
+from osfmilter.errors import InvalidInput
 from osfmilter.model import IdentityKind
-from osfmilter.storage import admin
-from osfmilter.storage.schema import Customer, SmtpServer
+from osfmilter.storage.schema import SmtpServer
 from osfmilter.web import operations
+from osfmilter.web.api.common import (
+    Context,
+    CustomerQuery,
+    ObjectId,
+    StateChangeOut,
+    customer_scope,
+    history,
+    owner,
+)
 from osfmilter.web.auth import Caller, CallerDep
-from osfmilter.web.context import WebContext, web_context
 from osfmilter.web.errors import invalid, not_found
 
 router = APIRouter(prefix="/servers", tags=["servers"])
-Context = Annotated[WebContext, Depends(web_context)]
 MAX_DESCRIPTION = 200
 
 
@@ -62,14 +67,6 @@ class ServerOut(BaseModel):
     created_at: datetime
 
 
-class StateChangeOut(BaseModel):
-    at: datetime
-    old_state: str
-    new_state: str
-    reason: str
-    actor: str
-
-
 def _out(server: SmtpServer) -> ServerOut:
     return ServerOut(
         id=server.id,
@@ -90,54 +87,25 @@ def _visible(session: Session, caller: Caller, server_id: int) -> SmtpServer:
     return server
 
 
-def _customer_named(session: Session, caller: Caller, name: str, field: str) -> Customer:
-    """A customer the caller may name: any for the operator, only itself for a customer."""
-    if caller.is_operator or name == caller.customer_name:
-        try:
-            return admin.get_customer(session, name)
-        except UsageError as exc:
-            raise invalid(field, str(exc)) from None
-    # Another customer is not told whether that one exists.
-    raise invalid(field, f"no customer named {name!r}")
-
-
-ServerId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-
-
 @router.get("", summary="the caller's servers (an operator's: all, or ?customer=NAME)")
 def list_servers(
-    caller: CallerDep,
-    context: Context,
-    customer: Annotated[str | None, Query(max_length=100)] = None,
+    caller: CallerDep, context: Context, customer: CustomerQuery = None
 ) -> list[ServerOut]:
     with context.store.session() as session:
         query = select(SmtpServer).order_by(
             SmtpServer.family, SmtpServer.first_address, SmtpServer.prefix_len
         )
-        if customer is not None:
-            query = query.where(
-                SmtpServer.customer_id == _customer_named(session, caller, customer, "customer").id
-            )
-        elif not caller.is_operator:
-            query = query.where(SmtpServer.customer_id == caller.customer_id)
+        if (customer_id := customer_scope(session, caller, customer)) is not None:
+            query = query.where(SmtpServer.customer_id == customer_id)
         return [_out(server) for server in session.scalars(query)]
 
 
 @router.post("", status_code=201, summary="register a server")
 def create_server(body: ServerCreate, caller: CallerDep, context: Context) -> ServerOut:
-    if caller.is_operator:
-        if body.customer is None:
-            raise invalid("customer", "an operator token must name the customer")
-        customer_name = body.customer
-    else:
-        if body.customer is not None and body.customer != caller.customer_name:
-            raise invalid("customer", f"no customer named {body.customer!r}")
-        assert caller.customer_name is not None
-        customer_name = caller.customer_name
     # Locked, as `osfmilter server add`: no registration slips in between
     # the overlap check and the insert.
     with context.store.session(locked=True) as session:
-        customer = _customer_named(session, caller, customer_name, "customer")
+        customer = owner(session, caller, body.customer)
         try:
             server = operations.add_server(
                 session,
@@ -156,13 +124,13 @@ def create_server(body: ServerCreate, caller: CallerDep, context: Context) -> Se
 
 
 @router.get("/{server_id}", summary="one server")
-def get_server(server_id: ServerId, caller: CallerDep, context: Context) -> ServerOut:
+def get_server(server_id: ObjectId, caller: CallerDep, context: Context) -> ServerOut:
     with context.store.session() as session:
         return _out(_visible(session, caller, server_id))
 
 
 @router.delete("/{server_id}", status_code=204, summary="remove a server")
-def delete_server(server_id: ServerId, caller: CallerDep, context: Context) -> Response:
+def delete_server(server_id: ObjectId, caller: CallerDep, context: Context) -> Response:
     with context.store.session() as session:
         server = _visible(session, caller, server_id)
         operations.remove_server(session, caller.actor, server, context.clock.now())
@@ -171,15 +139,8 @@ def delete_server(server_id: ServerId, caller: CallerDep, context: Context) -> R
 
 @router.get("/{server_id}/history", summary="the server's state changes, oldest first")
 def server_history(
-    server_id: ServerId, caller: CallerDep, context: Context
+    server_id: ObjectId, caller: CallerDep, context: Context
 ) -> list[StateChangeOut]:
     with context.store.session() as session:
         _visible(session, caller, server_id)
-    reputation = context.reputation
-    # Looking is observing, as `osfmilter server history`: a recovery that
-    # fell due is recorded (at its due time) first.
-    reputation.observe(IdentityKind.SERVER, server_id)
-    return [
-        StateChangeOut(at=c.at, old_state=c.old, new_state=c.new, reason=c.reason, actor=c.actor)
-        for c in reputation.history(IdentityKind.SERVER, server_id)
-    ]
+    return history(context, IdentityKind.SERVER, server_id)

@@ -108,7 +108,7 @@ async def dependency_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(503, f"{exc.backend} unavailable, try again later")
 
 
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     # The traceback to the log (one line, escaped); the client learns nothing of it.
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return _json(500, "internal error")
@@ -121,4 +121,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(UsageError, _usage_error)
     app.add_exception_handler(DependencyError, dependency_error)
-    app.add_exception_handler(Exception, _internal_error)
+    app.add_exception_handler(Exception, internal_error)

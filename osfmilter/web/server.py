@@ -21,7 +21,7 @@ def serve(config: Config) -> None:
     """Serve the API on ``[web] listen`` until interrupted."""
     host, port = parse_host_port(config.web.listen)
     app = create_app(config)
-    log.info("serving the API on http://%s/api/v1", config.web.listen)
+    log.info("serving the portal on http://%s/ and the API under /api/v1", config.web.listen)
     uvicorn.run(
         app,
         host=host,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastapi.routing import APIRoute
 
 from osfmilter.web.portal import PAGES, csrf
@@ -88,3 +89,25 @@ def test_an_unknown_page_is_an_html_404_and_the_api_keeps_json(portal: Portal) -
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     api = browser.get("/api/v1/no-such-thing")
     assert api.status_code == 404 and api.json() == {"error": "not found"}
+
+
+def test_an_internal_error_is_a_page_with_the_headers_and_no_traceback(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from osfmilter.web.portal.pages import servers
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    portal.add_user(ACME_USER, "acme")
+    browser = portal.login(ACME_USER)
+    monkeypatch.setattr(servers, "servers_of", broken)
+    client = TestClient(portal.app, raise_server_exceptions=False, cookies=browser.cookies)
+    response = client.get("/servers")
+    assert response.status_code == 500 and response.headers["content-type"].startswith("text/html")
+    assert "secret internals" not in response.text and "Traceback" not in response.text
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["cache-control"] == "no-store"
+    assert "secret internals" in caplog.text

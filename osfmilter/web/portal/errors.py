@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from osfmilter.errors import DependencyError
 from osfmilter.web import errors as api_errors
-from osfmilter.web.portal import render
+from osfmilter.web.portal import headers, render
 
 NOT_FOUND = "There is no such page, or it is not yours."
 
@@ -89,6 +89,20 @@ async def _dependency_error(request: Request, exc: Exception) -> Response:
     return _page(request, 503, f"The {exc.backend} is unavailable. Please try again later.")
 
 
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # Starlette answers this outside every middleware, so the security
+    # headers are added here.
+    if is_api(request):
+        response: Response = await api_errors.internal_error(request, exc)
+    else:
+        api_errors.log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        response = _page(request, 500, "Something went wrong on our side. Please try again.")
+    for name, value in headers.ALWAYS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def install(app: FastAPI) -> None:
     """The portal's handlers, after (and over) the API's: they hand API paths back to those."""
     app.add_exception_handler(PortalError, _portal_error)
@@ -96,3 +110,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DependencyError, _dependency_error)
+    app.add_exception_handler(Exception, _internal_error)

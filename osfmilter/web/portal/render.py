@@ -75,18 +75,23 @@ def current_nav(path: str) -> str:
 
 def render(
     request: Request,
-    name: str,
+    template: str,
     user: PortalUser | None,
+    /,
     *,
     status: int = 200,
     **values: object,
 ) -> HTMLResponse:
-    """The page ``name`` for this request's user, with the one-time message it has waiting."""
+    """The page ``template`` for this request's user, with the one-time message it has waiting.
+
+    ``values`` are the template's own; every page also gets ``user``,
+    ``csrf_token`` (for its forms), ``nav``, ``current`` and ``flash``.
+    """
     context = web_context(request)
     message = flash.take(request, user)
     html = (
         environment()
-        .get_template(name)
+        .get_template(template)
         .render(
             user=user,
             csrf_token=user.csrf_token if user else "",

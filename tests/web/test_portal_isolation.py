@@ -1,0 +1,72 @@
+"""Tenant isolation in the portal: another customer's id in any URL is 404, like a missing one.
+
+The table must name every portal route with an id in its path: a new one
+fails this test until it is added, with the kind of object it takes.
+"""
+
+from __future__ import annotations
+
+from fastapi.routing import APIRoute
+from sqlalchemy import func, select
+
+from osfmilter import tokens
+from osfmilter.storage import admin, users
+from osfmilter.storage.schema import ApiToken, SaslAccount, SmtpServer
+from osfmilter.web.portal import PAGES
+from tests.web.conftest import ACME_USER, GLOBEX_NET, Portal, csrf_of
+
+HASH = "{ARGON2ID}not-a-real-hash"
+# (method, path) -> the kind of object its {id} names.
+WITH_ID = {
+    ("POST", "/servers/{server_id}/remove"): "server",
+    ("POST", "/sasl/{account_id}/password"): "sasl",
+    ("POST", "/sasl/{account_id}/remove"): "sasl",
+    ("POST", "/tokens/{token_id}/revoke"): "token",
+}
+
+
+def routes_with_id() -> set[tuple[str, str]]:
+    return {
+        (method, route.path)
+        for page in PAGES
+        for route in page.router.routes
+        if isinstance(route, APIRoute) and "{" in route.path
+        for method in route.methods or ()
+    }
+
+
+def test_every_portal_route_with_an_id_is_in_the_table() -> None:
+    assert routes_with_id() == set(WITH_ID), "update WITH_ID in tests/web/test_portal_isolation.py"
+
+
+def test_another_customers_ids_are_404_like_missing_ones(portal: Portal) -> None:
+    config = portal.app.state.context.config
+    now = portal.clock.now()
+    with portal.store.session() as session:
+        server = admin.add_server(session, GLOBEX_NET, "globex", config.registration, now)
+        account = admin.add_sasl(session, "app@globex.example", "globex", now, password_hash=HASH)
+        made = tokens.generate()
+        token = users.add_token(session, made.prefix, made.hash, "globex", now, created_by="t")
+        session.flush()
+        ids = {"server": server.id, "sasl": account.id, "token": token.id}
+    portal.add_user(ACME_USER, "acme")
+    browser = portal.login(ACME_USER)
+    csrf = csrf_of(browser.get("/").text)
+    for (method, path), kind in WITH_ID.items():
+        answers = []
+        for other in (ids[kind], ids[kind] + 1000, 2**40):
+            url = path.replace("{" + path.split("{")[1].split("}")[0] + "}", str(other))
+            response = browser.request(method, url, data={"csrf_token": csrf})
+            assert response.status_code == 404, (method, url, response.text)
+            answers.append(response.text)
+        assert answers[0] == answers[1] == answers[2], path
+        assert "globex" not in answers[0]
+    with portal.store.session() as session:
+        assert session.scalar(select(func.count()).select_from(SmtpServer)) == 1
+        assert session.scalar(select(func.count()).select_from(SaslAccount)) == 1
+        assert session.scalars(select(SaslAccount.password_hash)).one() == HASH
+        assert session.scalars(select(ApiToken.revoked_at)).one() is None
+    # Nor do acme's lists show globex's objects.
+    for page in ("/servers", "/sasl", "/tokens", "/"):
+        text = browser.get(page).text
+        assert "globex" not in text and GLOBEX_NET not in text and made.prefix not in text

@@ -10,8 +10,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy import func, select
 
 from osfmilter import tokens
-from osfmilter.storage import admin, users
-from osfmilter.storage.schema import ApiToken, SaslAccount, SmtpServer
+from osfmilter.storage import admin, domains, users
+from osfmilter.storage.schema import ApiToken, SaslAccount, ScannedDomain, SmtpServer
 from osfmilter.web.portal import PAGES
 from tests.web.conftest import ACME_USER, GLOBEX_NET, Portal, csrf_of
 
@@ -22,6 +22,9 @@ WITH_ID = {
     ("POST", "/sasl/{account_id}/password"): "sasl",
     ("POST", "/sasl/{account_id}/remove"): "sasl",
     ("POST", "/tokens/{token_id}/revoke"): "token",
+    ("GET", "/domains/{domain_id}"): "domain",
+    ("POST", "/domains/{domain_id}/verify"): "domain",
+    ("POST", "/domains/{domain_id}/remove"): "domain",
 }
 
 
@@ -47,8 +50,9 @@ def test_another_customers_ids_are_404_like_missing_ones(portal: Portal) -> None
         account = admin.add_sasl(session, "app@globex.example", "globex", now, password_hash=HASH)
         made = tokens.generate()
         token = users.add_token(session, made.prefix, made.hash, "globex", now, created_by="t")
+        domain = domains.add_domain(session, "globex.example", "globex", now, pending=True)
         session.flush()
-        ids = {"server": server.id, "sasl": account.id, "token": token.id}
+        ids = {"server": server.id, "sasl": account.id, "token": token.id, "domain": domain.id}
     portal.add_user(ACME_USER, "acme")
     browser = portal.login(ACME_USER)
     csrf = csrf_of(browser.get("/").text)
@@ -66,7 +70,8 @@ def test_another_customers_ids_are_404_like_missing_ones(portal: Portal) -> None
         assert session.scalar(select(func.count()).select_from(SaslAccount)) == 1
         assert session.scalars(select(SaslAccount.password_hash)).one() == HASH
         assert session.scalars(select(ApiToken.revoked_at)).one() is None
+        assert session.scalars(select(ScannedDomain.state)).one() == "pending"
     # Nor do acme's lists show globex's objects.
-    for page in ("/servers", "/sasl", "/tokens", "/"):
+    for page in ("/servers", "/sasl", "/tokens", "/", "/domains"):
         text = browser.get(page).text
         assert "globex" not in text and GLOBEX_NET not in text and made.prefix not in text

@@ -28,6 +28,7 @@ NAV: list[tuple[str, str]] = [
     ("/servers", "Servers"),
     ("/sasl", "SASL accounts"),
     ("/tokens", "API tokens"),
+    ("/domains", "Domains"),
 ]
 
 

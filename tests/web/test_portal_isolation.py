@@ -72,6 +72,6 @@ def test_another_customers_ids_are_404_like_missing_ones(portal: Portal) -> None
         assert session.scalars(select(ApiToken.revoked_at)).one() is None
         assert session.scalars(select(ScannedDomain.state)).one() == "pending"
     # Nor do acme's lists show globex's objects.
-    for page in ("/servers", "/sasl", "/tokens", "/", "/domains"):
+    for page in ("/servers", "/sasl", "/tokens", "/", "/domains", "/refusals", "/history"):
         text = browser.get(page).text
         assert "globex" not in text and GLOBEX_NET not in text and made.prefix not in text

@@ -19,7 +19,9 @@ from osfmilter.web.portal.headers import SecurityHeaders
 from osfmilter.web.portal.pages import (
     dashboard,
     domains,
+    history,
     login,
+    refusals,
     sasl,
     servers,
     tokens,
@@ -29,7 +31,7 @@ from osfmilter.web.portal.render import TEMPLATES
 STATIC = TEMPLATES.parent / "static"
 # Every page module, each with its ``router``: add a new one here (the tests
 # check every POST route of these for CSRF, every {id} route for isolation).
-PAGES = (login, dashboard, servers, sasl, tokens, domains)
+PAGES = (login, dashboard, servers, sasl, tokens, domains, refusals, history)
 
 
 def install(app: FastAPI) -> None:

@@ -29,6 +29,8 @@ NAV: list[tuple[str, str]] = [
     ("/sasl", "SASL accounts"),
     ("/tokens", "API tokens"),
     ("/domains", "Domains"),
+    ("/refusals", "Refusals"),
+    ("/history", "State history"),
 ]
 
 

@@ -25,6 +25,11 @@ WITH_ID = {
     ("GET", "/domains/{domain_id}"): "domain",
     ("POST", "/domains/{domain_id}/verify"): "domain",
     ("POST", "/domains/{domain_id}/remove"): "domain",
+    # The operator's: 404 to every customer's user, whatever the path names
+    # (tests/web/test_portal_operator.py).
+    ("GET", "/operator/customers/{name}"): "operator",
+    ("POST", "/operator/customers/{name}/plan"): "operator",
+    ("POST", "/operator/identities/{kind}/{identity_id}/{action}"): "operator",
 }
 
 
@@ -57,6 +62,8 @@ def test_another_customers_ids_are_404_like_missing_ones(portal: Portal) -> None
     browser = portal.login(ACME_USER)
     csrf = csrf_of(browser.get("/").text)
     for (method, path), kind in WITH_ID.items():
+        if kind == "operator":
+            continue
         answers = []
         for other in (ids[kind], ids[kind] + 1000, 2**40):
             url = path.replace("{" + path.split("{")[1].split("}")[0] + "}", str(other))

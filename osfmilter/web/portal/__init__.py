@@ -21,7 +21,9 @@ from osfmilter.web.portal.pages import (
     domains,
     history,
     login,
+    operator,
     refusals,
+    reports,
     sasl,
     servers,
     tokens,
@@ -31,7 +33,7 @@ from osfmilter.web.portal.render import TEMPLATES
 STATIC = TEMPLATES.parent / "static"
 # Every page module, each with its ``router``: add a new one here (the tests
 # check every POST route of these for CSRF, every {id} route for isolation).
-PAGES = (login, dashboard, servers, sasl, tokens, domains, refusals, history)
+PAGES = (login, dashboard, servers, sasl, tokens, domains, refusals, history, operator, reports)
 
 
 def install(app: FastAPI) -> None:

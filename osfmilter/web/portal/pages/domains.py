@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Path, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from osfmilter.dkim.keys import KeyFiles
 from osfmilter.domains import check as domain_check
@@ -118,6 +119,14 @@ def add_domain(
     )
 
 
+def _visible(session: Session, user: PortalUser, domain_id: int) -> ScannedDomain:
+    """The user's domain (an operator's: any); another customer's is a 404, as a missing one."""
+    row = operations.visible_domain(session, user.customer_id, domain_id)
+    if row is None:
+        raise not_found()
+    return row
+
+
 def _check(context: WebContext, name: str, registered: Registered | None) -> DomainCheck | str:
     """The records' check, or why it could not be made (one sentence)."""
     try:
@@ -131,9 +140,7 @@ def show_domain(
     request: Request, domain_id: DomainId, user: PageUserDep, context: Context
 ) -> HTMLResponse:
     with context.store.session() as session:
-        row = operations.visible_domain(session, user.customer_id, domain_id)
-        if row is None:
-            raise not_found()
+        row = _visible(session, user, domain_id)
         shown = {
             "id": row.id,
             "domain": row.domain,
@@ -174,9 +181,7 @@ def verify_domain(
 ) -> Response:
     here = f"/domains/{domain_id}"
     with context.store.session() as session:
-        row = operations.visible_domain(session, user.customer_id, domain_id)
-        if row is None:
-            raise not_found()
+        row = _visible(session, user, domain_id)
         name, state, token = row.domain, row.state, row.verification_token
     if state == DomainState.VERIFIED:
         return flash.redirect(request, context, user, here, f"Domain {name} is verified already.")
@@ -188,9 +193,7 @@ def verify_domain(
     if verified:
         try:
             with context.store.session() as session:
-                row = operations.visible_domain(session, user.customer_id, domain_id)
-                if row is None:  # removed meanwhile
-                    raise not_found()
+                row = _visible(session, user, domain_id)  # or removed meanwhile
                 operations.mark_domain_verified(
                     session, user.actor(request), row, token, context.clock.now()
                 )
@@ -204,9 +207,7 @@ def remove_domain(
     request: Request, domain_id: DomainId, user: FormUserDep, context: Context
 ) -> Response:
     with context.store.session() as session:
-        row = operations.visible_domain(session, user.customer_id, domain_id)
-        if row is None:
-            raise not_found()
+        row = _visible(session, user, domain_id)
         name = row.domain
         selectors = operations.remove_domain(session, user.actor(request), row, context.clock.now())
     # After the commit, as ``osfmilter domain remove``: a key file goes only with its row.

@@ -402,6 +402,20 @@ class WebSection(Section):
     # process. Past either: 429 with Retry-After.
     api_requests_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = 600
     api_unauthenticated_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = 60
+    # The reverse proxies in front (IP addresses or networks) whose
+    # X-Forwarded-For and X-Forwarded-Proto are believed: the client's address
+    # (login throttle, audit log) and https then come from them. Empty: none.
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(f"{text!r} is not an IP address or network") from None
+        return value
 
     @model_validator(mode="after")
     def _listen(self) -> WebSection:

@@ -8,18 +8,26 @@ registry, so tests (and several milters in one process) never share counters.
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from osfmilter import __version__
 from osfmilter.addresses import parse_host_port
 from osfmilter.model import ServerState
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +111,43 @@ class Metrics:
     ) -> None:
         self.registry.register(_StateCollector(count_states, max_age))
 
-    def serve(self, listen: str) -> None:
+    def serve(self, listen: str, health: Callable[[], tuple[bool, object]] | None = None) -> None:
+        """``/metrics`` (any other path too, as prometheus_client does), and with
+        ``health`` (healthy, its JSON document) ``/healthz``: 200 or 503."""
         host, port = parse_host_port(listen)
-        start_http_server(port, addr=host, registry=self.registry)
-        log.info("metrics on http://%s/metrics", listen)
+        metrics = make_wsgi_app(self.registry)
+
+        def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+            if health is None or environ.get("PATH_INFO") != "/healthz":
+                answer: Iterable[bytes] = metrics(environ, start_response)
+                return answer
+            ok, document = health()
+            body = json.dumps(document).encode()
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable",
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    ("Cache-Control", "no-store"),
+                ],
+            )
+            return [body]
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        server_class = type("_Server", (ThreadingWSGIServer,), {"address_family": family})
+        server: WSGIServer = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        log.info("metrics on http://%s/metrics%s", listen, ", health on /healthz" if health else "")
 
     def time_callback(self, stage: str) -> _Timer:
         return _Timer(self.callback_seconds.labels(stage))
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access line per scrape on stderr."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 class _Timer:

@@ -147,6 +147,20 @@ def since(text: str, now: datetime) -> datetime:
         raise UsageError(f"{text!r} is out of range in UTC (years 1 to 9999)") from None
 
 
+MAX_SECONDS = 3600.0
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number of seconds above 0 and at most an hour."""
+    try:
+        value = float(text) if len(text) <= 20 else float("nan")
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= MAX_SECONDS:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
+    return value
+
+
 def positive(text: str) -> int:
     """argparse type: a whole number from 1 to MAX_COUNT, in ASCII digits."""
     # The length first: int() of a string of thousands of digits is slow, then refused.

@@ -23,6 +23,7 @@ from osfmilter.health import BackendHealth
 from osfmilter.limits.rate import RateLimiter
 from osfmilter.metrics import Metrics
 from osfmilter.milter.adapter import FLAGS, OsfMilter
+from osfmilter.probes import CachedProbes
 from osfmilter.reputation.transitions import Rules
 from osfmilter.scanners.clamav import ClamavScanner
 from osfmilter.scanners.rspamd import RspamdScanner
@@ -263,7 +264,7 @@ def run(config: Config) -> None:
     # server's, libmilter's own), so that every thread inherits the mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP, signal.SIGINT, signal.SIGTERM})
     if config.metrics.listen:
-        services.metrics.serve(config.metrics.listen)
+        services.metrics.serve(config.metrics.listen, health=CachedProbes(config))
     else:
         log.info("metrics endpoint is off: [metrics] listen is empty")
     Milter.factory = lambda: OsfMilter(services)

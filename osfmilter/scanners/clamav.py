@@ -61,6 +61,20 @@ class ClamavScanner:
             raise ScannerError(NAME, f"{self.address}: {exc.strerror or exc}") from None
         return parse_reply(reply)
 
+    def ping(self, timeout: float) -> None:
+        """clamd answers PING with PONG; else a ScannerError (osfmilter health)."""
+        deadline = Deadline(timeout)
+        try:
+            with self._connect(timeout) as sock:
+                sock.sendall(b"zPING\0")
+                reply = _read_reply(sock, deadline)
+        except TimeoutError:
+            raise ScannerError(NAME, f"no answer within {timeout:g} s") from None
+        except OSError as exc:
+            raise ScannerError(NAME, f"{self.address}: {exc.strerror or exc}") from None
+        if reply.rstrip(b"\0\r\n") != b"PONG":
+            raise ScannerError(NAME, f"unexpected answer to PING: {reply[:60]!r}")
+
 
 def _read_reply(sock: socket.socket, deadline: Deadline) -> bytes:
     reply = b""

@@ -28,7 +28,8 @@ class RspamdScanner:
         if url.scheme != "http" or not url.hostname or not url.port:
             raise ValueError(f"rspamd address {address!r} is not http://HOST:PORT")
         self.host, self.port = url.hostname, url.port
-        self.path = (url.path.rstrip("/") or "") + "/checkv2"
+        self.base = url.path.rstrip("/")
+        self.path = self.base + "/checkv2"
 
     def scan(self, message: MessageSource, context: ScanContext, timeout: float) -> ScanVerdict:
         headers = [
@@ -64,6 +65,22 @@ class RspamdScanner:
         if response.status != 200:
             raise ScannerError(NAME, f"HTTP {response.status} {response.reason}")
         return parse_reply(body)
+
+    def ping(self, timeout: float) -> None:
+        """rspamd's worker answers ``GET /ping`` with ``pong``; else a ScannerError."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            connection.request("GET", self.base + "/ping")
+            response = connection.getresponse()
+            body = response.read(256)
+        except TimeoutError:
+            raise ScannerError(NAME, f"no answer within {timeout:g} s") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise ScannerError(NAME, f"{self.host}:{self.port}: {exc}") from None
+        finally:
+            connection.close()
+        if response.status != 200 or body.strip() != b"pong":
+            raise ScannerError(NAME, f"unexpected answer to /ping: HTTP {response.status}")
 
 
 def _header_value(value: str) -> str:

@@ -63,6 +63,21 @@ class SpamassassinScanner:
             raise ScannerError(NAME, f"{self.host}:{self.port}: {exc.strerror or exc}") from None
         return parse_reply(reply)
 
+    def ping(self, timeout: float) -> None:
+        """spamd answers PING with ``SPAMD/1.5 0 PONG``; else a ScannerError."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+                sock.sendall(b"PING SPAMC/1.5\r\n\r\n")
+                sock.shutdown(socket.SHUT_WR)
+                reply = sock.recv(256)
+        except TimeoutError:
+            raise ScannerError(NAME, f"no answer within {timeout:g} s") from None
+        except OSError as exc:
+            raise ScannerError(NAME, f"{self.host}:{self.port}: {exc.strerror or exc}") from None
+        words = reply.split(b"\r\n", 1)[0].split()
+        if len(words) != 3 or not words[0].startswith(b"SPAMD/") or words[1:] != [b"0", b"PONG"]:
+            raise ScannerError(NAME, f"unexpected answer to PING: {reply[:60]!r}")
+
 
 def parse_reply(reply: bytes) -> ScanVerdict:
     head, _, body = reply.partition(b"\r\n\r\n")

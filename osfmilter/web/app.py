@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from osfmilter import __version__
 from osfmilter.clock import Clock, SystemClock
@@ -48,4 +49,8 @@ def create_app(config: Config, clock: Clock | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(api.router())
     portal.install(app)
+    if config.web.trusted_proxies:
+        # Outermost: the headers and the pages see the client and the scheme
+        # the proxy reports, and only a trusted proxy is believed.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(config.web.trusted_proxies))
     return app

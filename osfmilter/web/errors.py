@@ -93,7 +93,7 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(422, describe_validation(exc.errors()))
 
 
-async def _usage_error(request: Request, exc: Exception) -> JSONResponse:
+async def usage_error(request: Request, exc: Exception) -> JSONResponse:
     # The storage layer's refusals: a conflict, input refused, or any other one-line UsageError.
     if isinstance(exc, ConflictError):
         return _json(409, exc.public)
@@ -119,6 +119,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(UsageError, _usage_error)
+    app.add_exception_handler(UsageError, usage_error)
     app.add_exception_handler(DependencyError, dependency_error)
     app.add_exception_handler(Exception, internal_error)

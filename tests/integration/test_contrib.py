@@ -696,3 +696,46 @@ def test_dovecot_sql_files_differ_only_in_where_the_database_is() -> None:
     default = sql_connect(Config(state_dir="/var/lib/osfmilter").database_url)
     assert (sqlite["driver"], sqlite["connect"]) == (default.driver, default.connect)
     assert pgsql["driver"] == "pgsql"
+
+
+def test_readmes_postfix_step_applies_contrib_postfix_to_a_debian_config(tmp_path: Path) -> None:
+    """The deployment guide's step 5, run as written (with -c DIR) on Debian's shipped files."""
+    readme = (CONTRIB.parent / "README.rst").read_text()
+    match = re.search(r"cp -a /etc/postfix /etc/postfix\.before-osfmilter\n(.*?)\n\n", readme, re.S)
+    assert match, "step 5 of README.rst's 'Deploying on a relay' has moved"
+    etc = tmp_path / "postfix"
+    etc.mkdir()
+    shutil.copy("/usr/share/postfix/main.cf.debian", etc / "main.cf")
+    shutil.copy("/usr/share/postfix/master.cf.dist", etc / "master.cf")
+    script = match[1].replace("postconf ", f"postconf -c {etc} ")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=CONTRIB.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    settings = [
+        line.split("=", 1)
+        for line in (CONTRIB / "postfix" / "main.cf").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+    def postconf(*args: str) -> str:
+        result = run("postconf", "-c", str(etc), *args)
+        assert result.returncode == 0, output(result)
+        return result.stdout
+
+    applied = postconf("-n")
+    for name, value in settings:
+        assert f"{name.strip()} = {value.strip()}".rstrip() in applied.splitlines(), name
+    services = postconf("-P")
+    for setting in (
+        "smtp/inet/smtpd_sasl_auth_enable = yes",
+        "2525/inet/smtpd_sasl_auth_enable = yes",
+        "2525/inet/syslog_name = postfix/2525",
+    ):
+        assert setting in services.splitlines()
+    listeners = postconf("-M", "2525/inet")
+    assert listeners.split()[:8] == ["2525", "inet", "n", "-", "y", "-", "-", "smtpd"]

@@ -18,6 +18,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from osfmilter.config import config_from_dict
+from osfmilter.probes import probe_all
+from osfmilter.scanners import ScannerError
+from osfmilter.scanners.rspamd import RspamdScanner
 from osfmilter.storage.schema import SmtpServer, StateChange
 from tests.harness.clamd import EICAR, ClamdProcess
 from tests.harness.rspamd import RspamdProcess
@@ -160,14 +164,28 @@ def test_clamd_stopped_is_451_and_the_message_is_delivered_after_it_is_back(
 
 
 @pytest.fixture(scope="module")
-def rspamd_relay(scratch: Path) -> Iterator[Relay]:
-    with RspamdProcess(scratch / "rspamd") as rspamd:
-        config = f'[spam]\nbackend = "rspamd"\naddress = "{rspamd.url}"\nreject_score = 15.0\n'
-        with running_relay(
-            f"sqlite:///{scratch}/rspamd.sqlite3", milter_config=config, name="osf-rspamd"
-        ) as relay:
-            relay.register("scanned", "free", domains=("scanned.example",), logins=("carol",))
-            yield relay
+def rspamd(scratch: Path) -> Iterator[RspamdProcess]:
+    with RspamdProcess(scratch / "rspamd") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def rspamd_relay(scratch: Path, rspamd: RspamdProcess) -> Iterator[Relay]:
+    config = f'[spam]\nbackend = "rspamd"\naddress = "{rspamd.url}"\nreject_score = 15.0\n'
+    with running_relay(
+        f"sqlite:///{scratch}/rspamd.sqlite3", milter_config=config, name="osf-rspamd"
+    ) as relay:
+        relay.register("scanned", "free", domains=("scanned.example",), logins=("carol",))
+        yield relay
+
+
+def test_health_probes_rspamd_by_its_ping(rspamd: RspamdProcess) -> None:
+    config = config_from_dict({"spam": {"backend": "rspamd", "address": rspamd.url}})
+    [spam] = [p for p in probe_all(config, timeout=5) if p.backend == "rspamd"]
+    assert spam.state == "up", spam.detail
+    # A path where no worker answers /ping: an HTTP answer, but not rspamd's.
+    with pytest.raises(ScannerError, match="unexpected answer to /ping"):
+        RspamdScanner(f"{rspamd.url}/nothing").ping(5)
 
 
 def test_rspamd_rejects_gtube_and_passes_ham(rspamd_relay: Relay) -> None:

@@ -94,6 +94,7 @@ HOST_PORT_ERRORS = [
         ("[web]\nsession_hours = 0\n", "key 'web.session_hours'"),
         ("[web]\nsession_idle_minutes = 1\n", "key 'web.session_idle_minutes'"),
         ("[web]\nsession_hours = 1\nsession_idle_minutes = 61\n", "ends before it can idle out"),
+        ("[web]\ntrusted_proxies = ['proxy.example']\n", "not an IP address or network"),
         *(
             (f"[database]\nurl = '{url}'\n", f"key 'database.url': {message}")
             for url, message in (

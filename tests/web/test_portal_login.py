@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
 
+from osfmilter.storage import admin, users
 from osfmilter.storage.schema import LoginFailure, WebSession
+from osfmilter.storage.store import SqlStore
+from osfmilter.web import create_app
 from osfmilter.web.portal import csrf, sessions, throttle
-from tests.web.conftest import ACME_USER, PASSWORD, Portal, csrf_of, post_form, post_login
+from tests.web.conftest import (
+    ACME_USER,
+    NOW,
+    PASSWORD,
+    FixedClock,
+    Portal,
+    csrf_of,
+    password_hash,
+    post_form,
+    post_login,
+    web_config,
+)
 
 WRONG = "Wrong e-mail address or password."
 THROTTLED = "Too many failed logins. Try again in 15 minutes."
@@ -25,7 +41,7 @@ def test_the_login_form_has_the_fields_of_the_contract(portal: Portal) -> None:
     page = portal.client().get("/login")
     assert page.status_code == 200
     html = page.text
-    assert '<form class="stacked" method="post" action="/login">' in html
+    assert '<form method="post" action="/login"' in html
     assert 'name="email" id="email"' in html
     assert 'type="password" name="password" id="password"' in html
     assert '<label for="email">' in html and '<label for="password">' in html
@@ -165,7 +181,7 @@ def test_logout_deletes_the_session(portal: Portal) -> None:
     browser = portal.login(ACME_USER)
     secret = browser.cookies[sessions.COOKIE]
     html = browser.get("/").text
-    assert '<form class="logout" method="post" action="/logout">' in html
+    assert '<form method="post" action="/logout"' in html
     assert 'id="logout"' in html
     response = post_form(browser, "/", "/logout")
     assert response.status_code == 303 and response.headers["location"] == "/login"
@@ -197,10 +213,71 @@ def test_a_session_ends_when_idle_and_at_its_expiry(portal: Portal) -> None:
 
 def test_the_session_cookie_is_secure_over_https(portal: Portal) -> None:
     portal.add_user(ACME_USER, "acme")
-    from fastapi.testclient import TestClient
-
     browser = TestClient(portal.app, base_url="https://testserver", follow_redirects=False)
     response = post_login(browser, ACME_USER, PASSWORD)
     assert response.status_code == 303
     assert "Secure" in response.headers["set-cookie"]
     assert response.headers["strict-transport-security"].startswith("max-age=")
+
+
+def test_cookie_secure_marks_the_cookies_secure_over_plain_http(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    store = SqlStore(engine)
+    with store.session() as session:
+        admin.add_customer(session, "acme", "free", NOW)
+        users.add_user(session, ACME_USER, "acme", password_hash(), NOW)
+    app = create_app(web_config(db_url, tmp_path, web={"cookie_secure": True}), FixedClock())
+    with TestClient(app, follow_redirects=False) as browser:
+        login_page = browser.get("/login")
+        assert "Secure" in login_page.headers["set-cookie"]
+        token = csrf_of(login_page.text)
+        # A client sends a Secure cookie over https only: as the TLS proxy would.
+        response = browser.post(
+            "/login",
+            data={"email": ACME_USER, "password": PASSWORD, "csrf_token": token},
+            headers={"Cookie": f"{csrf.LOGIN_COOKIE}={token}"},
+        )
+        assert response.status_code == 303
+        assert "Secure" in response.headers["set-cookie"]
+        assert "strict-transport-security" not in response.headers  # still plain http
+
+
+def test_a_trusted_proxy_names_the_client_and_the_scheme(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    store = SqlStore(engine)
+    config = web_config(db_url, tmp_path, web={"trusted_proxies": ["127.0.0.1"]})
+    app = create_app(config, FixedClock())
+
+    def via(proxy: str, client: str, base_url: str = "https://testserver") -> TestClient:
+        headers = {"X-Forwarded-For": client, "X-Forwarded-Proto": "https"}
+        return TestClient(
+            app, base_url, client=(proxy, 40000), headers=headers, follow_redirects=False
+        )
+
+    with TestClient(app):
+        # The proxy took the request over https: Secure cookies, HSTS.
+        page = via("127.0.0.1", "198.51.100.7", "http://testserver").get("/login")
+        assert "Secure" in page.headers["set-cookie"]
+        assert "strict-transport-security" in page.headers
+        untrusted = via("192.0.2.50", "198.51.100.7", "http://testserver").get("/login")
+        assert "strict-transport-security" not in untrusted.headers
+
+        for number in range(5):
+            answer = post_login(via("127.0.0.1", "198.51.100.7"), f"g{number}@acme.example", "x")
+            assert answer.status_code == 401
+        # That client is throttled; another behind the same proxy is not.
+        assert (
+            post_login(via("127.0.0.1", "198.51.100.7"), "a@acme.example", "x").status_code == 429
+        )
+        assert (
+            post_login(via("127.0.0.1", "198.51.100.8"), "a@acme.example", "x").status_code == 401
+        )
+        # An untrusted client's X-Forwarded-For is not believed.
+        assert (
+            post_login(via("192.0.2.50", "198.51.100.9"), "a@acme.example", "x").status_code == 401
+        )
+    with store.session() as session:
+        addresses = set(session.scalars(select(LoginFailure.remote_addr)))
+    assert addresses == {"198.51.100.7", "198.51.100.8", "192.0.2.50"}

@@ -20,7 +20,10 @@ from tests.web.conftest import (
 
 def test_a_sasl_password_is_shown_once_and_never_again(portal: Portal, acme: TestClient) -> None:
     page = acme.get("/sasl")
-    assert '<table id="sasl-accounts">' in page.text and 'id="add-sasl"' in page.text
+    assert (
+        '<table id="sasl-accounts">' in page.text
+        and '<form id="add-sasl" method="post" action="/sasl"' in page.text
+    )
     made = post_form(acme, "/sasl", "/sasl", login="shop@acme.example")
     assert made.status_code == 200
     password = shown_once(made.text, "new-password")

@@ -24,7 +24,7 @@ def test_a_customer_adds_and_removes_a_server(portal: Portal, acme: TestClient) 
     page = acme.get("/servers")
     assert page.status_code == 200
     assert '<table id="servers">' in page.text
-    assert '<form id="add-server" class="stacked" method="post" action="/servers"' in page.text
+    assert '<form id="add-server" method="post" action="/servers"' in page.text
     assert 'id="network"' in page.text and 'id="description"' in page.text
     assert "veilig" in page.text and "verdacht" in page.text and "onveilig" in page.text
 

@@ -17,7 +17,10 @@ from tests.web.conftest import (
 
 def test_a_token_is_made_shown_once_works_and_is_revoked(portal: Portal, acme: TestClient) -> None:
     page = acme.get("/tokens")
-    assert '<table id="tokens">' in page.text and 'id="add-token"' in page.text
+    assert (
+        '<table id="tokens">' in page.text
+        and '<form id="add-token" method="post" action="/tokens"' in page.text
+    )
     made = post_form(acme, "/tokens", "/tokens", name="deploy <script>")
     assert made.status_code == 200
     token = shown_once(made.text, "new-token")

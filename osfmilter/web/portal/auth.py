@@ -98,7 +98,7 @@ def page_user(request: Request, context: Context) -> PortalUser:
 def form_user(
     request: Request,
     context: Context,
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    csrf_token: Annotated[str, Form()] = "",
 ) -> PortalUser:
     """FastAPI dependency of every state-changing form: the user, and a valid CSRF token."""
     user = find_user(request, context)

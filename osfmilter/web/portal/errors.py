@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from osfmilter.errors import DependencyError
+from osfmilter.errors import ConflictError, DependencyError, InvalidInput, UsageError
 from osfmilter.web import errors as api_errors
 from osfmilter.web.portal import headers, render
 
@@ -79,6 +79,17 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return _page(request, 422, "The form was incomplete or too long; please fill it in again.")
 
 
+async def _usage_error(request: Request, exc: Exception) -> Response:
+    # A refusal a page did not turn into its form's message itself.
+    assert isinstance(exc, UsageError)
+    if is_api(request):
+        return await api_errors.usage_error(request, exc)
+    if isinstance(exc, InvalidInput | ConflictError):
+        return _page(request, 422, exc.public)
+    # A plain UsageError's text is the command line's, and may name anything.
+    return _page(request, 422, "That cannot be done.")
+
+
 async def _dependency_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DependencyError)
     if is_api(request):
@@ -109,5 +120,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(UsageError, _usage_error)
     app.add_exception_handler(DependencyError, _dependency_error)
     app.add_exception_handler(Exception, _internal_error)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from httpx2 import Response
 from sqlalchemy import Engine, select
@@ -215,3 +216,27 @@ def shown_once(page: str, element_id: str) -> str:
     match = re.search(rf'<code id="{element_id}">([^<]+)</code>', page)
     assert match, f"no {element_id} on the page"
     return html.unescape(match[1])
+
+
+def served_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every (method, full path) the application serves, through its included routers too.
+
+    FastAPI 0.165 keeps an included router as one entry whose routes it
+    resolves lazily (``effective_route_contexts``, not public API): the
+    callers assert that known routes are found, so a change there fails
+    loudly rather than checking nothing.
+    """
+    found: set[tuple[str, str]] = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            found |= {(method, route.path) for method in route.methods or ()}
+        contexts = getattr(route, "effective_route_contexts", None)
+        if callable(contexts):
+            for context in contexts():
+                found |= {(method, context.path) for method in context.methods or ()}
+    return found
+
+
+def portal_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """The served routes that are the portal's: all but the API's."""
+    return {(m, p) for m, p in served_routes(app) if not p.startswith("/api/")}

@@ -9,30 +9,33 @@ from fastapi.routing import APIRoute
 
 from osfmilter.web.portal import PAGES, csrf
 from osfmilter.web.portal.headers import CONTENT_SECURITY_POLICY
-from tests.web.conftest import ACME_USER, Portal, make_token
+from tests.web.conftest import ACME_USER, Portal, make_token, portal_routes
 
 REFUSED = "The form has expired or did not come from this site."
 
 
-def portal_routes(method: str) -> list[str]:
-    """Every route of the portal's pages with this method."""
-    return sorted(
-        route.path
+def portal_posts(portal: Portal) -> list[str]:
+    """Every POST route the application serves outside the API, its ids filled with 1."""
+    posts = sorted(path for method, path in portal_routes(portal.app) if method == "POST")
+    return [re.sub(r"\{[^}]+\}", "1", path) for path in posts]
+
+
+def test_the_served_portal_routes_are_the_page_modules_routes(portal: Portal) -> None:
+    pages = {
+        (method, route.path)
         for page in PAGES
         for route in page.router.routes
-        if isinstance(route, APIRoute) and method in (route.methods or ())
-    )
-
-
-def portal_posts() -> list[str]:
-    """Every POST route of the portal, its ids filled with 1."""
-    return [re.sub(r"\{[^}]+\}", "1", path) for path in portal_routes("POST")]
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+    }
+    assert ("POST", "/login") in pages
+    assert portal_routes(portal.app) == pages
 
 
 def test_every_portal_post_refuses_a_missing_or_wrong_csrf_token(portal: Portal) -> None:
     portal.add_user(ACME_USER, "acme")
     browser = portal.login(ACME_USER)
-    paths = portal_posts()
+    paths = portal_posts(portal)
     assert {"/login", "/logout"} <= set(paths)
     for path in paths:
         for data in ({}, {"csrf_token": "forged"}, {"csrf_token": ""}):

@@ -117,9 +117,11 @@ async def login(request: Request, context: Context) -> Response:
     if attempt.result is Result.THROTTLED:
         log.warning("portal login throttled from %s", addr)
         await asyncio.sleep(throttle.DELAY_SECONDS)
-        return _login_page(
+        response = _login_page(
             request, context, token, status=429, email=email, error=THROTTLED, next_path=next_path
         )
+        response.headers["Retry-After"] = str(int(throttle.WINDOW.total_seconds()))
+        return response
     if attempt.result is Result.WRONG:
         log.info("portal login failed from %s", addr)
         return _login_page(

@@ -1,8 +1,18 @@
-"""The endpoints of ``/api/v1``, one module per kind of object."""
+"""The endpoints of ``/api/v1``, one module per kind of object (:mod:`.common`: what they share)."""
 
 from fastapi import APIRouter
 
-from osfmilter.web.api import servers
+from osfmilter.web.api import (
+    audit,
+    customers,
+    domains,
+    events,
+    identities,
+    sasl,
+    servers,
+    tokens,
+    usage,
+)
 
 PREFIX = "/api/v1"
 
@@ -10,5 +20,6 @@ PREFIX = "/api/v1"
 def router() -> APIRouter:
     """Every endpoint of the API, under :data:`PREFIX`."""
     api = APIRouter(prefix=PREFIX)
-    api.include_router(servers.router)
+    for module in (servers, sasl, domains, usage, events, tokens, customers, identities, audit):
+        api.include_router(module.router)
     return api

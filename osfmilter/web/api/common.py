@@ -10,20 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from osfmilter.errors import UsageError
 from osfmilter.model import IdentityKind
 from osfmilter.reputation import Transition
 from osfmilter.storage import admin
+from osfmilter.storage.audit import Actor
 from osfmilter.storage.schema import Customer
+from osfmilter.web import operations
 from osfmilter.web.auth import Caller, CallerDep
 from osfmilter.web.context import WebContext, web_context
-from osfmilter.web.errors import forbidden, invalid
+from osfmilter.web.errors import forbidden, invalid, not_found
 
 Context = Annotated[WebContext, Depends(web_context)]
 # A row id in a path: anything else is a 422 naming the parameter.
@@ -76,6 +79,53 @@ def operator_only(caller: CallerDep) -> Caller:
 OperatorDep = Annotated[Caller, Depends(operator_only)]
 
 
+Owned = TypeVar("Owned")
+Selected = TypeVar("Selected", bound=Select[Any])
+
+
+def scoped(
+    query: Selected,
+    column: InstrumentedAttribute[Any],
+    session: Session,
+    caller: Caller,
+    customer: str | None,
+) -> Selected:
+    """A list's query narrowed by its customer ``column`` to the caller's :func:`customer_scope`."""
+    customer_id = customer_scope(session, caller, customer)
+    return query if customer_id is None else query.where(column == customer_id)
+
+
+def visible(
+    session: Session,
+    caller: Caller,
+    object_id: int,
+    what: str,
+    find: Callable[[Session, int | None, int], Owned | None],
+) -> Owned:
+    """The object (``find`` is an ``operations.visible_*``), else 404: another customer's
+    is 'not found', exactly like a missing one."""
+    found = find(session, caller.customer_id, object_id)
+    if found is None:
+        raise not_found(what)
+    return found
+
+
+def remove_visible(
+    context: WebContext,
+    caller: Caller,
+    object_id: int,
+    what: str,
+    find: Callable[[Session, int | None, int], Owned | None],
+    remove: Callable[[Session, Actor, Owned, datetime], object],
+) -> Response:
+    """DELETE of an object the caller may see (``operations.visible_*``), by its
+    ``operations`` function, audited; 204, or 404 for another customer's as for a missing one."""
+    with context.store.session() as session:
+        found = visible(session, caller, object_id, what, find)
+        remove(session, caller.actor, found, context.clock.now())
+    return Response(status_code=204)
+
+
 # Paging ----------------------------------------------------------------------
 
 
@@ -120,8 +170,19 @@ def state_change(change: Transition) -> StateChangeOut:
     )
 
 
-def history(context: WebContext, kind: IdentityKind, identity_id: int) -> list[StateChangeOut]:
-    """An identity's state changes, oldest first; looking records a recovery that fell due."""
+def history(
+    context: WebContext, caller: Caller, kind: IdentityKind, identity_id: int
+) -> list[StateChangeOut]:
+    """The state changes of a server or SASL account the caller may see, oldest first;
+    looking records a recovery that fell due. Another customer's is 'not found'."""
+    with context.store.session() as session:
+        visible = (
+            operations.visible_server(session, caller.customer_id, identity_id)
+            if kind is IdentityKind.SERVER
+            else operations.visible_sasl_account(session, caller.customer_id, identity_id)
+        )
+    if visible is None:
+        raise not_found("server" if kind is IdentityKind.SERVER else "SASL account")
     reputation = context.reputation
     # As `osfmilter server history`: the recovery is recorded at its due time first.
     reputation.observe(kind, identity_id)

@@ -15,7 +15,6 @@ from datetime import datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from osfmilter.errors import InvalidInput
 from osfmilter.model import IdentityKind
@@ -26,12 +25,14 @@ from osfmilter.web.api.common import (
     CustomerQuery,
     ObjectId,
     StateChangeOut,
-    customer_scope,
     history,
     owner,
+    remove_visible,
+    scoped,
+    visible,
 )
-from osfmilter.web.auth import Caller, CallerDep
-from osfmilter.web.errors import invalid, not_found
+from osfmilter.web.auth import CallerDep
+from osfmilter.web.errors import invalid
 
 router = APIRouter(prefix="/servers", tags=["servers"])
 MAX_DESCRIPTION = 200
@@ -79,14 +80,6 @@ def _out(server: SmtpServer) -> ServerOut:
     )
 
 
-def _visible(session: Session, caller: Caller, server_id: int) -> SmtpServer:
-    """The server, if the caller may see it; another customer's is 'not found' too."""
-    server = operations.visible_server(session, caller.customer_id, server_id)
-    if server is None:
-        raise not_found("server")
-    return server
-
-
 @router.get("", summary="the caller's servers (an operator's: all, or ?customer=NAME)")
 def list_servers(
     caller: CallerDep, context: Context, customer: CustomerQuery = None
@@ -95,8 +88,7 @@ def list_servers(
         query = select(SmtpServer).order_by(
             SmtpServer.family, SmtpServer.first_address, SmtpServer.prefix_len
         )
-        if (customer_id := customer_scope(session, caller, customer)) is not None:
-            query = query.where(SmtpServer.customer_id == customer_id)
+        query = scoped(query, SmtpServer.customer_id, session, caller, customer)
         return [_out(server) for server in session.scalars(query)]
 
 
@@ -126,21 +118,18 @@ def create_server(body: ServerCreate, caller: CallerDep, context: Context) -> Se
 @router.get("/{server_id}", summary="one server")
 def get_server(server_id: ObjectId, caller: CallerDep, context: Context) -> ServerOut:
     with context.store.session() as session:
-        return _out(_visible(session, caller, server_id))
+        return _out(visible(session, caller, server_id, "server", operations.visible_server))
 
 
 @router.delete("/{server_id}", status_code=204, summary="remove a server")
 def delete_server(server_id: ObjectId, caller: CallerDep, context: Context) -> Response:
-    with context.store.session() as session:
-        server = _visible(session, caller, server_id)
-        operations.remove_server(session, caller.actor, server, context.clock.now())
-    return Response(status_code=204)
+    return remove_visible(
+        context, caller, server_id, "server", operations.visible_server, operations.remove_server
+    )
 
 
 @router.get("/{server_id}/history", summary="the server's state changes, oldest first")
 def server_history(
     server_id: ObjectId, caller: CallerDep, context: Context
 ) -> list[StateChangeOut]:
-    with context.store.session() as session:
-        _visible(session, caller, server_id)
-    return history(context, IdentityKind.SERVER, server_id)
+    return history(context, caller, IdentityKind.SERVER, server_id)

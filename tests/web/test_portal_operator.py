@@ -27,6 +27,7 @@ from tests.web.conftest import (
     csrf_of,
     post_form,
 )
+from tests.web.test_portal_accessibility import check
 
 HASH = "{ARGON2ID}not-a-real-hash"
 
@@ -265,3 +266,31 @@ def test_the_audit_log_pages_newest_first_and_filters_by_customer(portal: Portal
         f"81.2.69.{i}" for i in range(147, -1, -3)
     ]
     assert browser.get("/operator/audit?customer=nobody").status_code == 422
+
+
+def test_the_new_pages_are_labelled_and_well_formed(portal: Portal) -> None:
+    seed(portal)
+    browser = operator(portal)
+    made = post_form(browser, "/domains", "/domains", domain="pass.example", customer="acme")
+    pages = (
+        "/domains",
+        made.headers["location"],
+        "/refusals",
+        "/refusals?since=bad",
+        "/history",
+        "/operator",
+        "/operator/customers/acme",
+        "/operator/search?q=acme",
+        "/operator/search?q=81.2.69.1",
+        "/operator/reports",
+        "/operator/reports?month=x",
+        "/operator/audit",
+    )
+    for page in pages:
+        response = browser.get(page)
+        assert response.status_code in (200, 422), page
+        check(response.text, logged_in=True)
+    check(post_form(browser, "/domains", "/domains", domain="x y", customer="acme").text, True)
+    customer = portal.login(ACME_USER)
+    for page in ("/domains", "/refusals", "/history"):
+        check(customer.get(page).text, logged_in=True)

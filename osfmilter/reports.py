@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.orm import Session
 
 from osfmilter.config import BillingSection, Plans
@@ -175,13 +175,16 @@ class RefusalRow:
     last_at: datetime
 
 
+def event_identity() -> ColumnElement[str]:
+    """An event's identity as the refusals name it: ``unregistered:IP`` for a client without one."""
+    return func.coalesce(func.nullif(Event.identity, ""), literal(UNREGISTERED) + Event.client_ip)
+
+
 def refusals(session: Session, since: datetime, limit: int) -> list[RefusalRow]:
     """The identities refused most often since a moment, per reason (every non-accept event)."""
     refused = (
         select(
-            func.coalesce(
-                func.nullif(Event.identity, ""), literal(UNREGISTERED) + Event.client_ip
-            ).label("identity"),
+            event_identity().label("identity"),
             Event.customer_id,
             Event.reason,
             Event.at,

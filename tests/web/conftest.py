@@ -178,7 +178,7 @@ def post_form(browser: TestClient, page: str, action: str, **fields: str) -> Res
 
 @pytest.fixture
 def portal(
-    db_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dns: DnsServer
 ) -> Iterator[Portal]:
     from osfmilter.web.portal import throttle
 
@@ -188,7 +188,9 @@ def portal(
         admin.add_customer(session, "acme", "free", NOW)
         admin.add_customer(session, "globex", "paid", NOW)
     clock = FixedClock()
-    app = create_app(web_config(db_url, tmp_path), clock)
+    # The domain pages ask DNS: the loopback server (``dns``), never a silent port's timeout.
+    config = web_config(db_url, tmp_path, spf={"nameservers": [dns.nameserver], "timeout": 0.5})
+    app = create_app(config, clock)
     with TestClient(app):  # runs the lifespan
         yield Portal(app, store, clock)
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from osfmilter import tokens
-from osfmilter.storage import admin, contacts, users
+from osfmilter.storage import admin, contacts, domains, users
 from osfmilter.storage.schema import (
     ApiToken,
     CustomerContact,
     SaslAccount,
+    ScannedDomain,
     SmtpServer,
     Webhook,
 )
@@ -28,6 +29,14 @@ WITH_ID = {
     ("POST", "/tokens/{token_id}/revoke"): "token",
     ("POST", "/notifications/contacts/{contact_id}/remove"): "contact",
     ("POST", "/notifications/webhooks/{webhook_id}/remove"): "webhook",
+    ("GET", "/domains/{domain_id}"): "domain",
+    ("POST", "/domains/{domain_id}/verify"): "domain",
+    ("POST", "/domains/{domain_id}/remove"): "domain",
+    # The operator's: 404 to every customer's user, whatever the path names
+    # (tests/web/test_portal_operator.py).
+    ("GET", "/operator/customers/{name}"): "operator",
+    ("POST", "/operator/customers/{name}/plan"): "operator",
+    ("POST", "/operator/identities/{kind}/{identity_id}/{action}"): "operator",
 }
 
 
@@ -50,6 +59,7 @@ def test_another_customers_ids_are_404_like_missing_ones(portal: Portal) -> None
         webhook, _ = contacts.add_webhook(
             session, "globex", "https://hooks.globex.example/", now, public_only=True
         )
+        domain = domains.add_domain(session, "globex.example", "globex", now, pending=True)
         session.flush()
         [contact] = server.customer.contacts
         ids = {
@@ -58,11 +68,14 @@ def test_another_customers_ids_are_404_like_missing_ones(portal: Portal) -> None
             "token": token.id,
             "contact": contact.id,
             "webhook": webhook.id,
+            "domain": domain.id,
         }
     portal.add_user(ACME_USER, "acme")
     browser = portal.login(ACME_USER)
     csrf = csrf_of(browser.get("/").text)
     for (method, path), kind in WITH_ID.items():
+        if kind == "operator":
+            continue
         answers = []
         for other in (ids[kind], ids[kind] + 1000, 2**40):
             url = path.replace("{" + path.split("{")[1].split("}")[0] + "}", str(other))
@@ -78,7 +91,9 @@ def test_another_customers_ids_are_404_like_missing_ones(portal: Portal) -> None
         assert session.scalars(select(ApiToken.revoked_at)).one() is None
         assert session.scalar(select(func.count()).select_from(CustomerContact)) == 1
         assert session.scalar(select(func.count()).select_from(Webhook)) == 1
+        assert session.scalars(select(ScannedDomain.state)).one() == "pending"
     # Nor do acme's lists show globex's objects.
-    for page in ("/servers", "/sasl", "/tokens", "/notifications", "/"):
+    pages = ("/servers", "/sasl", "/tokens", "/notifications", "/", "/domains", "/refusals")
+    for page in (*pages, "/history"):
         text = browser.get(page).text
         assert "globex" not in text and GLOBEX_NET not in text and made.prefix not in text

@@ -16,13 +16,37 @@ from fastapi.staticfiles import StaticFiles
 
 from osfmilter.web.portal import errors
 from osfmilter.web.portal.headers import SecurityHeaders
-from osfmilter.web.portal.pages import dashboard, login, notifications, sasl, servers, tokens
+from osfmilter.web.portal.pages import (
+    dashboard,
+    domains,
+    history,
+    login,
+    notifications,
+    operator,
+    refusals,
+    reports,
+    sasl,
+    servers,
+    tokens,
+)
 from osfmilter.web.portal.render import TEMPLATES
 
 STATIC = TEMPLATES.parent / "static"
 # Every page module, each with its ``router``: add a new one here (the tests
 # check every POST route of these for CSRF, every {id} route for isolation).
-PAGES = (login, dashboard, servers, sasl, tokens, notifications)
+PAGES = (
+    login,
+    dashboard,
+    servers,
+    sasl,
+    tokens,
+    notifications,
+    domains,
+    refusals,
+    history,
+    operator,
+    reports,
+)
 
 
 def install(app: FastAPI) -> None:

@@ -28,7 +28,16 @@ NAV: list[tuple[str, str]] = [
     ("/servers", "Servers"),
     ("/sasl", "SASL accounts"),
     ("/tokens", "API tokens"),
+    ("/domains", "Domains"),
+    ("/refusals", "Refusals"),
+    ("/history", "State history"),
     ("/notifications", "Notifications"),
+]
+# The operator's links, shown to operators only (anyone else gets a 404 there).
+OPERATOR_NAV: list[tuple[str, str]] = [
+    ("/operator", "Customers"),
+    ("/operator/reports", "Reports"),
+    ("/operator/audit", "Audit log"),
 ]
 
 
@@ -65,11 +74,15 @@ def environment() -> Environment:
     return env
 
 
+def nav_for(user: PortalUser | None) -> list[tuple[str, str]]:
+    return NAV + OPERATOR_NAV if user is not None and user.is_operator else NAV
+
+
 def current_nav(path: str) -> str:
     """The navigation entry a path belongs to: ``/servers/7/...`` is under ``/servers``."""
     best = "/"
-    for href, _ in NAV:
-        if href != "/" and (path == href or path.startswith(href + "/")):
+    for href, _ in NAV + OPERATOR_NAV:
+        if href != "/" and (path == href or path.startswith(href + "/")) and len(href) > len(best):
             best = href
     return best
 
@@ -96,7 +109,7 @@ def render(
         .render(
             user=user,
             csrf_token=user.csrf_token if user else "",
-            nav=NAV,
+            nav=nav_for(user),
             current=current_nav(request.url.path),
             flash=message,
             **values,

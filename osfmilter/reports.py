@@ -233,7 +233,9 @@ _SEVERITY = {ServerState.ONVEILIG: 0, ServerState.VERDACHT: 1, ServerState.VEILI
 
 
 @dataclass(frozen=True)
-class _Found:
+class Identity:
+    """A server or SASL account as stored: its standing, and whose it is."""
+
     kind: IdentityKind
     id: int
     name: str
@@ -243,15 +245,14 @@ class _Found:
     last_incident_at: datetime | None
 
 
-def states(session: Session, rules: Rules) -> StatesReport:
-    """Identities per state as stored, and each identity that is not veilig."""
-    counts = {str(state): 0 for state in ServerState}
-    found: list[_Found] = []
+def all_identities(session: Session, customer_id: int | None = None) -> list[Identity]:
+    """Every server, then every SASL account (one customer's, if given), by customer and name."""
+    found: list[Identity] = []
     for kind, table, name in (
         (IdentityKind.SERVER, SmtpServer, SmtpServer.network),
         (IdentityKind.SASL, SaslAccount, SaslAccount.login),
     ):
-        for id_, label, customer, state, since, last_incident in session.execute(
+        query = (
             select(
                 table.id,
                 name,
@@ -259,11 +260,24 @@ def states(session: Session, rules: Rules) -> StatesReport:
                 table.state,
                 table.state_changed_at,
                 table.last_incident_at,
-            ).join(Customer, Customer.id == table.customer_id)
-        ):
-            counts[state] = counts.get(state, 0) + 1
-            if state != ServerState.VEILIG:
-                found.append(_Found(kind, id_, label, customer, state, since, last_incident))
+            )
+            .join(Customer, Customer.id == table.customer_id)
+            .order_by(Customer.name, name)
+        )
+        if customer_id is not None:
+            query = query.where(table.customer_id == customer_id)
+        found.extend(Identity(kind, *row) for row in session.execute(query))
+    return found
+
+
+def states(session: Session, rules: Rules) -> StatesReport:
+    """Identities per state as stored, and each identity that is not veilig."""
+    counts = {str(state): 0 for state in ServerState}
+    found: list[Identity] = []
+    for identity in all_identities(session):
+        counts[identity.state] = counts.get(identity.state, 0) + 1
+        if identity.state != ServerState.VEILIG:
+            found.append(identity)
     latest = _latest_changes(session, found)
     identities = []
     for f in found:
@@ -286,7 +300,7 @@ def states(session: Session, rules: Rules) -> StatesReport:
 
 
 def _latest_changes(
-    session: Session, found: Sequence[_Found]
+    session: Session, found: Sequence[Identity]
 ) -> dict[tuple[IdentityKind, int], tuple[str, str]]:
     """(reason, actor) of each identity's latest state change."""
     latest: dict[tuple[IdentityKind, int], tuple[str, str]] = {}

@@ -23,7 +23,7 @@ from osfmilter import reports
 from osfmilter.limits.volume import month_of
 from osfmilter.model import IdentityKind, ServerState
 from osfmilter.reputation import Standing
-from osfmilter.storage.schema import Customer, SaslAccount, SmtpServer, StateChange
+from osfmilter.storage.schema import StateChange
 from osfmilter.web.context import WebContext, web_context
 from osfmilter.web.portal.auth import PageUserDep, PortalUser
 from osfmilter.web.portal.render import render
@@ -49,30 +49,16 @@ class Sender:
 def _standings(
     session: Session, user: PortalUser
 ) -> list[tuple[IdentityKind, int, str, str, Standing]]:
-    found = []
-    for kind, table, name in (
-        (IdentityKind.SERVER, SmtpServer, SmtpServer.network),
-        (IdentityKind.SASL, SaslAccount, SaslAccount.login),
-    ):
-        query = (
-            select(
-                table.id,
-                name,
-                Customer.name,
-                table.state,
-                table.state_changed_at,
-                table.last_incident_at,
-            )
-            .join(Customer, Customer.id == table.customer_id)
-            .order_by(Customer.name, name)
+    return [
+        (
+            i.kind,
+            i.id,
+            i.name,
+            i.customer,
+            Standing(ServerState(i.state), i.since, i.last_incident_at),
         )
-        if user.customer_id is not None:
-            query = query.where(table.customer_id == user.customer_id)
-        for id_, label, customer, state, since, incident in session.execute(query):
-            found.append(
-                (kind, id_, label, customer, Standing(ServerState(state), since, incident))
-            )
-    return found
+        for i in reports.all_identities(session, user.customer_id)
+    ]
 
 
 def _reasons(session: Session, kind: IdentityKind, ids: list[int]) -> dict[int, str]:
